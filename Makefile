@@ -1,0 +1,34 @@
+# Persona: everything runs through uv, installed into the project when missing.
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export BENTOML_DO_NOT_TRACK := true
+export GX_ANALYTICS_ENABLED := False
+
+.PHONY: run test sync lint bench clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(UV):
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+sync: .venv/.synced  ## install the locked environment
+
+run: sync  ## the main job: sample data, every stage, a live service answering
+	$(UV) run --frozen persona run
+
+test: sync  ## the test suite (unit, data, model, integration, end to end)
+	$(UV) run --frozen pytest
+
+bench: sync  ## benchmarks (figures, not pass/fail)
+	$(UV) run --frozen python -m bench
+
+clean:  ## remove generated data (keeps the environment)
+	rm -rf data

@@ -1,0 +1,1 @@
+"""Feature computation and the Feast store."""

@@ -1,0 +1,197 @@
+"""Compute daily user behaviour snapshots from clean events (vectorised, chunked by user).
+
+A snapshot for day ``s`` carries ``event_timestamp`` = midnight after ``s`` and sees only events
+strictly before that instant, so Feast's point-in-time join never leaks the future.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from persona.config import FeatureConfig
+
+DAY = np.timedelta64(1, "D")
+_COUNTED = ("page_view", "product_view", "search", "add_to_cart", "purchase", "refund",
+            "like", "share", "comment", "support_ticket")
+_CATEGORY_EVENTS = ("product_view", "add_to_cart", "purchase")
+
+
+def is_known_user(user_ids: pd.Series) -> pd.Series:
+    """True for stitched customer ids (not ``anon:``/``device:`` visitors)."""
+    ids = user_ids.astype("string")
+    return ids.notna() & ~ids.str.startswith("anon:") & ~ids.str.startswith("device:")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Users × days layout of the history."""
+
+    users: pd.Index
+    day0: pd.Timestamp
+    days: int
+
+
+def _metrics(events: pd.DataFrame, categories: list[str]) -> dict[str, pd.Series]:
+    """Boolean/weight columns summed per user-day."""
+    et = events["event_type"]
+    purchase = et == "purchase"
+    amount = events["amount"].fillna(0.0)
+    counted = et.isin(_COUNTED)
+    out = {
+        "events": counted.astype(float),
+        "purchases": purchase.astype(float),
+        "spend": amount.where(purchase, 0.0),
+        "refunds": (et == "refund").astype(float),
+        "refund_amount": amount.where(et == "refund", 0.0),
+        "page_views": (et == "page_view").astype(float),
+        "product_views": (et == "product_view").astype(float),
+        "searches": (et == "search").astype(float),
+        "add_to_cart": (et == "add_to_cart").astype(float),
+        "social": et.isin(["like", "share", "comment"]).astype(float),
+        "tickets": (et == "support_ticket").astype(float),
+        "app": (counted & (events["channel"] == "app")).astype(float),
+        "web": (counted & (events["channel"] == "web")).astype(float),
+    }
+    cat_event = et.isin(_CATEGORY_EVENTS)
+    for cat in categories:
+        out[f"cat_{cat}"] = (cat_event & (events["category"] == cat)).astype(float)
+    out["cat_total"] = sum(out[f"cat_{c}"] for c in categories)
+    return out
+
+
+def _cumulative(u: np.ndarray, d: np.ndarray, w: np.ndarray, n_users: int, n_days: int) -> np.ndarray:
+    """Cumulative sums per user over days, shape (users, days + 1), column 0 = 0."""
+    mat = np.bincount(u * n_days + d, weights=w, minlength=n_users * n_days).reshape(n_users, n_days)
+    out = np.zeros((n_users, n_days + 1))
+    np.cumsum(mat, axis=1, out=out[:, 1:])
+    return out
+
+
+def _window(cs: np.ndarray, ui: np.ndarray, si: np.ndarray, w: int) -> np.ndarray:
+    """Sum over days (s - w, s] for each (user, snapshot day)."""
+    return cs[ui, si + 1] - cs[ui, np.maximum(si + 1 - w, 0)]
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _last_day(active: np.ndarray) -> np.ndarray:
+    """Index of the latest active day up to each day (-1 before the first)."""
+    idx = np.where(active, np.arange(active.shape[1])[None, :], -1)
+    return np.maximum.accumulate(idx, axis=1)
+
+
+def compute_snapshots(
+    events: pd.DataFrame,
+    cfg: FeatureConfig,
+    *,
+    end: pd.Timestamp | None = None,
+    first_snapshot: pd.Timestamp | None = None,
+    chunk_users: int = 5000,
+) -> pd.DataFrame:
+    """Daily snapshots (every ``cfg.snapshot_every_days``) for each known user from their first day.
+
+    ``end`` is the exclusive end of the history (default: midnight after the last event);
+    ``first_snapshot`` limits output to snapshots at or after that instant (for incremental runs).
+    """
+    events = events.loc[is_known_user(events["user_id"])]
+    if events.empty:
+        return pd.DataFrame()
+    ts = events["timestamp"]
+    day0 = ts.min().floor("D")
+    end = end if end is not None else ts.max().floor("D") + pd.Timedelta(days=1)
+    n_days = int((end - day0) / pd.Timedelta(days=1))
+    events = events.loc[ts < end]
+    codes, users = pd.factorize(events["user_id"], sort=True)
+    day = ((events["timestamp"] - day0) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64)
+    metrics = {k: v.to_numpy(dtype=float) for k, v in _metrics(events, cfg.categories).items()}
+    sessions = events.loc[events["session_id"].notna(), ["user_id", "session_id", "timestamp"]]
+    first_session = sessions.sort_values("timestamp").drop_duplicates(["user_id", "session_id"])
+    snap_days = np.arange(n_days - 1, -1, -cfg.snapshot_every_days)[::-1]
+    if first_snapshot is not None:
+        min_day = int(np.ceil((first_snapshot - day0) / pd.Timedelta(days=1))) - 1
+        snap_days = snap_days[snap_days >= min_day]
+    frames = []
+    for start in range(0, len(users), chunk_users):
+        sel = (codes >= start) & (codes < start + chunk_users)
+        n_u = min(chunk_users, len(users) - start)
+        u, d = codes[sel] - start, day[sel]
+        cs = {k: _cumulative(u, d, w[sel], n_u, n_days) for k, w in metrics.items()}
+        s_sel = first_session["user_id"].isin(users[start:start + n_u])
+        su = users[start:start + n_u].get_indexer(first_session.loc[s_sel, "user_id"])
+        sd = ((first_session.loc[s_sel, "timestamp"] - day0) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64)
+        cs["sessions"] = _cumulative(su, sd, np.ones(len(su)), n_u, n_days)
+        daily_events = np.diff(cs["events"], axis=1) > 0
+        daily_any = np.bincount(u * n_days + d, minlength=n_u * n_days).reshape(n_u, n_days) > 0
+        cs["active"] = np.concatenate([np.zeros((n_u, 1)), np.cumsum(daily_events, axis=1)], axis=1)
+        last_event = _last_day(daily_any)
+        last_purchase = _last_day(np.diff(cs["purchases"], axis=1) > 0)
+        first_day = np.argmax(daily_any, axis=1)
+        ui, sj = np.nonzero(first_day[:, None] <= snap_days[None, :])
+        si = snap_days[sj]
+        frames.append(_snapshot_frame(cs, ui, si, last_event, last_purchase, first_day, cfg)
+                      .assign(user_id=users[start:start + n_u][ui].to_numpy(),
+                              event_timestamp=day0 + pd.to_timedelta(si + 1, unit="D")))
+    out = pd.concat(frames, ignore_index=True)
+    out["created"] = out["event_timestamp"]
+    lead = ["user_id", "event_timestamp", "created"]
+    return out[lead + [c for c in out.columns if c not in lead]]
+
+
+def _snapshot_frame(cs: dict[str, np.ndarray], ui: np.ndarray, si: np.ndarray, last_event: np.ndarray,
+                    last_purchase: np.ndarray, first_day: np.ndarray, cfg: FeatureConfig) -> pd.DataFrame:
+    """Feature columns for the (user, snapshot day) pairs of one chunk."""
+    w = lambda name, days: _window(cs[name], ui, si, days)  # noqa: E731
+    f: dict[str, np.ndarray] = {}
+    for days in (7, 30, 90):
+        f[f"purchases_{days}d"] = w("purchases", days)
+        f[f"spend_{days}d"] = w("spend", days)
+    f["aov_90d"] = _ratio(f["spend_90d"], f["purchases_90d"])
+    f["refunds_90d"] = w("refunds", 90)
+    f["refund_amount_90d"] = w("refund_amount", 90)
+    lp = last_purchase[ui, si]
+    f["days_since_last_purchase"] = np.where(lp >= 0, si - lp, np.nan).astype(float)
+    f["days_since_last_event"] = (si - last_event[ui, si]).astype(float)
+    f["tenure_days"] = si - first_day[ui]
+    f["events_7d"] = w("events", 7)
+    f["events_30d"] = w("events", 30)
+    f["sessions_30d"] = w("sessions", 30)
+    for name in ("page_views", "product_views", "searches", "add_to_cart"):
+        f[f"{name}_30d"] = w(name, 30)
+    f["cart_conversion_30d"] = _ratio(f["purchases_30d"], f["add_to_cart_30d"])
+    f["active_days_30d"] = w("active", 30)
+    f["social_30d"] = w("social", 30)
+    f["support_tickets_90d"] = w("tickets", 90)
+    f["share_app_30d"] = np.nan_to_num(_ratio(w("app", 30), f["events_30d"]))
+    f["share_web_30d"] = np.nan_to_num(_ratio(w("web", 30), f["events_30d"]))
+    f["spend_trend"] = _ratio(f["spend_30d"], f["spend_90d"] / 3.0)
+    f["events_trend"] = _ratio(f["events_7d"], f["events_30d"] / (30 / 7))
+    total = w("cat_total", 90)
+    for cat in cfg.categories:
+        f[f"affinity_{cat}"] = np.nan_to_num(_ratio(w(f"cat_{cat}", 90), total))
+    frame = pd.DataFrame(f)
+    counts = [c for c in frame.columns if c.startswith(("purchases_", "refunds_", "events_", "sessions_",
+                                                        "page_views_", "product_views_", "searches_",
+                                                        "add_to_cart_", "active_days_", "social_",
+                                                        "support_tickets_", "tenure_"))]
+    frame[counts] = np.rint(frame[counts]).astype("int64")
+    money = [c for c in frame.columns if c.startswith(("spend_", "refund_amount", "aov_"))]
+    frame[money] = frame[money].round(2)
+    return frame
+
+
+def write_snapshots(snapshots: pd.DataFrame, path: Path) -> Path:
+    """Write the offline feature table atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    snapshots.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path

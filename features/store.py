@@ -1,0 +1,114 @@
+"""Open the Feast store for a data directory and apply the definitions in ``feature_repo/``."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from persona.config import ConfigError, Settings, active_profile, read_yaml
+from persona.paths import DataPaths
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+FEATURE_SERVICE = "persona_v1"
+BEHAVIOUR_VIEW = "user_behaviour"
+
+
+def repo_yaml(settings: Settings, profile: str | None = None) -> Path:
+    """The feature_store YAML for the active profile."""
+    profile = profile or active_profile()
+    name = "feature_store.yaml" if profile == "default" else f"feature_store.{profile}.yaml"
+    return settings.feature_repo / name
+
+
+def open_store(settings: Settings, profile: str | None = None) -> "FeatureStore":
+    """A FeatureStore whose relative source paths resolve inside the data directory."""
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+    path = repo_yaml(settings, profile)
+    raw = read_yaml(path, extra={"PERSONA_DATA_DIR": str(settings.data_dir)})
+    (DataPaths(settings.data_dir).feast).mkdir(parents=True, exist_ok=True)
+    try:
+        config = RepoConfig(**raw)
+    except Exception as e:  # pydantic ValidationError or Feast's own config errors
+        raise ConfigError(f"{path}: invalid Feast configuration: {e}") from e
+    config.repo_path = settings.data_dir
+    return FeatureStore(config=config)
+
+
+@dataclass
+class RepoObjects:
+    """Feast objects declared in the feature repo's modules."""
+
+    objects: list[Any]
+
+    def named(self, kind: type) -> list[Any]:
+        """Objects of one Feast class."""
+        return [o for o in self.objects if isinstance(o, kind)]
+
+
+def load_definitions(repo_dir: Path) -> RepoObjects:
+    """Import every module of the feature repo and collect its Feast objects (like ``feast apply``)."""
+    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
+    from feast.data_source import DataSource
+
+    kinds = (Entity, FeatureView, OnDemandFeatureView, FeatureService, DataSource)
+    found: list[Any] = []
+    for file in sorted(repo_dir.glob("*.py")):
+        if file.name.startswith(("_", "test_")):
+            continue
+        name = f"persona_feature_repo_{file.stem}"
+        spec = importlib.util.spec_from_file_location(name, file)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"{file}: cannot import feature definitions")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise ConfigError(f"{file}: error in feature definitions: {e}") from e
+        for value in vars(module).values():
+            if isinstance(value, kinds) and not any(value is o for o in found):
+                found.append(value)
+    return RepoObjects(found)
+
+
+def ensure_push_batch_files(repo: RepoObjects, data_dir: Path) -> None:
+    """Create empty Parquet files for push sources' batch sources (Feast needs them to exist)."""
+    import pandas as pd
+    from feast import Entity, FeatureView, PushSource
+
+    join_keys = {e.name: e.join_key for e in repo.named(Entity)}
+    for fv in repo.named(FeatureView):
+        if not isinstance(fv.stream_source, PushSource):
+            continue
+        batch = fv.stream_source.batch_source
+        target = data_dir / batch.path
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cols: dict[str, Any] = {join_keys[e]: pd.Series(dtype="string") for e in fv.entities}
+        cols[batch.timestamp_field] = pd.Series(dtype="datetime64[us, UTC]")
+        for field in fv.schema:
+            cols[field.name] = pd.Series(dtype="float64" if "Float" in str(field.dtype) else "int64")
+        pd.DataFrame(cols).to_parquet(target, index=False)
+
+
+def apply_definitions(settings: Settings, store: "FeatureStore | None" = None) -> list[str]:
+    """Register the feature repo's objects (what ``feast apply`` does); returns their names."""
+    store = store or open_store(settings)
+    repo = load_definitions(settings.feature_repo)
+    ensure_push_batch_files(repo, settings.data_dir)
+    store.apply(repo.objects)
+    return [getattr(o, "name", "?") for o in repo.objects]
+
+
+def feature_refs(store: "FeatureStore", service: str = FEATURE_SERVICE) -> list[str]:
+    """Feature names (no view prefix) that a feature service serves, in order."""
+    fs = store.get_feature_service(service)
+    return [f.name for proj in fs.feature_view_projections for f in proj.features]

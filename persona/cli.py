@@ -1,0 +1,203 @@
+"""The ``persona`` command line: thin Typer commands over the pipeline functions.
+
+Heavy libraries are imported inside the commands so ``persona --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from persona.config import Settings
+
+app = typer.Typer(help="Persona: keep user personas current (collect → validate → features → models → serve).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="persona.yaml (default: $PERSONA_CONFIG or ./persona.yaml)")]
+
+
+def _settings(config: Optional[Path]) -> "Settings":
+    from persona.config import ConfigError, load_settings
+
+    try:
+        return load_settings(config)
+    except ConfigError as e:
+        typer.secho(f"configuration error: {e}", fg="red", err=True)
+        raise typer.Exit(2) from e
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), transient=False) as progress:
+        yield progress
+
+
+def _echo_ingest(summary: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Ingest: rows read = accepted + quarantined + duplicates")
+    for col in ("file", "read", "accepted", "quarantined", "duplicates", "status"):
+        table.add_column(col, justify="right" if col not in ("file", "status") else "left")
+    for b in summary.batches:
+        table.add_row(b.file, str(b.rows_read), str(b.accepted), str(b.quarantined), str(b.duplicates), b.status)
+    Console().print(table)
+    for message in summary.messages:
+        typer.secho(f"  note: {message}", fg="yellow")
+    typer.echo(f"{len(summary.batches)} new file(s): {summary.total('rows_read')} rows read, "
+               f"{summary.total('accepted')} accepted, {summary.total('quarantined')} quarantined, "
+               f"{summary.total('duplicates')} duplicates dropped")
+
+
+@app.command("sample-data")
+def sample_data(config: ConfigOpt = None,
+                users: Annotated[Optional[int], typer.Option(help="number of users")] = None,
+                days: Annotated[Optional[int], typer.Option(help="days of history")] = None,
+                seed: Annotated[Optional[int], typer.Option(help="random seed")] = None) -> None:
+    """Write a deterministic multi-channel sample history into the inbox (and the hidden ground truth)."""
+    from persona.sample_data import generate_sample_data
+
+    s = _settings(config)
+    summary = generate_sample_data(s, users=users, days=days, seed=seed)
+    files = sum(len(v) for v in summary.files.values())
+    typer.echo(f"wrote {summary.rows_written} rows ({summary.events} events, {summary.users} users, "
+               f"{summary.days} days) in {files} files under {s.data_dir / 'raw'}; ground truth: {summary.ground_truth}")
+
+
+@app.command()
+def ingest(config: ConfigOpt = None) -> None:
+    """Ingest new files from the channel folders through the data-quality gate."""
+    from persona.pipeline import ingest_inbox
+
+    s = _settings(config)
+    with _progress() as p:
+        summary = ingest_inbox(s, p)
+    _echo_ingest(summary)
+
+
+@app.command("build-features")
+def build_features(config: ConfigOpt = None) -> None:
+    """Compute daily user behaviour snapshots into the offline store."""
+    from persona.pipeline import build_features as run
+
+    s = _settings(config)
+    with _progress() as p:
+        fs = run(s, p)
+    typer.echo(f"{fs.rows} snapshot rows for {fs.users} users, {fs.first} → {fs.last}")
+
+
+@app.command()
+def apply(config: ConfigOpt = None) -> None:
+    """Register the feature repo's definitions with Feast (feast apply)."""
+    from persona.pipeline import register_features
+
+    names = register_features(_settings(config))
+    typer.echo(f"applied {len(names)} objects: {', '.join(names)}")
+
+
+@app.command()
+def materialize(config: ConfigOpt = None) -> None:
+    """Load the newest feature snapshot of every user into the online store."""
+    from persona.pipeline import materialize as run
+
+    s = _settings(config)
+    with _progress() as p:
+        n = run(s, progress=p)
+    typer.echo(f"materialized {n} users")
+
+
+@app.command()
+def train(config: ConfigOpt = None) -> None:
+    """Build the training set from Feast, train the models, register them in MLflow as champion."""
+    from persona.pipeline import train as run
+
+    s = _settings(config)
+    with _progress() as p:
+        summary = run(s, progress=p)
+    _echo_models(summary)
+
+
+def _echo_models(summary: Any) -> None:
+    for m in summary.models:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in m.metrics.items())
+        typer.echo(f"{m.ref.name} v{m.ref.version} (champion): {metrics}  [{m.rows_train} train / {m.rows_eval} eval rows]")
+
+
+@app.command()
+def serve(config: ConfigOpt = None, port: Annotated[Optional[int], typer.Option(help="port")] = None) -> None:
+    """Run the Persona service in the foreground (bentoml serve)."""
+    import os
+
+    from persona.service_process import serve_command, service_env, PROJECT_ROOT
+
+    s = _settings(config)
+    cmd = serve_command(s.serving.host, port or s.serving.port)
+    os.chdir(PROJECT_ROOT)
+    os.execve(cmd[0], cmd, service_env(s))
+
+
+@app.command()
+def run(config: ConfigOpt = None,
+        keep_serving: Annotated[bool, typer.Option("--keep-serving", help="leave the service running")] = False,
+        users: Annotated[int, typer.Option(help="users to show")] = 3) -> None:
+    """The main job: sample data if none, every stage, then a live service answering for a few users."""
+    import json
+    import time
+
+    import httpx
+
+    from persona.pipeline import run_all
+    from persona.service_process import free_port, start_service
+
+    s = _settings(config)
+    started = time.perf_counter()
+    with _progress() as p:
+        summary = run_all(s, p)
+        task = p.add_task("start service (bentoml serve)", total=1)
+        svc = start_service(s, port=free_port() if not keep_serving else None)
+        p.advance(task)
+    if summary.ingest and summary.ingest.batches:
+        _echo_ingest(summary.ingest)
+    if summary.features:
+        typer.echo(f"features: {summary.features.rows} snapshots for {summary.features.users} users")
+    _echo_models(summary.train)
+    try:
+        import pandas as pd
+
+        ids = pd.read_parquet(s.data_dir / "training" / "training_set.parquet", columns=["user_id"])["user_id"]
+        sample = sorted(ids.unique())[:users] + ["u-not-a-customer"]
+        resp = httpx.post(f"{svc.url}/persona", json={"user_ids": sample}, timeout=30)
+        resp.raise_for_status()
+        typer.secho(f"\nPOST {svc.url}/persona → {resp.status_code}", bold=True)
+        for rec in resp.json()["personas"]:
+            typer.echo(json.dumps(rec, indent=2, default=str))
+    finally:
+        if not keep_serving:
+            svc.stop()
+    ml_db = s.data_dir / "mlflow" / "mlflow.db"
+    typer.secho(f"\ndone in {time.perf_counter() - started:.1f}s (stages: {summary.timings})", bold=True)
+    typer.echo("where to look next:")
+    typer.echo(f"  MLflow UI:      uv run mlflow ui --backend-store-uri sqlite:///{ml_db}")
+    typer.echo("  the service:    uv run persona serve   (then POST /persona {\"user_ids\": [\"u000001\"]})")
+    if keep_serving:
+        typer.echo(f"serving at {svc.url} (Ctrl-C to stop)")
+        try:
+            svc.process.wait()
+        except KeyboardInterrupt:
+            svc.stop()
+
+
+def main() -> None:
+    """Entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The pipeline as plain functions that pass data forward; each stage also runs alone from the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from persona.config import Settings, load_mlflow_settings
+from persona.paths import DataPaths
+from persona.progress import step
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+    from ingestion.ingest import IngestSummary
+    from training.train import TrainSummary
+
+
+@dataclass(frozen=True)
+class FeatureSummary:
+    """Offline feature snapshots written."""
+
+    rows: int
+    users: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+
+
+@dataclass
+class RunSummary:
+    """Everything one pipeline run did."""
+
+    sample_events: int | None = None
+    ingest: "IngestSummary | None" = None
+    features: FeatureSummary | None = None
+    materialized_users: int = 0
+    training_rows: int = 0
+    train: "TrainSummary | None" = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def ensure_sample(settings: Settings, progress: Any | None = None, force: bool = False) -> int | None:
+    """Generate the sample history when the inbox is empty (or when forced); returns its event count."""
+    from persona.sample_data import generate_sample_data, has_sample_data
+
+    if has_sample_data(settings) and not force:
+        return None
+    with step(progress, "generate sample data", total=1) as advance:
+        summary = generate_sample_data(settings)
+        advance(1)
+    return summary.events
+
+
+def ingest_inbox(settings: Settings, progress: Any | None = None) -> "IngestSummary":
+    """Ingest new channel files into the clean event store (files already done are skipped)."""
+    from ingestion.ingest import ingest
+
+    return ingest(settings, progress)
+
+
+def load_clean_events(settings: Settings) -> pd.DataFrame:
+    """Clean events with identities resolved through the newest identity graph."""
+    from ingestion.event_store import load_events
+
+    paths = DataPaths(settings.data_dir)
+    return load_events(paths.events, paths.identity_graph)
+
+
+def build_features(settings: Settings, progress: Any | None = None) -> FeatureSummary:
+    """Compute the daily user snapshots into the offline store (the Feast file source)."""
+    from features.compute import compute_snapshots, write_snapshots
+
+    with step(progress, "compute features", total=2) as advance:
+        events = load_clean_events(settings)
+        if events.empty:
+            raise RuntimeError(f"no clean events in {DataPaths(settings.data_dir).events}: run `persona ingest` first")
+        advance(1)
+        snaps = compute_snapshots(events, settings.features)
+        write_snapshots(snaps, DataPaths(settings.data_dir).features / "user_behaviour.parquet")
+        advance(1)
+    return FeatureSummary(rows=len(snaps), users=snaps["user_id"].nunique(),
+                          first=snaps["event_timestamp"].min(), last=snaps["event_timestamp"].max())
+
+
+def register_features(settings: Settings, store: "FeatureStore | None" = None) -> list[str]:
+    """``feast apply`` the definitions in ``feature_repo/``."""
+    from features.store import apply_definitions
+
+    return apply_definitions(settings, store)
+
+
+def materialize(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None) -> int:
+    """Load the newest snapshot of every user into the online store; returns users loaded."""
+    from features.store import BEHAVIOUR_VIEW, open_store
+
+    store = store or open_store(settings)
+    snaps = pd.read_parquet(DataPaths(settings.data_dir).features / "user_behaviour.parquet",
+                            columns=["user_id", "event_timestamp"])
+    end = snaps["event_timestamp"].max() + pd.Timedelta(seconds=1)
+    start = snaps["event_timestamp"].min() - pd.Timedelta(seconds=1)
+    with step(progress, "materialize online store", total=1) as advance:
+        store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),
+                          feature_views=[BEHAVIOUR_VIEW])
+        advance(1)
+    return int(snaps["user_id"].nunique())
+
+
+def training_set(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None):
+    """Labels after each cutoff joined point-in-time with Feast features; returns (frame, split, features)."""
+    from features.store import feature_refs, open_store
+    from training.dataset import build_training_set
+    from training.labels import make_labels, rolling_cutoffs
+
+    store = store or open_store(settings)
+    with step(progress, "training set (Feast historical retrieval)", total=2) as advance:
+        events = load_clean_events(settings)
+        history_end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
+        split = rolling_cutoffs(history_end, events["timestamp"].min(), settings.training)
+        labels = make_labels(events, split.all, settings.training.horizon_days)
+        advance(1)
+        frame = build_training_set(store, labels)
+        path = DataPaths(settings.data_dir).training / "training_set.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(path, index=False)
+        advance(1)
+    return frame, split, feature_refs(store)
+
+
+def train(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None) -> "TrainSummary":
+    """Build the training set, train every target, register and alias the new versions champion."""
+    from training.train import train_all
+
+    frame, split, features = training_set(settings, store, progress)
+    lineage = {"training_rows": str(len(frame)), "data_dir": str(settings.data_dir)}
+    return train_all(frame, features, split, settings.training, load_mlflow_settings(settings),
+                     lineage=lineage, progress=progress)
+
+
+def run_all(settings: Settings, progress: Any | None = None) -> RunSummary:
+    """Every stage in order: sample (if needed) → ingest → features → apply → materialize → train."""
+    import time
+
+    from features.store import open_store
+
+    summary = RunSummary()
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        summary.timings[name] = round(now - t, 2)
+        t = now
+
+    summary.sample_events = ensure_sample(settings, progress)
+    lap("sample")
+    summary.ingest = ingest_inbox(settings, progress)
+    lap("ingest")
+    summary.features = build_features(settings, progress)
+    lap("features")
+    store = open_store(settings)
+    register_features(settings, store)
+    summary.materialized_users = materialize(settings, store, progress)
+    lap("feast")
+    summary.train = train(settings, store, progress)
+    summary.training_rows = summary.train.models[0].rows_train + summary.train.models[0].rows_eval
+    lap("train")
+    return summary

@@ -1,0 +1,97 @@
+"""Start and stop a real ``bentoml serve`` process for the Persona service."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from persona.config import Settings
+from persona.paths import DataPaths
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SERVICE = "serving.service:PersonaService"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """Environment for the service: which config to read and where BentoML keeps its files."""
+    env = dict(os.environ)
+    env["PERSONA_CONFIG"] = str(settings.config_path)
+    env["PERSONA_DATA_DIR"] = str(settings.data_dir)
+    env["BENTOML_HOME"] = str(DataPaths(settings.data_dir).bentoml_home)
+    env.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    env.setdefault("GX_ANALYTICS_ENABLED", "False")
+    return env
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    """The ``bentoml serve`` command line (from this interpreter's environment)."""
+    bentoml = Path(sys.executable).parent / "bentoml"
+    return [str(bentoml), "serve", SERVICE, "--host", host, "--port", str(port),
+            "--working-dir", str(PROJECT_ROOT)]
+
+
+@dataclass
+class ServiceProcess:
+    """A running service and how to reach it."""
+
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL if it lingers."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the service log (for error messages)."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def start_service(settings: Settings, port: int | None = None, timeout: float = 120.0) -> ServiceProcess:
+    """Start ``bentoml serve`` and wait until ``/readyz`` answers 200 (raises with the log otherwise)."""
+    host = settings.serving.host
+    port = port if port is not None else (settings.serving.port or free_port())
+    logs = DataPaths(settings.data_dir).logs
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"service-{port}.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(serve_command(host, port), env=service_env(settings), stdout=log,
+                            stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
+    svc = ServiceProcess(proc, f"http://{host}:{port}", log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with code {proc.returncode}:\n{svc.log_tail()}")
+        try:
+            if httpx.get(f"{svc.url}/readyz", timeout=2).status_code == 200:
+                return svc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    svc.stop()
+    raise RuntimeError(f"service not ready after {timeout:.0f}s:\n{svc.log_tail()}")

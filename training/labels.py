@@ -1,0 +1,63 @@
+"""Labels from the window after each cutoff, and the rolling-origin cutoffs (time split, no leakage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.compute import is_known_user
+from persona.config import TrainingConfig
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training cutoffs and the single evaluation cutoff (the latest with a full label window)."""
+
+    train: list[pd.Timestamp]
+    evaluation: pd.Timestamp
+
+    @property
+    def all(self) -> list[pd.Timestamp]:
+        """Every cutoff, oldest first."""
+        return [*self.train, self.evaluation]
+
+
+def rolling_cutoffs(history_end: pd.Timestamp, history_start: pd.Timestamp, cfg: TrainingConfig,
+                    min_history_days: int = 14) -> Split:
+    """Evaluation at ``history_end - horizon``; training cutoffs end a full horizon before it."""
+    horizon = pd.Timedelta(days=cfg.horizon_days)
+    evaluation = (history_end - horizon).floor("D")
+    last_train = evaluation - horizon
+    earliest = history_start.floor("D") + pd.Timedelta(days=min_history_days)
+    train = [last_train - pd.Timedelta(days=cfg.cutoff_step_days * i) for i in range(cfg.train_cutoffs)]
+    train = sorted(c for c in train if c >= earliest)
+    if not train:
+        span = (history_end - history_start).days
+        raise ValueError(
+            f"history of {span} days is too short for a {cfg.horizon_days}-day horizon: need at least "
+            f"{2 * cfg.horizon_days + min_history_days} days"
+        )
+    return Split(train=train, evaluation=evaluation)
+
+
+def make_labels(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int) -> pd.DataFrame:
+    """One row per (known user seen before the cutoff, cutoff): spend and churn in the horizon."""
+    known = events.loc[is_known_user(events["user_id"]), ["user_id", "timestamp", "event_type", "amount"]]
+    first_seen = known.groupby("user_id")["timestamp"].min()
+    purchases = known.loc[known["event_type"] == "purchase"]
+    frames = []
+    horizon = pd.Timedelta(days=horizon_days)
+    for cutoff in cutoffs:
+        users = first_seen.index[first_seen < cutoff]
+        window = purchases.loc[(purchases["timestamp"] >= cutoff) & (purchases["timestamp"] < cutoff + horizon)]
+        spend = window.groupby("user_id")["amount"].sum().reindex(users, fill_value=0.0)
+        count = window.groupby("user_id").size().reindex(users, fill_value=0)
+        frames.append(pd.DataFrame({
+            "user_id": users.to_numpy(),
+            "event_timestamp": cutoff,
+            "label_spend": spend.to_numpy(dtype=float).round(2),
+            "label_churn": (count.to_numpy() == 0).astype(np.int64),
+        }))
+    return pd.concat(frames, ignore_index=True)

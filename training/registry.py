@@ -1,0 +1,74 @@
+"""MLflow tracking/registry helpers: configure URIs, find the champion, move aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from persona.config import MlflowSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version."""
+
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        """``models:/name/version``."""
+        return f"models:/{self.name}/{self.version}"
+
+
+def client(ml: MlflowSettings) -> "MlflowClient":
+    """An MlflowClient bound to the configured tracking and registry stores."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=ml.tracking_uri, registry_uri=ml.registry_uri)
+
+
+def use_tracking(ml: MlflowSettings) -> None:
+    """Point the fluent mlflow API at the configured stores (for ``mlflow.start_run``/``log_model``)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(ml.tracking_uri)
+    mlflow.set_registry_uri(ml.registry_uri)
+
+
+def ensure_experiment(ml: MlflowSettings) -> str:
+    """The experiment id, creating it with the configured artifact location when missing."""
+    c = client(ml)
+    exp = c.get_experiment_by_name(ml.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    return c.create_experiment(ml.experiment, artifact_location=ml.artifact_location)
+
+
+def alias_version(ml: MlflowSettings, target: str, alias: str | None = None) -> ModelRef | None:
+    """The version holding ``alias`` (default: champion) for a target, or None."""
+    from mlflow.exceptions import MlflowException
+
+    name = ml.models[target]  # type: ignore[index]
+    try:
+        mv = client(ml).get_model_version_by_alias(name, alias or ml.champion_alias)
+    except MlflowException:
+        return None
+    return ModelRef(name=name, version=str(mv.version), run_id=mv.run_id)
+
+
+def set_alias(ml: MlflowSettings, ref: ModelRef, alias: str, reason: str) -> None:
+    """Move ``alias`` to ``ref`` and record the decision as tags on the version."""
+    import getpass
+    from datetime import datetime, timezone
+
+    c = client(ml)
+    c.set_registered_model_alias(ref.name, alias, ref.version)
+    stamp = datetime.now(timezone.utc).isoformat()
+    c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_at", stamp)
+    c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_by", getpass.getuser())
+    c.set_model_version_tag(ref.name, ref.version, f"{alias}.reason", reason)

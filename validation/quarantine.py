@@ -1,0 +1,66 @@
+"""The quarantine store: rows and batches that failed a check, kept with the reason (never dropped)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+QUARANTINE_COLUMNS: tuple[str, ...] = (
+    "batch_id",
+    "source_file",
+    "source_row",
+    "check",
+    "column",
+    "reason",
+    "original",
+)
+
+
+def original_json(rows: pd.DataFrame) -> pd.Series:
+    """Serialise each row as JSON text (the original values, for people and for release)."""
+    if rows.empty:
+        return pd.Series([], dtype=object, index=rows.index)
+    records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
+    return pd.Series([json.dumps(r, default=str) for r in records], index=rows.index)
+
+
+def quarantine_frame(
+    rows: pd.DataFrame, *, batch_id: str, check: str, column: str | None, reason: str | pd.Series
+) -> pd.DataFrame:
+    """Build quarantine records for ``rows`` (which carry ``source_file``/``source_row``)."""
+    out = pd.DataFrame(index=rows.index)
+    out["batch_id"] = batch_id
+    out["source_file"] = rows["source_file"].astype(str) if "source_file" in rows else ""
+    out["source_row"] = rows["source_row"].astype("int64") if "source_row" in rows else -1
+    out["check"] = check
+    out["column"] = column or ""
+    out["reason"] = reason
+    out["original"] = original_json(rows)
+    return out.reset_index(drop=True)
+
+
+def write_quarantine(records: pd.DataFrame, quarantine_dir: Path, batch_id: str) -> Path | None:
+    """Append quarantine records for one batch atomically (temp file, then rename)."""
+    if records.empty:
+        return None
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    target = quarantine_dir / f"{batch_id}.parquet"
+    tmp = quarantine_dir / f".{batch_id}.{uuid.uuid4().hex}.tmp"
+    frame = records.loc[:, list(QUARANTINE_COLUMNS)].astype(
+        {"source_file": str, "check": str, "column": str, "reason": str, "original": str}
+    )
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+    return target
+
+
+def read_quarantine(quarantine_dir: Path) -> pd.DataFrame:
+    """All quarantined records (empty frame with the right columns when there are none)."""
+    files = sorted(quarantine_dir.glob("*.parquet")) if quarantine_dir.exists() else []
+    if not files:
+        return pd.DataFrame(columns=list(QUARANTINE_COLUMNS))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
