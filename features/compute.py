@@ -20,6 +20,12 @@ DAY = np.timedelta64(1, "D")
 _COUNTED = ("page_view", "product_view", "search", "add_to_cart", "purchase", "refund",
             "like", "share", "comment", "support_ticket")
 _CATEGORY_EVENTS = ("product_view", "add_to_cart", "purchase")
+COUNT_FEATURES = frozenset({
+    "purchases_7d", "purchases_30d", "purchases_90d", "refunds_90d", "tenure_days", "events_7d",
+    "events_30d", "sessions_30d", "page_views_30d", "product_views_30d", "searches_30d",
+    "add_to_cart_30d", "active_days_30d", "social_30d", "support_tickets_90d",
+})
+"""Integer-valued features (stored as Int64)."""
 
 
 def is_known_user(user_ids: pd.Series) -> pd.Series:
@@ -41,7 +47,7 @@ def _metrics(events: pd.DataFrame, categories: list[str]) -> dict[str, pd.Series
     """Boolean/weight columns summed per user-day."""
     et = events["event_type"]
     purchase = et == "purchase"
-    amount = events["amount"].fillna(0.0)
+    amount = pd.to_numeric(events["amount"], errors="coerce").astype(float).fillna(0.0)
     counted = et.isin(_COUNTED)
     out = {
         "events": counted.astype(float),
@@ -178,12 +184,9 @@ def _snapshot_frame(cs: dict[str, np.ndarray], ui: np.ndarray, si: np.ndarray, l
     for cat in cfg.categories:
         f[f"affinity_{cat}"] = np.nan_to_num(_ratio(w(f"cat_{cat}", 90), total))
     frame = pd.DataFrame(f)
-    counts = [c for c in frame.columns if c.startswith(("purchases_", "refunds_", "events_", "sessions_",
-                                                        "page_views_", "product_views_", "searches_",
-                                                        "add_to_cart_", "active_days_", "social_",
-                                                        "support_tickets_", "tenure_"))]
+    counts = [c for c in frame.columns if c in COUNT_FEATURES]
     frame[counts] = np.rint(frame[counts]).astype("int64")
-    money = [c for c in frame.columns if c.startswith(("spend_", "refund_amount", "aov_"))]
+    money = [c for c in frame.columns if c.startswith(("spend_", "refund_amount", "aov_")) and c != "spend_trend"]
     frame[money] = frame[money].round(2)
     return frame
 

@@ -42,17 +42,16 @@ def parse_timestamps(values: pd.Series, unit: str, fmt: str | None, timezone: st
     if unit == "format":
         local = pd.to_datetime(values, format=fmt, errors="coerce")
         return local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
-    parsed = pd.to_datetime(values, utc=False, errors="coerce", format="ISO8601")
-    if getattr(parsed.dt, "tz", None) is None:
-        # mixed offsets come back as object; naive ones take the channel's zone
-        parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-        has_offset = values.astype(str).str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
-        if timezone != "UTC" and not has_offset.all():
-            naive = pd.to_datetime(values.where(~has_offset), errors="coerce", format="ISO8601")
-            local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
-            parsed = parsed.where(has_offset, local.dt.tz_convert("UTC"))
-        return parsed
-    return parsed.dt.tz_convert("UTC")
+    text = values.astype("string")
+    has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    if has_offset.any():
+        out[has_offset] = pd.to_datetime(text[has_offset], utc=True, errors="coerce", format="ISO8601")
+    if (~has_offset).any():
+        naive = pd.to_datetime(text[~has_offset], errors="coerce", format="ISO8601")
+        local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+        out[~has_offset] = local.dt.tz_convert("UTC")
+    return out
 
 
 def _blank(series: pd.Series) -> pd.Series:
@@ -116,7 +115,11 @@ def canonicalise(raw: pd.DataFrame, channel: str, cfg: ChannelConfig, settings: 
     # identifiers
     ids = out["event_id"]
     reject(ids.isna(), "event_id", "missing event id")
-    out["event_id"] = channel + ":" + ids.astype(str)
+    event_id = channel + ":" + ids.astype(str)
+    for key_field in cfg.natural_key:
+        if key_field != "event_id":
+            event_id = event_id + "|" + out[key_field].astype(str)
+    out["event_id"] = event_id
     for pii_col, kind in cfg.pii.items():
         if pii_col in raw.columns:
             out[f"{kind}_hash"] = hash_pii(raw[pii_col].where(~_blank(raw[pii_col]), None), settings.hash_salt, kind)

@@ -48,7 +48,7 @@ class ChannelConfig(Strict):
     currency: str | None = Field(None, description="currency of amounts when no currency column")
     event_type: str | None = Field(None, description="fixed event type when no event column")
     event_types: dict[str, str] = Field(default_factory=dict, description="source value -> canonical")
-    natural_key: list[str] = Field(default_factory=list, description="canonical fields identifying a duplicate")
+    natural_key: list[str] = Field(default_factory=list, description="canonical fields that together identify one event (the event id is built from them)")
     identify_event: str | None = Field(None, description="canonical event type that links an anonymous id to a user")
     pii: dict[str, str] = Field(default_factory=dict, description="source column -> 'email'|'phone', hashed")
 

@@ -1,0 +1,66 @@
+"""Canonical mapping: UTC timestamps, one currency, hashed PII, clear rejects."""
+
+import pandas as pd
+import pytest
+
+from ingestion.canonical import MissingColumns, canonicalise, parse_timestamps
+from ingestion.schema import CANONICAL_COLUMNS
+from persona.config import Settings
+
+
+def _orders(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows).astype(object)
+    df["source_row"] = range(2, len(df) + 2)
+    return df
+
+
+ORDER = {"order_id": "O1", "customer_id": "u000001", "email": "Jane@Example.com ", "status": "completed",
+         "order_date": "2026-07-01 12:00:00", "total": "100.00", "currency": "USD", "qty": "2",
+         "category": "home", "sku": "p1"}
+
+
+def test_orders_map_to_utc_and_base_currency(settings: Settings) -> None:
+    out = canonicalise(_orders([ORDER]), "orders", settings.channels["orders"], settings, "raw/orders/a.csv")
+    assert out.rejects.empty
+    row = out.events.iloc[0]
+    assert list(out.events.columns) == list(CANONICAL_COLUMNS)
+    assert row["timestamp"] == pd.Timestamp("2026-07-01 10:00:00", tz="UTC")  # Berlin summer time
+    assert row["amount"] == pytest.approx(100 * settings.fx_rates["USD"])
+    assert row["currency"] == "EUR" and row["event_type"] == "purchase"
+    assert row["email_hash"] and "@" not in row["email_hash"] and "Jane" not in row.to_json()
+    assert row["event_id"] == "orders:O1|purchase"
+
+
+def test_same_email_hashes_equal_after_normalisation(settings: Settings) -> None:
+    rows = [ORDER, {**ORDER, "order_id": "O2", "email": "jane@example.com"}]
+    out = canonicalise(_orders(rows), "orders", settings.channels["orders"], settings, "f")
+    assert out.events["email_hash"].nunique() == 1
+
+
+def test_bad_rows_rejected_with_reason(settings: Settings) -> None:
+    rows = [ORDER, {**ORDER, "order_id": "O2", "status": "exploded"}, {**ORDER, "order_id": "O3", "total": "12,x"},
+            {**ORDER, "order_id": "O4", "order_date": "yesterday"}, {**ORDER, "order_id": "O5", "currency": "XYZ"}]
+    out = canonicalise(_orders(rows), "orders", settings.channels["orders"], settings, "f")
+    assert len(out.events) == 1
+    reasons = dict(zip(out.rejects["order_id"], out.rejects["reason"]))
+    assert "unknown event type exploded" in reasons["O2"]
+    assert "amount is not a number" in reasons["O3"]
+    assert "cannot parse timestamp" in reasons["O4"]
+    assert "unknown currency XYZ" in reasons["O5"]
+    assert list(out.rejects["source_row"]) == [3, 4, 5, 6]
+
+
+def test_missing_required_column_names_file_and_column(settings: Settings) -> None:
+    df = _orders([ORDER]).drop(columns=["order_date"])
+    with pytest.raises(MissingColumns, match=r"raw/x\.csv.*'order_date'"):
+        canonicalise(df, "orders", settings.channels["orders"], settings, "raw/x.csv")
+
+
+def test_timestamp_units() -> None:
+    ms = parse_timestamps(pd.Series(["1782900000000"]), "ms", None, "UTC")
+    assert ms.iloc[0] == pd.Timestamp(1782900000, unit="s", tz="UTC")
+    iso = parse_timestamps(pd.Series(["2026-07-01T12:00:00+02:00", "2026-07-01T10:00:00Z"]), "iso8601", None, "UTC")
+    assert iso.iloc[0] == iso.iloc[1] == pd.Timestamp("2026-07-01 10:00", tz="UTC")
+    naive = parse_timestamps(pd.Series(["2026-01-01T12:00:00", "2026-01-01T12:00:00+00:00"]), "iso8601", None, "Europe/Berlin")
+    assert naive.iloc[0] == pd.Timestamp("2026-01-01 11:00", tz="UTC")
+    assert naive.iloc[1] == pd.Timestamp("2026-01-01 12:00", tz="UTC")
