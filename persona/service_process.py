@@ -18,6 +18,7 @@ from persona.paths import DataPaths
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving.service:PersonaService"
+STARTUP_FAILED = "Application startup failed"
 
 
 def free_port() -> int:
@@ -87,6 +88,9 @@ def start_service(settings: Settings, port: int | None = None, timeout: float = 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"service exited with code {proc.returncode}:\n{svc.log_tail()}")
+        if STARTUP_FAILED in svc.log_tail(5):
+            svc.stop()
+            raise RuntimeError(f"service failed to start:\n{svc.log_tail()}")
         try:
             if httpx.get(f"{svc.url}/readyz", timeout=2).status_code == 200:
                 return svc

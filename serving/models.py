@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from persona.config import MlflowSettings
-from training.registry import ModelRef, alias_version, client
+from training.registry import ModelRef, alias_version, client, use_tracking
 from training.targets import TARGETS
 
 
@@ -29,6 +29,7 @@ def load_champions(ml: MlflowSettings) -> dict[str, LoadedModel]:
     """Every target's champion booster, its feature order and its population prior."""
     import mlflow.lightgbm
 
+    use_tracking(ml)
     out: dict[str, LoadedModel] = {}
     for target in TARGETS:
         ref = alias_version(ml, target.key)

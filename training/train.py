@@ -67,6 +67,13 @@ def fit(target: Target, train: pd.DataFrame, features: list[str], cfg: TrainingC
     return lgb.train(lgb_params(target, cfg), data, num_boost_round=cfg.num_boost_round)
 
 
+def model_requirements() -> list[str]:
+    """Pinned runtime requirements of a logged model (the versions in this environment)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("lightgbm", "numpy", "pandas", "scikit-learn")]
+
+
 def log_model(target: Target, booster: Any, metrics: dict[str, float], train: pd.DataFrame,
               evaluation: pd.DataFrame, features: list[str], split: Split, cfg: TrainingConfig,
               ml: MlflowSettings, lineage: dict[str, str]) -> ModelRef:
@@ -98,6 +105,7 @@ def log_model(target: Target, booster: Any, metrics: dict[str, float], train: pd
         info = mlflow.lightgbm.log_model(
             booster, name="model", registered_model_name=ml.models[target.key],  # type: ignore[index]
             signature=infer_signature(example, booster.predict(example)), input_example=example,
+            pip_requirements=model_requirements(),  # explicit: skips slow environment inference
         )
     version = str(info.registered_model_version)
     return ModelRef(name=ml.models[target.key], version=version, run_id=run.info.run_id)  # type: ignore[index]
