@@ -32,7 +32,10 @@ def links_from(events: pd.DataFrame) -> pd.DataFrame:
 
 def merge_links(graph: pd.DataFrame, new_links: pd.DataFrame) -> pd.DataFrame:
     """Add new links; an alias keeps its earliest link (later conflicting claims are ignored)."""
-    combined = pd.concat([graph, new_links], ignore_index=True)
+    parts = [g for g in (graph, new_links) if not g.empty]
+    if not parts:
+        return empty_graph()
+    combined = pd.concat(parts, ignore_index=True)
     combined = combined.sort_values(["kind", "alias", "linked_at"], kind="stable")
     return combined.drop_duplicates(["kind", "alias"], keep="first").reset_index(drop=True)
 

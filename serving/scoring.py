@@ -74,7 +74,7 @@ class PersonaScorer:
             if known[i] and self.categories:
                 scores = [(c[len(AFFINITY_PREFIX):], x[i, self.features.index(c)]) for c in self.categories]
                 scores = sorted((s for s in scores if not np.isnan(s[1]) and s[1] > 0), key=lambda s: -s[1])
-                top_cats = [CategoryAffinity(category=c, score=round(float(s), 4))
+                top_cats = [CategoryAffinity(category=c, score=round(float(min(s, 1.0)), 4))
                             for c, s in scores[: self.settings.serving.top_categories]]
             records.append(PersonaRecord(
                 user_id=user,
