@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
@@ -24,8 +23,8 @@ def original_json(rows: pd.DataFrame) -> pd.Series:
     """Serialise each row as JSON text (the original values, for people and for release)."""
     if rows.empty:
         return pd.Series([], dtype=object, index=rows.index)
-    records = rows.astype(object).where(rows.notna(), None).to_dict(orient="records")
-    return pd.Series([json.dumps(r, default=str) for r in records], index=rows.index)
+    text = rows.to_json(orient="records", lines=True, date_format="iso", default_handler=str)
+    return pd.Series(text.splitlines(), index=rows.index)
 
 
 def quarantine_frame(

@@ -1,0 +1,192 @@
+"""The data-quality gate: a real Great Expectations checkpoint splits accepted / quarantined rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ingestion.schema import CANONICAL_COLUMNS
+from validation.gate import GateResult, run_gate
+from validation.quarantine import QUARANTINE_COLUMNS
+
+NOW = pd.Timestamp("2026-07-01 12:00", tz="UTC")
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def events(n: int, *, source: str = "raw/web/a.csv") -> pd.DataFrame:
+    """``n`` valid canonical events (every third one a purchase), source rows 2..n+1."""
+    purchase = np.arange(n) % 3 == 0
+    frame = pd.DataFrame({c: pd.Series([None] * n, dtype=object) for c in CANONICAL_COLUMNS})
+    frame["event_id"] = [f"web:{i}" for i in range(n)]
+    frame["user_id"] = [f"u{i % 4}" for i in range(n)]
+    frame["event_type"] = np.where(purchase, "purchase", "page_view")
+    frame["channel"] = "web"
+    frame["timestamp"] = pd.Timestamp("2026-06-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="min")
+    frame["amount"] = np.where(purchase, 20.0 + np.arange(n), np.nan)
+    frame["currency"] = ["EUR" if p else None for p in purchase]
+    frame["quantity"] = np.where(purchase, 1.0, np.nan)
+    frame["source_file"] = source
+    frame["source_row"] = np.arange(n, dtype="int64") + 2
+    return frame
+
+
+def gate(frame: pd.DataFrame, **kwargs: object) -> GateResult:
+    """Run the gate with a fixed clock and batch id."""
+    return run_gate(frame, batch_id="web-test", now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def test_importing_the_gate_does_not_import_great_expectations() -> None:
+    code = "import sys, validation.gate; print('great_expectations' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_clean_batch_is_accepted_whole() -> None:
+    batch = events(12)
+    result = gate(batch)
+    assert result.success and not result.batch_failed and result.failures == []
+    assert result.quarantined.empty and list(result.quarantined.columns) == list(QUARANTINE_COLUMNS)
+    pd.testing.assert_frame_equal(result.accepted, batch)
+    assert result.statistics["evaluated_expectations"] >= 15  # includes the purchase median check
+    assert result.statistics["unsuccessful_expectations"] == 0
+
+
+BAD_ROWS = {
+    "bad event type": ({"event_type": "teleport"}, "expect_column_values_to_be_in_set", "event_type"),
+    "null user": ({"user_id": None}, "expect_column_values_to_not_be_null", "user_id"),
+    "negative amount": ({"amount": -5.0}, "expect_column_values_to_be_between", "amount"),
+    "purchase without amount": ({"amount": np.nan, "currency": None}, "expect_column_values_to_not_be_null", "amount"),
+    "future timestamp": ({"timestamp": NOW + pd.Timedelta(days=2)}, "expect_column_values_to_be_between", "timestamp"),
+    "ancient timestamp": ({"timestamp": pd.Timestamp("1999-12-31", tz="UTC")}, "expect_column_values_to_be_between", "timestamp"),
+    "foreign currency": ({"currency": "USD"}, "expect_column_values_to_be_in_set", "currency"),
+    "huge quantity": ({"quantity": 5000.0}, "expect_column_values_to_be_between", "quantity"),
+}
+
+
+@pytest.mark.parametrize("change,expectation,column", BAD_ROWS.values(), ids=BAD_ROWS.keys())
+def test_bad_row_is_quarantined_with_its_source(change: dict, expectation: str, column: str) -> None:
+    batch = events(9)
+    batch.loc[6, "source_file"] = "raw/web/bad.csv"  # row 6 is a purchase
+    for key, value in change.items():
+        batch[key] = batch[key].astype(object) if value is None else batch[key]
+        batch.loc[6, key] = value
+    result = gate(batch)
+    assert not result.success and not result.batch_failed
+    assert len(result.quarantined) == 1 and len(result.accepted) == 8
+    record = result.quarantined.iloc[0]
+    assert (record["source_file"], record["source_row"]) == ("raw/web/bad.csv", 8)
+    assert record["batch_id"] == "web-test"
+    assert record["check"] == expectation and record["column"] == column
+    assert record["reason"].startswith(f"{expectation}({column}")
+    assert json.loads(record["original"])["event_id"] == "web:6"
+    assert 6 not in result.accepted.index
+    assert any(f.startswith(f"{expectation}({column}") and f.endswith(": 1 rows") for f in result.failures)
+
+
+def test_rows_map_back_through_a_shuffled_index_and_reasons_list_every_failure() -> None:
+    batch = events(30).sample(frac=1.0, random_state=3)  # index no longer 0..n-1
+    batch.index = batch.index + 1000
+    batch.loc[1004, "event_type"] = "teleport"
+    batch.loc[1010, ["user_id", "channel"]] = None
+    batch.loc[1021, "quantity"] = -1.0
+    result = gate(batch)
+    assert len(result.accepted) + len(result.quarantined) == len(batch)
+    assert sorted(result.quarantined["source_row"]) == [6, 12, 23]
+    assert set(result.accepted.index) == set(batch.index) - {1004, 1010, 1021}
+    pd.testing.assert_frame_equal(result.accepted, batch.drop(index=[1004, 1010, 1021]))
+    double = result.quarantined.set_index("source_row").loc[12]
+    assert "(user_id)" in double["reason"] and "(channel)" in double["reason"]
+    assert double["column"] == "user_id,channel"
+
+
+def test_many_bad_rows_are_all_found() -> None:
+    batch = events(3000)
+    bad = np.arange(5, 3000, 7)
+    batch.loc[bad, "channel"] = None
+    result = gate(batch)
+    assert not result.batch_failed
+    assert sorted(result.quarantined["source_row"]) == sorted(bad + 2)  # more than GX's partial cap of 20
+    assert len(result.accepted) == 3000 - len(bad)
+
+
+def test_missing_column_quarantines_the_whole_batch() -> None:
+    batch = events(5).drop(columns=["channel"])
+    result = gate(batch)
+    assert result.batch_failed and not result.success
+    assert result.accepted.empty and len(result.quarantined) == 5
+    assert sorted(result.quarantined["source_row"]) == [2, 3, 4, 5, 6]
+    assert any("expect_table_columns_to_match_set" in f and "'channel'" in f for f in result.failures)
+    assert result.quarantined["reason"].str.startswith("batch failed:").all()
+
+
+def test_duplicate_event_ids_fail_the_batch() -> None:
+    batch = events(6)
+    batch.loc[4, "event_id"] = batch.loc[1, "event_id"]
+    result = gate(batch)
+    assert result.batch_failed and result.accepted.empty and len(result.quarantined) == 6
+    assert any(f.startswith("expect_column_values_to_be_unique(event_id)") for f in result.failures)
+
+
+def test_implausible_purchase_median_fails_the_batch() -> None:
+    batch = events(9)
+    batch.loc[batch["event_type"] == "purchase", "amount"] = 0.10  # valid per row, absurd as a median
+    result = gate(batch)
+    assert result.batch_failed and result.accepted.empty
+    assert any(f.startswith("expect_column_median_to_be_between(amount") for f in result.failures)
+
+
+def test_batch_without_purchases_skips_the_median_check() -> None:
+    batch = events(9)
+    batch["event_type"] = "page_view"
+    batch[["amount", "currency", "quantity"]] = None
+    result = gate(batch)
+    assert result.success and len(result.accepted) == 9
+
+
+@pytest.mark.parametrize("frame", [events(3).iloc[0:0], pd.DataFrame()], ids=["no rows", "no columns"])
+def test_empty_batch_fails_without_crashing(frame: pd.DataFrame) -> None:
+    result = gate(frame)
+    assert result.batch_failed and not result.success
+    assert result.accepted.empty and result.quarantined.empty
+    assert any("batch is empty" in f for f in result.failures)
+
+
+def test_base_currency_is_a_parameter() -> None:
+    result = run_gate(events(6), batch_id="b", base_currency="USD", now=NOW)
+    assert len(result.quarantined) == 2  # both EUR purchases
+    assert set(result.quarantined["column"]) == {"currency"}
+
+
+@pytest.fixture(scope="module")
+def file_context(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GateResult, GateResult]:
+    """Two runs against one file-backed GX context."""
+    root = tmp_path_factory.mktemp("gx")
+    first = gate(events(6), context_root=root)
+    bad = events(6)
+    bad.loc[2, "event_type"] = "teleport"
+    second = gate(bad, context_root=root)
+    return root, first, second
+
+
+def test_file_context_builds_data_docs(file_context: tuple[Path, GateResult, GateResult]) -> None:
+    root, first, _ = file_context
+    assert first.success
+    site = root / "uncommitted" / "data_docs" / "local_site"
+    assert (site / "index.html").is_file()
+    assert "persona_canonical_events" in (site / "index.html").read_text(encoding="utf-8")
+    config = (root / "great_expectations.yml").read_text(encoding="utf-8")
+    assert "analytics_enabled: false" in config
+
+
+def test_second_run_in_same_context_works(file_context: tuple[Path, GateResult, GateResult]) -> None:
+    root, _, second = file_context
+    assert not second.success and len(second.quarantined) == 1 and len(second.accepted) == 5
+    results = list((root / "uncommitted" / "validations").rglob("*.json"))
+    assert len(results) == 2  # one stored validation result per run
+    assert {p.relative_to(root / "uncommitted" / "validations").parts[1] for p in results} == {"web-test"}  # run name
