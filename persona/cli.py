@@ -40,7 +40,6 @@ def _progress() -> Iterator[Any]:
 
 
 def _echo_ingest(summary: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Ingest: rows read = accepted + quarantined + duplicates")
@@ -48,7 +47,7 @@ def _echo_ingest(summary: Any) -> None:
         table.add_column(col, justify="right" if col not in ("file", "status") else "left")
     for b in summary.batches:
         table.add_row(b.file, str(b.rows_read), str(b.accepted), str(b.quarantined), str(b.duplicates), b.status)
-    Console().print(table)
+    _console().print(table)
     for message in summary.messages:
         typer.secho(f"  note: {message}", fg="yellow")
     typer.echo(f"{len(summary.batches)} new file(s): {summary.total('rows_read')} rows read, "
@@ -130,6 +129,30 @@ def _echo_models(summary: Any) -> None:
         typer.echo(f"{m.ref.name} v{m.ref.version} (champion): {metrics}  [{m.rows_train} train / {m.rows_eval} eval rows]")
 
 
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
+
+
+def _echo_personas(personas: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Personas returned by the live service")
+    for col in ("user", "segment", "spend 30d", "churn risk", "top categories", "top spend driver", "cold start"):
+        table.add_column(col)
+    for p in personas:
+        cats = ", ".join(c["category"] for c in p["top_categories"]) or "-"
+        drivers = p["drivers"].get("spend") or []
+        top = f"{drivers[0]['feature']} ({drivers[0]['contribution']:+.2f})" if drivers else "-"
+        table.add_row(p["user_id"], p["segment"], f"{p['predicted_spend']:.2f}", f"{p['churn_risk']:.3f}", cats, top,
+                      "yes" if p["cold_start"] else "no")
+    _console().print(table)
+    versions = personas[0]["model_versions"]
+    typer.echo(f"models: persona-spend v{versions['spend']}, persona-churn v{versions['churn']} (champion)")
+
+
 @app.command()
 def serve(config: ConfigOpt = None, port: Annotated[Optional[int], typer.Option(help="port")] = None) -> None:
     """Run the Persona service in the foreground (bentoml serve)."""
@@ -172,12 +195,14 @@ def run(config: ConfigOpt = None,
         import pandas as pd
 
         ids = pd.read_parquet(s.data_dir / "training" / "training_set.parquet", columns=["user_id"])["user_id"]
-        sample = sorted(ids.unique())[:users] + ["u-not-a-customer"]
+        known = sorted(ids.unique())
+        sample = known[:: max(1, len(known) // users)][:users] + ["u-not-a-customer"]
         resp = httpx.post(f"{svc.url}/persona", json={"user_ids": sample}, timeout=30)
         resp.raise_for_status()
-        typer.secho(f"\nPOST {svc.url}/persona → {resp.status_code}", bold=True)
-        for rec in resp.json()["personas"]:
-            typer.echo(json.dumps(rec, indent=2, default=str))
+        typer.secho(f"\nPOST {svc.url}/persona {{\"user_ids\": {json.dumps(sample)}}} → {resp.status_code}", bold=True)
+        _echo_personas(resp.json()["personas"])
+        typer.echo("first record in full:")
+        typer.echo(json.dumps(resp.json()["personas"][0], indent=2))
     finally:
         if not keep_serving:
             svc.stop()
