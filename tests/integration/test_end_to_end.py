@@ -1,0 +1,103 @@
+"""End to end on embedded defaults: the whole pipeline in a temporary folder, then a real
+``bentoml serve`` process answering over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from persona.config import Settings, load_mlflow_settings
+from persona.pipeline import RunSummary, run_all
+from persona.service_process import ServiceProcess, free_port, start_service
+from tests.conftest import settings_in
+from training.registry import alias_version
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, RunSummary]:
+    """The pipeline run once on a small sample."""
+    settings = settings_in(tmp_path_factory.mktemp("e2e") / "data", users=400, days=100)
+    return settings, run_all(settings)
+
+
+@pytest.fixture(scope="module")
+def service(built: tuple[Settings, RunSummary]) -> Iterator[ServiceProcess]:
+    """A real bentoml serve process on a free port."""
+    svc = start_service(built[0], port=free_port())
+    yield svc
+    svc.stop()
+
+
+def test_pipeline_accounts_for_every_row(built: tuple[Settings, RunSummary]) -> None:
+    _, summary = built
+    assert summary.ingest is not None and len(summary.ingest.batches) >= 5
+    for batch in summary.ingest.batches:
+        assert batch.balanced, batch
+    assert summary.ingest.total("quarantined") > 0  # the sample is dirty on purpose
+    assert summary.ingest.total("duplicates") > 0
+    assert summary.features is not None and summary.features.users > 300
+    assert {m.target for m in summary.train.models} == {"spend", "churn"}
+
+
+def test_known_users_get_full_personas_from_the_champions(built: tuple[Settings, RunSummary],
+                                                          service: ServiceProcess) -> None:
+    settings, summary = built
+    import pandas as pd
+
+    users = sorted(pd.read_parquet(settings.data_dir / "training" / "training_set.parquet")["user_id"].unique())[:5]
+    resp = httpx.post(f"{service.url}/persona", json={"user_ids": users}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    personas = resp.json()["personas"]
+    assert [p["user_id"] for p in personas] == users
+    ml = load_mlflow_settings(settings)
+    champions = {t: alias_version(ml, t).version for t in ("spend", "churn")}
+    segment_names = {r.name for r in settings.segments}
+    for p in personas:
+        assert p["cold_start"] is False
+        assert p["segment"] in segment_names
+        assert p["predicted_spend"] >= 0 and 0 <= p["churn_risk"] <= 1
+        assert p["model_versions"] == champions
+        assert set(p["drivers"]) == {"spend", "churn"} and all(len(d) == 3 for d in p["drivers"].values())
+        assert p["feature_timestamp"] and p["feature_age_seconds"] is not None
+    assert any(p["top_categories"] for p in personas)
+
+
+def test_unknown_user_is_an_explicit_cold_start(service: ServiceProcess) -> None:
+    resp = httpx.post(f"{service.url}/persona", json={"user_ids": ["nobody-at-all"]}, timeout=30)
+    assert resp.status_code == 200
+    (p,) = resp.json()["personas"]
+    assert p["cold_start"] is True and p["segment"] == "unknown" and p["feature_timestamp"] is None
+    assert p["predicted_spend"] > 0 and 0 < p["churn_risk"] < 1  # population priors
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [(b'{"user_ids": [', "Invalid JSON"), (b'{"user_ids": []}', "user_ids"), (b'{"users": ["a"]}', "user_ids"),
+     (b'{"user_ids": [7]}', "user_ids")],
+)
+def test_malformed_body_is_a_4xx_naming_the_problem(service: ServiceProcess, body: bytes, named: str) -> None:
+    resp = httpx.post(f"{service.url}/persona", content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert 400 <= resp.status_code < 500
+    assert named in resp.text
+
+
+def test_health_endpoints(service: ServiceProcess) -> None:
+    assert httpx.get(f"{service.url}/healthz", timeout=5).status_code == 200
+    assert httpx.get(f"{service.url}/readyz", timeout=5).status_code == 200
+
+
+def test_second_run_reuses_data_and_promotes_new_versions(built: tuple[Settings, RunSummary]) -> None:
+    settings, first = built
+    again = run_all(settings)
+    assert again.sample_events is None  # sample reused
+    assert again.ingest is not None and again.ingest.batches == []  # every file already in the ledger
+    assert again.features is not None and again.features.rows == first.features.rows
+    ml = load_mlflow_settings(settings)
+    for m in again.train.models:
+        assert int(m.ref.version) == int(first.train.models[0].ref.version) + 1
+        assert alias_version(ml, m.target).version == m.ref.version
