@@ -5,38 +5,17 @@ Heavy libraries are imported inside the commands so ``persona --help`` stays fas
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-if TYPE_CHECKING:
-    from persona.config import Settings
+from persona.commands.common import ConfigOpt
+from persona.commands.common import console as _console
+from persona.commands.common import load as _settings
+from persona.commands.common import progress as _progress
 
 app = typer.Typer(help="Persona: keep user personas current (collect → validate → features → models → serve).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="persona.yaml (default: $PERSONA_CONFIG or ./persona.yaml)")]
-
-
-def _settings(config: Optional[Path]) -> "Settings":
-    from persona.config import ConfigError, load_settings
-
-    try:
-        return load_settings(config)
-    except ConfigError as e:
-        typer.secho(f"configuration error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from e
-
-
-@contextmanager
-def _progress() -> Iterator[Any]:
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), transient=False) as progress:
-        yield progress
 
 
 def _echo_ingest(summary: Any) -> None:
@@ -127,13 +106,6 @@ def _echo_models(summary: Any) -> None:
     for m in summary.models:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in m.metrics.items())
         typer.echo(f"{m.ref.name} v{m.ref.version} (champion): {metrics}  [{m.rows_train} train / {m.rows_eval} eval rows]")
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=140)
 
 
 def _echo_personas(personas: list[dict[str, Any]]) -> None:
