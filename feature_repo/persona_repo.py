@@ -10,7 +10,19 @@ To add a feature view: declare it here, preview with ``persona features plan``, 
 
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, Project, PushSource, ValueType
+import pandas as pd
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    Field,
+    FileSource,
+    Project,
+    PushSource,
+    RequestSource,
+    ValueType,
+)
+from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
 OWNER = "persona-data-science"
@@ -65,6 +77,8 @@ user_behaviour_fv = FeatureView(
         _f("add_to_cart_30d", Int64, "Add-to-cart events in the last 30 days"),
         _f("cart_conversion_30d", Float64, "Purchases per add-to-cart over 30 days (null without carts)"),
         _f("active_days_30d", Int64, "Days with any event in the last 30 days"),
+        _f("avg_session_minutes_30d", Float64, "Average session length in minutes over 30 days (null without sessions)"),
+        _f("share_mobile_30d", Float64, "Share of the last 30 days' events from mobile devices"),
         _f("social_30d", Int64, "Social interactions (like, share, comment) in the last 30 days"),
         _f("support_tickets_90d", Int64, "Support tickets in the last 90 days"),
         _f("share_app_30d", Float64, "Share of the last 30 days' events from the app"),
@@ -77,6 +91,8 @@ user_behaviour_fv = FeatureView(
         _f("affinity_beauty", Float64, "Share of 90-day category interactions in beauty"),
         _f("affinity_sports", Float64, "Share of 90-day category interactions in sports"),
         _f("affinity_grocery", Float64, "Share of 90-day category interactions in grocery"),
+        _f("last_event_ts", Float64, "Unix time of the user's last event before the snapshot"),
+        _f("last_purchase_ts", Float64, "Unix time of the user's last purchase before the snapshot (null if none)"),
     ],
     online=True,
     source=user_behaviour_source,
@@ -91,7 +107,7 @@ user_activity_push_source = PushSource(
         path="features/user_activity.parquet",
         timestamp_field="event_timestamp",
     ),
-    description="Real-time activity pushed by the serving path",
+    description="Real-time activity pushed by the serving path (online and offline)",
 )
 
 user_activity_fv = FeatureView(
@@ -99,9 +115,12 @@ user_activity_fv = FeatureView(
     entities=[user],
     ttl=timedelta(days=2),
     schema=[
+        _f("activity_day", Int64, "UTC day (days since epoch) the *_today counters belong to"),
         _f("events_today", Int64, "Events since midnight UTC, pushed in real time"),
         _f("purchases_today", Int64, "Purchases since midnight UTC, pushed in real time"),
         _f("spend_today", Float64, "Spend since midnight UTC, pushed in real time"),
+        _f("events_last_hour", Int64, "Events in the hour before the last push"),
+        _f("last_event_ts", Float64, "Unix time of the newest real-time event"),
     ],
     online=True,
     source=user_activity_push_source,
@@ -109,9 +128,38 @@ user_activity_fv = FeatureView(
     tags=TAGS,
 )
 
+request_time = RequestSource(
+    name="request_time",
+    schema=[Field(name="request_ts", dtype=Float64, description="Unix time the features are asked for")],
+    description="When the persona is requested (serving: now; training: the cutoff)",
+)
+
+
+@on_demand_feature_view(
+    sources=[user_behaviour_fv[["last_event_ts", "last_purchase_ts"]], request_time],
+    # Feast compares these with the fields it infers from the function, so no description/tags here.
+    schema=[
+        Field(name="days_since_last_event_now", dtype=Float64),
+        Field(name="days_since_last_purchase_now", dtype=Float64),
+    ],
+    mode="pandas",
+    description="Recency as of the request time, not the snapshot time",
+    tags=TAGS,
+)
+def user_recency_now(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Recency in days at request time (null when there was no such event)."""
+    out = pd.DataFrame(index=inputs.index)
+    day = 86400.0
+    out["days_since_last_event_now"] = (inputs["request_ts"] - inputs["last_event_ts"]) / day
+    out["days_since_last_purchase_now"] = (inputs["request_ts"] - inputs["last_purchase_ts"]) / day
+    return out
+
+
+MODEL_FEATURES = [f.name for f in user_behaviour_fv.schema if not f.name.endswith("_ts")]
+
 persona_v1 = FeatureService(
     name="persona_v1",
-    features=[user_behaviour_fv],
+    features=[user_behaviour_fv[MODEL_FEATURES]],
     description="Exactly the features the persona models use (version 1)",
     tags=TAGS,
 )

@@ -20,6 +20,8 @@ DAY = np.timedelta64(1, "D")
 _COUNTED = ("page_view", "product_view", "search", "add_to_cart", "purchase", "refund",
             "like", "share", "comment", "support_ticket")
 _CATEGORY_EVENTS = ("product_view", "add_to_cart", "purchase")
+MOBILE_DEVICES = ("mobile", "ios", "android")
+OPTIONAL_COLUMNS = ("amount", "channel", "category", "session_id", "device")
 COUNT_FEATURES = frozenset({
     "purchases_7d", "purchases_30d", "purchases_90d", "refunds_90d", "tenure_days", "events_7d",
     "events_30d", "sessions_30d", "page_views_30d", "product_views_30d", "searches_30d",
@@ -63,6 +65,7 @@ def _metrics(events: pd.DataFrame, categories: list[str]) -> dict[str, pd.Series
         "tickets": (et == "support_ticket").astype(float),
         "app": (counted & (events["channel"] == "app")).astype(float),
         "web": (counted & (events["channel"] == "web")).astype(float),
+        "mobile": (counted & events["device"].isin(MOBILE_DEVICES)).astype(float),
     }
     cat_event = et.isin(_CATEGORY_EVENTS)
     for cat in categories:
@@ -95,6 +98,34 @@ def _last_day(active: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(idx, axis=1)
 
 
+def session_table(events: pd.DataFrame, codes: np.ndarray, day0: pd.Timestamp) -> pd.DataFrame:
+    """One row per (user, session): user code, start day and length in minutes."""
+    has = events["session_id"].notna().to_numpy()
+    frame = pd.DataFrame({"code": codes[has], "session": events.loc[has, "session_id"],
+                          "ts": events.loc[has, "timestamp"]})
+    g = frame.groupby(["code", "session"], sort=False)["ts"].agg(["min", "max"])
+    return pd.DataFrame({
+        "code": g.index.get_level_values("code").to_numpy(),
+        "day": ((g["min"] - day0) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64),
+        "minutes": ((g["max"] - g["min"]).dt.total_seconds() / 60.0).to_numpy(),
+    })
+
+
+def _daily_last(events: pd.DataFrame, codes: np.ndarray, day: np.ndarray, n_users: int,
+                n_days: int) -> dict[str, np.ndarray]:
+    """Per user and day, the unix time of the last event and of the last purchase (NaN when none)."""
+    secs = (events["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
+    out = {}
+    for kind, mask in (("event", events["event_type"].isin(_COUNTED).to_numpy()),
+                       ("purchase", (events["event_type"] == "purchase").to_numpy())):
+        frame = pd.DataFrame({"k": codes[mask] * n_days + day[mask], "s": secs[mask]})
+        last = frame.groupby("k")["s"].max()
+        mat = np.full(n_users * n_days, np.nan)
+        mat[last.index.to_numpy()] = last.to_numpy()
+        out[kind] = mat.reshape(n_users, n_days)
+    return out
+
+
 def compute_snapshots(
     events: pd.DataFrame,
     cfg: FeatureConfig,
@@ -111,6 +142,8 @@ def compute_snapshots(
     events = events.loc[is_known_user(events["user_id"])]
     if events.empty:
         return pd.DataFrame()
+    missing = {c: None for c in OPTIONAL_COLUMNS if c not in events.columns}
+    events = events.assign(**missing) if missing else events
     ts = events["timestamp"]
     day0 = ts.min().floor("D")
     end = end if end is not None else ts.max().floor("D") + pd.Timedelta(days=1)
@@ -119,8 +152,8 @@ def compute_snapshots(
     codes, users = pd.factorize(events["user_id"], sort=True)
     day = ((events["timestamp"] - day0) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64)
     metrics = {k: v.to_numpy(dtype=float) for k, v in _metrics(events, cfg.categories).items()}
-    sessions = events.loc[events["session_id"].notna(), ["user_id", "session_id", "timestamp"]]
-    first_session = sessions.sort_values("timestamp").drop_duplicates(["user_id", "session_id"])
+    sessions = session_table(events, codes, day0)
+    last_ts = _daily_last(events, codes, day, len(users), n_days)
     snap_days = np.arange(n_days - 1, -1, -cfg.snapshot_every_days)[::-1]
     if first_snapshot is not None:
         min_day = int(np.ceil((first_snapshot - day0) / pd.Timedelta(days=1))) - 1
@@ -131,20 +164,25 @@ def compute_snapshots(
         n_u = min(chunk_users, len(users) - start)
         u, d = codes[sel] - start, day[sel]
         cs = {k: _cumulative(u, d, w[sel], n_u, n_days) for k, w in metrics.items()}
-        s_sel = first_session["user_id"].isin(users[start:start + n_u])
-        su = users[start:start + n_u].get_indexer(first_session.loc[s_sel, "user_id"])
-        sd = ((first_session.loc[s_sel, "timestamp"] - day0) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64)
+        s_sel = (sessions["code"] >= start) & (sessions["code"] < start + n_u)
+        su = sessions.loc[s_sel, "code"].to_numpy() - start
+        sd = sessions.loc[s_sel, "day"].to_numpy()
         cs["sessions"] = _cumulative(su, sd, np.ones(len(su)), n_u, n_days)
+        cs["session_minutes"] = _cumulative(su, sd, sessions.loc[s_sel, "minutes"].to_numpy(), n_u, n_days)
         daily_events = np.diff(cs["events"], axis=1) > 0
         daily_any = np.bincount(u * n_days + d, minlength=n_u * n_days).reshape(n_u, n_days) > 0
         cs["active"] = np.concatenate([np.zeros((n_u, 1)), np.cumsum(daily_events, axis=1)], axis=1)
-        last_event = _last_day(daily_any)
+        last_event = _last_day(daily_events)
         last_purchase = _last_day(np.diff(cs["purchases"], axis=1) > 0)
         first_day = np.argmax(daily_any, axis=1)
         ui, sj = np.nonzero(first_day[:, None] <= snap_days[None, :])
         si = snap_days[sj]
-        frames.append(_snapshot_frame(cs, ui, si, last_event, last_purchase, first_day, cfg)
-                      .assign(user_id=users[start:start + n_u][ui].to_numpy(),
+        frame = _snapshot_frame(cs, ui, si, last_event, last_purchase, first_day, cfg)
+        for kind, last in (("event", last_event), ("purchase", last_purchase)):
+            ld = last[ui, si]
+            values = last_ts[kind][start:start + n_u][ui, np.maximum(ld, 0)]
+            frame[f"last_{kind}_ts"] = np.where(ld >= 0, values, np.nan)
+        frames.append(frame.assign(user_id=users[start:start + n_u][ui].to_numpy(),
                               event_timestamp=day0 + pd.to_timedelta(si + 1, unit="D")))
     out = pd.concat(frames, ignore_index=True)
     out["created"] = out["event_timestamp"]
@@ -165,7 +203,8 @@ def _snapshot_frame(cs: dict[str, np.ndarray], ui: np.ndarray, si: np.ndarray, l
     f["refund_amount_90d"] = w("refund_amount", 90)
     lp = last_purchase[ui, si]
     f["days_since_last_purchase"] = np.where(lp >= 0, si - lp, np.nan).astype(float)
-    f["days_since_last_event"] = (si - last_event[ui, si]).astype(float)
+    le = last_event[ui, si]
+    f["days_since_last_event"] = np.where(le >= 0, si - le, np.nan).astype(float)
     f["tenure_days"] = si - first_day[ui]
     f["events_7d"] = w("events", 7)
     f["events_30d"] = w("events", 30)
@@ -174,6 +213,8 @@ def _snapshot_frame(cs: dict[str, np.ndarray], ui: np.ndarray, si: np.ndarray, l
         f[f"{name}_30d"] = w(name, 30)
     f["cart_conversion_30d"] = _ratio(f["purchases_30d"], f["add_to_cart_30d"])
     f["active_days_30d"] = w("active", 30)
+    f["avg_session_minutes_30d"] = np.round(_ratio(w("session_minutes", 30), f["sessions_30d"]), 2)
+    f["share_mobile_30d"] = np.nan_to_num(_ratio(w("mobile", 30), f["events_30d"]))
     f["social_30d"] = w("social", 30)
     f["support_tickets_90d"] = w("tickets", 90)
     f["share_app_30d"] = np.nan_to_num(_ratio(w("app", 30), f["events_30d"]))

@@ -58,24 +58,35 @@ def load_definitions(repo_dir: Path) -> RepoObjects:
     from feast.data_source import DataSource
 
     kinds = (Entity, FeatureView, OnDemandFeatureView, FeatureService, DataSource)
+    files = [f for f in sorted(repo_dir.glob("*.py")) if not f.name.startswith(("_", "test_"))]
+    for file in files:  # modules of another repo copy with the same names must not be reused
+        sys.modules.pop(file.stem, None)
     found: list[Any] = []
-    for file in sorted(repo_dir.glob("*.py")):
-        if file.name.startswith(("_", "test_")):
-            continue
-        name = f"persona_feature_repo_{file.stem}"
-        spec = importlib.util.spec_from_file_location(name, file)
-        if spec is None or spec.loader is None:
-            raise ConfigError(f"{file}: cannot import feature definitions")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:
-            raise ConfigError(f"{file}: error in feature definitions: {e}") from e
-        for value in vars(module).values():
-            if isinstance(value, kinds) and not any(value is o for o in found):
-                found.append(value)
+    sys.path.insert(0, str(repo_dir))  # definitions may import each other, as with `feast apply`
+    try:
+        for file in files:
+            module = sys.modules.get(file.stem) or _import_file(file)
+            for value in vars(module).values():
+                if isinstance(value, kinds) and not any(value is o for o in found):
+                    found.append(value)
+    finally:
+        sys.path.remove(str(repo_dir))
     return RepoObjects(found)
+
+
+def _import_file(file: Path) -> Any:
+    """Import one definitions file under its own name; errors name the file."""
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{file}: cannot import feature definitions")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[file.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(file.stem, None)
+        raise ConfigError(f"{file}: error in feature definitions: {e}") from e
+    return module
 
 
 def ensure_push_batch_files(repo: RepoObjects, data_dir: Path) -> None:

@@ -91,7 +91,8 @@ def register_features(settings: Settings, store: "FeatureStore | None" = None) -
     return apply_definitions(settings, store)
 
 
-def materialize(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None) -> int:
+def materialize(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None,
+                views: list[str] | None = None) -> int:
     """Load the newest snapshot of every user into the online store; returns users loaded."""
     from features.store import BEHAVIOUR_VIEW, open_store
 
@@ -102,7 +103,7 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
     start = snaps["event_timestamp"].min() - pd.Timedelta(seconds=1)
     with step(progress, "materialize online store", total=1) as advance:
         store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),
-                          feature_views=[BEHAVIOUR_VIEW])
+                          feature_views=views or [BEHAVIOUR_VIEW])
         advance(1)
     return int(snaps["user_id"].nunique())
 
