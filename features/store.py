@@ -123,3 +123,37 @@ def feature_refs(store: "FeatureStore", service: str = FEATURE_SERVICE) -> list[
     """Feature names (no view prefix) that a feature service serves, in order."""
     fs = store.get_feature_service(service)
     return [f.name for proj in fs.feature_view_projections for f in proj.features]
+
+
+def plan_changes(settings: Settings, store: "FeatureStore") -> str:
+    """The registry diff `apply` would make, as text (Feast's own plan)."""
+    from feast.repo_contents import RepoContents
+
+    repo = load_definitions(settings.feature_repo)
+    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
+    from feast.data_source import DataSource
+
+    contents = RepoContents(
+        projects=repo.named(Project), data_sources=repo.named(DataSource), entities=repo.named(Entity),
+        feature_views=[v for v in repo.named(FeatureView)], feature_services=repo.named(FeatureService),
+        on_demand_feature_views=repo.named(OnDemandFeatureView), stream_feature_views=[], label_views=[],
+        permissions=[],
+    )
+    registry_diff, infra_diff, _ = store.plan(contents)
+    return "\n".join(t for t in (registry_diff.to_string(), infra_diff.to_string()) if t.strip())
+
+
+def view_freshness(store: "FeatureStore", fv: Any) -> dict[str, Any]:
+    """Kind, entities, source and the newest materialized time of a view (for list/describe)."""
+    from feast import OnDemandFeatureView
+
+    if isinstance(fv, OnDemandFeatureView):
+        sources = [*fv.source_feature_view_projections, *fv.source_request_sources]
+        return {"kind": "on-demand view", "entities": ["(from sources)"], "source": ", ".join(sources),
+                "freshness": "computed per request"}
+    intervals = getattr(fv, "materialization_intervals", []) or []
+    fresh = max((end for _, end in intervals), default=None)
+    source = fv.stream_source.name if fv.stream_source is not None else fv.batch_source.name
+    kind = "push view" if fv.stream_source is not None else "batch view"
+    return {"kind": kind, "entities": list(fv.entities), "source": source,
+            "freshness": f"{fresh:%Y-%m-%d %H:%M} UTC" if fresh else ("pushed" if fv.stream_source else "never")}

@@ -10,12 +10,14 @@ from typing import Annotated, Any, Optional
 import typer
 
 from persona.commands.common import ConfigOpt
+from persona.commands.features import app as features_app
 from persona.commands.common import console as _console
 from persona.commands.common import load as _settings
 from persona.commands.common import progress as _progress
 
 app = typer.Typer(help="Persona: keep user personas current (collect → validate → features → models → serve).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(features_app, name="features")
 
 
 def _echo_ingest(summary: Any) -> None:

@@ -108,6 +108,21 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
     return int(snaps["user_id"].nunique())
 
 
+def materialize_incremental(settings: Settings, store: "FeatureStore | None" = None,
+                            progress: Any | None = None) -> pd.Timestamp:
+    """Move only snapshots newer than the last materialization online; returns the new high-water mark."""
+    from features.store import BEHAVIOUR_VIEW, open_store
+
+    store = store or open_store(settings)
+    snaps = pd.read_parquet(DataPaths(settings.data_dir).features / "user_behaviour.parquet",
+                            columns=["event_timestamp"])
+    end = snaps["event_timestamp"].max() + pd.Timedelta(seconds=1)
+    with step(progress, "materialize (incremental)", total=1) as advance:
+        store.materialize_incremental(end_date=end.to_pydatetime(), feature_views=[BEHAVIOUR_VIEW])
+        advance(1)
+    return end
+
+
 def training_set(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None):
     """Labels after each cutoff joined point-in-time with Feast features; returns (frame, split, features)."""
     from features.store import feature_refs, open_store

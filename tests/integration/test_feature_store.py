@@ -129,3 +129,20 @@ def test_new_feature_view_is_applied_materialized_and_retrievable(store_settings
     got = store.get_online_features(features=["user_spend_mix:spend_7d", "user_spend_mix:aov_90d"],
                                     entity_rows=[{"user_id": newest["user_id"]}]).to_dict()
     assert got["spend_7d"] == [pytest.approx(newest["spend_7d"])]
+
+
+def test_features_cli_lists_and_describes(store_settings: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from persona.cli import app
+
+    env = {"PERSONA_DATA_DIR": str(store_settings.data_dir)}
+    runner = CliRunner()
+    listed = runner.invoke(app, ["features", "list", "-c", str(PROJECT / "persona.yaml")], env=env)
+    assert listed.exit_code == 0, listed.output
+    for name in ("user_behaviour", "user_activity", "user_recency_now", "persona_v1"):
+        assert name in listed.output
+    described = runner.invoke(app, ["features", "describe", "user_behaviour", "-c", str(PROJECT / "persona.yaml")], env=env)
+    assert described.exit_code == 0 and "spend_90d" in described.output and "Spend (base currency)" in described.output
+    missing = runner.invoke(app, ["features", "describe", "nope", "-c", str(PROJECT / "persona.yaml")], env=env)
+    assert missing.exit_code == 1 and "no feature view or service named 'nope'" in missing.output
