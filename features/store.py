@@ -25,13 +25,19 @@ def repo_yaml(settings: Settings, profile: str | None = None) -> Path:
     return settings.feature_repo / name
 
 
-def open_store(settings: Settings, profile: str | None = None) -> "FeatureStore":
-    """A FeatureStore whose relative source paths resolve inside the data directory."""
+def open_store(settings: Settings, profile: str | None = None, project: str | None = None) -> "FeatureStore":
+    """A FeatureStore whose relative source paths resolve inside the data directory.
+
+    ``project`` overrides the Feast project (default ``$PERSONA_FEAST_PROJECT`` or ``persona``).
+    """
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
     path = repo_yaml(settings, profile)
-    raw = read_yaml(path, extra={"PERSONA_DATA_DIR": str(settings.data_dir)})
+    extra = {"PERSONA_DATA_DIR": str(settings.data_dir)}
+    if project:
+        extra["PERSONA_FEAST_PROJECT"] = project
+    raw = read_yaml(path, extra=extra)
     (DataPaths(settings.data_dir).feast).mkdir(parents=True, exist_ok=True)
     try:
         config = RepoConfig(**raw)
@@ -112,11 +118,17 @@ def ensure_push_batch_files(repo: RepoObjects, data_dir: Path) -> None:
 
 def apply_definitions(settings: Settings, store: "FeatureStore | None" = None) -> list[str]:
     """Register the feature repo's objects (what ``feast apply`` does); returns their names."""
+    from feast import Project
+
     store = store or open_store(settings)
     repo = load_definitions(settings.feature_repo)
     ensure_push_batch_files(repo, settings.data_dir)
-    store.apply(repo.objects)
-    return [getattr(o, "name", "?") for o in repo.objects]
+    declared = repo.named(Project)
+    description = declared[0].description if declared else ""
+    # the project is the store's (feature_store.yaml may rename it per environment)
+    objects = [o for o in repo.objects if not isinstance(o, Project)]
+    store.apply([Project(name=store.project, description=description), *objects])
+    return [getattr(o, "name", "?") for o in objects]
 
 
 def feature_refs(store: "FeatureStore", service: str = FEATURE_SERVICE) -> list[str]:
