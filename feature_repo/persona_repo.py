@@ -40,7 +40,7 @@ user = Entity(
 
 user_behaviour_source = FileSource(
     name="user_behaviour_source",
-    path="features/user_behaviour.parquet",
+    path="features/user_behaviour",
     timestamp_field="event_timestamp",
     created_timestamp_column="created",
     description="Daily user behaviour snapshots computed from the clean event store",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,9 +140,22 @@ def compute_snapshots(
     ``end`` is the exclusive end of the history (default: midnight after the last event);
     ``first_snapshot`` limits output to snapshots at or after that instant (for incremental runs).
     """
+    chunks = list(iter_snapshots(events, cfg, end=end, first_snapshot=first_snapshot, chunk_users=chunk_users))
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+
+
+def iter_snapshots(
+    events: pd.DataFrame,
+    cfg: FeatureConfig,
+    *,
+    end: pd.Timestamp | None = None,
+    first_snapshot: pd.Timestamp | None = None,
+    chunk_users: int = 5000,
+) -> Iterator[pd.DataFrame]:
+    """Snapshots one chunk of users at a time (bounded memory for large histories)."""
     events = events.loc[is_known_user(events["user_id"])]
     if events.empty:
-        return pd.DataFrame()
+        return
     missing = {c: None for c in OPTIONAL_COLUMNS if c not in events.columns}
     events = events.assign(**missing) if missing else events
     ts = events["timestamp"]
@@ -158,7 +172,7 @@ def compute_snapshots(
     if first_snapshot is not None:
         min_day = int(np.ceil((first_snapshot - day0) / pd.Timedelta(days=1))) - 1
         snap_days = snap_days[snap_days >= min_day]
-    frames = []
+    lead = ["user_id", "event_timestamp", "created"]
     for start in range(0, len(users), chunk_users):
         sel = (codes >= start) & (codes < start + chunk_users)
         n_u = min(chunk_users, len(users) - start)
@@ -182,12 +196,10 @@ def compute_snapshots(
             ld = last[ui, si]
             values = last_ts[kind][start:start + n_u][ui, np.maximum(ld, 0)]
             frame[f"last_{kind}_ts"] = np.where(ld >= 0, values, np.nan)
-        frames.append(frame.assign(user_id=users[start:start + n_u][ui].to_numpy(),
-                              event_timestamp=day0 + pd.to_timedelta(si + 1, unit="D")))
-    out = pd.concat(frames, ignore_index=True)
-    out["created"] = out["event_timestamp"]
-    lead = ["user_id", "event_timestamp", "created"]
-    return out[lead + [c for c in out.columns if c not in lead]]
+        out = frame.assign(user_id=users[start:start + n_u][ui].to_numpy(),
+                           event_timestamp=day0 + pd.to_timedelta(si + 1, unit="D"))
+        out["created"] = out["event_timestamp"]
+        yield out[lead + [c for c in out.columns if c not in lead]]
 
 
 def _snapshot_frame(cs: dict[str, np.ndarray], ui: np.ndarray, si: np.ndarray, last_event: np.ndarray,
@@ -232,10 +244,40 @@ def _snapshot_frame(cs: dict[str, np.ndarray], ui: np.ndarray, si: np.ndarray, l
     return frame
 
 
-def write_snapshots(snapshots: pd.DataFrame, path: Path) -> Path:
-    """Write the offline feature table atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    snapshots.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+def write_snapshots(snapshots: pd.DataFrame | Iterable[pd.DataFrame], root: Path,
+                    replace_from: pd.Timestamp | None = None) -> int:
+    """Write snapshots as ``root/date=YYYY-MM-DD/part-N.parquet`` (each file atomically).
+
+    Dates at or after ``replace_from`` (all dates when None) are cleared first, so a rerun after a
+    crash rewrites them whole. Returns the number of rows written.
+    """
+    import shutil
+
+    frames = [snapshots] if isinstance(snapshots, pd.DataFrame) else snapshots
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in root.glob("date=*"):
+        if replace_from is None or pd.Timestamp(folder.name[5:], tz="UTC") >= replace_from.floor("D"):
+            shutil.rmtree(folder)
+    rows = 0
+    for part, frame in enumerate(frames):
+        if frame.empty:
+            continue
+        days = frame["event_timestamp"].dt.strftime("%Y-%m-%d")
+        for day, chunk in frame.groupby(days, sort=False):
+            folder = root / f"date={day}"
+            folder.mkdir(exist_ok=True)
+            tmp = folder / f".part-{part}.{uuid.uuid4().hex}.tmp"
+            chunk.to_parquet(tmp, index=False)
+            os.replace(tmp, folder / f"part-{part}.parquet")
+        rows += len(frame)
+    return rows
+
+
+def read_snapshots(root: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """All stored snapshots (the offline feature table)."""
+    import pyarrow.dataset as ds
+
+    if not root.exists() or not any(root.glob("date=*/*.parquet")):
+        return pd.DataFrame(columns=columns or [])
+    dataset = ds.dataset(str(root), format="parquet", partitioning=None)
+    return dataset.to_table(columns=columns).to_pandas()

@@ -53,6 +53,16 @@ class DataPaths:
         return self.root / "features"
 
     @property
+    def behaviour_snapshots(self) -> Path:
+        """Daily user behaviour snapshots, ``date=YYYY-MM-DD/part-N.parquet`` (Feast file source)."""
+        return self.features / "user_behaviour"
+
+    @property
+    def feature_state(self) -> Path:
+        """What the last feature build saw (for incremental builds)."""
+        return self.features / "user_behaviour_state.json"
+
+    @property
     def feast(self) -> Path:
         """Feast registry and SQLite online store."""
         return self.root / "feast"

@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FeatureSummary:
-    """Offline feature snapshots written."""
+    """Offline feature snapshots written by one build."""
 
     rows: int
     users: int
     first: pd.Timestamp | None
     last: pd.Timestamp | None
+    incremental: bool = False
+    recomputed_from: pd.Timestamp | None = None
 
 
 @dataclass
@@ -68,20 +70,55 @@ def load_clean_events(settings: Settings) -> pd.DataFrame:
     return load_events(paths.events, paths.identity_graph)
 
 
-def build_features(settings: Settings, progress: Any | None = None) -> FeatureSummary:
-    """Compute the daily user snapshots into the offline store (the Feast file source)."""
-    from features.compute import compute_snapshots, write_snapshots
+def build_features(settings: Settings, progress: Any | None = None, incremental: bool = True) -> FeatureSummary:
+    """Compute daily user snapshots into the offline store (the Feast file source).
 
+    Incremental by default: only snapshot days at or after the earliest day whose clean events
+    changed since the last build are recomputed and rewritten; a first build, or a change in the
+    feature configuration, recomputes everything.
+    """
+    from features.compute import iter_snapshots, write_snapshots
+    from features.incremental import event_partitions, load_state, plan_rebuild, save_state
+
+    paths = DataPaths(settings.data_dir)
     with step(progress, "compute features", total=2) as advance:
+        partitions = event_partitions(paths.events)
+        if not partitions:
+            raise RuntimeError(f"no clean events in {paths.events}: run `persona ingest` first")
+        state = load_state(paths.feature_state) if incremental else None
+        mode, start = plan_rebuild(state, partitions, settings.features)
+        if mode == "none":
+            advance(2)
+            return FeatureSummary(0, 0, None, None, incremental=True, recomputed_from=None)
         events = load_clean_events(settings)
-        if events.empty:
-            raise RuntimeError(f"no clean events in {DataPaths(settings.data_dir).events}: run `persona ingest` first")
         advance(1)
-        snaps = compute_snapshots(events, settings.features)
-        write_snapshots(snaps, DataPaths(settings.data_dir).features / "user_behaviour.parquet")
+        chunks = iter_snapshots(events, settings.features, first_snapshot=start)
+        users, first, last = 0, None, None
+
+        def tracked():  # noqa: ANN202
+            nonlocal users, first, last
+            for frame in chunks:
+                users += frame["user_id"].nunique()
+                lo, hi = frame["event_timestamp"].min(), frame["event_timestamp"].max()
+                first = lo if first is None else min(first, lo)
+                last = hi if last is None else max(last, hi)
+                yield frame
+
+        rows = write_snapshots(tracked(), paths.behaviour_snapshots, replace_from=start)
+        save_state(paths.feature_state, partitions, settings.features)
         advance(1)
-    return FeatureSummary(rows=len(snaps), users=snaps["user_id"].nunique(),
-                          first=snaps["event_timestamp"].min(), last=snaps["event_timestamp"].max())
+    return FeatureSummary(rows=rows, users=users, first=first, last=last,
+                          incremental=start is not None, recomputed_from=start)
+
+
+def snapshot_times(settings: Settings) -> pd.Series:
+    """Event timestamps of every stored snapshot."""
+    from features.compute import read_snapshots
+
+    snaps = read_snapshots(DataPaths(settings.data_dir).behaviour_snapshots, columns=["event_timestamp"])
+    if snaps.empty:
+        raise RuntimeError("no feature snapshots: run `persona build-features` first")
+    return snaps["event_timestamp"]
 
 
 def register_features(settings: Settings, store: "FeatureStore | None" = None) -> list[str]:
@@ -96,9 +133,10 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
     """Load the newest snapshot of every user into the online store; returns users loaded."""
     from features.store import BEHAVIOUR_VIEW, open_store
 
+    from features.compute import read_snapshots
+
     store = store or open_store(settings)
-    snaps = pd.read_parquet(DataPaths(settings.data_dir).features / "user_behaviour.parquet",
-                            columns=["user_id", "event_timestamp"])
+    snaps = read_snapshots(DataPaths(settings.data_dir).behaviour_snapshots, columns=["user_id", "event_timestamp"])
     end = snaps["event_timestamp"].max() + pd.Timedelta(seconds=1)
     start = snaps["event_timestamp"].min() - pd.Timedelta(seconds=1)
     with step(progress, "materialize online store", total=1) as advance:
@@ -114,9 +152,7 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
     from features.store import BEHAVIOUR_VIEW, open_store
 
     store = store or open_store(settings)
-    snaps = pd.read_parquet(DataPaths(settings.data_dir).features / "user_behaviour.parquet",
-                            columns=["event_timestamp"])
-    end = snaps["event_timestamp"].max() + pd.Timedelta(seconds=1)
+    end = snapshot_times(settings).max() + pd.Timedelta(seconds=1)
     with step(progress, "materialize (incremental)", total=1) as advance:
         store.materialize_incremental(end_date=end.to_pydatetime(), feature_views=[BEHAVIOUR_VIEW])
         advance(1)

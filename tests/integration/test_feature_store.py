@@ -31,7 +31,9 @@ def store_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def _snapshots(s: Settings) -> pd.DataFrame:
-    return pd.read_parquet(s.data_dir / "features" / "user_behaviour.parquet")
+    from features.compute import read_snapshots
+
+    return read_snapshots(s.data_dir / "features" / "user_behaviour")
 
 
 def test_online_store_holds_the_newest_snapshot(store_settings: Settings) -> None:
@@ -117,8 +119,7 @@ def test_new_feature_view_is_applied_materialized_and_retrievable(store_settings
     shutil.copytree(PROJECT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "spend_mix.py").write_text(NEW_VIEW)
     data = tmp_path / "data"
-    (data / "features").mkdir(parents=True)
-    shutil.copy(store_settings.data_dir / "features" / "user_behaviour.parquet", data / "features")
+    shutil.copytree(store_settings.data_dir / "features" / "user_behaviour", data / "features" / "user_behaviour")
     s = store_settings.model_copy(update={"feature_repo": repo, "data_dir": data})
     store = open_store(s)
     names = register_features(s, store)

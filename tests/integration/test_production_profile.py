@@ -34,7 +34,7 @@ def prod_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Setti
         "session_id": [f"s{i}" for i in rng.integers(0, 400, n)], "device": "mobile",
     })
     snaps = compute_snapshots(events, s.features)
-    write_snapshots(snaps, s.data_dir / "features" / "user_behaviour.parquet")
+    write_snapshots(snaps, s.data_dir / "features" / "user_behaviour")
     project = f"persona_test_{uuid.uuid4().hex[:8]}"
     store = open_store(s, profile="production", project=project)
     register_features(s, store)
