@@ -1,19 +1,24 @@
-"""Run benchmarks by name: ``python -m bench [startup] ...`` (all when none is named)."""
+"""Run benchmarks by name: ``python -m bench NAME [ARGS...]`` (every benchmark with defaults when none)."""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
-BENCHES = ("startup",)
+BENCHES = tuple(sorted(p.stem for p in Path(__file__).parent.glob("*.py") if not p.stem.startswith("_")))
 
 
 def main(argv: list[str]) -> None:
-    """Run each named benchmark module's ``main()``."""
-    for name in argv or BENCHES:
-        if name not in BENCHES:
-            raise SystemExit(f"unknown benchmark {name!r}; known: {', '.join(BENCHES)}")
-        importlib.import_module(f"bench.{name}").main()
+    """Run one named benchmark with its own arguments, or all of them with their defaults."""
+    if not argv:
+        for name in BENCHES:
+            importlib.import_module(f"bench.{name}").main([])
+        return
+    name, rest = argv[0], argv[1:]
+    if name not in BENCHES:
+        raise SystemExit(f"unknown benchmark {name!r}; known: {', '.join(BENCHES)}")
+    importlib.import_module(f"bench.{name}").main(rest)
 
 
 if __name__ == "__main__":

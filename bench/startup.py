@@ -22,7 +22,7 @@ def _time(cmd: list[str], repeat: int) -> float:
     return statistics.median(runs)
 
 
-def main(repeat: int = 7) -> None:
+def main(argv: list[str] | None = None, repeat: int = 7) -> None:
     """Print median times and ratios."""
     bare = _time([sys.executable, "-c", "pass"], repeat)
     helptime = _time([PERSONA, "--help"], repeat)

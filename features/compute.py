@@ -277,7 +277,7 @@ def read_snapshots(root: Path, columns: list[str] | None = None) -> pd.DataFrame
     """All stored snapshots (the offline feature table)."""
     import pyarrow.dataset as ds
 
-    if not root.exists() or not any(root.glob("date=*/*.parquet")):
+    if not root.exists() or not any(root.rglob("*.parquet")):
         return pd.DataFrame(columns=columns or [])
     dataset = ds.dataset(str(root), format="parquet", partitioning=None)
     return dataset.to_table(columns=columns).to_pandas()

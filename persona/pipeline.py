@@ -129,20 +129,33 @@ def register_features(settings: Settings, store: "FeatureStore | None" = None) -
 
 
 def materialize(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None,
-                views: list[str] | None = None) -> int:
-    """Load the newest snapshot of every user into the online store; returns users loaded."""
+                views: list[str] | None = None, use_feast: bool = False) -> int:
+    """Load the newest snapshot of every user into the online store; returns users loaded.
+
+    By default the newest day partition (every user's latest snapshot) goes straight to the online
+    store (features/online_writer.py); ``use_feast`` (or a view other than user_behaviour) runs
+    Feast's own ``materialize`` over the whole offline table instead.
+    """
+    from features.compute import read_snapshots
+    from features.online_writer import write_latest
     from features.store import BEHAVIOUR_VIEW, open_store
 
-    from features.compute import read_snapshots
-
     store = store or open_store(settings)
-    snaps = read_snapshots(DataPaths(settings.data_dir).behaviour_snapshots, columns=["user_id", "event_timestamp"])
-    end = snaps["event_timestamp"].max() + pd.Timedelta(seconds=1)
-    start = snaps["event_timestamp"].min() - pd.Timedelta(seconds=1)
-    with step(progress, "materialize online store", total=1) as advance:
-        store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),
-                          feature_views=views or [BEHAVIOUR_VIEW])
-        advance(1)
+    views = views or [BEHAVIOUR_VIEW]
+    root = DataPaths(settings.data_dir).behaviour_snapshots
+    with step(progress, "materialize online store", total=len(views)) as advance:
+        if views == [BEHAVIOUR_VIEW] and not use_feast:
+            newest = sorted(root.glob("date=*"))
+            if not newest:
+                raise RuntimeError("no feature snapshots: run `persona build-features` first")
+            users = write_latest(store, BEHAVIOUR_VIEW, read_snapshots(newest[-1]))
+            advance(1)
+            return users
+        snaps = read_snapshots(root, columns=["user_id", "event_timestamp"])
+        end = snaps["event_timestamp"].max() + pd.Timedelta(seconds=1)
+        start = snaps["event_timestamp"].min() - pd.Timedelta(seconds=1)
+        store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=views)
+        advance(len(views))
     return int(snaps["user_id"].nunique())
 
 
@@ -170,7 +183,7 @@ def training_set(settings: Settings, store: "FeatureStore | None" = None, progre
         events = load_clean_events(settings)
         history_end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
         split = rolling_cutoffs(history_end, events["timestamp"].min(), settings.training)
-        labels = make_labels(events, split.all, settings.training.horizon_days)
+        labels = make_labels(events, split.all, settings.training.horizon_days, settings.features.categories)
         advance(1)
         frame = build_training_set(store, labels)
         path = DataPaths(settings.data_dir).training / "training_set.parquet"
@@ -180,14 +193,37 @@ def training_set(settings: Settings, store: "FeatureStore | None" = None, progre
     return frame, split, feature_refs(store)
 
 
+def lineage_tags(settings: Settings, frame: pd.DataFrame) -> dict[str, str]:
+    """Where a model's data came from: feature service, ingestion batches and their data-quality result."""
+    from features.store import FEATURE_SERVICE
+    from ingestion.ledger import read_ledger
+
+    ledger = DataPaths(settings.data_dir).ledger
+    batches = read_ledger(ledger) if ledger.exists() else []
+    statuses = pd.Series([b.status for b in batches], dtype=object).value_counts().to_dict()
+    return {
+        "feature_service": FEATURE_SERVICE,
+        "training_rows": str(len(frame)),
+        "data_dir": str(settings.data_dir),
+        "ingestion_batches": ",".join(b.batch_id for b in batches)[:4900],
+        "data_quality": ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())) or "no batches",
+        "rows_quarantined": str(sum(b.quarantined for b in batches)),
+        "all_batches_balanced": str(all(b.balanced for b in batches)).lower(),
+    }
+
+
 def train(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None) -> "TrainSummary":
-    """Build the training set, train every target, register and alias the new versions champion."""
-    from training.train import train_all
+    """Build the training set, train every target, register the new versions and let the gate alias them
+    (the first version of a model becomes champion; later ones challenger, promoted only by the gate)."""
+    from training.baselines import history_summary
+    from training.train import train_all, with_history
 
     frame, split, features = training_set(settings, store, progress)
-    lineage = {"training_rows": str(len(frame)), "data_dir": str(settings.data_dir)}
-    return train_all(frame, features, split, settings.training, load_mlflow_settings(settings),
-                     lineage=lineage, progress=progress)
+    history = history_summary(load_clean_events(settings), split.all, settings.training.horizon_days)
+    return train_all(with_history(frame, history), features, split, settings.training,
+                     load_mlflow_settings(settings), rules=settings.segments,
+                     categories=settings.features.categories, lineage=lineage_tags(settings, frame),
+                     progress=progress)
 
 
 def run_all(settings: Settings, progress: Any | None = None) -> RunSummary:
