@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from persona.config import FeatureConfig
@@ -62,3 +63,54 @@ def plan_rebuild(state: dict[str, Any] | None, partitions: dict[str, list[str]],
         return "none", None
     # a day's events first appear in the snapshot taken at the midnight that ends it
     return "from", pd.Timestamp(changed[0], tz="UTC") + pd.Timedelta(days=1)
+
+
+HISTORY_COLUMNS = ("tenure_days", "last_event_ts", "last_purchase_ts")
+"""Snapshot columns that depend on history older than the longest window."""
+
+
+def _since_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Recompute ``days_since_*`` from the snapshot time and the last-event times (day granularity)."""
+    snap_day = frame["event_timestamp"] - pd.Timedelta(days=1)
+    for kind in ("event", "purchase"):
+        last = pd.to_datetime(frame[f"last_{kind}_ts"], unit="s", utc=True).dt.floor("D")
+        frame[f"days_since_last_{kind}"] = ((snap_day - last) / pd.Timedelta(days=1)).astype("float64")
+    return frame
+
+
+def carry_history(computed: pd.DataFrame, previous: pd.DataFrame, times: pd.DatetimeIndex) -> pd.DataFrame:
+    """Complete snapshots computed from a recent window of events with what the previous snapshot knew.
+
+    ``computed`` holds snapshots (at ``times``) built only from events of the last window; users of
+    ``previous`` (the snapshot just before ``times[0]``) with no row at some time get a row with
+    empty windows, and every returning user keeps its tenure and last-event times.
+    """
+    prev = previous.set_index("user_id")
+    prev_time = previous["event_timestamp"].iloc[0]
+    grid = pd.MultiIndex.from_product([prev.index, times], names=["user_id", "event_timestamp"])
+    have = pd.MultiIndex.from_frame(computed[["user_id", "event_timestamp"]]) if len(computed) else grid[:0]
+    missing = grid.difference(have)
+    filler = pd.DataFrame(index=range(len(missing)), columns=computed.columns)
+    if len(missing):
+        filler["user_id"] = missing.get_level_values(0)
+        filler["event_timestamp"] = missing.get_level_values(1)
+        filler["created"] = filler["event_timestamp"]
+        zeros = [c for c in computed.columns if c not in ("user_id", "event_timestamp", "created", *HISTORY_COLUMNS)]
+        for col in zeros:  # an empty window: counts/sums/shares 0, ratios undefined (as a full build gives)
+            filler[col] = np.nan if col in _UNDEFINED_WHEN_EMPTY else 0
+    out = pd.concat([computed, filler], ignore_index=True) if len(computed) else filler
+    known = out["user_id"].isin(prev.index)
+    elapsed = ((out["event_timestamp"] - prev_time) / pd.Timedelta(days=1)).astype("int64")
+    prior = prev.reindex(out["user_id"])
+    out.loc[known, "tenure_days"] = (prior["tenure_days"].to_numpy() + elapsed.to_numpy())[known.to_numpy()]
+    for col in ("last_event_ts", "last_purchase_ts"):
+        out[col] = np.fmax(pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float),
+                           prior[col].to_numpy(dtype=float))
+    out = _since_columns(out)
+    return out.astype(computed.dtypes.to_dict()).sort_values(["event_timestamp", "user_id"], ignore_index=True)
+
+
+_UNDEFINED_WHEN_EMPTY = frozenset({
+    "aov_90d", "cart_conversion_30d", "spend_trend", "events_trend", "avg_session_minutes_30d",
+    "days_since_last_purchase", "days_since_last_event",
+})

@@ -62,12 +62,24 @@ def ingest_inbox(settings: Settings, progress: Any | None = None) -> "IngestSumm
     return ingest(settings, progress)
 
 
-def load_clean_events(settings: Settings) -> pd.DataFrame:
-    """Clean events with identities resolved through the newest identity graph."""
-    from ingestion.event_store import load_events
+def load_clean_events(settings: Settings, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Clean events (of days at or after ``since``) with identities resolved through the newest graph."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ingestion.event_store import event_files, load_events
+    from ingestion.identity import load_graph, resolve
+    from ingestion.schema import CANONICAL_SCHEMA
 
     paths = DataPaths(settings.data_dir)
-    return load_events(paths.events, paths.identity_graph)
+    if since is None:
+        return load_events(paths.events, paths.identity_graph)
+    first = f"date={since:%Y-%m-%d}"
+    files = [f for f in event_files(paths.events) if f.parent.name >= first]
+    if not files:
+        return CANONICAL_SCHEMA.empty_table().to_pandas()
+    events = pa.concat_tables([pq.read_table(f, schema=CANONICAL_SCHEMA) for f in files]).to_pandas()
+    return resolve(events, load_graph(paths.identity_graph))
 
 
 def build_features(settings: Settings, progress: Any | None = None, incremental: bool = True) -> FeatureSummary:
@@ -77,8 +89,15 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
     changed since the last build are recomputed and rewritten; a first build, or a change in the
     feature configuration, recomputes everything.
     """
-    from features.compute import iter_snapshots, write_snapshots
-    from features.incremental import event_partitions, load_state, plan_rebuild, save_state
+    from features.compute import compute_snapshots, iter_snapshots, read_snapshots, write_snapshots
+    from features.incremental import (
+        WINDOW_DAYS,
+        carry_history,
+        event_partitions,
+        load_state,
+        plan_rebuild,
+        save_state,
+    )
 
     paths = DataPaths(settings.data_dir)
     with step(progress, "compute features", total=2) as advance:
@@ -90,9 +109,19 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
         if mode == "none":
             advance(2)
             return FeatureSummary(0, 0, None, None, incremental=True, recomputed_from=None)
-        events = load_clean_events(settings)
-        advance(1)
-        chunks = iter_snapshots(events, settings.features, first_snapshot=start)
+        previous = paths.behaviour_snapshots / f"date={start - pd.Timedelta(days=1):%Y-%m-%d}" if start else None
+        if start is not None and previous is not None and previous.exists() and settings.features.snapshot_every_days == 1:
+            # only the last window of events is read; older history comes from the previous snapshot
+            events = load_clean_events(settings, since=start - pd.Timedelta(days=WINDOW_DAYS + 1))
+            advance(1)
+            computed = compute_snapshots(events, settings.features, first_snapshot=start)
+            end = pd.Timestamp(max(partitions), tz="UTC") + pd.Timedelta(days=1)
+            chunks = iter([carry_history(computed, read_snapshots(previous), pd.date_range(start, end, freq="D"))])
+        else:
+            start = None if mode == "full" else start
+            events = load_clean_events(settings)
+            advance(1)
+            chunks = iter_snapshots(events, settings.features, first_snapshot=start)
         users, first, last = 0, None, None
 
         def tracked():  # noqa: ANN202

@@ -65,3 +65,28 @@ def test_late_event_recomputes_from_its_day(tmp_path) -> None:  # noqa: ANN001
     write_batch(_events(rng, 5, 10, 1, "late"), DataPaths(s.data_dir).events, "b2")
     step = build_features(s)
     assert step.recomputed_from == T0 + pd.Timedelta(days=11)
+
+
+def test_long_history_incremental_reads_only_the_window_and_matches_full(tmp_path) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(13)
+    inc = settings_in(tmp_path / "inc")
+    full = settings_in(tmp_path / "full")
+    early_only = _events(rng, 300, 0, 20, "e")  # users who go quiet long before the new day
+    early_only["user_id"] = [f"q{i:03d}" for i in rng.integers(0, 10, len(early_only))]
+    history = pd.concat([_events(rng, 6000, 0, 130, "h"), early_only], ignore_index=True)
+    new_day = _events(rng, 60, 130, 1, "n")
+    returning = _events(rng, 2, 130, 1, "r")
+    returning["user_id"] = "q001"  # back after more than 90 days
+    for s in (inc, full):
+        write_batch(history, DataPaths(s.data_dir).events, "b1")
+    build_features(inc)
+    for s in (inc, full):
+        write_batch(pd.concat([new_day, returning], ignore_index=True), DataPaths(s.data_dir).events, "b2")
+    step = build_features(inc)
+    assert step.incremental and step.rows == step.users == 50  # every known user, one new day
+    build_features(full, incremental=False)
+    a = _sorted(read_snapshots(DataPaths(inc.data_dir).behaviour_snapshots))
+    b = _sorted(read_snapshots(DataPaths(full.data_dir).behaviour_snapshots))
+    pd.testing.assert_frame_equal(a, b[a.columns], check_dtype=False)
+    back = a.loc[(a.user_id == "q001")].iloc[-1]
+    assert back.events_7d == 2 and back.tenure_days > 110 and back.purchases_90d <= 2
