@@ -38,12 +38,15 @@ def summarise(events: pd.DataFrame) -> pd.DataFrame:
     })
     newest = frame.groupby("user_id")["secs"].transform("max")
     frame["recent"] = frame["secs"] >= newest - 3600.0
+    recent = frame.groupby("user_id")["recent"].sum()  # the last hour may cross midnight
     last_day = frame.groupby("user_id")["day"].transform("max")
     today = frame.loc[frame["day"] == last_day]
-    return today.groupby("user_id").agg(
+    out = today.groupby("user_id").agg(
         day=("day", "max"), events=("secs", "size"), purchases=("purchase", "sum"),
-        spend=("spend", "sum"), recent=("recent", "sum"), last_ts=("secs", "max"),
+        spend=("spend", "sum"), last_ts=("secs", "max"),
     )
+    out["recent"] = recent.reindex(out.index)
+    return out
 
 
 def current_activity(store: "FeatureStore", users: list[str]) -> pd.DataFrame:
@@ -54,8 +57,14 @@ def current_activity(store: "FeatureStore", users: list[str]) -> pd.DataFrame:
 
 
 def fold(new: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
-    """New per-user counters: added to the stored ones when they belong to the same day."""
+    """New per-user counters: added to the stored ones when they belong to the same day.
+
+    Users whose new events are all older than their stored day are left out (late events never
+    roll today's counters back).
+    """
     stored = stored.reindex(new.index)
+    late = new["day"].to_numpy() < stored["activity_day"].to_numpy()
+    new, stored = new.loc[~late], stored.loc[~late]
     same_day = stored["activity_day"].to_numpy() == new["day"].to_numpy()
     keep = lambda col: np.where(same_day, np.nan_to_num(stored[col].to_numpy()), 0.0)  # noqa: E731
     recent_prev = np.where(same_day & (stored["last_event_ts"].to_numpy() >= new["last_ts"].to_numpy() - 3600.0),
@@ -82,5 +91,7 @@ def push_activity(store: "FeatureStore", events: pd.DataFrame, *, offline: bool 
         return pd.DataFrame(columns=["user_id", "event_timestamp", *COUNTERS])
     new = summarise(events)
     rows = fold(new, current_activity(store, list(new.index)))
+    if rows.empty:
+        return rows
     store.push(PUSH_SOURCE, rows, to=PushMode.ONLINE_AND_OFFLINE if offline else PushMode.ONLINE)
     return rows

@@ -73,6 +73,11 @@ class DataPaths:
         return self.root / "training"
 
     @property
+    def training_set(self) -> Path:
+        """The newest training set (features joined with labels)."""
+        return self.training / "training_set.parquet"
+
+    @property
     def mlflow(self) -> Path:
         """MLflow SQLite store and artifacts."""
         return self.root / "mlflow"

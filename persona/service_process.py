@@ -55,15 +55,20 @@ class ServiceProcess:
     log_path: Path
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group, then SIGKILL if it lingers."""
-        if self.process.poll() is not None:
+        """SIGTERM the whole process group (workers too), then SIGKILL if it lingers."""
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+            pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # stragglers of the group
+        except ProcessLookupError:
+            pass
+        self.process.wait(5)
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the service log (for error messages)."""
@@ -73,23 +78,46 @@ class ServiceProcess:
             return ""
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """True when nothing listens on ``host:port`` (so /readyz cannot be answered by another process)."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def start_service(settings: Settings, port: int | None = None, timeout: float = 120.0) -> ServiceProcess:
     """Start ``bentoml serve`` and wait until ``/readyz`` answers 200 (raises with the log otherwise)."""
+    if settings.config_path is None:
+        raise ValueError("settings have no config_path: the service reads its configuration from that file")
     host = settings.serving.host
     port = port if port is not None else (settings.serving.port or free_port())
+    if not port_is_free(host, port):
+        raise RuntimeError(f"port {port} on {host} is already in use (another Persona service?)")
     logs = DataPaths(settings.data_dir).logs
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"service-{port}.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(serve_command(host, port), env=service_env(settings), stdout=log,
-                            stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(serve_command(host, port), env=service_env(settings), stdout=log,
+                                stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
     svc = ServiceProcess(proc, f"http://{host}:{port}", log_path)
+    try:
+        return _wait_ready(svc, timeout)
+    except BaseException:
+        svc.stop()
+        raise
+
+
+def _wait_ready(svc: ServiceProcess, timeout: float) -> ServiceProcess:
+    """Poll /readyz until 200; fail early when the process dies or reports a failed start-up."""
+    proc = svc.process
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"service exited with code {proc.returncode}:\n{svc.log_tail()}")
         if STARTUP_FAILED in svc.log_tail(5):
-            svc.stop()
             raise RuntimeError(f"service failed to start:\n{svc.log_tail()}")
         try:
             if httpx.get(f"{svc.url}/readyz", timeout=2).status_code == 200:
@@ -97,5 +125,4 @@ def start_service(settings: Settings, port: int | None = None, timeout: float = 
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    svc.stop()
     raise RuntimeError(f"service not ready after {timeout:.0f}s:\n{svc.log_tail()}")

@@ -24,6 +24,17 @@ def settings_in(data_dir: Path, **sample: int) -> Settings:
     return s.model_copy(update=update)
 
 
+ISOLATED_PREFIXES = ("PERSONA_PROFILE", "PERSONA_MLFLOW_", "PERSONA_FEAST_", "PERSONA_CONFIG", "PERSONA_DATA_DIR",
+                     "PERSONA_REDIS", "PERSONA_API_KEY")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_environment() -> None:
+    """Tests never pick up a developer's profile, stores or data directory from the shell."""
+    for name in [n for n in os.environ if n.startswith(ISOLATED_PREFIXES)]:
+        del os.environ[name]
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings with a fresh, empty data directory."""

@@ -37,11 +37,13 @@ def prod_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Setti
     write_snapshots(snaps, s.data_dir / "features" / "user_behaviour")
     project = f"persona_test_{uuid.uuid4().hex[:8]}"
     store = open_store(s, profile="production", project=project)
-    register_features(s, store)
-    materialize(s, store)
-    yield s, store, snaps
-    store._get_provider().teardown_infra(project, store.list_feature_views(), store.list_entities())
-    store.registry.delete_project(project, commit=True)
+    try:
+        register_features(s, store)
+        materialize(s, store)
+        yield s, store, snaps
+    finally:  # leave nothing behind in the shared PostgreSQL and Redis
+        store._get_provider().teardown_infra(project, store.list_feature_views(), store.list_entities())
+        store.registry.delete_project(project, commit=True)
 
 
 def test_registry_is_postgres_and_online_store_is_redis(prod_store: tuple) -> None:
