@@ -43,26 +43,42 @@ def load_state(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def save_state(path: Path, partitions: dict[str, list[str]], cfg: FeatureConfig) -> None:
+def save_state(path: Path, partitions: dict[str, list[str]], cfg: FeatureConfig, aliases: list[str]) -> None:
     """Record what this build saw, atomically (written last: a crash before it means a redo)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps({"partitions": partitions, "config": config_digest(cfg)}))
+    tmp.write_text(json.dumps({"partitions": partitions, "config": config_digest(cfg), "aliases": aliases}))
     os.replace(tmp, path)
 
 
-def plan_rebuild(state: dict[str, Any] | None, partitions: dict[str, list[str]],
-                 cfg: FeatureConfig) -> tuple[str, pd.Timestamp | None]:
+def linked_aliases(graph: pd.DataFrame) -> list[str]:
+    """Every alias the identity graph links to a user (``kind:alias``), sorted."""
+    return sorted((graph["kind"].astype(str) + ":" + graph["alias"].astype(str)).tolist())
+
+
+def first_day_of_aliases(events: pd.DataFrame, aliases: set[str]) -> pd.Timestamp | None:
+    """The earliest event day of any of these aliases (events carry anonymous_id/device_id)."""
+    hit = (("anonymous:" + events["anonymous_id"].astype(str)).isin(aliases)
+           | ("device:" + events["device_id"].astype(str)).isin(aliases))
+    return events.loc[hit, "timestamp"].min().floor("D") if hit.any() else None
+
+
+def plan_rebuild(state: dict[str, Any] | None, partitions: dict[str, list[str]], cfg: FeatureConfig,
+                 new_alias_day: pd.Timestamp | None = None) -> tuple[str, pd.Timestamp | None]:
     """("full", None) without usable state, ("none", None) when nothing changed, else ("from", t):
-    recompute snapshots at or after ``t``."""
-    if state is None or state.get("config") != config_digest(cfg):
+    recompute snapshots at or after ``t``. ``new_alias_day`` is the first event day of aliases the
+    identity graph linked since the last build (their history now belongs to a user)."""
+    if state is None or state.get("config") != config_digest(cfg) or "aliases" not in state:
         return "full", None
     before: dict[str, list[str]] = state.get("partitions", {})
-    changed = sorted(day for day in set(before) | set(partitions) if before.get(day) != partitions.get(day))
+    changed = [pd.Timestamp(day, tz="UTC") for day in set(before) | set(partitions)
+               if before.get(day) != partitions.get(day)]
+    if new_alias_day is not None:
+        changed.append(new_alias_day)
     if not changed:
         return "none", None
     # a day's events first appear in the snapshot taken at the midnight that ends it
-    return "from", pd.Timestamp(changed[0], tz="UTC") + pd.Timedelta(days=1)
+    return "from", min(changed) + pd.Timedelta(days=1)
 
 
 HISTORY_COLUMNS = ("tenure_days", "last_event_ts", "last_purchase_ts")

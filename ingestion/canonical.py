@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingestion.schema import CANONICAL_COLUMNS, EVENT_TYPES, MAPPABLE_FIELDS
 from persona.config import ChannelConfig, Settings
@@ -22,28 +26,45 @@ class Canonicalised:
 
 
 def hash_pii(values: pd.Series, salt: str, kind: str) -> pd.Series:
-    """Salted SHA-256 of normalised emails/phones; null stays null."""
-    def norm(v: str) -> str:
-        v = v.strip().lower()
-        return "".join(ch for ch in v if ch.isdigit() or ch == "+") if kind == "phone" else v
+    """Salted SHA-256 of normalised emails/phones; null stays null. Hashes each distinct value once."""
+    text = values.astype("string").str.strip().str.lower()
+    if kind == "phone":
+        text = text.str.replace(r"[^0-9+]", "", regex=True)
+    text = text.where(text.notna() & (text != ""), None)
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    digests = np.asarray([hashlib.sha256(f"{salt}:{u}".encode()).hexdigest() for u in uniques] + [None], dtype=object)
+    return pd.Series(digests[codes], index=values.index, dtype=object)
 
-    out = values.map(
-        lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) or v == ""
-        else hashlib.sha256(f"{salt}:{norm(str(v))}".encode()).hexdigest()
-    )
-    return out.astype(object)
+
+def natural_key_ids(frame: pd.DataFrame, fields: list[str]) -> pd.Series:
+    """A stable id per row from the values of ``fields`` (64-bit hash, vectorised; same values, same id)."""
+    keys = pd.DataFrame({f: frame[f].astype("string").fillna("\x00") for f in fields}, index=frame.index)
+    hashed = pd.util.hash_pandas_object(keys, index=False, categorize=True)
+    return hashed.astype("uint64").astype(str)
+
+
+_EPOCH_LIMIT_S = 9e9
+"""Epoch seconds beyond this (year 2255) are unparseable: nanoseconds would overflow int64."""
 
 
 def parse_timestamps(values: pd.Series, unit: str, fmt: str | None, timezone: str) -> pd.Series:
     """Parse per the channel's timestamp spec into UTC; unparseable values become NaT."""
     if unit in ("s", "ms", "us"):
-        numbers = pd.to_numeric(values, errors="coerce")
-        return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+        limit = _EPOCH_LIMIT_S * {"s": 1, "ms": 1e3, "us": 1e6}[unit]
+        numbers = numbers.where(numbers.abs() < limit)  # beyond 2255: unparseable, not an overflow
+        with np.errstate(all="ignore"):
+            return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
     if unit == "format":
         local = pd.to_datetime(values, format=fmt, errors="coerce")
         return local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
     text = values.astype("string")
-    has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+    arr = _arrow_text(values)
+    if arr is None:
+        has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+    else:
+        matched = pc.fill_null(pc.match_substring_regex(arr, r"(?:Z|[+-]\d\d:?\d\d)$"), False)
+        has_offset = pd.Series(matched.to_numpy(zero_copy_only=False), index=values.index)
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     if has_offset.any():
         out[has_offset] = pd.to_datetime(text[has_offset], utc=True, errors="coerce", format="ISO8601")
@@ -54,19 +75,34 @@ def parse_timestamps(values: pd.Series, unit: str, fmt: str | None, timezone: st
     return out
 
 
+def _arrow_text(series: pd.Series) -> pa.Array | None:
+    """The column as an Arrow string array (None when it holds non-text values)."""
+    try:
+        return pa.array(series.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
 def _blank(series: pd.Series) -> pd.Series:
-    return series.isna() | (series.astype(str).str.strip() == "")
+    """Null or only blanks (vectorised through Arrow)."""
+    arr = _arrow_text(series)
+    if arr is None:
+        text = series.astype("string")
+        return (text.isna() | (text.str.strip() == "")).fillna(True).astype(bool)
+    empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(arr)), 0), True)
+    return pd.Series(empty.to_numpy(zero_copy_only=False), index=series.index)
 
 
 def canonicalise(raw: pd.DataFrame, channel: str, cfg: ChannelConfig, settings: Settings, source_file: str) -> Canonicalised:
     """Map ``raw`` (strings + ``source_row``) to canonical events; unmappable rows become rejects."""
     n = len(raw)
     missing = [src for src in cfg.columns.values() if src not in raw.columns]
-    required = {"timestamp", "event_id"} | ({"event_type"} if not cfg.event_type else set())
-    missing_required = [c for c, src in cfg.columns.items() if src in missing and c in required]
+    missing_required = [c for c, src in cfg.columns.items() if src in missing and c in required_fields(cfg)]
     if missing_required:
         cols = ", ".join(f"{cfg.columns[c]!r} (for {c})" for c in missing_required)
         raise MissingColumns(f"{source_file}: missing required column(s) {cols}")
+    if not cfg.event_type and "event_type" not in cfg.columns:
+        raise MissingColumns(f"{source_file}: channel {channel} maps no event type and sets no fixed event_type")
     out = pd.DataFrame(index=raw.index)
     for field, src in cfg.columns.items():
         if field not in MAPPABLE_FIELDS:
@@ -76,10 +112,16 @@ def canonicalise(raw: pd.DataFrame, channel: str, cfg: ChannelConfig, settings: 
     reasons = pd.Series("", index=raw.index, dtype=object)
     columns = pd.Series("", index=raw.index, dtype=object)
 
-    def reject(mask: pd.Series, column: str, why: pd.Series | str) -> None:
+    def reject(mask: pd.Series, column: str, why: Callable[[pd.Series], pd.Series] | str) -> None:
+        """Record the first reason for each newly failing row (messages built for those rows only)."""
         fresh = mask & (reasons == "")
-        reasons.loc[fresh] = why if isinstance(why, str) else why[fresh]
+        if not fresh.any():
+            return
+        reasons.loc[fresh] = why if isinstance(why, str) else why(fresh)
         columns.loc[fresh] = column
+
+    def text(values: pd.Series, prefix: str) -> Callable[[pd.Series], pd.Series]:
+        return lambda rows: prefix + values[rows].astype(str).str.slice(0, 40)
 
     # event type
     if cfg.event_type:
@@ -88,18 +130,18 @@ def canonicalise(raw: pd.DataFrame, channel: str, cfg: ChannelConfig, settings: 
         source_types = out["event_type"]
         mapped = source_types.map(cfg.event_types) if cfg.event_types else source_types
         unknown = mapped.isna() | ~mapped.isin(EVENT_TYPES)
-        reject(unknown, "event_type", "unknown event type " + source_types.astype(str).str.slice(0, 40))
+        reject(unknown, "event_type", text(source_types, "unknown event type "))
         out["event_type"] = mapped
     # timestamp
     ts_src = out["timestamp"]
     ts = parse_timestamps(ts_src, cfg.timestamp.unit, cfg.timestamp.format, cfg.timestamp.timezone)
-    reject(ts.isna(), "timestamp", "cannot parse timestamp " + ts_src.astype(str).str.slice(0, 40))
+    reject(ts.isna(), "timestamp", text(ts_src, "cannot parse timestamp "))
     out["timestamp"] = ts
     # numbers
     for field in ("amount", "quantity"):
         if field in out:
             num = pd.to_numeric(out[field], errors="coerce")
-            reject(num.isna() & out[field].notna(), field, f"{field} is not a number: " + out[field].astype(str).str.slice(0, 40))
+            reject(num.isna() & out[field].notna(), field, text(out[field], f"{field} is not a number: "))
             out[field] = num.astype("float64")
         else:
             out[field] = np.nan
@@ -109,16 +151,21 @@ def canonicalise(raw: pd.DataFrame, channel: str, cfg: ChannelConfig, settings: 
     cur = out["currency"].where(out["currency"].notna(), cfg.currency)
     rate = cur.map(settings.fx_rates)
     has_amount = out["amount"].notna()
-    reject(has_amount & rate.isna(), "currency", "unknown currency " + cur.astype(str))
+    reject(has_amount & rate.isna(), "currency", text(cur, "unknown currency "))
     out["amount"] = (out["amount"] * rate).round(2)
     out["currency"] = np.where(has_amount, settings.base_currency, None)
-    # identifiers
-    ids = out["event_id"]
-    reject(ids.isna(), "event_id", "missing event id")
-    event_id = channel + ":" + ids.astype(str)
-    for key_field in cfg.natural_key:
-        if key_field != "event_id":
-            event_id = event_id + "|" + out[key_field].astype(str)
+    # identifiers: the source id (plus other natural-key fields), or a hash of the natural key
+    if "event_id" in cfg.columns:
+        ids = out["event_id"]
+        reject(ids.isna(), "event_id", "missing event id")
+        event_id = channel + ":" + ids.astype(str)
+        for key_field in cfg.natural_key:
+            if key_field != "event_id":
+                event_id = event_id + "|" + out[key_field].astype(str)
+    else:
+        fields = cfg.natural_key or sorted(f for f in cfg.columns if f != "event_id")
+        keyed = out.assign(timestamp=ts.astype("int64").where(ts.notna(), None)) if "timestamp" in fields else out
+        event_id = channel + ":h" + natural_key_ids(keyed, fields)
     out["event_id"] = event_id
     for pii_col, kind in cfg.pii.items():
         if pii_col in raw.columns:
@@ -138,6 +185,11 @@ def canonicalise(raw: pd.DataFrame, channel: str, cfg: ChannelConfig, settings: 
     if n and events.empty and not bad.any():
         events = out.loc[:, list(CANONICAL_COLUMNS)]
     return Canonicalised(events=events, rejects=rejects.reset_index(drop=True))
+
+
+def required_fields(cfg: ChannelConfig) -> set[str]:
+    """Canonical fields whose source column must be present in every file of the channel."""
+    return {"timestamp", "event_id", "event_type", "amount", "user_id"} & set(cfg.columns)
 
 
 class MissingColumns(ValueError):

@@ -6,6 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,27 +15,36 @@ from ingestion.identity import load_graph, resolve
 from ingestion.schema import CANONICAL_SCHEMA
 
 
-def batch_parts(root: Path, batch_id: str) -> list[Path]:
-    """Files written by one batch (to clean up after a crash before re-running it)."""
-    return sorted(root.glob(f"date=*/{batch_id}.parquet")) if root.exists() else []
-
-
 def write_batch(events: pd.DataFrame, root: Path, batch_id: str) -> list[Path]:
     """Write a batch's events, one file per day, each atomically (temp file then rename)."""
-    written = []
+    written: list[Path] = []
     if events.empty:
         return written
-    days = events["timestamp"].dt.strftime("%Y-%m-%d")
-    for day, part in events.groupby(days, sort=True):
+    table = pa.Table.from_pandas(events.reset_index(drop=True), schema=CANONICAL_SCHEMA, preserve_index=False)
+    days = events["timestamp"].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    order = np.argsort(days, kind="stable")
+    firsts, starts = np.unique(days[order], return_index=True)
+    bounds = list(starts) + [len(order)]
+    for i, day in enumerate(firsts):
         folder = root / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{batch_id}.parquet"
         tmp = folder / f".{batch_id}.{uuid.uuid4().hex}.tmp"
-        table = pa.Table.from_pandas(part.reset_index(drop=True), schema=CANONICAL_SCHEMA, preserve_index=False)
-        pq.write_table(table, tmp)
+        pq.write_table(table.take(order[bounds[i]:bounds[i + 1]]), tmp)
         os.replace(tmp, target)
         written.append(target)
     return written
+
+
+def remove_uncommitted(root: Path, committed: set[str]) -> int:
+    """Delete event files of batches the ledger does not know (a crash before commit) and stray temp files."""
+    if not root.exists():
+        return 0
+    stale = [p for p in root.glob("date=*/*.parquet") if p.stem not in committed]
+    stale += list(root.glob("date=*/.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def event_files(root: Path) -> list[Path]:
@@ -57,6 +67,39 @@ def load_events(root: Path, graph_path: Path) -> pd.DataFrame:
     return resolve(events, load_graph(graph_path)) if not events.empty else events
 
 
-def stored_event_ids(root: Path) -> pd.Index:
-    """Event ids already in the store (for cross-batch de-duplication)."""
-    return pd.Index(read_events(root, columns=["event_id"])["event_id"])
+def id_hashes(ids: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
+    """64-bit hashes of event ids (stable across runs)."""
+    return pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False)
+
+
+class EventIdIndex:
+    """The event ids in the store as a sorted array of 64-bit hashes: loaded once per run, updated
+    as batches commit, membership tested vectorised (``searchsorted``)."""
+
+    def __init__(self, hashes: np.ndarray | None = None) -> None:
+        self._sorted = np.unique(hashes) if hashes is not None else np.empty(0, dtype=np.uint64)
+
+    @classmethod
+    def load(cls, root: Path) -> "EventIdIndex":
+        """The index of every committed event id under ``root``."""
+        files = event_files(root)
+        if not files:
+            return cls()
+        ids = pa.concat_tables([pq.read_table(f, columns=["event_id"]) for f in files])["event_id"]
+        return cls(id_hashes(ids.to_numpy(zero_copy_only=False)))
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def contains(self, ids: pd.Series) -> np.ndarray:
+        """Boolean mask: which of ``ids`` are already stored."""
+        if not len(self._sorted) or not len(ids):
+            return np.zeros(len(ids), dtype=bool)
+        h = id_hashes(ids)
+        pos = np.minimum(np.searchsorted(self._sorted, h), len(self._sorted) - 1)
+        return self._sorted[pos] == h
+
+    def add(self, ids: pd.Series) -> None:
+        """Record ids of a committed batch."""
+        if len(ids):
+            self._sorted = np.sort(np.concatenate([self._sorted, id_hashes(ids)]), kind="stable")

@@ -24,6 +24,10 @@ class BatchRecord:
     status: str  # "accepted" | "partially_quarantined" | "batch_quarantined"
     message: str
     processed_at: str
+    outliers: int = 0
+    """Rows the outlier rule flagged (kept and counted in ``accepted``, or quarantined per config)."""
+    released_from: str = ""
+    """For a release: the quarantined batch it re-ran."""
 
     @property
     def balanced(self) -> bool:
@@ -45,12 +49,24 @@ def read_ledger(path: Path) -> list[BatchRecord]:
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():  # one line per file, not per row
         try:
             records.append(BatchRecord(**json.loads(line)))
         except (json.JSONDecodeError, TypeError):
             continue
     return records
+
+
+def append_torn_safe(path: Path, record: BatchRecord) -> None:
+    """Append ``record``, first ending a torn last line (a crash mid-write) so the record stays whole."""
+    if path.exists() and path.stat().st_size:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        if torn:
+            with path.open("a", encoding="utf-8") as f:
+                f.write("\n")
+    append_record(path, record)
 
 
 def append_record(path: Path, record: BatchRecord) -> None:

@@ -1,4 +1,8 @@
-"""Read one channel file into a raw frame of strings, keeping every unreadable row as a reject."""
+"""Read one channel file into a raw frame of strings, keeping every unreadable row as a reject.
+
+Whole files are parsed in bulk by pyarrow (CSV and JSON lines); only lines that fail a cheap,
+vectorised pre-screen (or every line of a JSON file whose bulk parse fails) are looked at one by one.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from persona.config import ChannelConfig
 
-_WHITESPACE = re.compile(rb"[ \t]+")
+_RUNS_OF_BLANKS = re.compile(rb"[ \t]+")
+_EDGE_BLANKS = re.compile(rb"^[ \t]+|[ \t]+$", re.MULTILINE)
+
+Reject = tuple[int, str, str]
+"""(line number, reason, original text) of a row that could not be read."""
 
 
 @dataclass
@@ -23,7 +33,7 @@ class RawBatch:
 
     path: Path
     rows: pd.DataFrame
-    rejects: list[tuple[int, str, str]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
     """(line number, reason, original text) for rows that could not be read."""
     error: str | None = None
     """A whole-file problem (unreadable, empty); set when nothing could be read."""
@@ -36,18 +46,169 @@ def _load_bytes(path: Path) -> bytes:
     return data
 
 
-def _split_valid_utf8(data: bytes) -> tuple[list[bytes], list[int], list[tuple[int, str, str]]]:
-    """Split into lines; lines that are not UTF-8 become rejects. Returns (lines, line numbers, rejects)."""
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
+_BLANK_BYTES = np.array([32, 9, 13], dtype=np.uint8)  # space, tab, carriage return
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """Line boundaries of a buffer (``buf[starts[i]:ends[i]]`` is line ``i + 1`` without its newline)."""
+
+    buf: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @classmethod
+    def of(cls, data: bytes) -> "_Lines":
+        buf = np.frombuffer(data, dtype=np.uint8)
+        newlines = np.flatnonzero(buf == 10)
+        ends = newlines if len(buf) and buf[-1] == 10 else np.append(newlines, len(buf))
+        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+        return cls(buf, starts, ends.astype(np.int64))
+
+    def line(self, i: int) -> bytes:
+        return self.buf[self.starts[i]:self.ends[i]].tobytes()
+
+    def first_last(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(non-empty mask, first byte, last byte) per line (bytes are 0 for empty lines)."""
+        full = self.ends > self.starts
+        first = np.where(full, self.buf[np.minimum(self.starts, len(self.buf) - 1)], 0)
+        last = np.where(full, self.buf[np.maximum(self.ends - 1, 0)], 0)
+        return full, first, last
+
+    def blank(self) -> np.ndarray:
+        """Lines that are empty or only blanks (only the few candidates are looked at one by one)."""
+        full, first, _ = self.first_last()
+        out = ~full
+        for i in np.flatnonzero(full & np.isin(first, _BLANK_BYTES)):
+            out[i] = not self.line(int(i)).strip()
+        return out
+
+    def select(self, keep: np.ndarray) -> bytes:
+        """The kept lines joined by newlines, gathered with one vectorised byte mask."""
+        lengths = self.ends - self.starts + 1  # with the newline
+        mask = np.repeat(keep, lengths)[: len(self.buf)]
+        out = self.buf[mask].tobytes()
+        return out if out.endswith(b"\n") or not out else out + b"\n"
+
+
+def _read_csv(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig) -> tuple[pd.DataFrame, list[Reject]]:
+    """Parse the non-blank lines in one go; rows with the wrong field count become rejects."""
+    import pyarrow.csv as pcsv
+
+    keep = ~lines.blank()  # drop blank lines ourselves so numbering stays exact
+    numbers = numbers[keep]
+    body = lines.select(keep)
+    if not body.strip():
+        raise ValueError("file is empty")
+    delimiter = cfg.delimiter
+    if delimiter == "whitespace":
+        body = _RUNS_OF_BLANKS.sub(b"\t", _EDGE_BLANKS.sub(b"", body))
+        delimiter = "\t"
+    bad: list[tuple[int, str, str]] = []
+
+    def on_invalid(row) -> str:  # type: ignore[no-untyped-def]
+        bad.append((row.number, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text))
+        return "skip"
+
+    header = body[: body.find(b"\n")].decode("utf-8").rstrip("\r").split(delimiter)
+    table = pcsv.read_csv(
+        io.BytesIO(body),
+        read_options=pcsv.ReadOptions(use_threads=False),
+        parse_options=pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
+        convert_options=pcsv.ConvertOptions(column_types={name: pa.string() for name in header},
+                                            strings_can_be_null=True),
+    )
+    frame = _strings(table)
+    line_no = numbers[1:]  # pyarrow numbers lines from 1 and the header is line 1
+    bad_positions = np.asarray([n - 2 for n, _, _ in bad], dtype=np.int64)
+    good = np.delete(np.arange(len(line_no)), bad_positions)
+    frame["source_row"] = line_no[good] if len(good) == len(frame) else np.arange(2, len(frame) + 2)
+    rejects = [(int(line_no[n - 2]), reason, text) for n, reason, text in bad]
+    return frame, rejects
+
+
+def _strings(table: pa.Table) -> pd.DataFrame:
+    """Every column as Python strings or None; nested values become JSON text."""
+    out = {}
+    for name, col in zip(table.column_names, table.columns):
+        if pa.types.is_nested(col.type):  # rare: objects/lists inside a field
+            out[name] = pd.Series([None if v is None else json.dumps(v) for v in col.to_pylist()], dtype=object)
+        elif pa.types.is_null(col.type):
+            out[name] = pd.Series([None] * len(col), dtype=object)
+        else:
+            out[name] = col.cast(pa.string()).to_pandas().astype(object)
+    return pd.DataFrame(out)
+
+
+def _line_reject(line: bytes, number: int) -> Reject | None:
+    """Why one JSON line is unusable, or None when it is an object."""
+    text = line.decode("utf-8")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        return (number, f"malformed JSON: {e.msg} at column {e.colno}", text)
+    return None if isinstance(obj, dict) else (number, "JSON line is not an object", text)
+
+
+def _jsonl_per_line(lines: list[bytes], numbers: np.ndarray) -> tuple[pd.DataFrame, list[Reject]]:
+    """The slow path (a file whose bulk parse failed): one ``json.loads`` per line."""
+    records, rows, rejects = [], [], []
+    for line, number in zip(lines, numbers):
+        reject = _line_reject(line, int(number))
+        if reject is not None:
+            rejects.append(reject)
+            continue
+        obj = json.loads(line)
+        records.append({k: v if v is None or isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list))
+                        else str(v) for k, v in obj.items()})
+        rows.append(int(number))
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    frame = frame.astype(object).where(frame.notna(), None)
+    frame["source_row"] = np.asarray(rows, dtype=np.int64)
+    return frame, rejects
+
+
+def _read_jsonl(lines: _Lines, numbers: np.ndarray) -> tuple[pd.DataFrame, list[Reject]]:
+    """Pre-screen lines (``{...}``, vectorised), bulk-parse the good ones with pyarrow, explain the others."""
+    import pyarrow.json as pj
+
+    full, first, last = lines.first_last()
+    good = full & (first == ord("{")) & (last == ord("}"))
+    rejects = []
+    for i in np.flatnonzero(~good):  # the few lines that do not look like one object
+        line = lines.line(int(i))
+        if line.strip() and (r := _line_reject(line, int(numbers[i]))) is not None:
+            rejects.append(r)
+        elif line.strip():
+            good[i] = True  # an object with blanks around it
+    good_numbers = numbers[good]
+    if not good.any():
+        return pd.DataFrame({"source_row": np.zeros(0, dtype=np.int64)}), rejects
+    try:
+        table = pj.read_json(io.BytesIO(lines.select(good)), read_options=pj.ReadOptions(block_size=1 << 26))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        table = None
+    if table is None or table.num_rows != len(good_numbers):  # mixed types, bad JSON inside braces, ...
+        frame, more = _jsonl_per_line([lines.line(int(i)) for i in np.flatnonzero(good)], good_numbers)
+        return frame, sorted(rejects + more)
+    frame = _strings(table)
+    frame["source_row"] = good_numbers
+    return frame, rejects
+
+
+def _utf8_lines(data: bytes) -> tuple[_Lines, np.ndarray, list[Reject]]:
+    """Line boundaries of the valid-UTF-8 lines, their numbers, and rejects for the others."""
     try:
         data.decode("utf-8")
-        return lines, list(range(1, len(lines) + 1)), []
+        lines = _Lines.of(data)
+        return lines, np.arange(1, len(lines.starts) + 1, dtype=np.int64), []
     except UnicodeDecodeError:
         pass
+    raw = data.split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
     kept, numbers, rejects = [], [], []
-    for i, line in enumerate(lines, start=1):
+    for i, line in enumerate(raw, start=1):  # only for a file that has bad bytes somewhere
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -55,91 +216,34 @@ def _split_valid_utf8(data: bytes) -> tuple[list[bytes], list[int], list[tuple[i
             continue
         kept.append(line)
         numbers.append(i)
-    return kept, numbers, rejects
-
-
-def _read_csv(lines: list[bytes], numbers: list[int], cfg: ChannelConfig) -> tuple[pd.DataFrame, list]:
-    import pyarrow.csv as pcsv
-
-    delimiter = cfg.delimiter
-    if delimiter == "whitespace":
-        lines = [_WHITESPACE.sub(b"\t", ln.strip()) for ln in lines]
-        delimiter = "\t"
-    # drop blank lines ourselves so numbering stays exact
-    keep = [i for i, ln in enumerate(lines) if ln.strip()]
-    lines = [lines[i] for i in keep]
-    numbers = [numbers[i] for i in keep]
-    if not lines:
-        raise ValueError("file is empty")
-    bad: list[tuple[int, str]] = []
-
-    def on_invalid(row) -> str:  # type: ignore[no-untyped-def]
-        bad.append((row.number, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text))
-        return "skip"
-
-    header = lines[0].decode("utf-8").split(delimiter)
-    table = pcsv.read_csv(
-        io.BytesIO(b"\n".join(lines) + b"\n"),
-        read_options=pcsv.ReadOptions(use_threads=False),
-        parse_options=pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
-        convert_options=pcsv.ConvertOptions(
-            column_types={name: "string" for name in header}, strings_can_be_null=True
-        ),
-    )
-    frame = table.to_pandas()
-    line_no = np.asarray(numbers[1:], dtype="int64")
-    bad_positions = {n - 2 for n, _, _ in bad}  # pyarrow numbers lines from 1, header is line 1
-    good = np.array([i for i in range(len(line_no)) if i not in bad_positions], dtype="int64")
-    frame["source_row"] = line_no[good] if len(good) == len(frame) else np.arange(2, len(frame) + 2)
-    rejects = [(int(line_no[n - 2]), reason, text) for n, reason, text in bad]
-    return frame, rejects
-
-
-def _read_jsonl(lines: list[bytes], numbers: list[int]) -> tuple[pd.DataFrame, list]:
-    records: list[dict] = []
-    rows: list[int] = []
-    rejects: list[tuple[int, str, str]] = []
-    for line, number in zip(lines, numbers):
-        if not line.strip():
-            continue
-        text = line.decode("utf-8")
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            rejects.append((number, f"malformed JSON: {e.msg} at column {e.colno}", text))
-            continue
-        if not isinstance(obj, dict):
-            rejects.append((number, "JSON line is not an object", text))
-            continue
-        records.append(obj)
-        rows.append(number)
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    frame = frame.astype(object).where(frame.notna(), None)
-    for col in frame.columns:
-        frame[col] = frame[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-    frame["source_row"] = np.asarray(rows, dtype="int64")
-    return frame, rejects
+    if not kept:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Lines(np.zeros(0, dtype=np.uint8), empty, empty), empty, rejects
+    return _Lines.of(b"\n".join(kept) + b"\n"), np.asarray(numbers, dtype=np.int64), rejects
 
 
 def read_channel_file(path: Path, cfg: ChannelConfig) -> RawBatch:
     """Read ``path`` as the channel's format; never raises for bad content (it is reported instead)."""
     try:
         if cfg.format == "parquet":
-            frame = pd.read_parquet(path)
-            frame = frame.astype(object).where(frame.notna(), None).astype("string").astype(object)
-            frame["source_row"] = np.arange(1, len(frame) + 1, dtype="int64")
+            import pyarrow.parquet as pq
+
+            frame = _strings(pq.read_table(path))
+            frame["source_row"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+            if frame.empty:
+                return RawBatch(path, pd.DataFrame(), error=f"{path}: file is empty")
             return RawBatch(path, frame)
         data = _load_bytes(path)
-    except (OSError, ValueError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, ValueError, EOFError, gzip.BadGzipFile, pa.ArrowException) as e:
         return RawBatch(path, pd.DataFrame(), error=f"{path}: cannot read file: {e}")
     if not data.strip():
         return RawBatch(path, pd.DataFrame(), error=f"{path}: file is empty")
-    lines, numbers, rejects = _split_valid_utf8(data)
+    lines, numbers, rejects = _utf8_lines(data)
     try:
         if cfg.format == "csv":
             frame, more = _read_csv(lines, numbers, cfg)
         else:
             frame, more = _read_jsonl(lines, numbers)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, pa.ArrowException) as e:
         return RawBatch(path, pd.DataFrame(), rejects=rejects, error=f"{path}: cannot parse {cfg.format}: {e}")
-    return RawBatch(path, frame, rejects=rejects + more)
+    return RawBatch(path, frame, rejects=sorted(rejects + more))

@@ -40,11 +40,13 @@ CANONICAL_SCHEMA = pa.schema(
         pa.field("device", pa.string()),
         pa.field("session_id", pa.string()),
         pa.field("properties", pa.string()),
+        pa.field("is_outlier", pa.bool_()),
         pa.field("source_file", pa.string()),
         pa.field("source_row", pa.int64()),
     ]
 )
-"""Arrow schema of the clean event store. ``amount`` is in the base currency."""
+"""Arrow schema of the clean event store. ``amount`` is in the base currency; ``is_outlier`` marks
+rows the configured outlier rule flagged (kept, not quarantined)."""
 
 CANONICAL_COLUMNS: tuple[str, ...] = tuple(CANONICAL_SCHEMA.names)
 STRING_COLUMNS: tuple[str, ...] = tuple(
@@ -56,5 +58,6 @@ MAPPABLE_FIELDS: frozenset[str] = frozenset(CANONICAL_COLUMNS) - {
     "source_row",
     "email_hash",
     "phone_hash",
+    "is_outlier",
 }
 """Canonical fields a channel's ``columns`` mapping may fill."""

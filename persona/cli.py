@@ -11,13 +11,17 @@ import typer
 
 from persona.commands.common import ConfigOpt
 from persona.commands.features import app as features_app
+from persona.commands.models import app as models_app
+from persona.commands.quarantine import app as quarantine_app
 from persona.commands.common import console as _console
 from persona.commands.common import load as _settings
 from persona.commands.common import progress as _progress
 
 app = typer.Typer(help="Persona: keep user personas current (collect → validate → features → models → serve).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(features_app, name="features")
+app.add_typer(models_app, name="models")
 
 
 def _echo_ingest(summary: Any) -> None:
@@ -34,6 +38,10 @@ def _echo_ingest(summary: Any) -> None:
     typer.echo(f"{len(summary.batches)} new file(s): {summary.total('rows_read')} rows read, "
                f"{summary.total('accepted')} accepted, {summary.total('quarantined')} quarantined, "
                f"{summary.total('duplicates')} duplicates dropped")
+    if summary.batches and summary.total("quarantined"):
+        typer.echo("  look at quarantined rows: uv run persona quarantine list / show BATCH / release BATCH")
+    if summary.data_docs:
+        typer.echo(f"  data quality report (Great Expectations Data Docs): {summary.data_docs}")
 
 
 @app.command("sample-data")
@@ -95,7 +103,7 @@ def materialize(config: ConfigOpt = None) -> None:
 
 @app.command()
 def train(config: ConfigOpt = None) -> None:
-    """Build the training set from Feast, train the models, register them in MLflow as champion."""
+    """Build the training set from Feast, train the models, register them in MLflow; the gate sets the aliases."""
     from persona.pipeline import train as run
 
     s = _settings(config)
@@ -107,7 +115,10 @@ def train(config: ConfigOpt = None) -> None:
 def _echo_models(summary: Any) -> None:
     for m in summary.models:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in m.metrics.items())
-        typer.echo(f"{m.ref.name} v{m.ref.version} (champion): {metrics}  [{m.rows_train} train / {m.rows_eval} eval rows]")
+        typer.echo(f"{m.ref.name} v{m.ref.version} ({m.alias or 'registered'}): {metrics}  "
+                   f"[{m.rows_train} train / {m.rows_eval} eval rows]")
+        for reason in m.reasons:
+            typer.secho(f"  {'note' if m.alias == 'champion' else 'gate refused'}: {reason}", fg="yellow")
 
 
 def _echo_personas(personas: list[dict[str, Any]]) -> None:
@@ -143,7 +154,7 @@ def serve(config: ConfigOpt = None, port: Annotated[Optional[int], typer.Option(
 @app.command()
 def run(config: ConfigOpt = None,
         keep_serving: Annotated[bool, typer.Option("--keep-serving", help="leave the service running")] = False,
-        users: Annotated[int, typer.Option(help="users to show")] = 3) -> None:
+        users: Annotated[int, typer.Option(help="users to show", min=1)] = 3) -> None:
     """The main job: sample data if none, every stage, then a live service answering for a few users."""
     import json
     import time
@@ -168,7 +179,9 @@ def run(config: ConfigOpt = None,
     try:
         import pandas as pd
 
-        ids = pd.read_parquet(s.data_dir / "training" / "training_set.parquet", columns=["user_id"])["user_id"]
+        from persona.paths import DataPaths
+
+        ids = pd.read_parquet(DataPaths(s.data_dir).training_set, columns=["user_id"])["user_id"]
         known = sorted(ids.unique())
         sample = known[:: max(1, len(known) // users)][:users] + ["u-not-a-customer"]
         resp = httpx.post(f"{svc.url}/persona", json={"user_ids": sample}, timeout=30)
@@ -180,10 +193,12 @@ def run(config: ConfigOpt = None,
     finally:
         if not keep_serving:
             svc.stop()
-    ml_db = s.data_dir / "mlflow" / "mlflow.db"
+    from persona.config import load_mlflow_settings
+
+    tracking = load_mlflow_settings(s).tracking_uri
     typer.secho(f"\ndone in {time.perf_counter() - started:.1f}s (stages: {summary.timings})", bold=True)
     typer.echo("where to look next:")
-    typer.echo(f"  MLflow UI:      uv run mlflow ui --backend-store-uri sqlite:///{ml_db}")
+    typer.echo(f"  MLflow UI:      uv run mlflow ui --backend-store-uri {tracking}")
     typer.echo("  the service:    uv run persona serve   (then POST /persona {\"user_ids\": [\"u000001\"]})")
     if keep_serving:
         typer.echo(f"serving at {svc.url} (Ctrl-C to stop)")

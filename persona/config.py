@@ -38,7 +38,11 @@ class TimestampSpec(Strict):
 
 
 class ChannelConfig(Strict):
-    """One export/channel: where its files are, how they look, how they map to canonical events."""
+    """One export/channel: where its files are, how they look, how they map to canonical events.
+
+    Without an ``event_id`` column the event id is a stable hash of the ``natural_key`` fields
+    (all mapped fields when none are named): a transactions-only export needs no id column.
+    """
 
     path: str = Field(..., description="glob relative to the data directory")
     format: Literal["csv", "jsonl", "parquet"]
@@ -58,6 +62,22 @@ class ChannelConfig(Strict):
         if "timestamp" not in v:
             raise ValueError("columns must map 'timestamp'")
         return v
+
+    @model_validator(mode="after")
+    def _key_fields_mapped(self) -> "ChannelConfig":
+        unmapped = [k for k in self.natural_key if k not in self.columns and k != "event_type"]
+        if unmapped:
+            raise ValueError(f"natural_key names fields not in columns: {unmapped}")
+        return self
+
+
+class OutlierConfig(Strict):
+    """Outlier rule on ``amount``: fixed caps per event type and/or a robust z-score per event type."""
+
+    caps: dict[str, float] = Field(default_factory=dict, description="event type -> highest plausible amount")
+    robust_z: float | None = Field(None, gt=0, description="flag |0.6745 (x - median) / MAD| above this")
+    min_rows: int = Field(20, ge=3, description="rows of an event type in a batch needed for the z-score")
+    action: Literal["flag", "quarantine"] = Field("flag", description="keep flagged rows (is_outlier) or quarantine them")
 
 
 class SampleConfig(Strict):
@@ -82,14 +102,17 @@ class FeatureConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    """Label and split settings."""
+    """Label, split and LightGBM settings (the horizon serves daily, weekly or 90-day businesses alike)."""
 
-    horizon_days: int = Field(30, ge=1)
+    horizon_days: int = Field(30, ge=1, description="label window after each cutoff, in days")
     train_cutoffs: int = Field(6, ge=1, description="number of rolling-origin training cutoffs")
     cutoff_step_days: int = Field(7, ge=1)
-    num_boost_round: int = Field(200, ge=10)
+    num_boost_round: int = Field(200, ge=10, description="most boosting rounds (early stopping may use fewer)")
+    early_stopping_rounds: int = Field(20, ge=0, description="0 disables early stopping on the newest training cutoff")
     learning_rate: float = Field(0.05, gt=0, le=1)
     num_leaves: int = Field(31, ge=2)
+    min_data_in_leaf: int = Field(20, ge=1)
+    num_threads: int = Field(1, ge=1, description="LightGBM threads (1: OpenMP spin-waits hurt on shared cores)")
 
 
 class Condition(Strict):
@@ -103,9 +126,32 @@ class Condition(Strict):
 class SegmentRule(Strict):
     """A named persona: assigned when all conditions hold (first matching rule wins)."""
 
-    name: str
+    name: str = Field(..., min_length=1)
     description: str = ""
     all: list[Condition] = Field(default_factory=list)
+
+
+def load_segment_file(path: Path) -> list[SegmentRule]:
+    """Segment rules from a YAML file (``segments: [...]``); errors name the file, rule and key."""
+    raw = read_yaml(path)
+    unknown = set(raw) - {"segments"}
+    if unknown or not isinstance(raw.get("segments"), list):
+        raise ConfigError(f"{path}: expected a top-level 'segments:' list of rules"
+                          + (f" (unknown keys: {', '.join(sorted(unknown))})" if unknown else ""))
+    rules = []
+    for i, item in enumerate(raw["segments"]):
+        label = item.get("name", "?") if isinstance(item, dict) else "?"
+        try:
+            rules.append(SegmentRule.model_validate(item))
+        except ValidationError as e:
+            raise ConfigError(f"{path}: invalid segment rule segments[{i}] ({label}):\n{_format_validation(e)}") from e
+    names = [r.name for r in rules]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: segment names must be unique; repeated: {', '.join(dupes)}")
+    if not rules or rules[-1].all:
+        raise ConfigError(f"{path}: the last segment rule must be a catch-all (empty 'all:')")
+    return rules
 
 
 PROFILE_ENV = "PERSONA_PROFILE"
@@ -139,9 +185,11 @@ class Settings(Strict):
     hash_salt: str = "persona"
     sample: SampleConfig = SampleConfig()
     channels: dict[str, ChannelConfig]
+    outliers: OutlierConfig = OutlierConfig()
     features: FeatureConfig = FeatureConfig()
     training: TrainingConfig = TrainingConfig()
-    segments: list[SegmentRule] = Field(default_factory=list)
+    segments: list[SegmentRule] = Field(default_factory=list, description="inline rules (or use segments_file)")
+    segments_file: Path | None = Field(None, description="YAML file of segment rules business staff edit")
     smoothing_alpha: float = Field(0.5, gt=0, le=1)
     serving: ServingConfig = ServingConfig()
     feature_repo: Path = Path("feature_repo")
@@ -223,14 +271,36 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     def absolute(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()
 
+    segments_file = absolute(settings.segments_file) if settings.segments_file else None
+    segments = load_segment_file(segments_file) if segments_file else settings.segments
     return settings.model_copy(
         update={
+            "segments": segments,
+            "segments_file": segments_file,
             "data_dir": absolute(Path(settings.data_dir)),
             "feature_repo": absolute(settings.feature_repo),
             "mlflow_config": absolute(settings.mlflow_config),
             "config_path": cfg_path,
         }
     )
+
+
+TargetKey = Literal["spend", "churn", "category"]
+
+
+class GateConfig(Strict):
+    """Promotion gate: when a challenger may replace the champion."""
+
+    primary_metric: dict[TargetKey, str] = Field(
+        default_factory=lambda: {"spend": "tweedie_deviance", "churn": "log_loss", "category": "log_loss"},
+        description="metric compared per target (its direction comes from the target)")
+    min_relative_improvement: float = Field(0.0, ge=0, description="challenger must improve the primary metric by this share")
+    segment_tolerance: float = Field(0.05, ge=0, description="largest relative per-segment regression allowed")
+    min_segment_rows: int = Field(30, ge=1, description="segments smaller than this are not judged")
+    must_beat_baselines: bool = True
+    bootstrap_champion: bool = Field(
+        True, description="the first version of a model becomes champion even if it misses its baselines "
+                          "(the service needs one; the shortfall is recorded on the version)")
 
 
 class MlflowSettings(Strict):
@@ -240,11 +310,14 @@ class MlflowSettings(Strict):
     registry_uri: str = ""
     artifact_location: str = ""
     experiment: str = "persona"
-    models: dict[Literal["spend", "churn"], str] = Field(
-        default_factory=lambda: {"spend": "persona-spend", "churn": "persona-churn"}
+    models: dict[TargetKey, str] = Field(
+        default_factory=lambda: {"spend": "persona-spend", "churn": "persona-churn", "category": "persona-category"}
     )
+    production_tracking_uri: str = Field("postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                                         description="tracking/registry store when PERSONA_PROFILE=production")
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
+    gate: GateConfig = GateConfig()
 
     @field_validator("tracking_uri", "registry_uri", "artifact_location", mode="before")
     @classmethod
@@ -261,7 +334,8 @@ def load_mlflow_settings(settings: Settings) -> MlflowSettings:
     except ValidationError as e:
         raise ConfigError(f"{path}: invalid configuration:\n{_format_validation(e)}") from e
     root = settings.data_dir / "mlflow"
-    tracking = ml.tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
+    default = ml.production_tracking_uri if active_profile() == "production" else f"sqlite:///{root / 'mlflow.db'}"
+    tracking = ml.tracking_uri or default
     artifacts = ml.artifact_location or (root / "artifacts").as_uri()
     return ml.model_copy(
         update={

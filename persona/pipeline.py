@@ -94,10 +94,14 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
         WINDOW_DAYS,
         carry_history,
         event_partitions,
+        first_day_of_aliases,
+        linked_aliases,
         load_state,
         plan_rebuild,
         save_state,
     )
+    from ingestion.event_store import read_events
+    from ingestion.identity import load_graph
 
     paths = DataPaths(settings.data_dir)
     with step(progress, "compute features", total=2) as advance:
@@ -105,7 +109,13 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
         if not partitions:
             raise RuntimeError(f"no clean events in {paths.events}: run `persona ingest` first")
         state = load_state(paths.feature_state) if incremental else None
-        mode, start = plan_rebuild(state, partitions, settings.features)
+        aliases = linked_aliases(load_graph(paths.identity_graph))
+        new_aliases = set(aliases) - set((state or {}).get("aliases", []))
+        new_alias_day = None
+        if state is not None and new_aliases:
+            raw = read_events(paths.events, columns=["anonymous_id", "device_id", "timestamp"])
+            new_alias_day = first_day_of_aliases(raw, new_aliases)
+        mode, start = plan_rebuild(state, partitions, settings.features, new_alias_day)
         if mode == "none":
             advance(2)
             return FeatureSummary(0, 0, None, None, incremental=True, recomputed_from=None)
@@ -134,7 +144,7 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
                 yield frame
 
         rows = write_snapshots(tracked(), paths.behaviour_snapshots, replace_from=start)
-        save_state(paths.feature_state, partitions, settings.features)
+        save_state(paths.feature_state, partitions, settings.features, aliases)
         advance(1)
     return FeatureSummary(rows=rows, users=users, first=first, last=last,
                           incremental=start is not None, recomputed_from=start)

@@ -21,8 +21,12 @@ class LoadedModel:
     prior: float
 
 
+REQUIRED = ("spend", "churn")
+"""Targets the service cannot answer without; the others (category) are loaded when they have a champion."""
+
+
 class NoChampion(RuntimeError):
-    """A target has no version with the champion alias (train first)."""
+    """A required target has no version with the champion alias (train first)."""
 
 
 def load_champions(ml: MlflowSettings) -> dict[str, LoadedModel]:
@@ -33,6 +37,8 @@ def load_champions(ml: MlflowSettings) -> dict[str, LoadedModel]:
     out: dict[str, LoadedModel] = {}
     for target in TARGETS:
         ref = alias_version(ml, target.key)
+        if ref is None and target.key not in REQUIRED:
+            continue
         if ref is None:
             raise NoChampion(
                 f"no '{ml.champion_alias}' version of {ml.models[target.key]} in {ml.registry_uri}; "  # type: ignore[index]

@@ -20,5 +20,6 @@ def build_training_set(store: "FeatureStore", labels: pd.DataFrame, service: str
     frame = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
     names = feature_refs(store, service)
     frame = frame.rename(columns={f"{v}__{n}": n for n in names for v in ("user_behaviour",)})
-    keep = ["user_id", "event_timestamp", "label_spend", "label_churn", *names]
+    labels_cols = [c for c in labels.columns if c.startswith("label_")]
+    keep = ["user_id", "event_timestamp", *labels_cols, *names]
     return frame.loc[:, keep].sort_values(["event_timestamp", "user_id"]).reset_index(drop=True)

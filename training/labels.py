@@ -42,9 +42,25 @@ def rolling_cutoffs(history_end: pd.Timestamp, history_start: pd.Timestamp, cfg:
     return Split(train=train, evaluation=evaluation)
 
 
-def make_labels(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int) -> pd.DataFrame:
-    """One row per (known user seen before the cutoff, cutoff): spend and churn in the horizon."""
-    known = events.loc[is_known_user(events["user_id"]), ["user_id", "timestamp", "event_type", "amount"]]
+def _top_category(window: pd.DataFrame, users: pd.Index, categories: list[str]) -> np.ndarray:
+    """Index (in ``categories``) of each user's most purchased category in the window; -1 when none."""
+    known = window.loc[window["category"].isin(categories)] if "category" in window else window.iloc[:0]
+    if known.empty:
+        return np.full(len(users), -1, dtype=np.int64)
+    counts = known.groupby(["user_id", "category"]).size().unstack(fill_value=0)
+    counts = counts.reindex(columns=categories, fill_value=0).reindex(users, fill_value=0)
+    top = counts.to_numpy().argmax(axis=1)
+    return np.where(counts.to_numpy().sum(axis=1) > 0, top, -1).astype(np.int64)
+
+
+def make_labels(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int,
+                categories: list[str] | None = None) -> pd.DataFrame:
+    """One row per (known user seen before the cutoff, cutoff): spend, churn and top category in the horizon.
+
+    Only events in ``[cutoff, cutoff + horizon)`` make a label; features come from before the cutoff.
+    """
+    cols = [c for c in ("user_id", "timestamp", "event_type", "amount", "category") if c in events]
+    known = events.loc[is_known_user(events["user_id"]), cols]
     first_seen = known.groupby("user_id")["timestamp"].min()
     purchases = known.loc[known["event_type"] == "purchase"]
     frames = []
@@ -59,5 +75,6 @@ def make_labels(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days:
             "event_timestamp": cutoff,
             "label_spend": spend.to_numpy(dtype=float).round(2),
             "label_churn": (count.to_numpy() == 0).astype(np.int64),
+            "label_category": _top_category(window, users, categories or []),
         }))
     return pd.concat(frames, ignore_index=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from persona.config import MlflowSettings
 
@@ -72,3 +72,25 @@ def set_alias(ml: MlflowSettings, ref: ModelRef, alias: str, reason: str) -> Non
     c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_at", stamp)
     c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_by", getpass.getuser())
     c.set_model_version_tag(ref.name, ref.version, f"{alias}.reason", reason)
+
+
+def record_decision(ml: MlflowSettings, ref: ModelRef, action: str, reason: str) -> None:
+    """Record a lifecycle decision on the version: who, when, what, why (kept per decision, plus the latest)."""
+    import getpass
+    import json
+    import os
+    from datetime import datetime, timezone
+
+    c = client(ml)
+    stamp = datetime.now(timezone.utc)
+    who = os.environ.get("PERSONA_USER") or getpass.getuser()
+    body = json.dumps({"action": action, "by": who, "at": stamp.isoformat(), "why": reason})
+    c.set_model_version_tag(ref.name, ref.version, f"decision.{stamp:%Y%m%dT%H%M%S%fZ}", body[:5000])
+    c.set_model_version_tag(ref.name, ref.version, "last_decision", body[:5000])
+
+
+def versions(ml: MlflowSettings, target: str) -> list[Any]:
+    """Every registered version of a target's model, newest first (empty when none)."""
+    name = ml.models[target]  # type: ignore[index]
+    found = client(ml).search_model_versions(f"name = '{name}'")
+    return sorted(found, key=lambda mv: -int(mv.version))

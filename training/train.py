@@ -1,29 +1,44 @@
-"""Train one LightGBM model per persona target, log it to MLflow and register it."""
+"""One generic training path for every persona target: fit, evaluate against baselines, log, register, gate."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from persona.config import MlflowSettings, TrainingConfig
+from persona.config import MlflowSettings, SegmentRule, TrainingConfig
 from persona.progress import step
 from training.labels import Split
-from training.registry import ModelRef, ensure_experiment, set_alias, use_tracking
+from training.registry import ModelRef, ensure_experiment, use_tracking
 from training.targets import TARGETS, Target
+
+EVAL_ARTIFACT = "evaluation/evaluation.parquet"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A target's scores on the evaluation cutoff: the model, each baseline, each segment."""
+
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    segments: dict[str, dict[str, float]]
 
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """One trained and registered model with its evaluation metrics."""
+    """One trained and registered model with its evaluation and the gate's decision."""
 
     target: str
     ref: ModelRef
     metrics: dict[str, float]
     rows_train: int
     rows_eval: int
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    alias: str = ""  # champion | challenger
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass
@@ -31,6 +46,8 @@ class TrainSummary:
     """What a training run produced."""
 
     models: list[TrainedModel] = field(default_factory=list)
+    seconds_fit: float = 0.0
+    seconds_log: float = 0.0
 
 
 def split_frames(dataset: pd.DataFrame, split: Split) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -41,30 +58,93 @@ def split_frames(dataset: pd.DataFrame, split: Split) -> tuple[pd.DataFrame, pd.
     return train, evaluation
 
 
-def lgb_params(target: Target, cfg: TrainingConfig) -> dict[str, Any]:
+def lgb_params(target: Target, cfg: TrainingConfig, categories: Sequence[str] = ()) -> dict[str, Any]:
     """LightGBM parameters for a target (deterministic, quiet)."""
     return {
-        **target.params,
+        **target.params(list(categories)),
         "learning_rate": cfg.learning_rate,
         "num_leaves": cfg.num_leaves,
-        "min_data_in_leaf": 20,
+        "min_data_in_leaf": cfg.min_data_in_leaf,
         "feature_fraction": 0.9,
         "bagging_fraction": 0.9,
         "bagging_freq": 1,
         "seed": 7,
         "deterministic": True,
-        "num_threads": 1,  # OpenMP spin-waits collapse on a shared 2-core machine (10x slower)
+        "num_threads": cfg.num_threads,  # OpenMP spin-waits collapse on a shared 2-core machine (10x slower)
         "verbosity": -1,
     }
 
 
-def fit(target: Target, train: pd.DataFrame, features: list[str], cfg: TrainingConfig) -> Any:
-    """Fit a LightGBM booster on the training rows."""
+def matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """Features as a float64 matrix in model order."""
+    return frame[features].to_numpy(dtype="float64")
+
+
+def best_rounds(target: Target, train: pd.DataFrame, features: list[str], cfg: TrainingConfig,
+                categories: Sequence[str] = ()) -> int:
+    """Boosting rounds chosen by early stopping on the newest training cutoff (a time split inside the
+    training cutoffs, so the evaluation cutoff stays unseen); ``num_boost_round`` when there is one cutoff."""
     import lightgbm as lgb
 
-    data = lgb.Dataset(train[features].astype("float64"), label=train[target.label].astype("float64"),
+    rows = target.rows(train)
+    ts = pd.to_datetime(rows["event_timestamp"], utc=True)
+    last = ts.max()
+    fit_rows, valid_rows = rows.loc[ts < last], rows.loc[ts == last]
+    if fit_rows.empty or valid_rows.empty:
+        return cfg.num_boost_round
+    params = lgb_params(target, cfg, categories)
+    data = lgb.Dataset(matrix(fit_rows, features), label=fit_rows[target.label].to_numpy(dtype="float64"),
+                       feature_name=features)
+    valid = lgb.Dataset(matrix(valid_rows, features), label=valid_rows[target.label].to_numpy(dtype="float64"),
+                        reference=data)
+    booster = lgb.train(params, data, num_boost_round=cfg.num_boost_round, valid_sets=[valid],
+                        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+    return max(1, int(booster.best_iteration or cfg.num_boost_round))
+
+
+def fit(target: Target, train: pd.DataFrame, features: list[str], cfg: TrainingConfig,
+        categories: Sequence[str] = (), rounds: int | None = None) -> Any:
+    """Fit a LightGBM booster on the target's training rows (rounds: early-stopped unless given)."""
+    import lightgbm as lgb
+
+    rounds = rounds or (best_rounds(target, train, features, cfg, categories) if cfg.early_stopping_rounds
+                        else cfg.num_boost_round)
+    rows = target.rows(train)
+    data = lgb.Dataset(matrix(rows, features), label=rows[target.label].to_numpy(dtype="float64"),
                        feature_name=features, free_raw_data=True)
-    return lgb.train(lgb_params(target, cfg), data, num_boost_round=cfg.num_boost_round)
+    return lgb.train(lgb_params(target, cfg, categories), data, num_boost_round=rounds)
+
+
+def with_history(dataset: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """The training set with the baselines' pre-cutoff history columns (never used as features)."""
+    left = dataset.assign(event_timestamp=pd.to_datetime(dataset["event_timestamp"], utc=True).astype("datetime64[ns, UTC]"))
+    right = history.assign(event_timestamp=pd.to_datetime(history["event_timestamp"], utc=True).astype("datetime64[ns, UTC]"))
+    return left.merge(right, on=["user_id", "event_timestamp"], how="left", validate="one_to_one")
+
+
+def assign_eval_segments(rules: Sequence[SegmentRule], evaluation: pd.DataFrame, features: list[str],
+                         predicted_spend: np.ndarray, churn_risk: np.ndarray) -> np.ndarray:
+    """Segment of every evaluation row from its features and the new models' predicted traits."""
+    from persona.segments import assign_segments
+
+    values = {f: evaluation[f].to_numpy(dtype=float) for f in features}
+    values.update(predicted_spend=predicted_spend, churn_risk=churn_risk)
+    return assign_segments(rules, values, len(evaluation))
+
+
+def evaluate(target: Target, pred: np.ndarray, rows: pd.DataFrame, baselines: dict[str, np.ndarray],
+             min_rows: int = 1) -> Evaluation:
+    """Metrics of the model, of each baseline, and of the model within each segment of ``rows``."""
+    y = rows[target.label].to_numpy(dtype=float)
+    seg = rows["segment"].to_numpy() if "segment" in rows else np.full(len(rows), "all")
+    segments = {}
+    for name in sorted(set(seg)):
+        m = seg == name
+        if m.sum() >= min_rows:
+            segments[str(name)] = {**target.metrics(y[m], pred[m]), "rows": float(m.sum())}
+    return Evaluation(metrics=target.metrics(y, pred),
+                      baselines={k: target.metrics(y, v) for k, v in baselines.items()},
+                      segments=segments)
 
 
 def model_requirements() -> list[str]:
@@ -74,37 +154,70 @@ def model_requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("lightgbm", "numpy", "pandas", "scikit-learn")]
 
 
-def log_model(target: Target, booster: Any, metrics: dict[str, float], train: pd.DataFrame,
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if np.isfinite(v)}
+
+
+def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, train: pd.DataFrame,
               evaluation: pd.DataFrame, features: list[str], split: Split, cfg: TrainingConfig,
-              ml: MlflowSettings, lineage: dict[str, str]) -> ModelRef:
-    """Log params, metrics, priors and the model to MLflow; register it as a new version."""
+              ml: MlflowSettings, lineage: dict[str, str], categories: Sequence[str] = ()) -> ModelRef:
+    """Log params, metrics (model, baselines, segments), figures, drivers, lineage and the model; register it."""
+    import tempfile
+    from pathlib import Path
+
     import mlflow
     import mlflow.lightgbm
     from mlflow.models import infer_signature
 
+    from training.explain import top_drivers
+    from training.plots import calibration_figure, close_figure, importance_figure, lift_figure
+
     use_tracking(ml)
     experiment_id = ensure_experiment(ml)
+    rows = target.rows(evaluation)
     example = evaluation[features].head(5).astype("float64")
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{target.key}-{split.evaluation:%Y%m%d}") as run:
-        mlflow.log_params({**{k: v for k, v in lgb_params(target, cfg).items()},
-                           "num_boost_round": cfg.num_boost_round, "horizon_days": cfg.horizon_days,
-                           "n_features": len(features)})
-        mlflow.log_metrics({f"eval_{k}": v for k, v in metrics.items() if np.isfinite(v)})
-        mlflow.log_metrics({
-            "prior_prediction": float(train[target.label].mean()),
-            "rows_train": len(train), "rows_eval": len(evaluation),
-        })
+        mlflow.log_params({**lgb_params(target, cfg, categories), "num_boost_round": booster.num_trees() // max(1, int(booster.params.get("num_class", 1))),
+                           "max_boost_round": cfg.num_boost_round, "early_stopping_rounds": cfg.early_stopping_rounds,
+                           "horizon_days": cfg.horizon_days, "n_features": len(features),
+                           "train_cutoffs": len(split.train), "cutoff_step_days": cfg.cutoff_step_days})
+        metrics = {f"eval_{k}": v for k, v in ev.metrics.items()}
+        metrics.update({f"baseline.{b}.{k}": v for b, m in ev.baselines.items() for k, v in m.items()})
+        metrics.update({f"segment.{s}.{k}": v for s, m in ev.segments.items() for k, v in m.items()})
+        metrics.update(prior_prediction=float(target.rows(train)[target.label].mean()),
+                       rows_train=len(target.rows(train)), rows_eval=len(rows))
+        mlflow.log_metrics(_finite(metrics))
         mlflow.set_tags({
             "persona.target": target.key,
-            "persona.feature_service": "persona_v1",
+            "persona.feature_service": lineage.get("feature_service", "persona_v1"),
             "persona.features": ",".join(features),
             "persona.train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in split.train),
             "persona.eval_cutoff": f"{split.evaluation:%Y-%m-%d}",
+            "persona.training_window": f"{min(split.train):%Y-%m-%d}..{split.evaluation:%Y-%m-%d}",
+            "persona.horizon_days": str(cfg.horizon_days),
+            "persona.categories": ",".join(categories),
             **{f"persona.{k}": v for k, v in lineage.items()},
         })
+        x = matrix(rows, features)
+        y = rows[target.label].to_numpy(dtype=float)
+        figures = {"plots/feature_importance.png": importance_figure(booster)}
+        if pred.ndim == 1:
+            figures["plots/lift.png"] = lift_figure(y, pred)
+        if target.objective["objective"] == "binary":
+            figures["plots/calibration.png"] = calibration_figure(y, pred)
+        for path, fig in figures.items():
+            mlflow.log_figure(fig, path)
+            close_figure(fig)
+        mlflow.log_dict({"users": rows["user_id"].head(20).tolist(),
+                         "drivers": top_drivers(booster, x[:20], features)}, "explanations/top_drivers.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            keep = ["user_id", "event_timestamp", *[c for c in evaluation if c.startswith("label_")], "segment", *features]
+            path = Path(tmp) / Path(EVAL_ARTIFACT).name
+            evaluation[[c for c in keep if c in evaluation]].to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), artifact_path=str(Path(EVAL_ARTIFACT).parent))
         info = mlflow.lightgbm.log_model(
             booster, name="model", registered_model_name=ml.models[target.key],  # type: ignore[index]
-            signature=infer_signature(example, booster.predict(example)), input_example=example,
+            signature=infer_signature(example, booster.predict(example.to_numpy())), input_example=example,
             pip_requirements=model_requirements(),  # explicit: skips slow environment inference
         )
     version = str(info.registered_model_version)
@@ -112,21 +225,44 @@ def log_model(target: Target, booster: Any, metrics: dict[str, float], train: pd
 
 
 def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: TrainingConfig,
-              ml: MlflowSettings, *, lineage: dict[str, str] | None = None, make_champion: bool = True,
+              ml: MlflowSettings, *, rules: Sequence[SegmentRule] = (), categories: Sequence[str] = (),
+              lineage: dict[str, str] | None = None, gate: bool = True,
               progress: Any | None = None) -> TrainSummary:
-    """Train, evaluate on the latest cutoff, register every target; optionally alias them champion."""
+    """Train every target on the training cutoffs, evaluate on the latest cutoff beside the baselines,
+    log and register each; with ``gate`` the first version becomes champion (if it beats its baselines)
+    and later ones challenger, promoted only by the gate in ``mlflow.yaml``.
+
+    ``dataset`` must carry the ``hist_*`` columns of :func:`training.baselines.history_summary`.
+    """
+    import time
+
+    from training.gate import settle
+
     train, evaluation = split_frames(dataset, split)
     if train.empty or evaluation.empty:
         raise ValueError(f"empty split: {len(train)} training rows, {len(evaluation)} evaluation rows")
     summary = TrainSummary()
-    with step(progress, "train + register models", total=len(TARGETS)) as advance:
-        for target in TARGETS:
-            booster = fit(target, train, features, cfg)
-            pred = booster.predict(evaluation[features].astype("float64"))
-            metrics = target.metrics(evaluation[target.label].to_numpy(dtype=float), pred)
-            ref = log_model(target, booster, metrics, train, evaluation, features, split, cfg, ml, lineage or {})
-            if make_champion:
-                set_alias(ml, ref, ml.champion_alias, "first model trained by the pipeline")
-            summary.models.append(TrainedModel(target.key, ref, metrics, len(train), len(evaluation)))
+    categories = list(categories)
+    with step(progress, "train + register models", total=2 * len(TARGETS)) as advance:
+        t0 = time.perf_counter()
+        boosters = {t.key: fit(t, train, features, cfg, categories) for t in TARGETS}
+        summary.seconds_fit = time.perf_counter() - t0
+        advance(len(TARGETS))
+        x_eval = matrix(evaluation, features)
+        full = {k: np.asarray(b.predict(x_eval)) for k, b in boosters.items()}
+        evaluation = evaluation.assign(segment=assign_eval_segments(rules, evaluation, features, full["spend"],
+                                                                    full["churn"]) if rules else "all")
+        t0 = time.perf_counter()
+        for t in TARGETS:
+            mask = (evaluation[t.label] >= 0).to_numpy() if t.labelled_only else np.ones(len(evaluation), bool)
+            rows, pred = evaluation.loc[mask], full[t.key][mask]
+            ev = evaluate(t, pred, rows, t.baselines(train, rows, cfg.horizon_days, categories),
+                          min_rows=ml.gate.min_segment_rows)
+            ref = log_model(t, boosters[t.key], ev, pred, train, evaluation, features, split, cfg, ml,
+                            lineage or {}, categories)
+            alias, reasons = settle(ml, t.key, ref) if gate else ("", ())
+            summary.models.append(TrainedModel(t.key, ref, ev.metrics, len(t.rows(train)), len(rows),
+                                               ev.baselines, alias, tuple(reasons)))
             advance(1)
+        summary.seconds_log = time.perf_counter() - t0
     return summary

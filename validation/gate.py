@@ -9,6 +9,7 @@ Great Expectations is imported lazily (it takes seconds), only inside :func:`run
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ingestion.schema import CANONICAL_COLUMNS, EVENT_TYPES, MONETARY_EVENTS
+from persona.config import ChannelConfig
 from validation.quarantine import QUARANTINE_COLUMNS, quarantine_frame
 
 if TYPE_CHECKING:
@@ -33,8 +35,6 @@ ASSET = "canonical_events"
 BATCH_DEFINITION = "whole_batch"
 EVENTS_SUITE = "persona_canonical_events"
 PURCHASES_SUITE = "persona_canonical_events_with_purchases"  # adds the purchase-distribution check
-CHECKPOINT = "persona_events_gate"
-PURCHASES_CHECKPOINT = "persona_events_gate_with_purchases"
 
 MIN_TIMESTAMP = pd.Timestamp("2000-01-01", tz="UTC")
 FUTURE_TOLERANCE = pd.Timedelta(days=1)
@@ -208,47 +208,50 @@ def _progress_bars_off(config: Any) -> bool:
     return globally is False
 
 
-def _batch_definition(context: AbstractDataContext) -> BatchDefinition:
+def _batch_definition(context: AbstractDataContext, asset_name: str = ASSET) -> BatchDefinition:
     """Get or create datasource → dataframe asset → whole-dataframe batch definition."""
     try:
         datasource = cast("PandasDatasource", context.data_sources.get(DATASOURCE))
     except KeyError:
         datasource = context.data_sources.add_pandas(DATASOURCE)
-    if ASSET in datasource.get_asset_names():
-        asset = datasource.get_asset(ASSET)
+    if asset_name in datasource.get_asset_names():
+        asset = datasource.get_asset(asset_name)
     else:
-        asset = datasource.add_dataframe_asset(ASSET)
+        asset = datasource.add_dataframe_asset(asset_name)
     try:
         return asset.get_batch_definition(BATCH_DEFINITION)
     except KeyError:
         return asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
 
 
-def _checkpoint(context: AbstractDataContext, *, with_distribution: bool, data_docs: bool) -> Checkpoint:
-    """Add or update the suite, its validation definition and checkpoint; return the checkpoint.
+def _suite_checkpoint(
+    context: AbstractDataContext, *, name: str, expectations: list[Expectation], asset_name: str,
+    result_format: dict[str, Any],
+) -> Checkpoint:
+    """Add or update one suite, its validation definition and a checkpoint of the same name."""
+    import great_expectations as gx
+
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=name, data=_batch_definition(context, asset_name), suite=suite)
+    )
+    checkpoint = gx.Checkpoint(name=name, validation_definitions=[definition], actions=[], result_format=result_format)
+    return context.checkpoints.add_or_update(checkpoint)
+
+
+def _checkpoint(context: AbstractDataContext, *, with_distribution: bool) -> Checkpoint:
+    """The canonical-events checkpoint, with or without the purchase-distribution check.
 
     Two fixed suites/checkpoints exist: one for batches with valid purchases (adds the
     distribution check, which GX fails on zero rows) and one without. One suite per run keeps
     it to one batch load: GX fingerprints (hashes) the whole DataFrame per validation definition.
+    Data Docs are built once per session (:meth:`GateSession.build_docs`), not per batch.
     """
-    import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
-
     expectations = _batch_expectations() + _row_expectations()
     if with_distribution:
         expectations += _distribution_expectations()
-    name = PURCHASES_SUITE if with_distribution else EVENTS_SUITE
-    suite = context.suites.add_or_update(gx.ExpectationSuite(name=name, expectations=expectations))
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=name, data=_batch_definition(context), suite=suite)
-    )
-    checkpoint = gx.Checkpoint(
-        name=PURCHASES_CHECKPOINT if with_distribution else CHECKPOINT,
-        validation_definitions=[definition],
-        actions=[UpdateDataDocsAction(name="update_data_docs")] if data_docs else [],
-        result_format=_result_format(),
-    )
-    return context.checkpoints.add_or_update(checkpoint)
+    return _suite_checkpoint(context, name=PURCHASES_SUITE if with_distribution else EVENTS_SUITE,
+                             expectations=expectations, asset_name=ASSET, result_format=_result_format())
 
 
 # --------------------------------------------------------------------------- results
@@ -395,6 +398,101 @@ def _positional(events: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+class GateSession:
+    """One GX context whose suites and checkpoints are built once and reused by every batch of a run.
+
+    ``context_root`` selects a file-backed context (validation results kept, Data Docs built by
+    :meth:`build_docs`); ``None`` keeps everything in memory. ``seconds`` adds up the time spent in
+    GX (context set-up, validations, Data Docs) so callers can report the gate's share honestly.
+    """
+
+    def __init__(self, *, base_currency: str = "EUR", now: pd.Timestamp | None = None,
+                 context_root: Path | None = None) -> None:
+        started = time.perf_counter()
+        now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+        self.now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+        self.base_currency = base_currency
+        self.context_root = context_root
+        self.context = _context(context_root)
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._results: list[Any] = []
+        self.seconds = time.perf_counter() - started
+
+    def _events_checkpoint(self, with_distribution: bool) -> Checkpoint:
+        key = PURCHASES_SUITE if with_distribution else EVENTS_SUITE
+        if key not in self._checkpoints:
+            self._checkpoints[key] = _checkpoint(self.context, with_distribution=with_distribution)
+        return self._checkpoints[key]
+
+    def _raw_checkpoint(self, channel: str, cfg: ChannelConfig) -> Checkpoint:
+        from validation.raw_suite import raw_expectations
+
+        key = raw_suite_name(channel)
+        if key not in self._checkpoints:
+            self._checkpoints[key] = _suite_checkpoint(
+                self.context, name=key, expectations=raw_expectations(cfg), asset_name=f"raw_{channel}",
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
+        return self._checkpoints[key]
+
+    def _run(self, checkpoint: Checkpoint, frame: pd.DataFrame, batch_id: str) -> CheckpointResult:
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=_expectation_parameters(self.base_currency, self.now),
+            run_id=RunIdentifier(run_name=batch_id, run_time=datetime.now(timezone.utc)),  # batch id in Data Docs
+        )
+        self._results.extend(result.run_results.keys())
+        return result
+
+    def check_raw(self, raw: pd.DataFrame, *, channel: str, cfg: ChannelConfig, batch_id: str) -> list[str]:
+        """Validate a file's raw shape with the channel's suite; returns batch-level failures ([] = pass)."""
+        started = time.perf_counter()
+        try:
+            frame = _positional(raw)
+            result = self._run(self._raw_checkpoint(channel, cfg), frame, batch_id)
+            failures, _ = _parse_failures(result, len(frame))
+            return [f.describe() for f in failures]
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def check_events(self, events: pd.DataFrame, *, batch_id: str) -> GateResult:
+        """Validate one batch of canonical events; split accepted / quarantined rows."""
+        started = time.perf_counter()
+        try:
+            frame = _positional(events)
+            result = self._run(self._events_checkpoint(_has_valid_purchases(frame)), frame, batch_id)
+            failures, stats = _parse_failures(result, len(frame))
+            accepted, quarantined, batch_failed = _assemble(events, failures, batch_id)
+            stats.update(rows=len(events), accepted=len(accepted), quarantined=len(quarantined))
+            return GateResult(accepted=accepted, quarantined=quarantined, batch_failed=batch_failed,
+                              success=bool(result.success), failures=[f.describe() for f in failures],
+                              statistics=stats)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def build_docs(self) -> Path | None:
+        """Render Data Docs (HTML) for this session's validations; the site's index page, or None in memory."""
+        if self.context_root is None:
+            return None
+        started = time.perf_counter()
+        try:
+            self.context.build_data_docs(resource_identifiers=self._results or None)
+            return docs_index(self.context_root)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+def raw_suite_name(channel: str) -> str:
+    """Name of a channel's raw-shape suite."""
+    return f"persona_raw_{channel}"
+
+
+def docs_index(context_root: Path) -> Path:
+    """The Data Docs index page of a file-backed GX context."""
+    return context_root / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
 def run_gate(
     events: pd.DataFrame,
     *,
@@ -405,30 +503,11 @@ def run_gate(
 ) -> GateResult:
     """Validate one batch of canonical events with a GX checkpoint; split accepted / quarantined.
 
-    ``context_root`` selects a file-backed GX context (results kept, Data Docs updated);
-    ``None`` uses an in-memory one. ``now`` (default: current UTC time) bounds future timestamps.
+    A one-batch :class:`GateSession`: ``context_root`` selects a file-backed GX context (results
+    kept, Data Docs built); ``None`` uses an in-memory one. ``now`` (default: current UTC time)
+    bounds future timestamps.
     """
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-    frame = _positional(events)
-    with_distribution = _has_valid_purchases(frame)
-    context = _context(context_root)
-    checkpoint = _checkpoint(context, with_distribution=with_distribution, data_docs=context_root is not None)
-    result = checkpoint.run(
-        batch_parameters={"dataframe": frame},
-        expectation_parameters=_expectation_parameters(base_currency, now),
-        run_id=RunIdentifier(run_name=batch_id, run_time=datetime.now(timezone.utc)),  # batch id in Data Docs
-    )
-    failures, stats = _parse_failures(result, len(frame))
-    accepted, quarantined, batch_failed = _assemble(events, failures, batch_id)
-    stats.update(rows=len(events), accepted=len(accepted), quarantined=len(quarantined))
-    return GateResult(
-        accepted=accepted,
-        quarantined=quarantined,
-        batch_failed=batch_failed,
-        success=bool(result.success),
-        failures=[f.describe() for f in failures],
-        statistics=stats,
-    )
+    session = GateSession(base_currency=base_currency, now=now, context_root=context_root)
+    result = session.check_events(events, batch_id=batch_id)
+    session.build_docs()
+    return result

@@ -90,3 +90,19 @@ def test_long_history_incremental_reads_only_the_window_and_matches_full(tmp_pat
     pd.testing.assert_frame_equal(a, b[a.columns], check_dtype=False)
     back = a.loc[(a.user_id == "q001")].iloc[-1]
     assert back.events_7d == 2 and back.tenure_days > 110 and back.purchases_90d <= 2
+
+
+def test_new_identity_link_rebuilds_from_the_aliases_first_event(tmp_path) -> None:  # noqa: ANN001
+    from ingestion.identity import links_from, load_graph, merge_links, save_graph
+
+    rng = np.random.default_rng(14)
+    s = settings_in(tmp_path / "id")
+    paths = DataPaths(s.data_dir)
+    history = _events(rng, 1500, 0, 30, "h")
+    anon = _events(rng, 20, 5, 10, "a").assign(user_id=None, anonymous_id="a-visitor")
+    write_batch(pd.concat([history, anon], ignore_index=True), paths.events, "b1")
+    build_features(s)
+    login = _events(rng, 1, 29, 1, "login").assign(user_id="u000001", anonymous_id="a-visitor", event_type="identify")
+    save_graph(merge_links(load_graph(paths.identity_graph), links_from(login)), paths.identity_graph)
+    step = build_features(s)
+    assert step.incremental and step.recomputed_from == anon["timestamp"].min().floor("D") + pd.Timedelta(days=1)

@@ -41,7 +41,7 @@ def test_pipeline_accounts_for_every_row(built: tuple[Settings, RunSummary]) -> 
     assert summary.ingest.total("quarantined") > 0  # the sample is dirty on purpose
     assert summary.ingest.total("duplicates") > 0
     assert summary.features is not None and summary.features.users > 300
-    assert {m.target for m in summary.train.models} == {"spend", "churn"}
+    assert {m.target for m in summary.train.models} == {"spend", "churn", "category"}
 
 
 def test_known_users_get_full_personas_from_the_champions(built: tuple[Settings, RunSummary],
@@ -91,13 +91,19 @@ def test_health_endpoints(service: ServiceProcess) -> None:
     assert httpx.get(f"{service.url}/readyz", timeout=5).status_code == 200
 
 
-def test_second_run_reuses_data_and_promotes_new_versions(built: tuple[Settings, RunSummary]) -> None:
+def test_second_run_reuses_data_and_gates_new_versions(built: tuple[Settings, RunSummary]) -> None:
     settings, first = built
     again = run_all(settings)
     assert again.sample_events is None  # sample reused
     assert again.ingest is not None and again.ingest.batches == []  # every file already in the ledger
-    assert again.features is not None and again.features.rows == first.features.rows
+    assert again.features is not None and again.features.rows in (0, first.features.rows)  # nothing new
+    assert again.training_rows == first.training_rows  # the same training set
     ml = load_mlflow_settings(settings)
+    before = {m.target: m for m in first.train.models}
     for m in again.train.models:
-        assert int(m.ref.version) == int(first.train.models[0].ref.version) + 1
-        assert alias_version(ml, m.target).version == m.ref.version
+        assert int(m.ref.version) == int(before[m.target].ref.version) + 1
+        assert before[m.target].alias == "champion"  # the first version had nothing to be compared with
+        # same data, deterministic training: no improvement, so the gate keeps the champion and says why
+        assert m.alias == "challenger" and any("vs champion" in r for r in m.reasons), m.reasons
+        assert alias_version(ml, m.target).version == before[m.target].ref.version
+        assert alias_version(ml, m.target, ml.challenger_alias).version == m.ref.version

@@ -64,3 +64,27 @@ def test_timestamp_units() -> None:
     naive = parse_timestamps(pd.Series(["2026-01-01T12:00:00", "2026-01-01T12:00:00+00:00"]), "iso8601", None, "Europe/Berlin")
     assert naive.iloc[0] == pd.Timestamp("2026-01-01 11:00", tz="UTC")
     assert naive.iloc[1] == pd.Timestamp("2026-01-01 12:00", tz="UTC")
+
+
+def test_pii_hashing_normalises_and_keeps_nulls() -> None:
+    from ingestion.canonical import hash_pii
+
+    phones = hash_pii(pd.Series(["+49-170-555 1234", "+4917055512 34", None, "  "]), "salt", "phone")
+    assert phones.iloc[0] == phones.iloc[1] and len(phones.iloc[0]) == 64
+    assert phones.iloc[2] is None and phones.iloc[3] is None
+    assert hash_pii(pd.Series(["a@b.c"]), "other", "email").iloc[0] != hash_pii(pd.Series(["a@b.c"]), "salt", "email").iloc[0]
+
+
+def test_channel_without_id_column_gets_stable_natural_key_ids(settings: Settings) -> None:
+    from persona.config import ChannelConfig
+
+    cfg = ChannelConfig(path="x", format="csv", columns={"user_id": "c", "timestamp": "d", "quantity": "q",
+                                                         "amount": "a"}, event_type="purchase", currency="EUR")
+    rows = pd.DataFrame({"c": ["u1", "u1", "u1", "u2"], "d": ["2026-07-01T10:00:00Z", "2026-07-01T12:00:00+02:00",
+                                                             "2026-07-01T10:00:00Z", "2026-07-01T10:00:00Z"],
+                         "q": ["1", "1.0", "2", "1"], "a": ["9.99", "9.990", "9.99", "9.99"], "source_row": [2, 3, 4, 5]})
+    ids = canonicalise(rows, "till", cfg, settings, "f").events["event_id"]
+    assert ids.iloc[0] == ids.iloc[1]  # same instant, same numbers written differently: the same event
+    assert ids.iloc[0] != ids.iloc[2] and ids.iloc[0] != ids.iloc[3]
+    again = canonicalise(rows.iloc[::-1].reset_index(drop=True), "till", cfg, settings, "f").events["event_id"]
+    assert set(again) == set(ids)

@@ -13,6 +13,7 @@ import pytest
 
 from ingestion.schema import CANONICAL_COLUMNS
 from validation.gate import GateResult, run_gate
+from persona.config import ChannelConfig
 from validation.quarantine import QUARANTINE_COLUMNS
 
 NOW = pd.Timestamp("2026-07-01 12:00", tz="UTC")
@@ -190,3 +191,68 @@ def test_second_run_in_same_context_works(file_context: tuple[Path, GateResult, 
     results = list((root / "uncommitted" / "validations").rglob("*.json"))
     assert len(results) == 2  # one stored validation result per run
     assert {p.relative_to(root / "uncommitted" / "validations").parts[1] for p in results} == {"web-test"}  # run name
+
+
+def test_one_session_serves_many_batches_and_builds_docs_once(tmp_path: Path) -> None:
+    from validation.gate import GateSession
+
+    session = GateSession(now=NOW, context_root=tmp_path / "gx")
+    good, bad = events(9), events(9)
+    bad.loc[3, "event_type"] = "teleport"
+    results = [session.check_events(b, batch_id=f"web-{i}") for i, b in enumerate((good, bad, good))]
+    assert [len(r.quarantined) for r in results] == [0, 1, 0]
+    assert not list((tmp_path / "gx" / "uncommitted").rglob("*.html"))  # nothing rendered per batch
+    index = session.build_docs()
+    assert index is not None and index.is_file()
+    pages = list((index.parent / "validations").rglob("*.html"))
+    assert {p.relative_to(index.parent / "validations").parts[1] for p in pages} == {"web-0", "web-1", "web-2"}
+    assert session.seconds > 0
+
+
+def _raw_cfg(unit: str = "ms") -> "ChannelConfig":
+    from persona.config import ChannelConfig
+
+    return ChannelConfig(path="x", format="csv", columns={"event_id": "id", "timestamp": "t", "event_type": "e",
+                                                          "amount": "total"},
+                         timestamp={"unit": unit})
+
+
+def _raw(n: int = 50) -> pd.DataFrame:
+    return pd.DataFrame({"id": [str(i) for i in range(n)], "t": [str(1782900000000 + i) for i in range(n)],
+                         "e": ["buy"] * n, "total": ["12.50"] * n}, dtype=object)
+
+
+def test_raw_shape_suite_passes_a_plausible_file() -> None:
+    from validation.gate import GateSession
+
+    assert GateSession(now=NOW).check_raw(_raw(), channel="shop", cfg=_raw_cfg(), batch_id="b") == []
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda f: f.drop(columns=["total"]), "expect_table_columns_to_match_set"),
+    (lambda f: f.assign(t=(f["t"].str.slice(0, 10))), "expect_column_values_to_match_regex(t)"),  # seconds, not ms
+    (lambda f: f.assign(total="n/a"), "expect_column_values_to_match_regex(total)"),
+    (lambda f: f.assign(id=None), "expect_column_values_to_not_be_null(id)"),
+], ids=["missing column", "unit drift", "amount not numeric", "ids gone"])
+def test_raw_shape_suite_fails_the_batch(change, expected: str) -> None:  # type: ignore[no-untyped-def]
+    from validation.gate import GateSession
+
+    failures = GateSession(now=NOW).check_raw(change(_raw()), channel="shop", cfg=_raw_cfg(), batch_id="b")
+    assert any(f.startswith(expected) for f in failures), failures
+
+
+def test_outlier_flag_column_is_part_of_the_canonical_batch() -> None:
+    batch = events(9)
+    batch["is_outlier"] = False
+    batch.loc[3, "is_outlier"] = True
+    result = gate(batch)
+    assert result.success and result.accepted["is_outlier"].sum() == 1
+
+
+def test_raw_shape_sample_is_even_and_bounded() -> None:
+    from validation.raw_suite import shape_sample
+
+    frame = _raw(1000)
+    assert len(shape_sample(frame, limit=2000)) == 1000
+    sample = shape_sample(frame, limit=300)
+    assert len(sample) <= 300 and sample.index[0] == 0 and len(set(pd.Series(sample.index).diff().dropna())) == 1

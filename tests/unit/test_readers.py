@@ -56,3 +56,35 @@ def test_empty_and_unreadable_files_are_errors_not_crashes(tmp_path: Path) -> No
     bad_gz.write_bytes(b"\x1f\x8bnot gzip")
     err = read_channel_file(bad_gz, _cfg("csv")).error or ""
     assert str(bad_gz) in err
+
+
+def test_jsonl_bulk_path_keeps_numbers_and_nested_values_as_text(tmp_path: Path) -> None:
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"ts": 1782900000, "v": 1.5, "o": {"k": [1]}, "n": null}\n\n  \n{"ts": 1782900001, "v": 2, "o": null}\n')
+    batch = read_channel_file(p, _cfg("jsonl"))
+    assert batch.rejects == []
+    assert list(batch.rows["ts"]) == ["1782900000", "1782900001"]
+    assert list(batch.rows["source_row"]) == [1, 4]
+    assert batch.rows["o"].iloc[0] == '{"k": [1]}' and batch.rows["o"].iloc[1] is None
+    assert batch.rows["n"].isna().all()
+
+
+def test_jsonl_mixed_types_fall_back_per_line(tmp_path: Path) -> None:
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"ts": 1}\n{"ts": "two"}\n{"ts": 3, }\n')
+    batch = read_channel_file(p, _cfg("jsonl"))
+    assert list(batch.rows["ts"]) == ["1", "two"]
+    assert [r[0] for r in batch.rejects] == [3] and "malformed JSON" in batch.rejects[0][1]
+
+
+def test_parquet_file_read_as_text(tmp_path: Path) -> None:
+    import pandas as pd
+
+    p = tmp_path / "a.parquet"
+    pd.DataFrame({"ts": [1, 2], "x": ["a", None]}).to_parquet(p)
+    batch = read_channel_file(p, _cfg("parquet"))
+    assert list(batch.rows["ts"]) == ["1", "2"] and batch.rows["x"].iloc[1] is None
+    assert list(batch.rows["source_row"]) == [1, 2]
+    garbage = tmp_path / "b.parquet"
+    garbage.write_bytes(b"not parquet")
+    assert str(garbage) in (read_channel_file(garbage, _cfg("parquet")).error or "")

@@ -1,0 +1,68 @@
+"""``persona quarantine list|show|release``: look at quarantined rows and re-admit a batch after a fix."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from persona.commands.common import ConfigOpt
+from persona.commands.common import console as _console
+from persona.commands.common import load as _settings
+
+app = typer.Typer(help="Quarantined rows and batches: list, show, release.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_batches(config: ConfigOpt = None) -> None:
+    """Batches with quarantined rows, their most frequent checks, and whether they were released."""
+    from rich.table import Table
+
+    from ingestion.release import quarantine_overview
+
+    overview = quarantine_overview(_settings(config))
+    if overview.empty:
+        typer.echo("quarantine is empty")
+        return
+    table = Table(title="Quarantine")
+    for col in ("batch", "file", "rows", "checks", "released by"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for row in overview.itertuples(index=False):
+        table.add_row(row.batch_id, row.file, str(row.rows), row.checks, row.released_by or "-")
+    _console().print(table)
+
+
+@app.command()
+def show(batch_id: Annotated[str, typer.Argument(help="batch id (see `persona quarantine list`)")],
+         config: ConfigOpt = None,
+         limit: Annotated[int, typer.Option(help="rows to show")] = 20) -> None:
+    """The quarantined rows of one batch: file, row, failed check, reason and the original row."""
+    from persona.paths import DataPaths
+    from validation.quarantine import read_quarantine
+
+    records = read_quarantine(DataPaths(_settings(config).data_dir).quarantine)
+    rows = records.loc[records["batch_id"] == batch_id].sort_values("source_row")
+    if rows.empty:
+        typer.secho(f"no quarantined rows for batch {batch_id!r}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{len(rows)} quarantined rows in {batch_id} ({rows['source_file'].iloc[0]}):")
+    for r in rows.head(limit).itertuples(index=False):
+        typer.echo(f"  {r.source_file}:{r.source_row}  [{r.check}]  {r.reason}")
+        typer.echo(f"      original: {r.original[:300]}")
+    if len(rows) > limit:
+        typer.echo(f"  ... {len(rows) - limit} more (--limit)")
+
+
+@app.command()
+def release(batch_id: Annotated[str, typer.Argument(help="batch id to re-admit")], config: ConfigOpt = None) -> None:
+    """Re-run a quarantined batch through the current rules (recorded in the ledger; idempotent)."""
+    from ingestion.release import ReleaseError, release_batch
+
+    try:
+        record, ran = release_batch(_settings(config), batch_id)
+    except ReleaseError as e:
+        typer.secho(f"cannot release: {e}", fg="red", err=True)
+        raise typer.Exit(1) from e
+    verb = "released" if ran else "already released (no change)"
+    typer.echo(f"{batch_id} {verb} as {record.batch_id}: {record.rows_read} rows read, {record.accepted} accepted, "
+               f"{record.quarantined} quarantined, {record.duplicates} duplicates ({record.status})")

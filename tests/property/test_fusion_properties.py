@@ -1,0 +1,129 @@
+"""Property-based tests of the fusion invariants: stitching keeps every event, ingest accounts for every
+row, re-ingest changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingestion.event_store import read_events
+from ingestion.identity import links_from, merge_links, resolve, stitch
+from ingestion.ingest import ingest
+from ingestion.ledger import read_ledger
+from persona.config import ChannelConfig, Settings
+from persona.paths import DataPaths
+from validation.quarantine import read_quarantine
+
+T0 = pd.Timestamp("2026-07-01", tz="UTC")
+maybe = lambda s: st.one_of(st.none(), s)  # noqa: E731
+
+event_rows = st.lists(
+    st.tuples(maybe(st.sampled_from(["u1", "u2", "u3"])), maybe(st.sampled_from(["a1", "a2", "a3", "a4"])),
+              maybe(st.sampled_from(["d1", "d2"])), st.integers(0, 10_000)),
+    min_size=0, max_size=40,
+)
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(len(rows))],
+        "user_id": pd.Series([r[0] for r in rows], dtype=object),
+        "anonymous_id": pd.Series([r[1] for r in rows], dtype=object),
+        "device_id": pd.Series([r[2] for r in rows], dtype=object),
+        "timestamp": pd.Series([T0 + pd.Timedelta(minutes=r[3]) for r in rows], dtype="datetime64[ns, UTC]"),
+    })
+
+
+@settings(max_examples=60, deadline=None)
+@given(event_rows, st.integers(0, 40))
+def test_stitching_neither_loses_nor_invents_events(rows: list[tuple], split: int) -> None:
+    events = _frame(rows)
+    first, second = events.iloc[:split], events.iloc[split:]
+    _, graph = stitch(first, links_from(first.iloc[:0]))
+    _, graph = stitch(second, graph)
+    out = resolve(events, graph)
+    assert list(out["event_id"]) == list(events["event_id"])  # same events, same order
+    known = events["user_id"].notna()
+    assert (out.loc[known, "user_id"] == events.loc[known, "user_id"]).all()  # known users are never re-keyed
+    assert out.loc[events[["user_id", "anonymous_id", "device_id"]].notna().any(axis=1), "user_id"].notna().all()
+    # every anonymous id resolves to one identity, whatever batch its events came in
+    anon = out.loc[events["user_id"].isna() & events["anonymous_id"].notna()]
+    assert (anon.groupby(events["anonymous_id"])["user_id"].nunique() <= 1).all()
+    # a user only ever gains events from aliases linked to them
+    linked = set(graph["user_id"])
+    assert set(out.loc[events["user_id"].isna() & out["user_id"].notna() & ~out["user_id"].astype(str).str.contains(":"),
+                       "user_id"]) <= linked
+    # direct links do not depend on the order the batches arrive in
+    direct = merge_links(links_from(first), links_from(second))
+    other = merge_links(links_from(second), links_from(first))
+    key = ["kind", "alias", "user_id"]
+    assert direct[key].sort_values(key).reset_index(drop=True).equals(other[key].sort_values(key).reset_index(drop=True))
+
+
+CHANNEL = ChannelConfig(path="raw/tx/*.csv", format="csv", columns={
+    "event_id": "id", "user_id": "user", "timestamp": "ts", "amount": "amount"}, event_type="purchase")
+
+csv_rows = st.lists(
+    st.tuples(st.integers(1, 12),  # ids collide: duplicates
+              st.sampled_from(["u1", "u2", ""]),  # a missing user fails the gate
+              st.one_of(st.integers(0, 1000).map(lambda m: (T0 + pd.Timedelta(minutes=m)).isoformat()),
+                        st.just("not a time")),
+              st.one_of(st.floats(1, 500).map(lambda x: f"{x:.2f}"), st.just("x"), st.just("-3"))),
+    min_size=1, max_size=30,
+)
+
+
+@pytest.fixture(scope="module")
+def shared_gate():  # type: ignore[no-untyped-def]
+    from validation.gate import GateSession
+
+    return GateSession()  # one in-memory GX session for every example (its import and set-up take seconds)
+
+
+def _csv(rows: list[tuple], header: bool = True) -> str:
+    body = "\n".join(",".join(str(v) for v in r) for r in rows)
+    return ("id,user,ts,amount\n" if header else "") + body + "\n"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(csv_rows, csv_rows, st.randoms(use_true_random=False))
+def test_accounting_holds_and_reingest_is_idempotent(shared_gate, first: list[tuple], second: list[tuple],
+                                                     rnd) -> None:  # type: ignore[no-untyped-def]
+    root = Path(tempfile.mkdtemp(prefix="persona-prop-"))
+    try:
+        s = Settings(data_dir=root, channels={"tx": CHANNEL})
+        folder = root / "raw" / "tx"
+        folder.mkdir(parents=True)
+        (folder / "a.csv").write_text(_csv(first))
+        (folder / "b.csv").write_text(_csv(first + second))
+        summary = ingest(s, with_docs=False, gate=shared_gate)
+        paths = DataPaths(root)
+        ledger = read_ledger(paths.ledger)
+        assert len(ledger) == len(summary.batches) == 2
+        for r in ledger:
+            assert r.rows_read == r.accepted + r.quarantined + r.duplicates
+        assert ledger[0].rows_read == len(first) and ledger[1].rows_read == len(first) + len(second)
+        events = read_events(paths.events)
+        assert events["event_id"].is_unique and len(events) == sum(r.accepted for r in ledger)
+        assert len(read_quarantine(paths.quarantine)) == sum(r.quarantined for r in ledger)
+        assert ledger[1].accepted <= len({r[0] for r in second})  # the first file's rows are not re-admitted
+        before = set(events["event_id"])
+        # re-running, or dropping the same file again under another name, changes nothing
+        shutil.copy(folder / "b.csv", folder / "b_again.csv")
+        assert ingest(s, with_docs=False, gate=shared_gate).batches == []
+        # the same rows in another order are a new file, but bring no new events
+        shuffled = first + second
+        rnd.shuffle(shuffled)
+        (folder / "c.csv").write_text(_csv(shuffled))
+        for again in ingest(s, with_docs=False, gate=shared_gate).batches:  # none when the order is unchanged
+            assert again.rows_read == again.accepted + again.quarantined + again.duplicates
+        after = read_events(paths.events)
+        assert after["event_id"].is_unique and set(after["event_id"]) - before <= {f"tx:{r[0]}" for r in shuffled}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,186 @@
+"""The promotion gate: compare champion and challenger on the same latest window, promote, roll back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from persona.config import GateConfig, MlflowSettings
+from training.registry import ModelRef, alias_version, client, record_decision, set_alias, use_tracking
+from training.targets import better, target
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Champion and challenger scored on the challenger's evaluation window (same rows, same segments)."""
+
+    target: str
+    primary: str
+    challenger: ModelRef
+    champion: ModelRef | None
+    metrics: dict[str, dict[str, float]]  # "challenger"/"champion" -> metric -> value
+    segments: dict[str, dict[str, dict[str, float]]]  # "challenger"/"champion" -> segment -> metrics
+    baselines: dict[str, float]  # baseline -> its primary metric (logged with the challenger)
+    eval_cutoff: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate decided and why."""
+
+    target: str
+    promoted: bool
+    reasons: list[str] = field(default_factory=list)
+    comparison: Comparison | None = None
+
+
+class GateError(RuntimeError):
+    """The registry is not in a state the command can act on (no challenger, nothing to roll back to)."""
+
+
+def _run_metrics(ml: MlflowSettings, run_id: str) -> dict[str, float]:
+    return dict(client(ml).get_run(run_id).data.metrics)
+
+
+def baseline_scores(metrics: dict[str, float], primary: str) -> dict[str, float]:
+    """``baseline -> primary metric`` from a run's logged metrics."""
+    suffix = f".{primary}"
+    return {k[len("baseline."):-len(suffix)]: v for k, v in metrics.items()
+            if k.startswith("baseline.") and k.endswith(suffix)}
+
+
+def baseline_reasons(score: float, baselines: dict[str, float], primary: str) -> list[str]:
+    """One reason per baseline the model does not beat on the primary metric."""
+    return [f"{primary} {score:.4g} does not beat baseline {name} ({value:.4g})"
+            for name, value in sorted(baselines.items()) if better(primary, score, value) <= 0]
+
+
+def _load_eval_frame(ml: MlflowSettings, run_id: str) -> pd.DataFrame:
+    import mlflow.artifacts
+
+    from training.train import EVAL_ARTIFACT
+
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=EVAL_ARTIFACT,
+                                               tracking_uri=ml.tracking_uri)
+    return pd.read_parquet(path)
+
+
+def _score(ml: MlflowSettings, ref: ModelRef, key: str, frame: pd.DataFrame, min_rows: int) -> Any:
+    import mlflow.lightgbm
+
+    from training.train import evaluate, matrix
+
+    t = target(key)
+    use_tracking(ml)
+    booster = mlflow.lightgbm.load_model(ref.uri)
+    rows = t.rows(frame)
+    pred = np.asarray(booster.predict(matrix(rows, list(booster.feature_name()))))
+    return evaluate(t, pred, rows, {}, min_rows=min_rows)
+
+
+def compare(ml: MlflowSettings, key: str, challenger: ModelRef | None = None,
+            champion: ModelRef | None = None) -> Comparison:
+    """Score champion and challenger on the challenger's evaluation window (rows and segments logged with it)."""
+    challenger = challenger or alias_version(ml, key, ml.challenger_alias)
+    if challenger is None:
+        raise GateError(f"{ml.models[key]} has no '{ml.challenger_alias}' version to compare")  # type: ignore[index]
+    champion = champion or alias_version(ml, key, ml.champion_alias)
+    primary = ml.gate.primary_metric[key]  # type: ignore[index]
+    frame = _load_eval_frame(ml, challenger.run_id)
+    scored = {"challenger": _score(ml, challenger, key, frame, ml.gate.min_segment_rows)}
+    if champion is not None:
+        scored["champion"] = _score(ml, champion, key, frame, ml.gate.min_segment_rows)
+    run = client(ml).get_run(challenger.run_id)
+    return Comparison(
+        target=key, primary=primary, challenger=challenger, champion=champion,
+        metrics={k: v.metrics for k, v in scored.items()},
+        segments={k: v.segments for k, v in scored.items()},
+        baselines=baseline_scores(dict(run.data.metrics), primary),
+        eval_cutoff=run.data.tags.get("persona.eval_cutoff", ""),
+    )
+
+
+def judge(c: Comparison, gate: GateConfig) -> list[str]:
+    """Every reason the challenger may not replace the champion (empty: it may)."""
+    p = c.primary
+    new = c.metrics["challenger"][p]
+    reasons = baseline_reasons(new, c.baselines, p) if gate.must_beat_baselines else []
+    if c.champion is None or c.champion.version == c.challenger.version:
+        return reasons
+    old = c.metrics["champion"][p]
+    gain = better(p, new, old)
+    if gain < gate.min_relative_improvement or (gate.min_relative_improvement == 0 and gain <= 0):
+        need = f"at least {gate.min_relative_improvement:.2%}" if gate.min_relative_improvement else "any improvement"
+        reasons.append(f"{p} {new:.4g} vs champion {old:.4g}: relative improvement {gain:+.2%}; the gate needs {need}")
+    for seg, m in sorted(c.segments["challenger"].items()):
+        base = c.segments["champion"].get(seg)
+        if base is None:
+            continue
+        change = better(p, m[p], base[p])
+        if change < -gate.segment_tolerance:
+            reasons.append(f"segment {seg}: {p} {m[p]:.4g} vs champion {base[p]:.4g} ({change:+.2%}) "
+                           f"regresses beyond the {gate.segment_tolerance:.0%} tolerance")
+    return reasons
+
+
+def promote(ml: MlflowSettings, key: str) -> Decision:
+    """Apply the gate to the challenger; move champion to it when it passes. Records the decision either way."""
+    c = compare(ml, key)
+    reasons = judge(c, ml.gate)
+    if reasons:
+        record_decision(ml, c.challenger, "refused", "; ".join(reasons))
+        return Decision(key, False, reasons, c)
+    why = (f"gate passed on {c.eval_cutoff}: {c.primary} {c.metrics['challenger'][c.primary]:.4g}"
+           + (f" vs champion v{c.champion.version} {c.metrics['champion'][c.primary]:.4g}" if c.champion else "")
+           + "; beats baselines " + ", ".join(sorted(c.baselines)))
+    if c.champion is not None:
+        client(ml).set_model_version_tag(c.challenger.name, c.challenger.version, "previous_champion",
+                                         c.champion.version)
+    set_alias(ml, c.challenger, ml.champion_alias, why)
+    client(ml).delete_registered_model_alias(c.challenger.name, ml.challenger_alias)
+    record_decision(ml, c.challenger, "promoted", why)
+    return Decision(key, True, [], c)
+
+
+def rollback(ml: MlflowSettings, key: str) -> tuple[ModelRef, ModelRef]:
+    """Move champion back to the version it replaced; returns (from, to)."""
+    current = alias_version(ml, key, ml.champion_alias)
+    if current is None:
+        raise GateError(f"{ml.models[key]} has no champion to roll back")  # type: ignore[index]
+    c = client(ml)
+    previous = c.get_model_version(current.name, current.version).tags.get("previous_champion")
+    if not previous:
+        raise GateError(f"{current.name} v{current.version} replaced no earlier champion: nothing to roll back to")
+    mv = c.get_model_version(current.name, previous)
+    to = ModelRef(current.name, str(mv.version), mv.run_id)
+    why = f"rollback from v{current.version}"
+    set_alias(ml, to, ml.champion_alias, why)
+    record_decision(ml, to, "rollback-restored", why)
+    record_decision(ml, current, "rolled-back", f"champion moved back to v{to.version}")
+    return current, to
+
+
+def settle(ml: MlflowSettings, key: str, ref: ModelRef) -> tuple[str, list[str]]:
+    """Alias a newly registered version: champion when it is the first and beats its baselines,
+    otherwise challenger, then the gate decides. Returns (alias it holds, reasons it was refused)."""
+    set_alias(ml, ref, ml.challenger_alias, "newly trained")
+    if alias_version(ml, key, ml.champion_alias) is None:
+        primary = ml.gate.primary_metric[key]  # type: ignore[index]
+        metrics = _run_metrics(ml, ref.run_id)
+        reasons = baseline_reasons(metrics[f"eval_{primary}"], baseline_scores(metrics, primary), primary) \
+            if ml.gate.must_beat_baselines else []
+        if reasons and not ml.gate.bootstrap_champion:
+            record_decision(ml, ref, "refused", "; ".join(reasons))
+            return ml.challenger_alias, reasons
+        why = "first version: nothing to compare with; " + (
+            "beats its baselines" if not reasons else "bootstrap champion although " + "; ".join(reasons))
+        client(ml).set_model_version_tag(ref.name, ref.version, "beats_baselines", str(not reasons).lower())
+        set_alias(ml, ref, ml.champion_alias, why)
+        client(ml).delete_registered_model_alias(ref.name, ml.challenger_alias)
+        record_decision(ml, ref, "promoted", why)
+        return ml.champion_alias, [f"bootstrap champion: {r}" for r in reasons]
+    decision = promote(ml, key)
+    return (ml.champion_alias if decision.promoted else ml.challenger_alias), decision.reasons
