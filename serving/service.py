@@ -33,10 +33,16 @@ class PersonaService:
         from serving.online import OnlineFeatures
         from serving.scoring import PersonaScorer
 
+        from features.store import feature_refs
+
         self.settings = load_settings()
         models = load_champions(load_mlflow_settings(self.settings))
-        self.online = OnlineFeatures(open_store(self.settings))
+        store = open_store(self.settings)
+        self.online = OnlineFeatures(store)
         self.scorer = PersonaScorer(models, self.settings)
+        missing = sorted(set(self.scorer.features) - set(feature_refs(store)))
+        if missing:  # a model trained on features the online feature service does not serve
+            raise RuntimeError(f"champion models need features that persona_v1 does not serve: {missing}")
         log.info("persona service ready: models %s", self.scorer.versions.model_dump())
 
     @bentoml.api(route="/persona")
