@@ -34,7 +34,8 @@ def summarise(events: pd.DataFrame) -> pd.DataFrame:
         "day": (secs // DAY_S).astype(np.int64),
         "secs": secs,
         "purchase": (events["event_type"] == "purchase").to_numpy(),
-        "spend": np.where(events["event_type"] == "purchase", events["amount"].fillna(0.0), 0.0),
+        "spend": np.where(events["event_type"] == "purchase",
+                          pd.to_numeric(events["amount"], errors="coerce").fillna(0.0), 0.0),
     })
     newest = frame.groupby("user_id")["secs"].transform("max")
     frame["recent"] = frame["secs"] >= newest - 3600.0

@@ -232,23 +232,33 @@ def _format_validation(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _expand_values(node: Any, extra: dict[str, str] | None, where: str, path: Path) -> Any:
+    """Expand ``${VAR}`` in every string value (after parsing: values never change the YAML's shape)."""
+    if isinstance(node, dict):
+        return {k: _expand_values(v, extra, f"{where}.{k}" if where else str(k), path) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_values(v, extra, f"{where}[{i}]", path) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        try:
+            return expand_env(node, extra)
+        except KeyError as e:
+            raise ConfigError(f"{path}: {where}: environment variable {e.args[0]} is not set and has no default") from e
+    return node
+
+
 def read_yaml(path: Path, extra: dict[str, str] | None = None) -> dict[str, Any]:
-    """Read a YAML mapping with env-var expansion; errors name the file."""
+    """Read a YAML mapping, then expand environment variables in its string values; errors name the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read configuration: {e.strerror or e}") from e
-    try:
-        text = expand_env(text, extra)
-    except KeyError as e:
-        raise ConfigError(f"{path}: environment variable {e.args[0]} is not set and has no default") from e
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return raw
+    return _expand_values(raw, extra, "", path)
 
 
 def resolve_config_path(path: str | Path | None = None) -> Path:

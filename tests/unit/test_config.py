@@ -64,3 +64,17 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
         load_settings(_write(tmp_path, "data_dir: [unclosed\n"))
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "missing.yaml")
+
+
+def test_env_values_never_change_the_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERSONA_HASH_SALT", "abc #def: [x")
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path))
+    s = load_settings(PROJECT / "persona.yaml")
+    assert s.hash_salt == "abc #def: [x"
+
+
+def test_unset_variable_error_names_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERSONA_UNSET_VAR", raising=False)
+    p = _write(tmp_path, "data_dir: x\nserving:\n  host: ${PERSONA_UNSET_VAR}\nchannels: {}\n# ${ALSO_UNSET} in a comment\n")
+    with pytest.raises(ConfigError, match=r"serving\.host: environment variable PERSONA_UNSET_VAR"):
+        load_settings(p)
