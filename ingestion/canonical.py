@@ -52,9 +52,15 @@ def parse_timestamps(values: pd.Series, unit: str, fmt: str | None, timezone: st
     if unit in ("s", "ms", "us"):
         numbers = pd.to_numeric(values, errors="coerce").astype("float64")
         limit = _EPOCH_LIMIT_S * {"s": 1, "ms": 1e3, "us": 1e6}[unit]
-        numbers = numbers.where(numbers.abs() < limit)  # beyond 2255: unparseable, not an overflow
-        with np.errstate(all="ignore"):
-            return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce")
+        valid = (numbers.abs() < limit).to_numpy()  # beyond 2255: unparseable, not an overflow; NaN too
+        factor = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}[unit]
+        x = numbers.to_numpy()[valid]
+        whole = np.floor(x)
+        nanos = whole.astype("int64") * factor + np.rint((x - whole) * factor).astype("int64")
+        out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+        # only finite, in-range values reach pandas (its float path can raise on NaN slots)
+        out[valid] = pd.to_datetime(nanos, unit="ns", utc=True)
+        return out
     if unit == "format":
         local = pd.to_datetime(values, format=fmt, errors="coerce")
         return local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")

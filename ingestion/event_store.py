@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.identity import load_graph, resolve
+from ingestion.identity import is_pointer, load_graph, resolve
 from ingestion.schema import CANONICAL_SCHEMA
 
 
@@ -52,19 +52,30 @@ def event_files(root: Path) -> list[Path]:
     return sorted(root.glob("date=*/*.parquet")) if root.exists() else []
 
 
-def read_events(root: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """All stored events (raw identities as stored), empty with the schema when none."""
+def read_events(root: Path, columns: list[str] | None = None, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Stored events (identities as stored), of days at or after ``since``; empty with the schema when none."""
     files = event_files(root)
+    if since is not None:
+        first = f"date={since:%Y-%m-%d}"
+        files = [f for f in files if f.parent.name >= first]
     if not files:
         return CANONICAL_SCHEMA.empty_table().to_pandas()
     tables = [pq.read_table(f, columns=columns, schema=CANONICAL_SCHEMA) for f in files]
     return pa.concat_tables(tables).to_pandas()
 
 
-def load_events(root: Path, graph_path: Path) -> pd.DataFrame:
-    """Stored events with identities resolved through the newest graph (re-keys earlier history)."""
-    events = read_events(root)
-    return resolve(events, load_graph(graph_path)) if not events.empty else events
+def resolve_stored(events: pd.DataFrame, graph: pd.DataFrame) -> pd.DataFrame:
+    """Resolve stored events through ``graph``: visitor ids stored before a login (``anon:``/``device:``)
+    are re-keyed to the user they were linked to since."""
+    user = events["user_id"]
+    stored_alias = user.notna() & is_pointer(user)
+    return resolve(events.assign(user_id=user.where(~stored_alias, None)), graph)
+
+
+def load_events(root: Path, graph_path: Path, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Stored events (of days at or after ``since``) resolved through the newest identity graph."""
+    events = read_events(root, since=since)
+    return resolve_stored(events, load_graph(graph_path)) if not events.empty else events
 
 
 def id_hashes(ids: pd.Series | pd.Index | np.ndarray) -> np.ndarray:

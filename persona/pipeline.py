@@ -64,22 +64,10 @@ def ingest_inbox(settings: Settings, progress: Any | None = None) -> "IngestSumm
 
 def load_clean_events(settings: Settings, since: pd.Timestamp | None = None) -> pd.DataFrame:
     """Clean events (of days at or after ``since``) with identities resolved through the newest graph."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ingestion.event_store import event_files, load_events
-    from ingestion.identity import load_graph, resolve
-    from ingestion.schema import CANONICAL_SCHEMA
+    from ingestion.event_store import load_events
 
     paths = DataPaths(settings.data_dir)
-    if since is None:
-        return load_events(paths.events, paths.identity_graph)
-    first = f"date={since:%Y-%m-%d}"
-    files = [f for f in event_files(paths.events) if f.parent.name >= first]
-    if not files:
-        return CANONICAL_SCHEMA.empty_table().to_pandas()
-    events = pa.concat_tables([pq.read_table(f, schema=CANONICAL_SCHEMA) for f in files]).to_pandas()
-    return resolve(events, load_graph(paths.identity_graph))
+    return load_events(paths.events, paths.identity_graph, since=since)
 
 
 def build_features(settings: Settings, progress: Any | None = None, incremental: bool = True) -> FeatureSummary:

@@ -92,3 +92,24 @@ def test_broken_file_is_reported_and_the_rest_goes_on(ingested: Settings) -> Non
     broken = q.loc[q["source_file"] == "raw/web/broken.jsonl"]
     assert set(broken["source_row"]) == {1, 2}
     assert broken["reason"].str.contains("UTF-8").any()
+
+
+def test_visitor_history_stored_before_login_is_rekeyed_on_read(tmp_path: Path) -> None:
+    from ingestion.event_store import load_events, write_batch
+    from ingestion.identity import links_from, load_graph, merge_links, save_graph
+    from ingestion.schema import CANONICAL_COLUMNS
+
+    s = settings_in(tmp_path / "data")
+    paths = DataPaths(s.data_dir)
+    t = pd.Timestamp("2026-08-01", tz="UTC")
+    rows = pd.DataFrame({"event_id": ["e1", "e2"], "user_id": ["anon:a7", "anon:a7"], "anonymous_id": ["a7", "a7"],
+                         "event_type": ["page_view", "product_view"], "channel": "web",
+                         "timestamp": [t, t + pd.Timedelta(hours=1)], "source_row": 1})
+    for c in CANONICAL_COLUMNS:
+        if c not in rows:
+            rows[c] = None
+    write_batch(rows[list(CANONICAL_COLUMNS)], paths.events, "visit")  # stored while still anonymous
+    assert set(load_events(paths.events, paths.identity_graph)["user_id"]) == {"anon:a7"}
+    login = rows.iloc[[0]].assign(event_id="e3", user_id="u000042", event_type="identify")
+    save_graph(merge_links(load_graph(paths.identity_graph), links_from(login)), paths.identity_graph)
+    assert set(load_events(paths.events, paths.identity_graph)["user_id"]) == {"u000042"}
