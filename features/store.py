@@ -116,19 +116,27 @@ def ensure_push_batch_files(repo: RepoObjects, data_dir: Path) -> None:
         pd.DataFrame(cols).to_parquet(target, index=False)
 
 
+def store_objects(settings: Settings, store: "FeatureStore") -> RepoObjects:
+    """The repo's objects as they go into this store: its project is the store's own
+    (feature_store.yaml may rename it per environment), with the declared description."""
+    from feast import Project
+
+    repo = load_definitions(settings.feature_repo)
+    declared = repo.named(Project)
+    description = declared[0].description if declared else ""
+    objects = [o for o in repo.objects if not isinstance(o, Project)]
+    return RepoObjects([Project(name=store.project, description=description), *objects])
+
+
 def apply_definitions(settings: Settings, store: "FeatureStore | None" = None) -> list[str]:
     """Register the feature repo's objects (what ``feast apply`` does); returns their names."""
     from feast import Project
 
     store = store or open_store(settings)
-    repo = load_definitions(settings.feature_repo)
+    repo = store_objects(settings, store)
     ensure_push_batch_files(repo, settings.data_dir)
-    declared = repo.named(Project)
-    description = declared[0].description if declared else ""
-    # the project is the store's (feature_store.yaml may rename it per environment)
-    objects = [o for o in repo.objects if not isinstance(o, Project)]
-    store.apply([Project(name=store.project, description=description), *objects])
-    return [getattr(o, "name", "?") for o in objects]
+    store.apply(repo.objects)
+    return [getattr(o, "name", "?") for o in repo.objects if not isinstance(o, Project)]
 
 
 def feature_refs(store: "FeatureStore", service: str = FEATURE_SERVICE) -> list[str]:
@@ -139,15 +147,15 @@ def feature_refs(store: "FeatureStore", service: str = FEATURE_SERVICE) -> list[
 
 def plan_changes(settings: Settings, store: "FeatureStore") -> str:
     """The registry diff `apply` would make, as text (Feast's own plan)."""
-    from feast.repo_contents import RepoContents
-
-    repo = load_definitions(settings.feature_repo)
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
     from feast.data_source import DataSource
+    from feast.repo_contents import RepoContents
+
+    repo = store_objects(settings, store)
 
     contents = RepoContents(
         projects=repo.named(Project), data_sources=repo.named(DataSource), entities=repo.named(Entity),
-        feature_views=[v for v in repo.named(FeatureView)], feature_services=repo.named(FeatureService),
+        feature_views=repo.named(FeatureView), feature_services=repo.named(FeatureService),
         on_demand_feature_views=repo.named(OnDemandFeatureView), stream_feature_views=[], label_views=[],
         permissions=[],
     )
