@@ -174,6 +174,48 @@ class ServingConfig(Strict):
     top_drivers: int = Field(3, ge=1, le=20)
     top_categories: int = Field(3, ge=1)
     max_batch: int = Field(1000, ge=1)
+    max_events: int = Field(1000, ge=1, description="most events one POST /events may carry")
+    api_key_env: str = Field("PERSONA_API_KEY", description="environment variable that holds the API key")
+    require_key_for_persona: bool = Field(False, description="POST /persona needs the API key too")
+    event_log: str = Field("raw/api", description="folder (under data_dir) of the durable API event log; "
+                                                  "the `api` channel ingests it")
+    model_poll_seconds: float = Field(15.0, gt=0, description="how often the service checks the champion aliases")
+    offline_push_seconds: float = Field(5.0, gt=0, description="real-time activity is pushed offline in batches this often")
+    max_event_age_days: int = Field(366, ge=1, description="older events are rejected as implausible")
+    max_future_seconds: int = Field(300, ge=0, description="events further in the future are rejected")
+    max_amount: float = Field(1_000_000.0, gt=0, description="larger amounts are rejected as implausible")
+
+
+class DriftConfig(Strict):
+    """Drift: population stability index (PSI) of each feature and model output, champion's training
+    snapshots (reference) vs the newest snapshot."""
+
+    bins: int = Field(10, ge=2, le=50, description="quantile bins of the reference (missing values get their own)")
+    warn: float = Field(0.1, gt=0, description="PSI at or above this is a moderate shift (reported)")
+    alert: float = Field(0.25, gt=0, description="PSI at or above this is drift")
+    retrain_features: int = Field(3, ge=1, description="this many drifted features trigger a retrain")
+    retrain_on_outputs: bool = Field(True, description="a drifted model output (spend, churn) triggers a retrain")
+    ignore: list[str] = Field(default_factory=list, description="features not checked (e.g. ones that grow by design)")
+    max_rows: int = Field(50_000, ge=100, description="rows sampled from each side")
+
+
+class HistoryConfig(Strict):
+    """When a re-scored persona counts as changed (and is appended to the persona history)."""
+
+    spend_tolerance: float = Field(5.0, ge=0, description="predicted spend must move by more than this (base currency)")
+    churn_tolerance: float = Field(0.05, ge=0, description="churn risk must move by more than this")
+
+
+class UpdateConfig(Strict):
+    """The update loop (`persona update` / `persona watch`)."""
+
+    retrain_every_days: int = Field(7, ge=1, description="retrain when the newest data is this many days past the "
+                                                         "champion's training data")
+    drift_cooldown_days: int = Field(2, ge=0, description="after a retrain, drift triggers the next one only once "
+                                                          "this many newer days arrived")
+    drift: DriftConfig = DriftConfig()
+    history: HistoryConfig = HistoryConfig()
+    report_top_users: int = Field(20, ge=1, description="rows in the report's table of most-changed users")
 
 
 class Settings(Strict):
@@ -191,6 +233,7 @@ class Settings(Strict):
     segments: list[SegmentRule] = Field(default_factory=list, description="inline rules (or use segments_file)")
     segments_file: Path | None = Field(None, description="YAML file of segment rules business staff edit")
     smoothing_alpha: float = Field(0.5, gt=0, le=1)
+    update: UpdateConfig = UpdateConfig()
     serving: ServingConfig = ServingConfig()
     feature_repo: Path = Path("feature_repo")
     mlflow_config: Path = Path("mlflow.yaml")

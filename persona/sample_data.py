@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
@@ -1065,7 +1065,132 @@ def generate_sample_data(settings: Settings, *, users: int | None = None, days: 
 
 
 def has_sample_data(settings: Settings) -> bool:
-    """True when every channel glob already matches at least one file."""
-    return bool(settings.channels) and all(
-        any(p.is_file() for p in settings.data_dir.glob(cfg.path)) for cfg in settings.channels.values()
+    """True when every channel the generator writes already has at least one file (channels it does
+    not know, such as the API's event log, are not sample data)."""
+    generated = [cfg for name, cfg in settings.channels.items() if name in _LAYOUTS]
+    return bool(generated) and all(
+        any(p.is_file() for p in settings.data_dir.glob(cfg.path)) for cfg in generated
     )
+
+
+# --------------------------------------------------------------------------- replay (further days)
+
+REPLAY_TAG = "replay"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A shift injected into one replayed day: a campaign (more sessions), pricier baskets, an app push."""
+
+    activity: float = 3.0  # sessions multiplier
+    price: float = 1.6  # order amounts multiplier
+    app_share: float = 0.85  # least share of sessions in the app
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    """What :func:`replay_day` wrote for one further day."""
+
+    day: date
+    events: int
+    rows_written: int
+    files: dict[str, list[Path]]
+    drift: bool
+
+
+def _day_slice(daily: _Daily, d: int) -> _Daily:
+    """The behaviour matrices of one day (column ``d``) of a longer history."""
+    cols = slice(d, d + 1)
+    return _Daily(daily.persona[:, cols], daily.base[:, cols], daily.decay[:, cols], daily.active[:, cols],
+                  daily.session_rate[:, cols], daily.purchase_prob[:, cols], daily.sale[cols])
+
+
+def _replay_ids(values: pd.Series, day: date) -> pd.Series:
+    """Sequential ids (``O1000001``) made unique per replayed day (``O20261101-1000001``)."""
+    return values.str[0] + f"{day:%Y%m%d}-" + values.str[1:]
+
+
+def replay_day(settings: Settings, offset: int, *, drift: Drift | None = None, users: int | None = None,
+               days: int | None = None, seed: int | None = None) -> ReplaySummary:
+    """Write the events of day ``end_date + offset`` into the channel inboxes as new files.
+
+    The same users with the same hidden personas as :func:`generate_sample_data` (same ``users``,
+    ``days`` and ``seed``) carry on; ``drift`` injects a campaign-like shift on this day.
+    Files are named ``<prefix>_replay_<day>``; writing a day again rewrites the same bytes.
+    """
+    sample = settings.sample
+    n_users = sample.users if users is None else users
+    n_days = sample.days if days is None else days
+    seed = sample.seed if seed is None else seed
+    if offset < 0:
+        raise ValueError("offset must be >= 0 (0 is the first day after the history)")
+    day = sample.end_date + timedelta(days=offset)
+    categories = list(settings.features.categories)
+    currencies = [settings.base_currency] + sorted(c for c in settings.fx_rates if c != settings.base_currency)
+    fx = np.array([settings.fx_rates[c] for c in currencies])
+    pop = _population(n_users, n_days, sample.switch_share, categories, currencies, seed)
+    ids = user_ids(n_users)
+    cat = _catalogue(categories, _rng(seed, "catalogue"))
+    d = n_days + offset
+    daily = _day_slice(_daily(pop, _Timeline(sample.end_date - timedelta(days=n_days), d + 1)), d)
+    pop = replace(pop, drift_day=pop.drift_day - d)
+    if drift is not None:
+        daily = replace(daily, session_rate=daily.session_rate * drift.activity)
+        pop = replace(pop, app_share=np.where(pop.registered, np.maximum(pop.app_share, drift.app_share), 0.0))
+    tl = _Timeline(day, 1)
+
+    def rng(name: str) -> np.random.Generator:
+        return _rng(seed, f"{REPLAY_TAG}-{day.isoformat()}-{name}")
+
+    sessions = _sessions(pop, daily, tl, rng("sessions"))
+    events = _events(sessions, pop, cat, tl, rng("events"))
+    web, app = _behaviour_frames(sessions, events, pop, cat, ids, rng("ids"))
+    orders = _orders(sessions, events, pop, daily, cat, ids, currencies, fx, tl, rng("orders"))
+    orders = orders.assign(event_id=_replay_ids(orders["event_id"], day))
+    if drift is not None:
+        orders = orders.assign(amount=np.round(orders["amount"] * drift.price, 2))
+    tickets = _tickets(pop, daily, orders, ids, tl, rng("crm"))
+    frames = {
+        "web": web.sort_values("_ms", kind="stable", ignore_index=True),
+        "app": app.sort_values("_ms", kind="stable", ignore_index=True),
+        "orders": orders,
+        "social": _social(pop, daily, ids, tl, rng("social")),
+        "crm": tickets.assign(event_id=_replay_ids(tickets["event_id"], day)),
+    }
+    files: dict[str, list[Path]] = {}
+    rows = events_total = 0
+    for name, cfg in settings.channels.items():
+        if name not in frames:
+            continue
+        drop = _prepare(frames[name], name, cfg, sample.mess_rate, tl, rng(f"mess-{name}"))
+        folder, pattern = _file_pattern(settings.data_dir, cfg)
+        path = folder / pattern.replace("*", f"{_PREFIXES[name]}_{REPLAY_TAG}_{day.isoformat()}", 1).replace("*", "")
+        lines = drop.lines[np.argsort(drop.key, kind="stable")].tolist()
+        body = "\n".join(lines) + "\n" if lines else ""
+        _atomic_write(path, (drop.header + "\n" if drop.header is not None else "") + body)
+        files[name] = [path]
+        events_total += len(frames[name])
+        rows += len(drop.lines)
+    return ReplaySummary(day, events_total, rows, files, drift is not None)
+
+
+def replayed_days(settings: Settings) -> list[date]:
+    """Days already replayed into the inbox (from the file names), oldest first."""
+    found: set[date] = set()
+    for name, cfg in settings.channels.items():
+        if name not in _PREFIXES:
+            continue
+        folder, _ = _file_pattern(settings.data_dir, cfg)
+        for path in folder.glob(f"{_PREFIXES[name]}_{REPLAY_TAG}_*"):
+            stamp = path.name[len(f"{_PREFIXES[name]}_{REPLAY_TAG}_"):][:10]
+            try:
+                found.add(date.fromisoformat(stamp))
+            except ValueError:
+                continue
+    return sorted(found)
+
+
+def next_replay_offset(settings: Settings) -> int:
+    """The offset of the first day not replayed yet (0 = the day after the sample history)."""
+    done = replayed_days(settings)
+    return (done[-1] - settings.sample.end_date).days + 1 if done else 0

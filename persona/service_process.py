@@ -28,9 +28,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def service_env(settings: Settings) -> dict[str, str]:
-    """Environment for the service: which config to read and where BentoML keeps its files."""
-    env = dict(os.environ)
+def service_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the service: which config to read, where BentoML keeps its files, and
+    ``extra`` (for example the API key variable)."""
+    env = dict(os.environ) | (extra or {})
     env["PERSONA_CONFIG"] = str(settings.config_path)
     env["PERSONA_DATA_DIR"] = str(settings.data_dir)
     env["BENTOML_HOME"] = str(DataPaths(settings.data_dir).bentoml_home)
@@ -88,8 +89,10 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def start_service(settings: Settings, port: int | None = None, timeout: float = 120.0) -> ServiceProcess:
-    """Start ``bentoml serve`` and wait until ``/readyz`` answers 200 (raises with the log otherwise)."""
+def start_service(settings: Settings, port: int | None = None, timeout: float = 120.0,
+                  env: dict[str, str] | None = None) -> ServiceProcess:
+    """Start ``bentoml serve`` and wait until ``/readyz`` answers 200 (raises with the log otherwise);
+    ``env`` adds environment variables (the API key, overrides of ``${VAR}`` settings)."""
     if settings.config_path is None:
         raise ValueError("settings have no config_path: the service reads its configuration from that file")
     host = settings.serving.host
@@ -100,7 +103,7 @@ def start_service(settings: Settings, port: int | None = None, timeout: float = 
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"service-{port}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(serve_command(host, port), env=service_env(settings), stdout=log,
+        proc = subprocess.Popen(serve_command(host, port), env=service_env(settings, env), stdout=log,
                                 stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
     svc = ServiceProcess(proc, f"http://{host}:{port}", log_path)
     try:

@@ -1,7 +1,8 @@
-"""Load the champion models from the MLflow registry (once, at service start)."""
+"""Champion models from the MLflow registry: which versions hold the alias, and loading them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,23 +30,45 @@ class NoChampion(RuntimeError):
     """A required target has no version with the champion alias (train first)."""
 
 
-def load_champions(ml: MlflowSettings) -> dict[str, LoadedModel]:
-    """Every target's champion booster, its feature order and its population prior."""
+def champion_refs(ml: MlflowSettings) -> dict[str, ModelRef]:
+    """The version holding the champion alias for each target that has one (one registry call each)."""
+    refs = {}
+    for target in TARGETS:
+        ref = alias_version(ml, target.key)
+        if ref is not None:
+            refs[target.key] = ref
+    missing = [t for t in REQUIRED if t not in refs]
+    if missing:
+        raise NoChampion(
+            f"no '{ml.champion_alias}' version of {', '.join(ml.models[t] for t in missing)} "  # type: ignore[index]
+            f"in {ml.registry_uri}; run `persona train` first"
+        )
+    return refs
+
+
+def load_models(ml: MlflowSettings, refs: Mapping[str, ModelRef],
+                reuse: Mapping[str, LoadedModel] | None = None) -> dict[str, LoadedModel]:
+    """Load each referenced version's booster, feature order and population prior.
+
+    Models in ``reuse`` that are already at the referenced version are kept as they are, so a swap
+    loads only what moved.
+    """
     import mlflow.lightgbm
 
     use_tracking(ml)
     out: dict[str, LoadedModel] = {}
-    for target in TARGETS:
-        ref = alias_version(ml, target.key)
-        if ref is None and target.key not in REQUIRED:
+    for target, ref in refs.items():
+        old = (reuse or {}).get(target)
+        if old is not None and old.ref == ref:
+            out[target] = old
             continue
-        if ref is None:
-            raise NoChampion(
-                f"no '{ml.champion_alias}' version of {ml.models[target.key]} in {ml.registry_uri}; "  # type: ignore[index]
-                "run `persona train` first"
-            )
         booster = mlflow.lightgbm.load_model(ref.uri, dst_path=None)
         run = client(ml).get_run(ref.run_id)
         prior = float(run.data.metrics.get("prior_prediction", 0.0))
-        out[target.key] = LoadedModel(target.key, ref, booster, list(booster.feature_name()), prior)
+        out[target] = LoadedModel(target, ref, booster, list(booster.feature_name()), prior)
     return out
+
+
+def load_champions(ml: MlflowSettings) -> dict[str, LoadedModel]:
+    """Every target's champion booster, its feature order and its population prior."""
+    return load_models(ml, champion_refs(ml))

@@ -26,8 +26,12 @@ class PersonaScorer:
         self.settings = settings
         self.rules = settings.segments
         check_rules(self.rules, set(self.features) | {"predicted_spend", "churn_risk"})
-        self.versions = ModelVersions(spend=self.models["spend"].ref.version, churn=self.models["churn"].ref.version)
+        self.versions = ModelVersions(**{t: m.ref.version for t, m in self.models.items()})
         self.categories = [f for f in self.features if f.startswith(AFFINITY_PREFIX)]
+        category = self.models.get("category")
+        if category is not None and category.features != self.features:
+            raise ValueError("the category champion uses a different feature list from spend and churn")
+        self.category_names = list(settings.features.categories)
 
     def matrix(self, values: Mapping[str, Sequence[object]], n: int) -> np.ndarray:
         """Features as a float matrix in model order; missing values are NaN."""
@@ -55,8 +59,12 @@ class PersonaScorer:
         spend = np.full(n, self.models["spend"].prior)
         churn = np.full(n, self.models["churn"].prior)
         contrib: dict[str, np.ndarray] = {}
+        category_p: np.ndarray | None = None
         if known.any():
             xk = x[known]
+            if "category" in self.models:
+                category_p = np.zeros((n, len(self.category_names)))
+                category_p[known] = self.models["category"].booster.predict(xk)
             spend[known] = self.models["spend"].booster.predict(xk)
             churn[known] = self.models["churn"].booster.predict(xk)
             for key in ("spend", "churn"):
@@ -71,7 +79,11 @@ class PersonaScorer:
             ts = feature_times[i]
             when = datetime.fromtimestamp(ts, tz=timezone.utc) if ts else None
             top_cats = []
-            if known[i] and self.categories:
+            if known[i] and category_p is not None:  # the next-category model: class probabilities
+                order = np.argsort(-category_p[i])[: self.settings.serving.top_categories]
+                top_cats = [CategoryAffinity(category=self.category_names[j], score=round(float(category_p[i, j]), 4))
+                            for j in order]
+            elif known[i] and self.categories:  # no category champion: recent interaction shares
                 scores = [(c[len(AFFINITY_PREFIX):], x[i, self.features.index(c)]) for c in self.categories]
                 scores = sorted((s for s in scores if not np.isnan(s[1]) and s[1] > 0), key=lambda s: -s[1])
                 top_cats = [CategoryAffinity(category=c, score=round(float(min(s, 1.0)), 4))

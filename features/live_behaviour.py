@@ -1,0 +1,115 @@
+"""Fold real-time events into a user's online behaviour features, until the next batch snapshot.
+
+The batch path computes ``user_behaviour`` snapshots at midnight; between two snapshots, events
+posted to the service move the online values at once so the persona reacts immediately. Counts and
+sums over the 7/30/90-day windows grow by the new events, recency drops to zero, the ratios derived
+from them (average order value, cart conversion, trends, device/channel shares) are recomputed.
+Category affinities and session counts are left as they are (neither their 90-day denominator nor
+the sessions already seen are kept online), and the windows do not slide between snapshots (an
+event that leaves the 7-day window today still counts until the next snapshot). The next materialized
+snapshot, computed from the clean store that the same events reach through the ``api`` channel,
+replaces these values with exact ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from features.compute import _COUNTED, MOBILE_DEVICES
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+_WINDOWS = {"purchases": (7, 30, 90), "spend": (7, 30, 90), "events": (7, 30)}
+_COUNTS_30D = {"page_views_30d": ("page_view",), "product_views_30d": ("product_view",),
+               "searches_30d": ("search",), "add_to_cart_30d": ("add_to_cart",),
+               "social_30d": ("like", "share", "comment")}
+DAY_S = 86400.0
+
+
+def _num(values: Mapping[str, float | None], name: str) -> float:
+    v = values.get(name)
+    return 0.0 if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def fold_user(current: Mapping[str, float | None], events: pd.DataFrame, now_s: float) -> dict[str, float | None]:
+    """One user's behaviour values after ``events`` (canonical rows, amounts in the base currency)."""
+    out: dict[str, float | None] = dict(current)
+    secs = (events["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
+    age_days = (now_s - secs) / DAY_S
+    et = events["event_type"].to_numpy()
+    amount = pd.to_numeric(events["amount"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    counted = np.isin(et, _COUNTED)
+    purchase = et == "purchase"
+    old_events_30d = _num(current, "events_30d")
+    for days in (7, 30, 90):
+        inside = age_days < days
+        out[f"purchases_{days}d"] = _num(current, f"purchases_{days}d") + float((purchase & inside).sum())
+        out[f"spend_{days}d"] = round(_num(current, f"spend_{days}d") + float(amount[purchase & inside].sum()), 2)
+    for days in _WINDOWS["events"]:
+        out[f"events_{days}d"] = _num(current, f"events_{days}d") + float((counted & (age_days < days)).sum())
+    in30 = age_days < 30
+    for name, types in _COUNTS_30D.items():
+        out[name] = _num(current, name) + float((np.isin(et, types) & in30).sum())
+    refund = et == "refund"
+    out["refunds_90d"] = _num(current, "refunds_90d") + float(refund.sum())
+    out["refund_amount_90d"] = round(_num(current, "refund_amount_90d") + float(amount[refund].sum()), 2)
+    out["support_tickets_90d"] = _num(current, "support_tickets_90d") + float((et == "support_ticket").sum())
+    out["aov_90d"] = _ratio(out["spend_90d"], out["purchases_90d"])  # type: ignore[arg-type]
+    out["cart_conversion_30d"] = _ratio(out["purchases_30d"], out["add_to_cart_30d"])  # type: ignore[arg-type]
+    out["spend_trend"] = _ratio(out["spend_30d"], out["spend_90d"] / 3.0)  # type: ignore[operator]
+    out["events_trend"] = _ratio(out["events_7d"], out["events_30d"] / (30 / 7))  # type: ignore[operator]
+    new_30 = float((counted & in30).sum())
+    total_30 = old_events_30d + new_30
+    mobile = float((counted & in30 & events["device"].isin(MOBILE_DEVICES).to_numpy()).sum())
+    for share, extra in (("share_mobile_30d", mobile), ("share_app_30d", 0.0), ("share_web_30d", 0.0)):
+        out[share] = (_num(current, share) * old_events_30d + extra) / total_30 if total_30 > 0 else 0.0
+    last_event = _num(current, "last_event_ts")
+    if counted.any():
+        newest = float(secs[counted].max())
+        if newest // DAY_S > last_event // DAY_S:
+            out["active_days_30d"] = _num(current, "active_days_30d") + 1.0
+        out["last_event_ts"] = max(last_event, newest)
+        out["days_since_last_event"] = 0.0
+    if purchase.any():
+        out["last_purchase_ts"] = max(_num(current, "last_purchase_ts"), float(secs[purchase].max()))
+        out["days_since_last_purchase"] = 0.0
+    if current.get("tenure_days") is None:
+        out["tenure_days"] = 0.0
+    return out
+
+
+def update_online(store: "FeatureStore", view: str, events: pd.DataFrame, fields: list[str],
+                  integer_fields: frozenset[str], now_s: float) -> list[str]:
+    """Fold the events of known users into their online ``view`` values; returns the users updated."""
+    from features.compute import is_known_user
+
+    events = events.loc[is_known_user(events["user_id"])]
+    if events.empty:
+        return []
+    users = sorted(events["user_id"].unique())
+    resp = store.get_online_features(features=[f"{view}:{f}" for f in fields],
+                                     entity_rows=[{"user_id": u} for u in users]).to_dict(include_event_timestamps=True)
+    ts_key = next(k for k in resp if k.endswith("__ts"))
+    rows = []
+    for i, (user, group) in enumerate(events.groupby("user_id", sort=True)):
+        current = {f: resp[f][i] for f in fields}
+        folded = fold_user(current, group, now_s)
+        newest = group["timestamp"].max()
+        stored = resp[ts_key][i]
+        stamp = max(newest, pd.Timestamp(stored, unit="s", tz="UTC")) if stored else newest
+        rows.append({"user_id": user, "event_timestamp": stamp, **{f: folded.get(f) for f in fields}})
+    frame = pd.DataFrame(rows)
+    frame["created"] = frame["event_timestamp"]
+    for f in fields:
+        frame[f] = pd.to_numeric(frame[f], errors="coerce").astype("Int64" if f in integer_fields else float)
+    store.write_to_online_store(view, frame)
+    return users

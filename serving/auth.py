@@ -1,0 +1,69 @@
+"""API-key check for the persona service, as a plain ASGI middleware (cheap on the hot path).
+
+The key comes from the environment variable named by ``serving.api_key_env`` (never from a file).
+``/events`` and ``/admin/*`` always need it, ``/persona`` when ``serving.require_key_for_persona`` is
+set. Send it as ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``. A missing or wrong key gets a
+401 with a JSON error; so does every protected call while the server has no key configured.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from typing import Any, Callable
+
+Scope = dict[str, Any]
+ALWAYS_PROTECTED = ("/events", "/admin")
+
+
+def protected_paths(require_key_for_persona: bool) -> tuple[str, ...]:
+    """Path prefixes that need the key."""
+    return ALWAYS_PROTECTED + (("/persona",) if require_key_for_persona else ())
+
+
+def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The key a request carries, from X-API-Key or a Bearer authorization header."""
+    for name, value in headers:
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip()
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return value[7:].decode("latin-1").strip()
+    return None
+
+
+def check(expected: str | None, given: str | None, env: str) -> str | None:
+    """Why the request is refused, or None when the key is right."""
+    if not expected:
+        return f"the server has no API key configured (set {env}); protected calls are refused"
+    if not given:
+        return "missing API key: send it in the X-API-Key header (or Authorization: Bearer)"
+    if not hmac.compare_digest(expected.encode(), given.encode()):
+        return "wrong API key"
+    return None
+
+
+class ApiKeyMiddleware:
+    """Refuses protected paths without the right key; everything else passes straight through."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        from persona.config import load_settings
+
+        cfg = load_settings().serving
+        self.app = app
+        self.env = cfg.api_key_env
+        self.expected = os.environ.get(cfg.api_key_env) or None
+        self.paths = protected_paths(cfg.require_key_for_persona)
+
+    async def __call__(self, scope: Scope, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.paths):
+            reason = check(self.expected, presented_key(scope["headers"]), self.env)
+            if reason is not None:
+                body = json.dumps({"error": reason}).encode()
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode()),
+                                        (b"www-authenticate", b'Bearer realm="persona"')]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
