@@ -199,20 +199,31 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
     return end
 
 
-def training_set(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None):
-    """Labels after each cutoff joined point-in-time with Feast features; returns (frame, split, features)."""
+def training_events(settings: Settings) -> pd.DataFrame:
+    """Clean events with ``stitched_at``: when a later identity link attributed each one to its user
+    (point-in-time identity for labels and training rows, see training/identity_pit.py)."""
+    from ingestion.identity import load_graph
+    from training.identity_pit import with_stitch_times
+
+    return with_stitch_times(load_clean_events(settings), load_graph(DataPaths(settings.data_dir).identity_graph))
+
+
+def training_set(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None,
+                 events: pd.DataFrame | None = None):
+    """Labels after each cutoff joined point-in-time with Feast features; returns (frame, split, features).
+    ``events``: :func:`training_events`, when the caller already has them."""
     from features.store import feature_refs, open_store
     from training.dataset import build_training_set
     from training.labels import make_labels, rolling_cutoffs
 
     store = store or open_store(settings)
-    with step(progress, "training set (Feast historical retrieval)", total=2) as advance:
-        events = load_clean_events(settings)
+    with step(progress, "training set (labels + Feast historical retrieval)", total=2) as advance:
+        events = training_events(settings) if events is None else events
         history_end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
         split = rolling_cutoffs(history_end, events["timestamp"].min(), settings.training)
         labels = make_labels(events, split.all, settings.training.horizon_days, settings.features.categories)
         advance(1)
-        frame = build_training_set(store, labels)
+        frame = build_training_set(store, labels, progress=progress)
         path = DataPaths(settings.data_dir).training / "training_set.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(path, index=False)
@@ -243,14 +254,16 @@ def train(settings: Settings, store: "FeatureStore | None" = None, progress: Any
     """Build the training set, train every target, register the new versions and let the gate alias them
     (the first version of a model becomes champion; later ones challenger, promoted only by the gate)."""
     from training.baselines import history_summary
+    from training.labels import exclusion_tags, identity_exclusions
     from training.train import train_all, with_history
 
-    frame, split, features = training_set(settings, store, progress)
-    history = history_summary(load_clean_events(settings), split.all, settings.training.horizon_days)
+    events = training_events(settings)
+    frame, split, features = training_set(settings, store, progress, events)
+    history = history_summary(events, split.all, settings.training.horizon_days)
+    lineage = {**lineage_tags(settings, frame), **exclusion_tags(identity_exclusions(events, split.all))}
     return train_all(with_history(frame, history), features, split, settings.training,
                      load_mlflow_settings(settings), rules=settings.segments,
-                     categories=settings.features.categories, lineage=lineage_tags(settings, frame),
-                     progress=progress)
+                     categories=settings.features.categories, lineage=lineage, progress=progress)
 
 
 def run_all(settings: Settings, progress: Any | None = None) -> RunSummary:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from features.compute import is_known_user
 from persona.config import TrainingConfig
+from training.identity_pit import STITCHED_AT, counted_at, late_linked_users
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,21 @@ def make_labels(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days:
     """One row per (known user seen before the cutoff, cutoff): spend, churn and top category in the horizon.
 
     Only events in ``[cutoff, cutoff + horizon)`` make a label; features come from before the cutoff.
+    With a ``stitched_at`` column (:func:`training.identity_pit.with_stitch_times`) each cutoff sees the
+    identities as they stood then: events attributed by a later link do not count, users known only
+    through such links are not known yet, and users whose history before the cutoff includes such
+    events are left out at that cutoff (see :func:`identity_exclusions`).
     """
-    cols = [c for c in ("user_id", "timestamp", "event_type", "amount", "category") if c in events]
+    cols = [c for c in ("user_id", "timestamp", "event_type", "amount", "category", STITCHED_AT) if c in events]
     known = events.loc[is_known_user(events["user_id"]), cols]
-    first_seen = known.groupby("user_id")["timestamp"].min()
+    stitched = known.loc[known[STITCHED_AT].notna()] if STITCHED_AT in known else known.iloc[:0]
     purchases = known.loc[known["event_type"] == "purchase"]
     frames = []
     horizon = pd.Timedelta(days=horizon_days)
     for cutoff in cutoffs:
-        users = first_seen.index[first_seen < cutoff]
+        users = _users_at(known, stitched, cutoff)
         window = purchases.loc[(purchases["timestamp"] >= cutoff) & (purchases["timestamp"] < cutoff + horizon)]
+        window = window.loc[counted_at(window, cutoff)]
         spend = window.groupby("user_id")["amount"].sum().reindex(users, fill_value=0.0)
         count = window.groupby("user_id").size().reindex(users, fill_value=0)
         frames.append(pd.DataFrame({
@@ -78,3 +84,36 @@ def make_labels(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days:
             "label_category": _top_category(window, users, categories or []),
         }))
     return pd.concat(frames, ignore_index=True)
+
+
+def _users_at(known: pd.DataFrame, stitched: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Index:
+    """Known users with history before ``cutoff`` that was attributable then, minus late-linked ones."""
+    before = known.loc[known["timestamp"] < cutoff]
+    users = pd.Index(before.loc[counted_at(before, cutoff), "user_id"].unique()).sort_values()
+    return users.difference(late_linked_users(stitched, cutoff), sort=False) if len(stitched) else users
+
+
+def identity_exclusions(events: pd.DataFrame, cutoffs: list[pd.Timestamp]) -> pd.DataFrame:
+    """Rows ``make_labels`` leaves out for point-in-time identity, with the reason:
+    ``not_linked_yet`` (all history before the cutoff was linked later: unknown then) and
+    ``history_linked_later`` (known, but the snapshot includes history linked after the cutoff)."""
+    out = []
+    if STITCHED_AT not in events:
+        return pd.DataFrame(columns=["user_id", "event_timestamp", "reason"])
+    known = events.loc[is_known_user(events["user_id"]), ["user_id", "timestamp", STITCHED_AT]]
+    for cutoff in cutoffs:
+        before = known.loc[known["timestamp"] < cutoff]
+        seen = pd.Index(before["user_id"].unique())
+        counted = pd.Index(before.loc[counted_at(before, cutoff), "user_id"].unique())
+        late = late_linked_users(before, cutoff)
+        for reason, users in (("not_linked_yet", seen.difference(counted)),
+                              ("history_linked_later", counted.intersection(late))):
+            out.append(pd.DataFrame({"user_id": users.to_numpy(), "event_timestamp": cutoff, "reason": reason}))
+    return pd.concat(out, ignore_index=True)
+
+
+def exclusion_tags(excluded: pd.DataFrame) -> dict[str, str]:
+    """Lineage tags for the rows left out by :func:`identity_exclusions` (count per reason)."""
+    counts = excluded["reason"].value_counts().sort_index() if len(excluded) else pd.Series(dtype=int)
+    return {"identity_excluded_rows": str(int(counts.sum())),
+            "identity_excluded": ", ".join(f"{k}={v}" for k, v in counts.items()) or "none"}
