@@ -5,7 +5,8 @@
 * timing: training time for 50,000 users, and the platform's overhead (Feast retrieval + MLflow logging,
   evaluation, baselines and the gate) as a ratio to ``lightgbm.train`` alone on the same matrix.
 
-``python -m bench training`` runs both; ``python -m bench.training quality|timing [users]`` runs one.
+``python -m bench training`` runs both; ``python -m bench training quality|timing [users]`` runs one;
+``python -m bench training quality-at|timing-at DATA_DIR`` reuses a data directory built earlier.
 """
 
 from __future__ import annotations
@@ -43,21 +44,22 @@ def _prepare(root: Path, users: int) -> tuple[Any, Any, dict[str, float]]:
 
 
 def _train(s: Any, store: Any) -> tuple[Any, dict[str, float], Any, Any, list[str]]:
-    """The pipeline's training step, timed piece by piece."""
+    """The pipeline's training step (persona.pipeline.train), timed piece by piece."""
     from features.store import feature_refs
     from persona.config import load_mlflow_settings
-    from persona.pipeline import lineage_tags, load_clean_events
+    from persona.pipeline import lineage_tags, training_events
     from training.baselines import history_summary
     from training.dataset import build_training_set
-    from training.labels import make_labels, rolling_cutoffs
+    from training.labels import exclusion_tags, identity_exclusions, make_labels, rolling_cutoffs
     from training.train import train_all, with_history
 
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    events = load_clean_events(s)
+    events = training_events(s)
     history_end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
     split = rolling_cutoffs(history_end, events["timestamp"].min(), s.training)
     labels = make_labels(events, split.all, s.training.horizon_days, s.features.categories)
+    lineage = exclusion_tags(identity_exclusions(events, split.all))
     t["events+labels"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     frame = build_training_set(store, labels)
@@ -68,10 +70,11 @@ def _train(s: Any, store: Any) -> tuple[Any, dict[str, float], Any, Any, list[st
     features = feature_refs(store)
     t0 = time.perf_counter()
     summary = train_all(data, features, split, s.training, load_mlflow_settings(s), rules=s.segments,
-                        categories=s.features.categories, lineage=lineage_tags(s, frame))
+                        categories=s.features.categories, lineage={**lineage_tags(s, frame), **lineage})
     t["train_all"] = time.perf_counter() - t0
     t["lightgbm_with_early_stopping"] = summary.seconds_fit
     t["eval+baselines+mlflow+gate"] = summary.seconds_log
+    print(f"training rows left out for point-in-time identity: {lineage['identity_excluded']}")
     return summary, t, data, split, features
 
 
@@ -151,15 +154,16 @@ def quality(users: int = 5000, data_dir: Path | None = None) -> None:
                   f"within 45 d; median {p.median_days:.0f} d, p75 {p.p75_days:.0f} d after the switch")
 
 
-def timing(users: int = 50_000) -> None:
-    """Training time for ``users`` users and the platform overhead against lightgbm.train alone."""
+def timing(users: int = 50_000, data_dir: Path | None = None) -> None:
+    """Training time for ``users`` users and the platform overhead against lightgbm.train alone
+    (on data generated afresh in a temporary folder, or an existing built ``data_dir``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        s, store, prep = _prepare(Path(tmp), users)
+        s, store, prep = (*_existing(data_dir), {}) if data_dir else _prepare(Path(tmp), users)
         summary, t, data, split, features = _train(s, store)
         alone = _lgb_alone(summary, data, split, features, s)
         rows = len(data)
-        print(f"\n== training time for {users} users ({rows} training-set rows over {len(split.all)} cutoffs, "
-              f"{len(features)} features, num_threads={s.training.num_threads}) ==")
+        print(f"\n== training time for {data['user_id'].nunique()} users ({rows} training-set rows over "
+              f"{len(split.all)} cutoffs, {len(features)} features, num_threads={s.training.num_threads}) ==")
         for k, v in {**prep, **t}.items():
             print(f"  {k:32s} {v:8.1f} s")
         overhead = t["feast_retrieval"] + t["eval+baselines+mlflow+gate"]
@@ -173,8 +177,8 @@ def timing(users: int = 50_000) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the named part(s) (default: quality on 5,000 users, then timing on 50,000)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "quality-at":
-        quality(data_dir=Path(argv[1]).resolve())
+    if argv and argv[0] in ("quality-at", "timing-at"):
+        (quality if argv[0] == "quality-at" else timing)(data_dir=Path(argv[1]).resolve())
         return
     if argv and argv[0] in ("quality", "timing"):
         fn = quality if argv[0] == "quality" else timing
