@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingestion.frames import renumber
 from ingestion.schema import CANONICAL_COLUMNS, EVENT_TYPES, MAPPABLE_FIELDS
 from persona.config import ChannelConfig, Settings
 
@@ -47,8 +48,25 @@ _EPOCH_LIMIT_S = 9e9
 """Epoch seconds beyond this (year 2255) are unparseable: nanoseconds would overflow int64."""
 
 
-def parse_timestamps(values: pd.Series, unit: str, fmt: str | None, timezone: str) -> pd.Series:
-    """Parse per the channel's timestamp spec into UTC; unparseable values become NaT."""
+def _localize(naive: pd.Series, timezone: str, ambiguous: str, nonexistent: str) -> pd.Series:
+    """Naive local times → UTC under the DST policy (a time DST makes ambiguous or skips may become NaT)."""
+    if ambiguous == "quarantine":
+        flags: str | np.ndarray = "NaT"
+    else:
+        flags = np.full(len(naive), ambiguous == "earliest")  # True = the DST (first, earlier) instant
+    local = naive.dt.tz_localize(timezone, ambiguous=flags,
+                                 nonexistent="NaT" if nonexistent == "quarantine" else "shift_forward")
+    return local.dt.tz_convert("UTC")
+
+
+def parse_timestamps(values: pd.Series, unit: str, fmt: str | None, timezone: str, *,
+                     ambiguous: str = "quarantine", nonexistent: str = "shift_forward") -> pd.Series:
+    """Parse per the channel's timestamp spec into UTC; unparseable values become NaT.
+
+    Local times without an offset follow the DST policy: ``ambiguous`` (``earliest``, ``latest`` or
+    ``quarantine`` = NaT) for a time that occurs twice, ``nonexistent`` (``shift_forward`` or
+    ``quarantine``) for a time the clock skips.
+    """
     if unit in ("s", "ms", "us"):
         numbers = pd.to_numeric(values, errors="coerce").astype("float64")
         limit = _EPOCH_LIMIT_S * {"s": 1, "ms": 1e3, "us": 1e6}[unit]
@@ -63,7 +81,7 @@ def parse_timestamps(values: pd.Series, unit: str, fmt: str | None, timezone: st
         return out
     if unit == "format":
         local = pd.to_datetime(values, format=fmt, errors="coerce")
-        return local.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+        return _localize(local, timezone, ambiguous, nonexistent)
     text = values.astype("string")
     arr = _arrow_text(values)
     if arr is None:
@@ -76,9 +94,23 @@ def parse_timestamps(values: pd.Series, unit: str, fmt: str | None, timezone: st
         out[has_offset] = pd.to_datetime(text[has_offset], utc=True, errors="coerce", format="ISO8601")
     if (~has_offset).any():
         naive = pd.to_datetime(text[~has_offset], errors="coerce", format="ISO8601")
-        local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
-        out[~has_offset] = local.dt.tz_convert("UTC")
+        out[~has_offset] = _localize(naive, timezone, ambiguous, nonexistent)
     return out
+
+
+def _timestamp_reasons(values: pd.Series, cfg: ChannelConfig) -> pd.Series:
+    """Why timestamps failed to parse: a local time DST makes ambiguous or skips (under a ``quarantine``
+    policy), or an unparseable value. Only called for the failing rows."""
+    spec = cfg.timestamp
+    text = values.astype(str).str.slice(0, 40)
+    reasons = "cannot parse timestamp " + text
+    if spec.unit in ("s", "ms", "us"):
+        return reasons
+    strict = parse_timestamps(values, spec.unit, spec.format, spec.timezone, ambiguous="earliest",
+                              nonexistent="shift_forward")
+    dst = strict.notna()
+    return reasons.where(~dst, "local time " + text + f" is ambiguous or does not exist in {spec.timezone} "
+                         "(DST change; see timestamp.ambiguous / timestamp.nonexistent)")
 
 
 def _arrow_text(series: pd.Series) -> pa.Array | None:
@@ -101,7 +133,6 @@ def _blank(series: pd.Series) -> pd.Series:
 
 def canonicalise(raw: pd.DataFrame, channel: str, cfg: ChannelConfig, settings: Settings, source_file: str) -> Canonicalised:
     """Map ``raw`` (strings + ``source_row``) to canonical events; unmappable rows become rejects."""
-    n = len(raw)
     missing = [src for src in cfg.columns.values() if src not in raw.columns]
     missing_required = [c for c, src in cfg.columns.items() if src in missing and c in required_fields(cfg)]
     if missing_required:
@@ -140,8 +171,10 @@ def canonicalise(raw: pd.DataFrame, channel: str, cfg: ChannelConfig, settings: 
         out["event_type"] = mapped
     # timestamp
     ts_src = out["timestamp"]
-    ts = parse_timestamps(ts_src, cfg.timestamp.unit, cfg.timestamp.format, cfg.timestamp.timezone)
-    reject(ts.isna(), "timestamp", text(ts_src, "cannot parse timestamp "))
+    spec = cfg.timestamp
+    ts = parse_timestamps(ts_src, spec.unit, spec.format, spec.timezone, ambiguous=spec.ambiguous,
+                          nonexistent=spec.nonexistent)
+    reject(ts.isna(), "timestamp", lambda rows: _timestamp_reasons(ts_src[rows], cfg))
     out["timestamp"] = ts
     # numbers
     for field in ("amount", "quantity"):
@@ -187,10 +220,8 @@ def canonicalise(raw: pd.DataFrame, channel: str, cfg: ChannelConfig, settings: 
     rejects["check"] = "canonical_mapping"
     rejects["column"] = columns[bad]
     rejects["reason"] = reasons[bad]
-    events = out.loc[~bad, list(CANONICAL_COLUMNS)].reset_index(drop=True)
-    if n and events.empty and not bad.any():
-        events = out.loc[:, list(CANONICAL_COLUMNS)]
-    return Canonicalised(events=events, rejects=rejects.reset_index(drop=True))
+    events = renumber(out.loc[~bad, list(CANONICAL_COLUMNS)] if bad.any() else out.loc[:, list(CANONICAL_COLUMNS)])
+    return Canonicalised(events=events, rejects=renumber(rejects))
 
 
 def required_fields(cfg: ChannelConfig) -> set[str]:

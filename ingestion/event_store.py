@@ -11,18 +11,25 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingestion.frames import renumber
 from ingestion.identity import is_pointer, load_graph, resolve
 from ingestion.schema import CANONICAL_SCHEMA
 
 
-def write_batch(events: pd.DataFrame, root: Path, batch_id: str) -> list[Path]:
-    """Write a batch's events, one file per day, each atomically (temp file then rename)."""
+def write_batch(events: pd.DataFrame | list[pd.DataFrame], root: Path, batch_id: str) -> list[Path]:
+    """Write events (a frame, or several stacked), one file per day, each atomically (temp file then rename).
+
+    Each frame goes to Arrow on its own and the tables are stacked there (no pandas concatenation).
+    """
+    frames = [f for f in (events if isinstance(events, list) else [events]) if not f.empty]
     written: list[Path] = []
-    if events.empty:
+    if not frames:
         return written
-    table = pa.Table.from_pandas(events.reset_index(drop=True), schema=CANONICAL_SCHEMA, preserve_index=False)
-    days = events["timestamp"].to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    table = pa.concat_tables([pa.Table.from_pandas(renumber(f), schema=CANONICAL_SCHEMA, preserve_index=False)
+                              for f in frames])
+    days = table["timestamp"].to_numpy().astype("datetime64[D]")
     order = np.argsort(days, kind="stable")
+    table = table.take(order)  # once: day slices of the sorted table are views
     firsts, starts = np.unique(days[order], return_index=True)
     bounds = list(starts) + [len(order)]
     for i, day in enumerate(firsts):
@@ -30,7 +37,7 @@ def write_batch(events: pd.DataFrame, root: Path, batch_id: str) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{batch_id}.parquet"
         tmp = folder / f".{batch_id}.{uuid.uuid4().hex}.tmp"
-        pq.write_table(table.take(order[bounds[i]:bounds[i + 1]]), tmp)
+        pq.write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]), tmp)
         os.replace(tmp, target)
         written.append(target)
     return written
@@ -110,7 +117,7 @@ class EventIdIndex:
         pos = np.minimum(np.searchsorted(self._sorted, h), len(self._sorted) - 1)
         return self._sorted[pos] == h
 
-    def add(self, ids: pd.Series) -> None:
+    def add(self, ids: pd.Series | np.ndarray) -> None:
         """Record ids of a committed batch."""
         if len(ids):
             self._sorted = np.sort(np.concatenate([self._sorted, id_hashes(ids)]), kind="stable")

@@ -1,9 +1,14 @@
-"""Ingest the inbox: read → canonicalise → stitch → dedupe → gate → clean store, one batch per file.
+"""Ingest the inbox: read → raw-shape gate → canonicalise → stitch → row gate → dedupe → batch gate →
+clean store. Each file is one batch with its own ledger record and accounting.
 
-One :class:`IngestRun` holds what every batch of a run shares (the event-id index, the identity
-graph, one Great Expectations session) so nothing is re-read or re-built per batch. A batch commits
-when its ledger record is appended; anything a crash leaves behind before that is removed on the
-next run and the file is processed again.
+Files are processed in commit groups (``validation.group_rows`` rows): each GX suite runs once per
+group on a vectorised table (the group's canonical rows, one profile row per batch, one per raw
+file) rather than once per file, and the group's clean events are written as one file per day. A
+group commits when its ledger line (the records of all its batches) is appended; anything a crash
+leaves behind before that is removed on the next run and the files are processed again.
+
+One :class:`IngestRun` holds what every group of a run shares (the event-id index, the identity
+graph, one Great Expectations session) so nothing is re-read or re-built per group.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from ingestion.canonical import MissingColumns, canonicalise
-from ingestion.event_store import EventIdIndex, remove_uncommitted, write_batch
+from ingestion.frames import renumber, renumber_series, stack
+from ingestion.event_store import EventIdIndex, id_hashes, remove_uncommitted, write_batch
 from ingestion.identity import (
     conflicts_from,
     conflicts_path,
@@ -37,7 +44,10 @@ from persona.progress import step
 from validation.quarantine import quarantine_frame, write_quarantine
 
 if TYPE_CHECKING:
-    from validation.gate import GateSession
+    from validation.gate import GateSession, _Failure
+
+GATE_COLUMNS = ("event_id", "user_id", "event_type", "channel", "timestamp", "amount", "currency", "quantity")
+"""Columns the row gate reads (only these are concatenated across the batches of a group)."""
 
 
 @dataclass
@@ -96,17 +106,49 @@ def _mapping_rejects(rejects: pd.DataFrame, source: str, batch_id: str) -> pd.Da
         column=rej["column"].to_numpy())
 
 
+@dataclass
+class Staged:
+    """One file on its way through a commit group (what its ledger record will say, and its rows)."""
+
+    item: PendingFile
+    batch_id: str
+    source: str
+    released_from: str
+    raw: RawBatch
+    rows_read: int
+    quarantined: list[pd.DataFrame] = field(default_factory=list)
+    status: str = "accepted"
+    message: str = ""
+    events: pd.DataFrame | None = None
+    """Canonical, stitched events (positions 0..n-1) while the batch is still in the gate."""
+    duplicates: int = 0
+    outliers: int = 0
+    accepted: pd.DataFrame = field(default_factory=pd.DataFrame)
+    outlier_records: pd.DataFrame | None = None
+    """Rows the outlier rule moved to quarantine (``outliers.action: quarantine``)."""
+
+    def fail(self, message: str) -> None:
+        """The whole batch is quarantined (its rows are recorded by the caller)."""
+        self.status, self.message, self.events = "batch_quarantined", message, None
+
+
+def group_name(batch_ids: list[str]) -> str:
+    """Name of a commit group (its event files are ``date=DAY/<name>.parquet``)."""
+    return batch_ids[0] if len(batch_ids) == 1 else f"{batch_ids[0]}+{len(batch_ids) - 1}"
+
+
 class IngestRun:
-    """State shared by the batches of one run; :meth:`batch` processes and commits one file."""
+    """State shared by the groups of one run; :meth:`commit_group` processes and commits files together."""
 
     def __init__(self, settings: Settings, *, gate: "GateSession | None" = None, with_docs: bool = True) -> None:
         self.settings = settings
         self.paths = DataPaths(settings.data_dir)
         ledger = read_ledger(self.paths.ledger)
-        remove_uncommitted(self.paths.events, {r.batch_id for r in ledger})
+        remove_uncommitted(self.paths.events, {r.batch_id for r in ledger} | {r.group for r in ledger if r.group})
         self.index = EventIdIndex.load(self.paths.events)
         self.graph = load_graph(self.paths.identity_graph)
         self.conflicts = load_conflicts(conflicts_path(self.paths.identity_graph))
+        self._saved = (self.graph, self.conflicts)
         self._gate = gate
         self._with_docs = with_docs
         self.timings: dict[str, float] = {"read": 0.0, "canonicalise": 0.0, "stitch+dedupe": 0.0, "gate raw": 0.0,
@@ -119,7 +161,8 @@ class IngestRun:
             from validation.gate import GateSession
 
             self._gate = GateSession(base_currency=self.settings.base_currency,
-                                     context_root=self.paths.gx if self._with_docs else None)
+                                     context_root=self.paths.gx if self._with_docs else None,
+                                     keep_runs=self.settings.validation.keep_runs)
         return self._gate
 
     def _lap(self, name: str, started: float) -> float:
@@ -132,124 +175,223 @@ class IngestRun:
         root = self.settings.data_dir
         return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
-    def batch(self, item: PendingFile, *, batch_id: str | None = None, released_from: str = "") -> BatchRecord:
-        """Process one file end to end and commit it to the ledger (re-runnable after a crash)."""
-        channel, cfg, settings = item.channel, item.cfg, self.settings
-        batch_id = batch_id or f"{channel}-{item.digest[:16]}"
+    def read(self, item: PendingFile, *, batch_id: str | None = None, released_from: str = "") -> Staged:
+        """Read one file (never raises for bad content: unreadable rows become quarantine records)."""
+        t = time.perf_counter()
+        batch_id = batch_id or f"{item.channel}-{item.digest[:16]}"
         source = self.source_name(item.path)
-        t = time.perf_counter()
-        raw = read_channel_file(item.path, cfg)
-        t = self._lap("read", t)
-        quarantined = [_read_rejects(raw, source, batch_id)] if raw.rejects else []
-        rows_read = len(raw.rows) + len(raw.rejects)
-        message, status = raw.error or "", "accepted"
-        duplicates = outliers = 0
-        accepted = pd.DataFrame()
+        raw = read_channel_file(item.path, item.cfg)
+        staged = Staged(item, batch_id, source, released_from, raw, rows_read=len(raw.rows) + len(raw.rejects))
+        if raw.rejects:
+            staged.quarantined.append(_read_rejects(raw, source, batch_id))
         if raw.error is not None:
-            status = "batch_quarantined"
-        elif not raw.rows.empty:
-            failures = self._check_raw(raw.rows, channel, cfg, batch_id)
-            t = time.perf_counter()
-            mapped = None
+            staged.status, staged.message = "batch_quarantined", raw.error
+        self._lap("read", t)
+        return staged
+
+    def batch(self, item: PendingFile, *, batch_id: str | None = None, released_from: str = "") -> BatchRecord:
+        """Process one file end to end and commit it to the ledger on its own (re-runnable after a crash)."""
+        return self.commit_group([self.read(item, batch_id=batch_id, released_from=released_from)])[0]
+
+    def commit_group(self, group: list[Staged]) -> list[BatchRecord]:
+        """Gate, write and commit read files together: one GX run per suite, one file per day, one ledger line."""
+        name = group_name([s.batch_id for s in group])
+        self._gate_raw(group, name)
+        t = time.perf_counter()
+        for staged in group:
+            self._canonicalise(staged)
+        t = self._lap("canonicalise", t)
+        for staged in group:
+            if staged.events is not None:
+                self._stitch(staged)
+        self._lap("stitch+dedupe", t)
+        self._gate_events([s for s in group if s.events is not None], name)
+        return self._commit(group, name)
+
+    def _gate_raw(self, group: list[Staged], name: str) -> None:
+        """The raw-shape suite on one profile row per readable file; failing files are quarantined whole."""
+        from validation.gate import RAW_SUITE
+        from validation.raw_suite import raw_profile
+
+        t = time.perf_counter()
+        todo = [s for s in group if s.status == "accepted" and not s.raw.rows.empty]
+        verdicts = self.gate.check_profiles(RAW_SUITE, [raw_profile(s.raw.rows, s.item.cfg) for s in todo],
+                                            run_name=name)
+        for staged, failures in zip(todo, verdicts):
             if failures:
-                message = f"{source}: raw shape check failed: " + "; ".join(failures)
-            else:
-                try:
-                    mapped = canonicalise(raw.rows, channel, cfg, settings, source)
-                except MissingColumns as e:
-                    message = str(e)
-            if mapped is None:
-                status = "batch_quarantined"
-                check = "raw_shape" if failures else "required_columns"
-                quarantined.append(quarantine_frame(raw.rows.assign(source_file=source), batch_id=batch_id,
-                                                    check=check, column=None, reason=message))
-            else:
-                t = self._lap("canonicalise", t)
-                if not mapped.rejects.empty:
-                    quarantined.append(_mapping_rejects(mapped.rejects, source, batch_id))
-                links = links_from(mapped.events, batch_id)
-                events, duplicates, graph = self._stitch_dedupe(mapped.events, links, batch_id)
-                events, outliers, flagged_out = self._outliers(events, batch_id)
-                if not flagged_out.empty:
-                    quarantined.append(flagged_out)
-                t = self._lap("stitch+dedupe", t)
-                gate = self.gate.check_events(events.reset_index(drop=True), batch_id=batch_id)
-                t = self._lap("gate", t)
-                if not gate.quarantined.empty:
-                    quarantined.append(gate.quarantined)
-                accepted = gate.accepted
-                if gate.batch_failed:
-                    status, message = "batch_quarantined", f"{source}: " + "; ".join(gate.failures)
-                self._save_identity(graph, links)
-                t = self._lap("stitch+dedupe", t)
-        t = time.perf_counter()
-        records = pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame()
-        write_quarantine(records, self.paths.quarantine, batch_id)
-        write_batch(accepted, self.paths.events, batch_id)
-        if status == "accepted" and len(records):
-            status = "partially_quarantined"
-        record = BatchRecord(
-            batch_id=batch_id, channel=channel, file=source, sha256=item.digest, rows_read=rows_read,
-            accepted=len(accepted), quarantined=len(records), duplicates=duplicates, status=status,
-            message=message, processed_at=datetime.now(timezone.utc).isoformat(), outliers=outliers,
-            released_from=released_from,
-        )
-        append_torn_safe(self.paths.ledger, record)  # the commit point
-        if len(accepted):
-            self.index.add(accepted["event_id"])
-        self._lap("write", t)
-        return record
+                message = f"{staged.source}: raw shape check failed: " + "; ".join(f.describe() for f in failures)
+                self._quarantine_raw(staged, "raw_shape", message)
+        self._lap("gate raw", t)
 
-    def _check_raw(self, rows: pd.DataFrame, channel: str, cfg: ChannelConfig, batch_id: str) -> list[str]:
-        """The channel's raw-shape GX suite on the columns it checks."""
-        from validation.raw_suite import checked_columns, shape_sample
+    def _quarantine_raw(self, staged: Staged, check: str, message: str) -> None:
+        staged.quarantined.append(quarantine_frame(staged.raw.rows.assign(source_file=staged.source),
+                                                   batch_id=staged.batch_id, check=check, column=None, reason=message))
+        staged.fail(message)
 
-        t = time.perf_counter()
+    def _canonicalise(self, staged: Staged) -> None:
+        """Map the raw rows onto canonical events (unmappable rows are quarantined)."""
+        if staged.status != "accepted" or staged.raw.rows.empty:
+            return
+        item = staged.item
         try:
-            present = [c for c in checked_columns(cfg) if c in rows.columns]
-            return self.gate.check_raw(shape_sample(rows.loc[:, present]), channel=channel, cfg=cfg,
-                                       batch_id=batch_id)
-        finally:
-            self._lap("gate raw", t)
+            mapped = canonicalise(staged.raw.rows, item.channel, item.cfg, self.settings, staged.source)
+        except MissingColumns as e:
+            self._quarantine_raw(staged, "required_columns", str(e))
+            return
+        if not mapped.rejects.empty:
+            staged.quarantined.append(_mapping_rejects(mapped.rejects, staged.source, staged.batch_id))
+        staged.events = mapped.events
 
-    def _stitch_dedupe(self, events: pd.DataFrame, links: pd.DataFrame,
-                       batch_id: str) -> tuple[pd.DataFrame, int, pd.DataFrame]:
-        """Re-key aliases through the graph grown by this batch; drop ids seen in the batch or the store."""
-        events, graph = stitch(events, self.graph, batch_id, links=links)
-        unique = events.drop_duplicates("event_id", keep="first")
-        unique = unique.loc[~self.index.contains(unique["event_id"])]
-        return unique, len(events) - len(unique), graph
-
-    def _outliers(self, events: pd.DataFrame, batch_id: str) -> tuple[pd.DataFrame, int, pd.DataFrame]:
-        """Apply the outlier rule: flag rows (``is_outlier``) or move them to quarantine."""
-        cfg = self.settings.outliers
-        reasons = outlier_reasons(events, cfg)
-        flagged = (reasons != "").to_numpy()
-        events = events.assign(is_outlier=flagged)
-        if cfg.action == "flag" or not flagged.any():
-            return events, int(flagged.sum()), pd.DataFrame()
-        out = quarantine_frame(events.loc[flagged], batch_id=batch_id, check="outlier_rule", column="amount",
-                               reason=reasons[flagged])
-        return events.loc[~flagged], int(flagged.sum()), out
-
-    def _save_identity(self, graph: pd.DataFrame, links: pd.DataFrame) -> None:
-        """Keep the grown graph and record claims (``links``) on aliases already linked to someone else."""
+    def _stitch(self, staged: Staged) -> None:
+        """Re-key aliases through the graph grown by this batch (kept in memory until the group commits)."""
+        assert staged.events is not None
+        links = links_from(staged.events, staged.batch_id)
+        staged.events, graph = stitch(staged.events, self.graph, staged.batch_id, links=links)
         new = conflicts_from(graph, links)
         if not new.empty:
             self.conflicts = merge_conflicts(self.conflicts, new)
-            save_table(self.conflicts, conflicts_path(self.paths.identity_graph))
-        if len(graph) != len(self.graph) or not graph.equals(self.graph):
-            save_table(graph, self.paths.identity_graph)
         self.graph = graph
 
+    def _gate_events(self, group: list[Staged], name: str) -> None:
+        """Row gate on the group's rows, then dedupe and outliers per batch, then the batch gate.
+
+        Rows that fail a row check are quarantined and never claim an event id, so a valid
+        re-delivery of the same event is still admitted. A batch that fails a batch-level check
+        claims no ids either: the later batches of the group are deduplicated again without it.
+        """
+        from validation.gate import BATCHES_SUITE, row_reasons
+
+        if not group:
+            return
+        t = time.perf_counter()
+        bounds = np.cumsum([0] + [len(s.events) for s in group])  # type: ignore[arg-type]
+        rows = stack([s.events for s in group], GATE_COLUMNS)  # type: ignore[misc]
+        failures, _ = self.gate.check_rows(rows, run_name=name)
+        reasons = row_reasons(rows, failures)
+        t = self._lap("gate", t)
+        bad = (reasons[2] != "").to_numpy()
+        hashes = id_hashes(rows["event_id"])
+        stored = self.index.contains(rows["event_id"])
+        owner = np.repeat(np.arange(len(group)), np.diff(bounds))
+        excluded: set[int] = set()
+        while True:
+            keep = ~bad & ~stored & ~_claimed(hashes, owner, ~bad & ~np.isin(owner, list(excluded)))
+            profiles, kept = [], []
+            for i, staged in enumerate(group):
+                part = slice(bounds[i], bounds[i + 1])
+                profile, final = self._batch_rows(staged, bad[part], keep[part])
+                profiles.append(profile)
+                kept.append(final)
+            t = self._lap("stitch+dedupe", t)
+            verdicts = self.gate.check_profiles(BATCHES_SUITE, profiles, run_name=name)
+            t = self._lap("gate", t)
+            failed = [i for i, v in enumerate(verdicts) if v and i not in excluded]
+            if not failed:
+                break
+            excluded.add(failed[0])  # earlier batches are final; later ones are deduplicated again
+        for i, staged in enumerate(group):
+            part = slice(bounds[i], bounds[i + 1])
+            self._split(staged, kept[i], tuple(renumber_series(r.iloc[part]) for r in reasons), verdicts[i])
+        self._lap("gate", t)
+
+    def _batch_rows(self, staged: Staged, bad: np.ndarray, keep: np.ndarray) -> tuple[dict, np.ndarray]:
+        """Apply dedupe and the outlier rule to one batch; its profile and the rows that reach the gate."""
+        from validation.profiles import batch_profile
+
+        events = staged.events
+        assert events is not None
+        staged.duplicates = int((~bad & ~keep).sum())
+        unique = np.flatnonzero(keep)
+        reasons = outlier_reasons(events.iloc[unique], self.settings.outliers)
+        flags = (reasons != "").to_numpy()
+        staged.outliers = int(flags.sum())
+        quarantine = self.settings.outliers.action == "quarantine" and flags.any()
+        out_rows = unique[flags] if quarantine else np.empty(0, dtype=np.int64)
+        final = keep.copy()
+        final[out_rows] = False
+        staged.events = events.assign(is_outlier=_scatter(len(events), unique, flags))
+        staged.outlier_records = (quarantine_frame(staged.events.iloc[out_rows], batch_id=staged.batch_id,
+                                                   check="outlier_rule", column="amount", reason=reasons[flags])
+                                  if quarantine else None)
+        profile = batch_profile(staged.events.iloc[np.flatnonzero(final)])
+        profile["rows"] = int(final.sum() + bad.sum())  # rows that reach the gate, as a per-file gate saw them
+        return profile, final | bad
+
+    def _split(self, staged: Staged, reach: np.ndarray, reasons: tuple[pd.Series, ...],
+               batch: "list[_Failure]") -> None:
+        """Accepted rows and quarantine records of one batch (the whole batch when it failed)."""
+        from validation.gate import assemble
+
+        events = staged.events
+        assert events is not None
+        rows = np.flatnonzero(reach)
+        gated = renumber(events.iloc[rows])
+        picked = tuple(renumber_series(r.iloc[rows]) for r in reasons)
+        accepted, records, failed = assemble(gated, picked, batch, staged.batch_id)  # type: ignore[arg-type]
+        staged.quarantined += [r for r in (staged.outlier_records, records) if r is not None and not r.empty]
+        staged.accepted = accepted
+        if failed:
+            staged.fail(f"{staged.source}: " + "; ".join(dict.fromkeys(f.describe() for f in batch)))
+
+    def _commit(self, group: list[Staged], name: str) -> list[BatchRecord]:
+        """Write quarantine and clean events, keep the identity graph, then append the group's ledger line."""
+        t = time.perf_counter()
+        records = []
+        now = datetime.now(timezone.utc).isoformat()
+        for s in group:
+            held = pd.concat(s.quarantined, ignore_index=True) if s.quarantined else pd.DataFrame()
+            write_quarantine(held, self.paths.quarantine, s.batch_id)
+            status = "partially_quarantined" if s.status == "accepted" and len(held) else s.status
+            records.append(BatchRecord(
+                batch_id=s.batch_id, channel=s.item.channel, file=s.source, sha256=s.item.digest,
+                rows_read=s.rows_read, accepted=len(s.accepted), quarantined=len(held), duplicates=s.duplicates,
+                status=status, message=s.message, processed_at=now, outliers=s.outliers,
+                released_from=s.released_from, group=name if len(group) > 1 else ""))
+        accepted = [s.accepted for s in group if len(s.accepted)]
+        write_batch(accepted, self.paths.events, name)
+        self._save_identity()
+        append_torn_safe(self.paths.ledger, records if len(records) > 1 else records[0])  # the commit point
+        if accepted:
+            self.index.add(np.concatenate([a["event_id"].to_numpy(dtype=object) for a in accepted]))
+        self._lap("write", t)
+        return records
+
+    def _save_identity(self) -> None:
+        """Keep the grown graph and the recorded conflicts (claims on aliases linked to someone else)."""
+        graph, conflicts = self._saved
+        if len(graph) != len(self.graph) or not graph.equals(self.graph):
+            save_table(self.graph, self.paths.identity_graph)
+        if self.conflicts is not conflicts:
+            save_table(self.conflicts, conflicts_path(self.paths.identity_graph))
+        self._saved = (self.graph, self.conflicts)
+
     def finish(self) -> Path | None:
-        """Build Data Docs for the run's validations (once, not per batch); the index page."""
+        """Build Data Docs for the run's validations (once, not per group); the index page."""
         if self._gate is None:
             return None
         t = time.perf_counter()
         docs = self._gate.build_docs()
         self._lap("data docs", t)
         return docs
+
+
+def _claimed(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray) -> np.ndarray:
+    """Rows whose event id an earlier row already claimed: an earlier claiming row (``claims``) of any
+    batch, or an earlier row of the same batch."""
+    frame = pd.DataFrame({"h": hashes, "owner": owner})
+    if claims.all():
+        return frame["h"].duplicated(keep="first").to_numpy()
+    position = np.arange(len(hashes))
+    first = pd.Series(position[claims], index=hashes[claims]).groupby(level=0).min()
+    earlier = pd.Series(hashes).map(first).to_numpy(dtype="float64", na_value=np.inf) < position
+    return earlier | frame.duplicated(["h", "owner"], keep="first").to_numpy()
+
+
+def _scatter(n: int, positions: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A boolean array of length ``n``: ``values`` at ``positions``, False elsewhere."""
+    out = np.zeros(n, dtype=bool)
+    out[positions] = values
+    return out
 
 
 def ingest(settings: Settings, progress: Any | None = None, *, with_docs: bool = True,
@@ -261,14 +403,20 @@ def ingest(settings: Settings, progress: Any | None = None, *, with_docs: bool =
     run = IngestRun(settings, gate=gate, with_docs=with_docs)
     todo = pending_files(settings, run.paths)
     summary = IngestSummary()
+    limit = settings.validation.group_rows
     with step(progress, "ingest + validate", total=len(todo)) as advance:
-        for item in todo:
-            record = run.batch(item)
-            summary.batches.append(record)
-            if record.message:
-                summary.messages.append(f"{record.file}: {record.message}" if not record.message.startswith(
-                    record.file) else record.message)
-            advance(1)
+        group: list[Staged] = []
+        for i, item in enumerate(todo):
+            group.append(run.read(item))
+            if sum(s.rows_read for s in group) < limit and i < len(todo) - 1:
+                continue
+            for record in run.commit_group(group):
+                summary.batches.append(record)
+                if record.message:
+                    summary.messages.append(record.message if record.message.startswith(record.file)
+                                            else f"{record.file}: {record.message}")
+            advance(len(group))
+            group = []
     summary.data_docs = run.finish()
     summary.timings = {k: round(v, 3) for k, v in run.timings.items()}
     return summary

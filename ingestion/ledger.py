@@ -28,6 +28,9 @@ class BatchRecord:
     """Rows the outlier rule flagged (kept and counted in ``accepted``, or quarantined per config)."""
     released_from: str = ""
     """For a release: the quarantined batch it re-ran."""
+    group: str = ""
+    """The commit group: batches validated, written and committed together (their event files are named
+    after it; one ledger line commits the whole group)."""
 
     @property
     def balanced(self) -> bool:
@@ -45,20 +48,26 @@ def file_digest(path: Path) -> str:
 
 
 def read_ledger(path: Path) -> list[BatchRecord]:
-    """All complete records (a torn last line from a crash is ignored)."""
+    """All complete records (a torn last line from a crash is ignored, with every record on it).
+
+    A line holds one record or a JSON list of the records of one commit group.
+    """
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():  # one line per file, not per row
+    for line in path.read_text(encoding="utf-8").splitlines():  # one line per commit, not per row
         try:
-            records.append(BatchRecord(**json.loads(line)))
+            parsed = json.loads(line)
+            group = [BatchRecord(**r) for r in (parsed if isinstance(parsed, list) else [parsed])]
         except (json.JSONDecodeError, TypeError):
             continue
+        records.extend(group)
     return records
 
 
-def append_torn_safe(path: Path, record: BatchRecord) -> None:
-    """Append ``record``, first ending a torn last line (a crash mid-write) so the record stays whole."""
+def append_torn_safe(path: Path, record: BatchRecord | list[BatchRecord]) -> None:
+    """Append ``record`` (or a group of records, as one line), first ending a torn last line (a crash
+    mid-write) so the new line stays whole."""
     if path.exists() and path.stat().st_size:
         with path.open("rb") as f:
             f.seek(-1, os.SEEK_END)
@@ -69,10 +78,11 @@ def append_torn_safe(path: Path, record: BatchRecord) -> None:
     append_record(path, record)
 
 
-def append_record(path: Path, record: BatchRecord) -> None:
-    """Append one record durably (the last step of a batch: it commits the batch)."""
+def append_record(path: Path, record: BatchRecord | list[BatchRecord]) -> None:
+    """Append one line durably (the last step of a group: it commits every batch on it at once)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    line = [asdict(r) for r in record] if isinstance(record, list) else asdict(record)
     with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(asdict(record)) + "\n")
+        f.write(json.dumps(line) + "\n")
         f.flush()
         os.fsync(f.fileno())

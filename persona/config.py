@@ -35,6 +35,10 @@ class TimestampSpec(Strict):
     unit: Literal["iso8601", "s", "ms", "us", "format"] = "iso8601"
     format: str | None = Field(None, description="strftime format when unit is 'format'")
     timezone: str = Field("UTC", description="zone for timestamps that carry no offset")
+    ambiguous: Literal["earliest", "latest", "quarantine"] = Field(
+        "quarantine", description="a local time that occurs twice (DST ends): the first or second instant, or quarantine")
+    nonexistent: Literal["shift_forward", "quarantine"] = Field(
+        "shift_forward", description="a local time skipped when DST starts: the first valid instant after, or quarantine")
 
 
 class ChannelConfig(Strict):
@@ -78,6 +82,15 @@ class OutlierConfig(Strict):
     robust_z: float | None = Field(None, gt=0, description="flag |0.6745 (x - median) / MAD| above this")
     min_rows: int = Field(20, ge=3, description="rows of an event type in a batch needed for the z-score")
     action: Literal["flag", "quarantine"] = Field("flag", description="keep flagged rows (is_outlier) or quarantine them")
+
+
+class ValidationConfig(Strict):
+    """How the data-quality gate runs and what it keeps."""
+
+    group_rows: int = Field(2_000_000, ge=1, description="files are validated, written and committed together "
+                            "until they hold this many rows (one GX checkpoint and one file per day per group)")
+    keep_runs: int = Field(20, ge=1, description="GX validation results (and their Data Docs pages) of this "
+                           "many latest ingest runs are kept; older ones are pruned")
 
 
 class SampleConfig(Strict):
@@ -228,6 +241,7 @@ class Settings(Strict):
     sample: SampleConfig = SampleConfig()
     channels: dict[str, ChannelConfig]
     outliers: OutlierConfig = OutlierConfig()
+    validation: ValidationConfig = ValidationConfig()
     features: FeatureConfig = FeatureConfig()
     training: TrainingConfig = TrainingConfig()
     segments: list[SegmentRule] = Field(default_factory=list, description="inline rules (or use segments_file)")

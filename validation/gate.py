@@ -1,10 +1,22 @@
-"""The data-quality gate: every batch of canonical events passes a Great Expectations checkpoint.
+"""The data-quality gate: Great Expectations checkpoints decide every row and every batch.
 
-Row-level expectations quarantine only the failing rows (found through GX's
-``unexpected_index_list`` on a clean ``RangeIndex``); a failed batch-level expectation
-quarantines the whole batch so that nothing of it reaches the feature store.
+Three suites, each run by its own checkpoint, once per commit group of files (not once per file: a
+checkpoint run has a fixed cost of tens of milliseconds, and GX hashes every frame it is given):
 
-Great Expectations is imported lazily (it takes seconds), only inside :func:`run_gate`.
+- ``persona_canonical_rows``: row-level expectations on the canonical events of the group. A failing
+  row is quarantined with the failed expectation (found through GX's ``unexpected_index_list`` on a
+  clean ``RangeIndex``); the others go on. GX sees a narrow, typed projection (the checked columns,
+  low-cardinality text as categoricals), never the wide frame of Python strings.
+- ``persona_canonical_batches``: the batch-level expectations (column set, not empty, unique event ids,
+  a plausible purchase median) as a profile table with one row per batch (:mod:`validation.profiles`);
+  a failing row quarantines that batch whole, so nothing of it reaches the feature store.
+- ``persona_raw_files``: the raw shape of each file, one row per file (:mod:`validation.raw_suite`).
+
+Five row checks that the canonical mapping already guarantees (event id, type, channel and timestamp
+present; a known event type) are enforced by a vectorised pre-screen under the same expectation names
+instead of by GX (:data:`PRESCREENED`); they only ever fire for frames built by hand.
+
+Great Expectations is imported lazily (it takes seconds), only when a session is created.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import pandas as pd
 
 from ingestion.schema import CANONICAL_COLUMNS, EVENT_TYPES, MONETARY_EVENTS
 from persona.config import ChannelConfig
+from validation.profiles import BATCH_CHECKS, MAX_AMOUNT, ProfileCheck, batch_profile, profile_expectations, profile_frame
 from validation.quarantine import QUARANTINE_COLUMNS, quarantine_frame
 
 if TYPE_CHECKING:
@@ -31,18 +44,32 @@ if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
 
 DATASOURCE = "persona_events"
-ASSET = "canonical_events"
 BATCH_DEFINITION = "whole_batch"
-EVENTS_SUITE = "persona_canonical_events"
-PURCHASES_SUITE = "persona_canonical_events_with_purchases"  # adds the purchase-distribution check
+ROWS_SUITE = "persona_canonical_rows"
+BATCHES_SUITE = "persona_canonical_batches"
+RAW_SUITE = "persona_raw_files"
 
 MIN_TIMESTAMP = pd.Timestamp("2000-01-01", tz="UTC")
 FUTURE_TOLERANCE = pd.Timedelta(days=1)
-MAX_AMOUNT = 100_000.0
 MAX_QUANTITY = 1_000.0
-PURCHASE_MEDIAN_RANGE = (0.5, 5_000.0)
 
 ROW, BATCH = "row", "batch"
+
+NOT_NULL, IN_SET, BETWEEN = ("expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set",
+                             "expect_column_values_to_be_between")
+ROW_ORDER: tuple[tuple[str, str], ...] = (
+    *((NOT_NULL, c) for c in ("event_id", "user_id", "event_type", "channel", "timestamp")),
+    (IN_SET, "event_type"), (BETWEEN, "timestamp"), (BETWEEN, "amount"), (NOT_NULL, "amount"),
+    (IN_SET, "currency"), (BETWEEN, "quantity"),
+)
+"""Every row-level check in the order reasons list them (pre-screened and GX checks alike)."""
+PRESCREENED: tuple[tuple[str, str], ...] = (
+    *((NOT_NULL, c) for c in ("event_id", "event_type", "channel", "timestamp")), (IN_SET, "event_type"),
+)
+"""Row checks enforced by the vectorised pre-screen (the canonical mapping rejects such rows earlier)."""
+GX_COLUMNS: tuple[str, ...] = ("user_id", "event_type", "timestamp", "amount", "currency", "quantity")
+"""The columns the GX row suite reads (its frame holds only these)."""
+CATEGORICAL = ("event_type", "currency")
 
 
 @dataclass(frozen=True)
@@ -86,16 +113,14 @@ class _Failure:
 
 
 def _row_expectations() -> list[Expectation]:
-    """Expectations on single rows: a failing row is quarantined, the others go on."""
+    """Row-level expectations GX evaluates: a failing row is quarantined, the others go on."""
     import great_expectations as gx
     from great_expectations.expectations.row_conditions import Column
 
     e = gx.expectations
     row = {"level": ROW}
     return [
-        *(e.ExpectColumnValuesToNotBeNull(column=c, meta=row)
-          for c in ("event_id", "user_id", "event_type", "channel", "timestamp")),
-        e.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES), meta=row),
+        e.ExpectColumnValuesToNotBeNull(column="user_id", meta=row),
         e.ExpectColumnValuesToBeBetween(
             column="timestamp",
             min_value={"$PARAMETER": "min_timestamp"},
@@ -112,44 +137,28 @@ def _row_expectations() -> list[Expectation]:
     ]
 
 
-def _batch_expectations() -> list[Expectation]:
-    """Expectations on the batch as a whole: one failure quarantines every row."""
-    import great_expectations as gx
-
-    e = gx.expectations
-    batch = {"level": BATCH}
-    return [
-        e.ExpectTableColumnsToMatchSet(column_set=list(CANONICAL_COLUMNS), exact_match=True, meta=batch),
-        e.ExpectTableRowCountToBeBetween(min_value=1, meta=batch),
-        e.ExpectColumnValuesToBeUnique(column="event_id", meta=batch),
-    ]
-
-
-def _distribution_expectations() -> list[Expectation]:
-    """Distribution sanity checks on purchases whose amount passes the row-level range check.
-
-    Only run when the batch has such purchases (GX fails a median of no rows).
-    """
-    import great_expectations as gx
-    from great_expectations.expectations.row_conditions import Column
-
-    low, high = PURCHASE_MEDIAN_RANGE
-    amount = Column("amount")
-    valid_purchase = (Column("event_type") == "purchase") & (amount >= 0.0) & (amount <= MAX_AMOUNT)
-    return [
-        gx.expectations.ExpectColumnMedianToBeBetween(
-            column="amount", min_value=low, max_value=high, row_condition=valid_purchase,
-            meta={"level": BATCH, "note": "median amount of purchases with a valid amount"},
-        )
-    ]
+def _prescreen(events: pd.DataFrame) -> list[_Failure]:
+    """The :data:`PRESCREENED` checks, vectorised (named as the GX expectations they stand for)."""
+    out = []
+    for expectation, column in PRESCREENED:
+        if column not in events:
+            continue
+        values = events[column]
+        if expectation == NOT_NULL:
+            bad = values.isna().to_numpy()
+        else:
+            bad = (values.notna() & ~values.isin(EVENT_TYPES)).to_numpy()
+        rows = np.flatnonzero(bad)
+        if len(rows):
+            out.append(_Failure(expectation=expectation, column=column, level=ROW, rows=rows, count=len(rows),
+                                detail=""))
+    return out
 
 
-def _has_valid_purchases(frame: pd.DataFrame) -> bool:
-    """Whether the distribution suite applies: some purchase has an amount in the valid range."""
-    if "event_type" not in frame or "amount" not in frame:
-        return False
-    amount = pd.to_numeric(frame["amount"], errors="coerce")
-    return bool(((frame["event_type"] == "purchase") & amount.between(0.0, MAX_AMOUNT)).any())
+def _gx_rows_frame(events: pd.DataFrame) -> pd.DataFrame:
+    """The narrow frame the GX row suite validates: checked columns only, on a clean ``RangeIndex``."""
+    frame = _positional(events.loc[:, list(GX_COLUMNS)])
+    return frame.assign(**{c: frame[c].astype("category") for c in CATEGORICAL})
 
 
 def _result_format() -> dict[str, Any]:
@@ -192,12 +201,22 @@ def _context(context_root: Path | None) -> AbstractDataContext:
         return gx.get_context(mode="ephemeral", project_config=config)
     context_root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", context_root_dir=context_root)  # GX project lives right here
+    _drop_empty_config_variables(context_root)
     variables = context.variables
     if variables.analytics_enabled is not False or not _progress_bars_off(variables.progress_bars):
         variables.analytics_enabled = False
         variables.progress_bars = ProgressBarsConfig(globally=False)
         variables.save()
     return context
+
+
+def _drop_empty_config_variables(context_root: Path) -> None:
+    """Remove GX's comment-only ``config_variables.yml`` template: GX re-reads and re-parses that file on
+    every access to a context variable (hundreds per checkpoint run); without it the lookup is free."""
+    path = context_root / "uncommitted" / "config_variables.yml"
+    if path.is_file() and all(not line.strip() or line.lstrip().startswith("#")
+                              for line in path.read_text(encoding="utf-8").splitlines()):
+        path.unlink()
 
 
 def _progress_bars_off(config: Any) -> bool:
@@ -208,7 +227,7 @@ def _progress_bars_off(config: Any) -> bool:
     return globally is False
 
 
-def _batch_definition(context: AbstractDataContext, asset_name: str = ASSET) -> BatchDefinition:
+def _batch_definition(context: AbstractDataContext, asset_name: str) -> BatchDefinition:
     """Get or create datasource → dataframe asset → whole-dataframe batch definition."""
     try:
         datasource = cast("PandasDatasource", context.data_sources.get(DATASOURCE))
@@ -237,21 +256,6 @@ def _suite_checkpoint(
     )
     checkpoint = gx.Checkpoint(name=name, validation_definitions=[definition], actions=[], result_format=result_format)
     return context.checkpoints.add_or_update(checkpoint)
-
-
-def _checkpoint(context: AbstractDataContext, *, with_distribution: bool) -> Checkpoint:
-    """The canonical-events checkpoint, with or without the purchase-distribution check.
-
-    Two fixed suites/checkpoints exist: one for batches with valid purchases (adds the
-    distribution check, which GX fails on zero rows) and one without. One suite per run keeps
-    it to one batch load: GX fingerprints (hashes) the whole DataFrame per validation definition.
-    Data Docs are built once per session (:meth:`GateSession.build_docs`), not per batch.
-    """
-    expectations = _batch_expectations() + _row_expectations()
-    if with_distribution:
-        expectations += _distribution_expectations()
-    return _suite_checkpoint(context, name=PURCHASES_SUITE if with_distribution else EVENTS_SUITE,
-                             expectations=expectations, asset_name=ASSET, result_format=_result_format())
 
 
 # --------------------------------------------------------------------------- results
@@ -296,7 +300,7 @@ def _failure(er: Any, n_rows: int) -> _Failure:
             return _Failure(**named, level=ROW, rows=rows, count=count, detail="")
         detail = f"{count} unexpected rows but {len(rows)} row indexes returned"
         return _Failure(**named, level=BATCH, rows=empty, count=count, detail=detail)
-    return _Failure(**named, level=BATCH, rows=empty, count=0, detail=_batch_detail(config.type, result))
+    return _Failure(**named, level=BATCH, rows=empty, count=0, detail=_observed(result))
 
 
 def _condition_text(row_condition: Any) -> str:
@@ -325,15 +329,8 @@ def _exception_message(info: dict) -> str | None:
     return None
 
 
-def _batch_detail(expectation: str, result: dict) -> str:
-    """Short description of why a batch-level expectation failed."""
-    if expectation == "expect_table_columns_to_match_set":
-        details = (result.get("details") or {}).get("mismatched") or {}
-        missing = sorted(details.get("missing") or [])
-        extra = sorted(details.get("unexpected") or [])
-        return f"missing columns {missing}, unexpected columns {extra}"
-    if expectation == "expect_table_row_count_to_be_between" and result.get("observed_value") == 0:
-        return "batch is empty (0 rows)"
+def _observed(result: dict) -> str:
+    """What a failed non-row expectation saw."""
     if "unexpected_count" in result:
         return f"{result['unexpected_count']} rows"
     observed = result.get("observed_value")
@@ -347,7 +344,7 @@ def _append(target: pd.Series, rows: np.ndarray, text: pd.Series | str, sep: str
     target.iloc[rows] = current + joiner + text
 
 
-def _row_reasons(events: pd.DataFrame, failures: list[_Failure]) -> tuple[pd.Series, pd.Series, pd.Series]:
+def row_reasons(events: pd.DataFrame, failures: list[_Failure]) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Per row position: joined failed expectation names, columns and reasons ("" when none)."""
     blank = pd.Series("", index=pd.RangeIndex(len(events)), dtype=object)
     checks, columns, reasons = blank.copy(), blank.copy(), blank.copy()
@@ -362,12 +359,13 @@ def _row_reasons(events: pd.DataFrame, failures: list[_Failure]) -> tuple[pd.Ser
     return checks, columns, reasons
 
 
-def _assemble(events: pd.DataFrame, failures: list[_Failure], batch_id: str) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
-    """Split ``events`` into accepted rows and quarantine records."""
-    checks, columns, reasons = _row_reasons(events, failures)
-    batch = [f for f in failures if f.level == BATCH]
+def assemble(events: pd.DataFrame, reasons: tuple[pd.Series, pd.Series, pd.Series], batch: list[_Failure],
+             batch_id: str) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """Split ``events`` into accepted rows and quarantine records, given per-row reasons (positions
+    0..n-1, "" = passed) and the batch-level failures (any: every row is quarantined)."""
+    checks, columns, reasons = reasons
     if batch:
-        prefix = "batch failed: " + "; ".join(f.describe() for f in batch)
+        prefix = "batch failed: " + "; ".join(dict.fromkeys(f.describe() for f in batch))
         reason = prefix + ("; " + reasons).where(reasons != "", "")
         check = "; ".join(dict.fromkeys(f.expectation for f in batch))
         column = ",".join(dict.fromkeys(f.column for f in batch if f.column))
@@ -385,6 +383,27 @@ def _assemble(events: pd.DataFrame, failures: list[_Failure], batch_id: str) -> 
     return events.iloc[~bad], records.loc[:, list(QUARANTINE_COLUMNS)], False
 
 
+def _profile_failures(frame: pd.DataFrame, checks: tuple[ProfileCheck, ...],
+                      failures: list[_Failure]) -> list[list[_Failure]]:
+    """Per profile row, the batch-level failures it stands for (in the order of ``checks``)."""
+    by_field = {c.field: c for c in checks}
+    out: list[list[_Failure]] = [[] for _ in range(len(frame))]
+    for f in failures:
+        check = by_field.get(f.column)
+        if f.level != ROW or check is None:  # the profile suite itself failed: every profiled batch fails
+            for found in out:
+                found.append(f if f.level == BATCH else _Failure(**{**f.__dict__, "level": BATCH}))
+            continue
+        for i in f.rows:
+            row = frame.iloc[int(i)]
+            out[int(i)].append(_Failure(expectation=check.expectation, column=check.column(row), level=BATCH,
+                                        rows=np.empty(0, dtype=np.int64), count=0, detail=check.detail(row),
+                                        condition=check.condition))
+    order = {c.field: i for i, c in enumerate(checks)}
+    rank = {c.expectation: order[c.field] for c in reversed(checks)}
+    return [sorted(found, key=lambda f: rank.get(f.expectation, -1)) for found in out]
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -399,93 +418,123 @@ def _positional(events: pd.DataFrame) -> pd.DataFrame:
 
 
 class GateSession:
-    """One GX context whose suites and checkpoints are built once and reused by every batch of a run.
+    """One GX context whose suites and checkpoints are built once and reused by every group of a run.
 
     ``context_root`` selects a file-backed context (validation results kept, Data Docs built by
-    :meth:`build_docs`); ``None`` keeps everything in memory. ``seconds`` adds up the time spent in
-    GX (context set-up, validations, Data Docs) so callers can report the gate's share honestly.
+    :meth:`build_docs`, results of older runs than the last ``keep_runs`` pruned); ``None`` keeps
+    everything in memory. ``seconds`` adds up the time spent in GX (context set-up, validations, Data
+    Docs) so callers can report the gate's share honestly.
     """
 
     def __init__(self, *, base_currency: str = "EUR", now: pd.Timestamp | None = None,
-                 context_root: Path | None = None) -> None:
+                 context_root: Path | None = None, keep_runs: int | None = None) -> None:
         started = time.perf_counter()
         now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
         self.now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
         self.base_currency = base_currency
         self.context_root = context_root
+        self.keep_runs = keep_runs
+        self.run_time = datetime.now(timezone.utc)
+        """One run time for every validation of the session: results are pruned per session (ingest run)."""
         self.context = _context(context_root)
         self._checkpoints: dict[str, Checkpoint] = {}
         self._results: list[Any] = []
         self.seconds = time.perf_counter() - started
 
-    def _events_checkpoint(self, with_distribution: bool) -> Checkpoint:
-        key = PURCHASES_SUITE if with_distribution else EVENTS_SUITE
-        if key not in self._checkpoints:
-            self._checkpoints[key] = _checkpoint(self.context, with_distribution=with_distribution)
-        return self._checkpoints[key]
+    def _checkpoint(self, name: str) -> Checkpoint:
+        from validation.raw_suite import RAW_CHECKS
 
-    def _raw_checkpoint(self, channel: str, cfg: ChannelConfig) -> Checkpoint:
-        from validation.raw_suite import raw_expectations
+        if name not in self._checkpoints:
+            expectations, result_format = {
+                ROWS_SUITE: (_row_expectations, _result_format()),
+                BATCHES_SUITE: (lambda: profile_expectations(BATCH_CHECKS), _result_format()),
+                RAW_SUITE: (lambda: profile_expectations(RAW_CHECKS), _result_format()),
+            }[name]
+            self._checkpoints[name] = _suite_checkpoint(self.context, name=name, expectations=expectations(),
+                                                        asset_name=name, result_format=result_format)
+        return self._checkpoints[name]
 
-        key = raw_suite_name(channel)
-        if key not in self._checkpoints:
-            self._checkpoints[key] = _suite_checkpoint(
-                self.context, name=key, expectations=raw_expectations(cfg), asset_name=f"raw_{channel}",
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
-        return self._checkpoints[key]
-
-    def _run(self, checkpoint: Checkpoint, frame: pd.DataFrame, batch_id: str) -> CheckpointResult:
+    def _run(self, name: str, frame: pd.DataFrame, run_name: str) -> tuple[list[_Failure], dict]:
         from great_expectations.core.run_identifier import RunIdentifier
 
-        result = checkpoint.run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters=_expectation_parameters(self.base_currency, self.now),
-            run_id=RunIdentifier(run_name=batch_id, run_time=datetime.now(timezone.utc)),  # batch id in Data Docs
-        )
-        self._results.extend(result.run_results.keys())
-        return result
-
-    def check_raw(self, raw: pd.DataFrame, *, channel: str, cfg: ChannelConfig, batch_id: str) -> list[str]:
-        """Validate a file's raw shape with the channel's suite; returns batch-level failures ([] = pass)."""
         started = time.perf_counter()
         try:
-            frame = _positional(raw)
-            result = self._run(self._raw_checkpoint(channel, cfg), frame, batch_id)
-            failures, _ = _parse_failures(result, len(frame))
-            return [f.describe() for f in failures]
+            result = self._checkpoint(name).run(
+                batch_parameters={"dataframe": frame},
+                expectation_parameters=_expectation_parameters(self.base_currency, self.now),
+                run_id=RunIdentifier(run_name=run_name, run_time=self.run_time),  # batch/group id in Data Docs
+            )
+            self._results.extend(result.run_results.keys())
+            return _parse_failures(result, len(frame))
         finally:
             self.seconds += time.perf_counter() - started
+
+    def check_rows(self, events: pd.DataFrame, *, run_name: str) -> tuple[list[_Failure], dict]:
+        """Row-level failures of canonical events (positions 0..n-1): the pre-screen, then the GX suite.
+
+        Columns the checks need but ``events`` lacks are left to the batch-level column-set check.
+        """
+        if events.empty:
+            return [], {}
+        failures = _prescreen(events)
+        stats: dict = {"evaluated_expectations": len(PRESCREENED), "successful_expectations":
+                       len(PRESCREENED) - len(failures), "unsuccessful_expectations": len(failures)}
+        if all(c in events for c in GX_COLUMNS):
+            found, gx_stats = self._run(ROWS_SUITE, _gx_rows_frame(events), run_name)
+            failures += found
+            for key in ("evaluated_expectations", "successful_expectations", "unsuccessful_expectations"):
+                stats[key] += gx_stats.get(key) or 0
+        order = {key: i for i, key in enumerate(ROW_ORDER)}
+        failures.sort(key=lambda f: (f.level != BATCH, order.get((f.expectation, f.column), len(order))))
+        return failures, stats
+
+    def check_profiles(self, name: str, profiles: list[dict[str, Any]], *, run_name: str) -> list[list[_Failure]]:
+        """Validate a profile table (``BATCHES_SUITE`` or ``RAW_SUITE``); the failures of each row."""
+        from validation.raw_suite import RAW_CHECKS
+
+        if not profiles:
+            return []
+        checks = BATCH_CHECKS if name == BATCHES_SUITE else RAW_CHECKS
+        frame = profile_frame(profiles, checks)
+        failures, _ = self._run(name, frame, run_name)
+        return _profile_failures(frame, checks, failures)
+
+    def check_raw(self, raw: pd.DataFrame, *, channel: str, cfg: ChannelConfig, batch_id: str) -> list[str]:
+        """Validate one file's raw shape with the channel's checks; its batch-level failures ([] = pass)."""
+        from validation.raw_suite import raw_profile
+
+        found = self.check_profiles(RAW_SUITE, [raw_profile(raw, cfg)], run_name=batch_id)[0]
+        return [f.describe() for f in found]
 
     def check_events(self, events: pd.DataFrame, *, batch_id: str) -> GateResult:
         """Validate one batch of canonical events; split accepted / quarantined rows."""
-        started = time.perf_counter()
-        try:
-            frame = _positional(events)
-            result = self._run(self._events_checkpoint(_has_valid_purchases(frame)), frame, batch_id)
-            failures, stats = _parse_failures(result, len(frame))
-            accepted, quarantined, batch_failed = _assemble(events, failures, batch_id)
-            stats.update(rows=len(events), accepted=len(accepted), quarantined=len(quarantined))
-            return GateResult(accepted=accepted, quarantined=quarantined, batch_failed=batch_failed,
-                              success=bool(result.success), failures=[f.describe() for f in failures],
-                              statistics=stats)
-        finally:
-            self.seconds += time.perf_counter() - started
+        frame = _positional(events)
+        rows, stats = self.check_rows(frame, run_name=batch_id)
+        batch = self.check_profiles(BATCHES_SUITE, [batch_profile(frame)], run_name=batch_id)[0]
+        stats["evaluated_expectations"] = stats.get("evaluated_expectations", 0) + len(BATCH_CHECKS)
+        stats["unsuccessful_expectations"] = stats.get("unsuccessful_expectations", 0) + len(batch)
+        stats["successful_expectations"] = stats["evaluated_expectations"] - stats["unsuccessful_expectations"]
+        accepted, quarantined, batch_failed = assemble(events, row_reasons(frame, rows), batch, batch_id)
+        stats.update(rows=len(events), accepted=len(accepted), quarantined=len(quarantined))
+        failures = batch + rows
+        return GateResult(accepted=accepted, quarantined=quarantined, batch_failed=batch_failed,
+                          success=not failures, failures=[f.describe() for f in failures], statistics=stats)
 
     def build_docs(self) -> Path | None:
-        """Render Data Docs (HTML) for this session's validations; the site's index page, or None in memory."""
+        """Prune results older than the last ``keep_runs`` runs, then render Data Docs (HTML) for this
+        session's validations; the site's index page, or None in memory."""
         if self.context_root is None:
             return None
         started = time.perf_counter()
         try:
+            if self.keep_runs is not None:
+                from validation.retention import prune_results
+
+                prune_results(self.context_root, self.keep_runs)
             self.context.build_data_docs(resource_identifiers=self._results or None)
             return docs_index(self.context_root)
         finally:
             self.seconds += time.perf_counter() - started
-
-
-def raw_suite_name(channel: str) -> str:
-    """Name of a channel's raw-shape suite."""
-    return f"persona_raw_{channel}"
 
 
 def docs_index(context_root: Path) -> Path:

@@ -1,23 +1,30 @@
-"""The raw-shape suite of a channel, derived from its configuration: required source columns present,
-not mostly empty, timestamps and numbers plausible for the declared unit.
+"""The raw-shape checks of a channel, derived from its configuration: required source columns present,
+mostly filled, timestamps and numbers plausible for the declared unit.
 
-Every expectation is batch-level: a file that fails one (wrong schema, a column that drifted, epoch
-seconds where milliseconds were declared) is quarantined whole before it is mapped.
+Every check is batch-level: a file that fails one (wrong schema, a column that drifted, epoch seconds
+where milliseconds were declared) is quarantined whole before it is mapped. The statistics are computed
+per file (vectorised, through Arrow) and validated by Great Expectations as a profile table, one row per
+file, so one checkpoint decides every file of a commit group (:mod:`validation.profiles`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingestion.canonical import required_fields
 from persona.config import ChannelConfig
-
-if TYPE_CHECKING:
-    import pandas as pd
-    from great_expectations.expectations import Expectation
+from validation.profiles import ProfileCheck, fixed
 
 MOSTLY = 0.9
-"""Share of rows that must pass a raw check; the rest is left to the row-level checks downstream."""
+"""Share of a raw file's rows that must pass a raw check; the rest is left to the row-level checks."""
+SAMPLE_ROWS = 50_000
+"""Rows of a file the shape statistics look at: they are shares and column presence, so an evenly spaced
+sample decides them as the whole file would; every row is checked after mapping."""
 
 TIMESTAMP_PATTERNS: dict[str, str] = {
     "s": r"^\s*\d{9,10}(?:\.\d+)?\s*$",
@@ -29,44 +36,74 @@ TIMESTAMP_PATTERNS: dict[str, str] = {
 
 NUMBER = r"^\s*-?\d+(?:[.,]\d+)?\s*$"
 
-SAMPLE_ROWS = 50_000
-"""Rows of a file the raw suite looks at: its checks are shares (``mostly``) and column presence, so an
-evenly spaced sample decides them as the whole file would; every row is checked after mapping."""
+
+RAW_FIELDS = ("timestamp", "event_id", "event_type")
+"""Canonical fields whose source column must be mostly filled in a raw file."""
 
 
-def raw_expectations(cfg: ChannelConfig) -> list[Expectation]:
-    """The expectations for one channel's raw files (all batch-level)."""
-    import great_expectations as gx
+def _present(field: str) -> ProfileCheck:
+    return ProfileCheck(f"present_{field}", MOSTLY, None, "expect_column_values_to_not_be_null",
+                        lambda r: str(r[f"source_{field}"]),
+                        lambda r: f"{r[f'present_{field}']:.0%} of rows have a value (source of {field}; "
+                                  f"at least {MOSTLY:.0%} must)")
 
-    e = gx.expectations
-    batch = {"level": "batch"}
-    required = sorted(required_fields(cfg))
-    sources = [cfg.columns[f] for f in required]
-    out: list[Expectation] = [
-        e.ExpectTableRowCountToBeBetween(min_value=1, meta=batch),
-        e.ExpectTableColumnsToMatchSet(column_set=sources, exact_match=False, meta=batch),
-    ]
-    for field in required:
-        if field in ("timestamp", "event_id", "event_type"):
-            out.append(e.ExpectColumnValuesToNotBeNull(column=cfg.columns[field], mostly=MOSTLY,
-                                                       meta={**batch, "note": f"source of {field}"}))
-    pattern = TIMESTAMP_PATTERNS.get(cfg.timestamp.unit)
-    if pattern:
-        out.append(e.ExpectColumnValuesToMatchRegex(
-            column=cfg.columns["timestamp"], regex=pattern, mostly=MOSTLY,
-            meta={**batch, "note": f"timestamps look like unit {cfg.timestamp.unit}"}))
-    if "amount" in required:
-        out.append(e.ExpectColumnValuesToMatchRegex(column=cfg.columns["amount"], regex=NUMBER, mostly=MOSTLY,
-                                                    meta={**batch, "note": "amount is a number"}))
+
+def _format(field: str) -> ProfileCheck:
+    return ProfileCheck(f"format_{field}", MOSTLY, None, "expect_column_values_to_match_regex",
+                        lambda r: str(r[f"source_{field}"]),
+                        lambda r: f"{r[f'format_{field}']:.0%} of values look like {r[f'expected_{field}']} "
+                                  f"(at least {MOSTLY:.0%} must)")
+
+
+RAW_CHECKS: tuple[ProfileCheck, ...] = (
+    ProfileCheck("rows", 1, None, "expect_table_row_count_to_be_between", fixed(""), lambda r: "the file has no rows"),
+    ProfileCheck("missing_columns", 0, 0, "expect_table_columns_to_match_set", fixed(""),
+                 lambda r: f"missing columns {r['missing']}"),
+    *(_present(f) for f in RAW_FIELDS),
+    _format("timestamp"),
+    _format("amount"),
+)
+"""A channel's raw-shape checks: required source columns present, mostly filled, plausible for the unit."""
+
+
+def _text(values: pd.Series) -> pa.Array:
+    """A raw column as Arrow strings (raw columns hold strings or None)."""
+    try:
+        return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(values.astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
+
+
+def _match_share(values: pd.Series, pattern: str) -> float:
+    """Share of non-null values matching ``pattern`` (1.0 when all are null, as GX's ``mostly`` has it)."""
+    arr = pc.drop_null(_text(values))
+    if len(arr) == 0:
+        return 1.0
+    return pc.sum(pc.match_substring_regex(arr, pattern)).as_py() / len(arr)
+
+
+def raw_profile(rows: pd.DataFrame, cfg: ChannelConfig, limit: int = SAMPLE_ROWS) -> dict[str, Any]:
+    """Shape statistics of one raw file (on an evenly spaced sample of at most ``limit`` rows)."""
+    sources = {f: cfg.columns[f] for f in sorted(required_fields(cfg))}
+    missing = [src for src in sources.values() if src not in rows.columns]
+    sample = shape_sample(rows, limit)
+    out: dict[str, Any] = {"rows": len(rows), "missing_columns": len(missing), "missing": str(missing)}
+    for field in RAW_FIELDS:
+        src = sources.get(field)
+        out[f"source_{field}"] = src or ""
+        filled = src is not None and src in rows.columns and len(sample)
+        out[f"present_{field}"] = float(sample[src].notna().mean()) if filled else np.nan
+    patterns = {"timestamp": TIMESTAMP_PATTERNS.get(cfg.timestamp.unit), "amount": NUMBER}
+    for field, pattern in patterns.items():
+        src = sources.get(field)
+        out[f"source_{field}"] = src or ""
+        out[f"expected_{field}"] = f"unit {cfg.timestamp.unit}" if field == "timestamp" else "a number"
+        usable = pattern is not None and src is not None and src in rows.columns and len(sample)
+        out[f"format_{field}"] = _match_share(sample[src], pattern) if usable else np.nan
     return out
 
 
-def shape_sample(rows: "pd.DataFrame", limit: int = SAMPLE_ROWS) -> "pd.DataFrame":
+def shape_sample(rows: pd.DataFrame, limit: int = SAMPLE_ROWS) -> pd.DataFrame:
     """Every k-th row so that at most ``limit`` rows remain (all rows of a small file)."""
     step = max(1, -(-len(rows) // limit))
     return rows.iloc[::step]
-
-
-def checked_columns(cfg: ChannelConfig) -> list[str]:
-    """Source columns the raw suite looks at (only these need to reach GX)."""
-    return sorted({cfg.columns[f] for f in required_fields(cfg)})

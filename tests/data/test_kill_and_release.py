@@ -25,7 +25,8 @@ from persona.sample_data import generate_sample_data
 from tests.conftest import PROJECT, settings_in
 from validation.quarantine import read_quarantine
 
-# The child ingests with every Parquet write slowed down, so the kill lands inside a batch.
+# The child ingests with every Parquet write slowed down, so the kill lands inside a commit group
+# (``validation.group_rows`` from argv: a few files per group).
 CHILD = """
 import sys, time
 import pyarrow.parquet as pq
@@ -39,7 +40,9 @@ def slow_write(*args, **kwargs):
     time.sleep(0.02)
     return write(*args, **kwargs)
 store.pq.write_table = slow_write
-ingest(settings_in(Path(sys.argv[1])), with_docs=False)
+s = settings_in(Path(sys.argv[1]))
+ingest(s.model_copy(update={"validation": s.validation.model_copy(update={"group_rows": int(sys.argv[2])})}),
+       with_docs=False)
 """
 
 
@@ -56,11 +59,11 @@ def _copy_inbox(raw: Path, target: Path) -> Settings:
     return s
 
 
-def _kill_after(settings: Settings, records: int) -> int:
+def _kill_after(settings: Settings, records: int, group_rows: int) -> int:
     """Start ingest in a child, SIGKILL it once the ledger holds ``records`` records; records at the kill."""
     ledger = DataPaths(settings.data_dir).ledger
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "GX_ANALYTICS_ENABLED": "False"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.data_dir)], cwd=PROJECT, env=env,
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.data_dir), str(group_rows)], cwd=PROJECT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:
@@ -80,10 +83,12 @@ def test_killed_ingest_rerun_equals_uninterrupted_run(raw_inbox: Path, tmp_path:
     clean = _copy_inbox(raw_inbox, tmp_path / "clean")
     ingest(clean, with_docs=False)
     crashed = _copy_inbox(raw_inbox, tmp_path / "crashed")
-    files = len(read_ledger(DataPaths(clean.data_dir).ledger))
-    first = _kill_after(crashed, 2)
+    done = read_ledger(DataPaths(clean.data_dir).ledger)
+    files = len(done)
+    group_rows = sum(r.rows_read for r in done) // files + 1  # two files per commit group, mostly
+    first = _kill_after(crashed, 2, group_rows)
     assert 2 <= first < files
-    second = _kill_after(crashed, first + 3)
+    second = _kill_after(crashed, first + 1, group_rows)  # the next group commits, the one after is killed
     assert first < second < files
     ingest(crashed, with_docs=False)  # the re-run finishes the job
     want, got = (read_events(DataPaths(s.data_dir).events) for s in (clean, crashed))

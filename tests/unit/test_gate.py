@@ -180,7 +180,8 @@ def test_file_context_builds_data_docs(file_context: tuple[Path, GateResult, Gat
     assert first.success
     site = root / "uncommitted" / "data_docs" / "local_site"
     assert (site / "index.html").is_file()
-    assert "persona_canonical_events" in (site / "index.html").read_text(encoding="utf-8")
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert "persona_canonical_rows" in index and "persona_canonical_batches" in index
     config = (root / "great_expectations.yml").read_text(encoding="utf-8")
     assert "analytics_enabled: false" in config
 
@@ -188,9 +189,11 @@ def test_file_context_builds_data_docs(file_context: tuple[Path, GateResult, Gat
 def test_second_run_in_same_context_works(file_context: tuple[Path, GateResult, GateResult]) -> None:
     root, _, second = file_context
     assert not second.success and len(second.quarantined) == 1 and len(second.accepted) == 5
-    results = list((root / "uncommitted" / "validations").rglob("*.json"))
-    assert len(results) == 2  # one stored validation result per run
-    assert {p.relative_to(root / "uncommitted" / "validations").parts[1] for p in results} == {"web-test"}  # run name
+    results = [p.relative_to(root / "uncommitted" / "validations").parts
+               for p in (root / "uncommitted" / "validations").rglob("*.json")]
+    assert len(results) == 4  # per run: one result of the row suite, one of the batch suite
+    assert {parts[0] for parts in results} == {"persona_canonical_rows", "persona_canonical_batches"}
+    assert {parts[1] for parts in results} == {"web-test"}  # run name
 
 
 def test_one_session_serves_many_batches_and_builds_docs_once(tmp_path: Path) -> None:
