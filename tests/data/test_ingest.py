@@ -115,3 +115,36 @@ def test_visitor_history_stored_before_login_is_rekeyed_on_read(tmp_path: Path) 
     login = rows.iloc[[0]].assign(event_id="e3", user_id="u000042", event_type="identify")
     save_graph(merge_links(load_graph(paths.identity_graph), links_from(login)), paths.identity_graph)
     assert set(load_events(paths.events, paths.identity_graph)["user_id"]) == {"u000042"}
+
+
+TX = {"event_id": "id", "user_id": "user", "timestamp": "ts", "amount": "amount"}
+TX_FILES = {  # one commit group: a fails a batch-level check, b has a bad row, c re-delivers both
+    "a.csv": [("1", "u1", "0.10"), ("2", "u2", "0.10"), ("3", "u1", "0.10")],  # median 0.10: batch fails
+    "b.csv": [("4", "", "20.00"), ("5", "u2", "20.00")],  # id 4 has no user: that row fails
+    "c.csv": [("1", "u1", "20.00"), ("2", "u2", "20.00"), ("3", "u1", "20.00"), ("4", "u3", "20.00"),
+              ("5", "u2", "20.00")],
+}
+
+
+@pytest.mark.parametrize("group_rows", [1, 1_000_000], ids=["a group per file", "one group"])
+def test_failed_rows_and_batches_claim_no_event_ids_in_a_group(tmp_path: Path, group_rows: int) -> None:
+    from persona.config import ChannelConfig
+
+    channel = ChannelConfig(path="raw/tx/*.csv", format="csv", columns=TX, event_type="purchase", currency="EUR")
+    s = Settings(data_dir=tmp_path, channels={"tx": channel}, validation={"group_rows": group_rows})
+    folder = tmp_path / "raw" / "tx"
+    folder.mkdir(parents=True)
+    for name, rows in TX_FILES.items():
+        lines = [f"{i},{u},2026-07-01T10:00:0{i}Z,{a}" for i, u, a in rows]
+        (folder / name).write_text("id,user,ts,amount\n" + "\n".join(lines) + "\n")
+    summary = ingest(s, with_docs=False)
+    got = {Path(b.file).name: (b.status, b.accepted, b.quarantined, b.duplicates) for b in summary.batches}
+    assert got == {"a.csv": ("batch_quarantined", 0, 3, 0), "b.csv": ("partially_quarantined", 1, 1, 0),
+                   "c.csv": ("accepted", 4, 0, 1)}
+    assert {b.group for b in summary.batches} == ({""} if group_rows == 1 else {"tx-" + summary.batches[0].batch_id[3:]
+                                                                              + "+2"})
+    events = read_events(DataPaths(tmp_path).events)
+    assert sorted(events["event_id"]) == [f"tx:{i}" for i in range(1, 6)] and (events["amount"] == 20.0).all()
+    held = read_quarantine(DataPaths(tmp_path).quarantine)
+    assert held.loc[held["source_file"] == "raw/tx/a.csv", "reason"].str.contains(
+        "expect_column_median_to_be_between").all()

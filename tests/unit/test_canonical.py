@@ -88,3 +88,31 @@ def test_channel_without_id_column_gets_stable_natural_key_ids(settings: Setting
     assert ids.iloc[0] != ids.iloc[2] and ids.iloc[0] != ids.iloc[3]
     again = canonicalise(rows.iloc[::-1].reset_index(drop=True), "till", cfg, settings, "f").events["event_id"]
     assert set(again) == set(ids)
+
+
+AMBIGUOUS, SKIPPED = "2026-10-25 02:30:00", "2026-03-29 02:30:00"  # Europe/Berlin: clocks back / forward
+
+
+@pytest.mark.parametrize("ambiguous,nonexistent,want", [
+    ("earliest", "shift_forward", ["2026-10-25 00:30", "2026-03-29 01:00"]),  # first instant (CEST); next valid
+    ("latest", "shift_forward", ["2026-10-25 01:30", "2026-03-29 01:00"]),  # second instant (CET)
+    ("quarantine", "quarantine", [None, None]),
+])
+def test_dst_local_times_follow_the_configured_policy(settings: Settings, ambiguous: str, nonexistent: str,
+                                                      want: list) -> None:
+    spec = settings.channels["orders"].timestamp.model_copy(update={"ambiguous": ambiguous, "nonexistent": nonexistent})
+    cfg = settings.channels["orders"].model_copy(update={"timestamp": spec})
+    rows = [{**ORDER, "order_id": "A", "order_date": AMBIGUOUS}, {**ORDER, "order_id": "S", "order_date": SKIPPED}]
+    out = canonicalise(_orders(rows), "orders", cfg, settings, "raw/orders/dst.csv")
+    got = dict(zip(out.events["event_id"], out.events["timestamp"]))
+    for order_id, expected in zip("AS", want):
+        key = f"orders:{order_id}|purchase"
+        if expected is None:
+            assert key not in got
+        else:
+            assert got[key] == pd.Timestamp(expected, tz="UTC")
+    if ambiguous == "quarantine":
+        reasons = dict(zip(out.rejects["order_id"], out.rejects["reason"]))
+        assert set(reasons) == {"A", "S"}
+        assert all("is ambiguous or does not exist in Europe/Berlin" in r for r in reasons.values())
+        assert set(out.rejects["column"]) == {"timestamp"}

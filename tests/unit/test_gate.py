@@ -259,3 +259,21 @@ def test_raw_shape_sample_is_even_and_bounded() -> None:
     assert len(shape_sample(frame, limit=2000)) == 1000
     sample = shape_sample(frame, limit=300)
     assert len(sample) <= 300 and sample.index[0] == 0 and len(set(pd.Series(sample.index).diff().dropna())) == 1
+
+
+def test_validation_results_of_old_runs_are_pruned(tmp_path: Path) -> None:
+    from validation.gate import GateSession
+
+    root = tmp_path / "gx"
+    for i in range(4):  # four ingest runs (sessions), two batches each
+        session = GateSession(now=NOW, context_root=root, keep_runs=2)
+        for b in ("web-a", "web-b"):
+            session.check_events(events(6), batch_id=b)
+        session.build_docs()
+    results = root / "uncommitted" / "validations"
+    run_times = {p.parent.name for p in results.rglob("*.json")}
+    assert len(run_times) == 2  # only the two latest runs are kept
+    assert len(list(results.rglob("*.json"))) == 2 * 2 * 2  # runs x batches x suites
+    pages = root / "uncommitted" / "data_docs" / "local_site" / "validations"
+    assert {p.parent.name for p in pages.rglob("*.html")} == run_times  # their Data Docs pages, no others
+    assert len(run_times | {session.run_time.strftime("%Y%m%dT%H%M%S.%fZ")}) == 2  # the newest run is kept
