@@ -13,6 +13,7 @@ from persona.commands.common import ConfigOpt
 from persona.commands.features import app as features_app
 from persona.commands.models import app as models_app
 from persona.commands.quarantine import app as quarantine_app
+from persona.commands.update import register as register_update_commands
 from persona.commands.common import console as _console
 from persona.commands.common import load as _settings
 from persona.commands.common import progress as _progress
@@ -154,8 +155,11 @@ def serve(config: ConfigOpt = None, port: Annotated[Optional[int], typer.Option(
 @app.command()
 def run(config: ConfigOpt = None,
         keep_serving: Annotated[bool, typer.Option("--keep-serving", help="leave the service running")] = False,
-        users: Annotated[int, typer.Option(help="users to show", min=1)] = 3) -> None:
-    """The main job: sample data if none, every stage, then a live service answering for a few users."""
+        users: Annotated[int, typer.Option(help="users to show", min=1)] = 3,
+        replay_days: Annotated[int, typer.Option(help="days of new events replayed afterwards, "
+                                                      "with `persona update` after each", min=0)] = 3) -> None:
+    """The main job: sample data if none, every stage, a live service answering for a few users, then
+    a few more days of events replayed through `persona update` and the report."""
     import json
     import time
 
@@ -166,6 +170,7 @@ def run(config: ConfigOpt = None,
 
     s = _settings(config)
     started = time.perf_counter()
+    demo_lines: list[str] = []
     with _progress() as p:
         summary = run_all(s, p)
         task = p.add_task("start service (bentoml serve)", total=1)
@@ -190,6 +195,10 @@ def run(config: ConfigOpt = None,
         _echo_personas(resp.json()["personas"])
         typer.echo("first record in full:")
         typer.echo(json.dumps(resp.json()["personas"][0], indent=2))
+        if replay_days:
+            from persona.commands.update import demo
+
+            demo_lines = demo(s, svc.url, sample[0], replay_days)
     finally:
         if not keep_serving:
             svc.stop()
@@ -197,6 +206,8 @@ def run(config: ConfigOpt = None,
 
     tracking = load_mlflow_settings(s).tracking_uri
     typer.secho(f"\ndone in {time.perf_counter() - started:.1f}s (stages: {summary.timings})", bold=True)
+    for line in demo_lines:
+        typer.echo(line)
     typer.echo("where to look next:")
     typer.echo(f"  MLflow UI:      uv run mlflow ui --backend-store-uri {tracking}")
     typer.echo("  the service:    uv run persona serve   (then POST /persona {\"user_ids\": [\"u000001\"]})")
@@ -206,6 +217,9 @@ def run(config: ConfigOpt = None,
             svc.process.wait()
         except KeyboardInterrupt:
             svc.stop()
+
+
+register_update_commands(app)  # update, watch, history, migration, report
 
 
 def main() -> None:

@@ -204,9 +204,11 @@ class DriftConfig(Strict):
     snapshots (reference) vs the newest snapshot."""
 
     bins: int = Field(10, ge=2, le=50, description="quantile bins of the reference (missing values get their own)")
+    reference: Literal["training_end", "training_cutoffs"] = Field(
+        "training_end", description="the snapshot at the end of the champion's training data, or its training cutoffs")
     warn: float = Field(0.1, gt=0, description="PSI at or above this is a moderate shift (reported)")
     alert: float = Field(0.25, gt=0, description="PSI at or above this is drift")
-    retrain_features: int = Field(3, ge=1, description="this many drifted features trigger a retrain")
+    retrain_features: int = Field(1, ge=1, description="this many drifted features trigger a retrain")
     retrain_on_outputs: bool = Field(True, description="a drifted model output (spend, churn) triggers a retrain")
     ignore: list[str] = Field(default_factory=list, description="features not checked (e.g. ones that grow by design)")
     max_rows: int = Field(50_000, ge=100, description="rows sampled from each side")

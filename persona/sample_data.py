@@ -1082,8 +1082,8 @@ REPLAY_TAG = "replay"
 class Drift:
     """A shift injected into one replayed day: a campaign (more sessions), pricier baskets, an app push."""
 
-    activity: float = 3.0  # sessions multiplier
-    price: float = 1.6  # order amounts multiplier
+    activity: float = 6.0  # sessions multiplier (a campaign day)
+    price: float = 1.5  # order amounts multiplier
     app_share: float = 0.85  # least share of sessions in the app
 
 

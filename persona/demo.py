@@ -1,0 +1,85 @@
+"""The growing demo (``persona run``): after the first build, replay further days of sample events
+(one with an injected drift), run the update after each, and end with the report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from persona.config import Settings
+from persona.update import UpdateSummary, record_applied, run_update
+
+
+@dataclass
+class DemoSummary:
+    """What the replayed days did."""
+
+    updates: list[tuple[str, UpdateSummary]] = field(default_factory=list)
+    report: Path | None = None
+    service_versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def personas_moved(self) -> int:
+        """Persona records appended over the replayed days (changed personas)."""
+        return sum(u.personas_changed for label, u in self.updates if label != "baseline")
+
+    @property
+    def segment_moves(self) -> int:
+        """Users who changed segment over the replayed days (counted per update)."""
+        return sum(u.segment_changes for label, u in self.updates if label != "baseline")
+
+    @property
+    def promoted(self) -> list[str]:
+        """Versions promoted to champion by the gate."""
+        return [p for _, u in self.updates for p in u.promoted]
+
+    def gate_lines(self) -> list[str]:
+        """Why each trained challenger was promoted or refused."""
+        return [f"{label}: {target}: {why}" for label, u in self.updates for target, why in u.gate.items()]
+
+
+def replay_and_update(settings: Settings, days: int = 3, drift_on: int = 2,
+                      on_update: Callable[[str, UpdateSummary], None] | None = None,
+                      progress: Any | None = None) -> DemoSummary:
+    """Score the first build (baseline), then ``days`` times: write the next day's events into the
+    inbox (with a drift on day ``drift_on``, 1-based) and run the update; finally write the report."""
+    from persona.report import write_report
+    from persona.sample_data import Drift, next_replay_offset, replay_day
+
+    record_applied(settings)  # the first build just applied feature_repo/
+    demo = DemoSummary()
+
+    def run(label: str) -> None:
+        summary = run_update(settings, progress)
+        demo.updates.append((label, summary))
+        if on_update:
+            on_update(label, summary)
+
+    run("baseline")
+    for k in range(1, days + 1):
+        offset = next_replay_offset(settings)
+        drift = Drift() if k == drift_on else None
+        written = replay_day(settings, offset, drift=drift)
+        run(f"day {written.day}" + (" (drift injected)" if drift else ""))
+    demo.report = write_report(settings)
+    return demo
+
+
+def wait_for_versions(url: str, user: str, expected: dict[str, str], timeout: float) -> dict[str, str]:
+    """Ask the running service until it answers with the ``expected`` model versions (or time runs out)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    while True:
+        try:
+            resp = httpx.post(f"{url}/persona", json={"user_ids": [user]}, timeout=10)
+            resp.raise_for_status()
+            seen = {k: str(v) for k, v in resp.json()["personas"][0]["model_versions"].items() if v is not None}
+        except (httpx.HTTPError, KeyError, IndexError, ValueError):
+            pass
+        if all(seen.get(k) == v for k, v in expected.items()) or time.monotonic() > deadline:
+            return seen
+        time.sleep(1.0)
