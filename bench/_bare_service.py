@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import bentoml
 
 from serving.schemas import CategoryAffinity, Driver, ModelVersions, PersonaRecord, PersonaResponse
-from serving.service import UserIds
+from serving.service import PersonaRequest, UserIds
 
 
 def constant_record(user_id: str) -> PersonaRecord:
@@ -29,7 +29,7 @@ def constant_record(user_id: str) -> PersonaRecord:
 class BareService:
     """Answers /persona with constant records."""
 
-    @bentoml.api(route="/persona")
+    @bentoml.api(route="/persona", input_spec=PersonaRequest)
     def persona(self, user_ids: UserIds) -> PersonaResponse:
         """A constant persona per requested id."""
         return PersonaResponse(personas=[constant_record(u) for u in user_ids])

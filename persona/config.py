@@ -197,15 +197,16 @@ class ServingConfig(Strict):
     max_event_age_days: int = Field(366, ge=1, description="older events are rejected as implausible")
     max_future_seconds: int = Field(300, ge=0, description="events further in the future are rejected")
     max_amount: float = Field(1_000_000.0, gt=0, description="larger amounts are rejected as implausible")
+    score_cache_size: int = Field(100_000, ge=0, description="personas kept per (user, feature time, models); 0 = off")
 
 
 class DriftConfig(Strict):
     """Drift: population stability index (PSI) of each feature and model output, champion's training
     snapshots (reference) vs the newest snapshot."""
 
-    bins: int = Field(10, ge=2, le=50, description="quantile bins of the reference (missing values get their own)")
     reference: Literal["training_end", "training_cutoffs"] = Field(
         "training_end", description="the snapshot at the end of the champion's training data, or its training cutoffs")
+    bins: int = Field(10, ge=2, le=50, description="quantile bins of the reference (missing values get their own)")
     warn: float = Field(0.1, gt=0, description="PSI at or above this is a moderate shift (reported)")
     alert: float = Field(0.25, gt=0, description="PSI at or above this is drift")
     retrain_features: int = Field(1, ge=1, description="this many drifted features trigger a retrain")

@@ -141,6 +141,7 @@ class LiveEvents:
         if not pending:
             return 0
         rows = pd.concat(pending, ignore_index=True)
+        rows["event_timestamp"] = rows["event_timestamp"].dt.floor("us")  # the offline table keeps microseconds
         try:
             self.store.push(PUSH_SOURCE, rows, to=PushMode.OFFLINE)
         except Exception:

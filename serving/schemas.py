@@ -116,4 +116,4 @@ class ReloadResponse(BaseModel):
 
     outcome: Literal["unchanged", "swapped", "failed"]
     versions: dict[str, str] = Field(..., description="Target → model version now in use")
-    error: str | None = Field(None, description="Why the last load failed (the old models keep serving)")
+    error: str = Field("", description="Why the last load failed (the old models keep serving); empty when none")

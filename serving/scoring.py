@@ -64,12 +64,12 @@ class PersonaScorer:
             xk = x[known]
             if "category" in self.models:
                 category_p = np.zeros((n, len(self.category_names)))
-                category_p[known] = self.models["category"].booster.predict(xk)
-            spend[known] = self.models["spend"].booster.predict(xk)
-            churn[known] = self.models["churn"].booster.predict(xk)
+                category_p[known] = self.models["category"].booster.predict(xk, num_threads=1)
+            spend[known] = self.models["spend"].booster.predict(xk, num_threads=1)
+            churn[known] = self.models["churn"].booster.predict(xk, num_threads=1)
             for key in ("spend", "churn"):
                 full = np.zeros((n, len(self.features) + 1))
-                full[known] = self.models[key].booster.predict(xk, pred_contrib=True)
+                full[known] = self.models[key].booster.predict(xk, pred_contrib=True, num_threads=1)
                 contrib[key] = full
         seg_values = {name: x[:, j] for j, name in enumerate(self.features)}
         seg_values.update(predicted_spend=spend, churn_risk=churn)

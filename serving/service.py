@@ -17,9 +17,11 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import bentoml
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from serving.auth import ApiKeyMiddleware
+from serving.content_type import JsonOnlyMiddleware
+from serving.openapi_fix import OpenApiFixMiddleware
 from serving.report_app import report_app
 from serving.schemas import EventsResponse, PersonaResponse, ReloadResponse
 
@@ -40,6 +42,28 @@ Events = Annotated[
 ]
 
 
+
+class PersonaRequest(BaseModel):
+    """Body of ``POST /persona``."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_ids: UserIds
+
+
+class EventsRequest(BaseModel):
+    """Body of ``POST /events``."""
+
+    model_config = ConfigDict(extra="forbid")
+    events: Events
+    all_or_nothing: bool = Field(False, description="refuse the whole batch (400) when any event is invalid")
+
+
+class EmptyRequest(BaseModel):
+    """A body with nothing in it (``{}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 @bentoml.asgi_app(report_app, path="/report")
 @bentoml.service(name="persona", traffic={"timeout": 30})
 class PersonaService:
@@ -52,6 +76,7 @@ class PersonaService:
         from serving.live_models import ChampionSwitch
         from serving.metrics import ServiceMetrics
         from serving.online import OnlineFeatures
+        from serving.persona_cache import PersonaCache
 
         self.settings = load_settings()
         store = open_store(self.settings)
@@ -60,6 +85,7 @@ class PersonaService:
         self.models = ChampionSwitch(self.settings, load_mlflow_settings(self.settings), set(feature_refs(store)),
                                      self.metrics)
         self.live = LiveEvents(self.settings, store)
+        self.cache = PersonaCache(self.settings.serving.score_cache_size)
         self._stop = threading.Event()
         cfg = self.settings.serving
         for target, every in ((self.models.watch, cfg.model_poll_seconds), (self.live.flush_every, cfg.offline_push_seconds)):
@@ -69,17 +95,27 @@ class PersonaService:
     def _personas(self, user_ids: list[str]) -> PersonaResponse:
         state = self.models.current  # one model state per response, even across a swap
         values, times = self.online.read(user_ids)
-        records = state.scorer.score(user_ids, values, times)
+        now = datetime.now(timezone.utc)
+        versions = tuple(sorted(state.versions.items()))
+        keys = [(u, t or 0.0, versions) for u, t in zip(user_ids, times)]
+        records = [self.cache.get(k, now) for k in keys]
+        miss = [i for i, r in enumerate(records) if r is None]
+        if miss:
+            sub = {name: [col[i] for i in miss] for name, col in values.items()}
+            scored = state.scorer.score([user_ids[i] for i in miss], sub, [times[i] for i in miss], now)
+            self.cache.put([keys[i] for i in miss], scored)
+            for i, record in zip(miss, scored):
+                records[i] = record
         self.metrics.served(records)
         return PersonaResponse(personas=records)
 
-    @bentoml.api(route="/persona")
+    @bentoml.api(route="/persona", input_spec=PersonaRequest)
     def persona(self, user_ids: UserIds) -> PersonaResponse:
         """Personas for the given users, in request order; unknown users come back as cold starts."""
         return self._personas(user_ids)
 
-    @bentoml.api(route="/events")
-    def events(self, events: Events, ctx: bentoml.Context, all_or_nothing: bool = False) -> EventsResponse:
+    @bentoml.api(route="/events", input_spec=EventsRequest)
+    def events(self, events: Events, all_or_nothing: bool = False) -> EventsResponse:
         """Take behaviour events: each is validated, logged durably, pushed online, and the users they
         touch are re-scored. Invalid events are rejected with a reason while the rest are taken, or,
         with ``all_or_nothing``, one invalid event refuses the whole batch (400)."""
@@ -88,21 +124,25 @@ class PersonaService:
         checked = check_events(events, self.settings, datetime.now(timezone.utc))
         for r in checked.rejected:
             self.metrics.events_rejected.labels(field=r.field or "event").inc()
-        if checked.rejected and all_or_nothing:
-            ctx.response.status_code = 400
-            return EventsResponse(accepted=0, rejected=checked.rejected)
+        if checked.rejected and all_or_nothing:  # the documented 400 shape: error + detail
+            from starlette.responses import JSONResponse
+
+            return JSONResponse(status_code=400, content={  # type: ignore[return-value]
+                "error": f"batch refused: {len(checked.rejected)} of {len(events)} events are invalid (all_or_nothing)",
+                "detail": [r.model_dump() for r in checked.rejected]})
         taken = self.live.take(checked.events)
+        self.cache.drop(taken.users)
         self.metrics.events_accepted.inc(taken.accepted)
         personas = self._personas(taken.users).personas if taken.users else []
         return EventsResponse(accepted=taken.accepted, duplicates=taken.duplicates, rejected=checked.rejected,
                               personas=personas)
 
-    @bentoml.api(route="/admin/reload-models")
+    @bentoml.api(route="/admin/reload-models", input_spec=EmptyRequest)
     def reload_models(self) -> ReloadResponse:
         """Check the registry's champion aliases now and swap in any that moved."""
         outcome = self.models.check()
         return ReloadResponse(outcome=outcome, versions=self.models.current.versions,
-                              error=self.models.last_error if outcome == "failed" else None)
+                              error=(self.models.last_error or "") if outcome == "failed" else "")
 
     def __is_ready__(self) -> bool:
         """Ready once the models and the feature store are loaded (``__init__`` has finished)."""
@@ -116,3 +156,5 @@ class PersonaService:
 
 
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
+PersonaService.add_asgi_middleware(OpenApiFixMiddleware)
+PersonaService.add_asgi_middleware(JsonOnlyMiddleware)

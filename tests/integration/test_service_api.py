@@ -1,0 +1,239 @@
+"""The persona API over real HTTP: real-time events, API keys, metrics, bad input (schemathesis) and
+live model swaps under load, against a real ``bentoml serve`` on a small pipeline run."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from persona.config import Settings, load_mlflow_settings
+from persona.pipeline import ingest_inbox, run_all
+from persona.service_process import ServiceProcess, free_port, start_service
+from serving import event_log
+from tests.conftest import settings_in
+from training.registry import ModelRef, alias_version, client, set_alias
+
+pytestmark = pytest.mark.e2e
+KEY = "test-key-0123456789"
+AUTH = {"X-API-Key": KEY}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The pipeline run once on a small sample."""
+    s = settings_in(tmp_path_factory.mktemp("api") / "data", users=300, days=80)
+    run_all(s)
+    return s
+
+
+@pytest.fixture(scope="module")
+def service(settings: Settings) -> Iterator[ServiceProcess]:
+    """A real bentoml serve with an API key, checking the champion aliases every second."""
+    svc = start_service(settings, port=free_port(), env={"PERSONA_API_KEY": KEY, "PERSONA_MODEL_POLL_SECONDS": "1"})
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def users(settings: Settings) -> list[str]:
+    """Known users (they have online features)."""
+    from features.compute import read_snapshots
+
+    newest = sorted((settings.data_dir / "features" / "user_behaviour").glob("date=*"))[-1]
+    return sorted(read_snapshots(newest, columns=["user_id"])["user_id"].unique())[:50]
+
+
+def _post(service: ServiceProcess, path: str, body: object, headers: dict | None = None) -> httpx.Response:
+    return httpx.post(f"{service.url}{path}", json=body, headers=headers or {}, timeout=30)
+
+
+def _online(settings: Settings, user: str, fields: list[str]) -> dict:
+    from features.store import open_store
+
+    store = open_store(settings)
+    resp = store.get_online_features(features=[f"user_behaviour:{f}" for f in fields],
+                                     entity_rows=[{"user_id": user}]).to_dict()
+    return {f: resp[f][0] for f in fields}
+
+
+def _purchase(user: str, amount: float, currency: str = "EUR", event_id: str | None = None, **kw: object) -> dict:
+    when = datetime.now(timezone.utc) - timedelta(seconds=2)
+    return {"user_id": user, "event_type": "purchase", "timestamp": when.isoformat(), "amount": amount,
+            "currency": currency, "category": "home"} | ({"event_id": event_id} if event_id else {}) | kw
+
+
+@pytest.mark.parametrize(("headers", "words"), [({}, "missing API key"), ({"X-API-Key": "nope"}, "wrong API key")])
+def test_events_need_the_api_key(service: ServiceProcess, users: list[str], headers: dict, words: str) -> None:
+    resp = _post(service, "/events", {"events": [_purchase(users[0], 5)]}, headers)
+    assert resp.status_code == 401 and resp.headers["content-type"] == "application/json"
+    assert words in resp.json()["error"]
+    assert _post(service, "/admin/reload-models", {}, headers).status_code == 401
+    assert _post(service, "/persona", {"user_ids": users[:1]}).status_code == 200  # open by default
+
+
+def test_an_event_changes_the_persona_at_once(settings: Settings, service: ServiceProcess, users: list[str]) -> None:
+    user = users[1]
+    before = _online(settings, user, ["spend_7d", "purchases_7d"])
+    event = _purchase(user, 250.0, "USD", event_id="e2e-big-order")
+    resp = _post(service, "/events", {"events": [event, {"user_id": user, "event_type": "teleport",
+                                                          "timestamp": event["timestamp"]}]}, AUTH)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["accepted"] == 1 and body["duplicates"] == 0
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(1, "event_type")]
+    (persona,) = body["personas"]
+    stamp = datetime.fromisoformat(persona["feature_timestamp"])
+    assert persona["user_id"] == user and stamp >= datetime.fromisoformat(event["timestamp"]).replace(microsecond=0)
+    after = _online(settings, user, ["spend_7d", "purchases_7d"])
+    assert after["purchases_7d"] == (before["purchases_7d"] or 0) + 1
+    assert after["spend_7d"] == pytest.approx((before["spend_7d"] or 0) + 250.0 * settings.fx_rates["USD"], abs=0.01)
+    again = _post(service, "/persona", {"user_ids": [user]}).json()["personas"][0]
+    assert again["feature_timestamp"] == persona["feature_timestamp"]
+    assert again["predicted_spend"] == persona["predicted_spend"] and again["churn_risk"] == persona["churn_risk"]
+
+
+def test_events_are_durable_and_reach_the_clean_store_once(settings: Settings, service: ServiceProcess,
+                                                           users: list[str]) -> None:
+    from ingestion.event_store import read_events
+
+    event = _purchase(users[2], 40.0, event_id="e2e-durable-1")
+    first = _post(service, "/events", {"events": [event]}, AUTH).json()
+    resent = _post(service, "/events", {"events": [event]}, AUTH).json()
+    assert first["accepted"] == 1 and resent["accepted"] == 0 and resent["duplicates"] == 1
+    logged = [r for r in event_log.read_all(settings.data_dir / "raw" / "api") if r["event_id"] == "e2e-durable-1"]
+    assert len(logged) == 1  # written before the 200, once
+    summary = ingest_inbox(settings)  # the api channel's files go through the gate like any export
+    assert any(b.channel == "api" for b in summary.batches) and all(b.balanced for b in summary.batches)
+    stored = read_events(settings.data_dir / "events", columns=["event_id", "channel", "amount"])
+    rows = stored.loc[stored["event_id"] == "api:e2e-durable-1"]  # ids are namespaced by channel
+    assert len(rows) == 1 and rows["channel"].iloc[0] == "api" and rows["amount"].iloc[0] == 40.0
+
+
+def test_all_or_nothing_refuses_the_whole_batch(settings: Settings, service: ServiceProcess, users: list[str]) -> None:
+    log_dir = settings.data_dir / "raw" / "api"
+    before = len(event_log.read_all(log_dir)) if log_dir.exists() else 0
+    batch = [_purchase(users[3], 10, event_id="aon-1"), _purchase(users[3], -1, event_id="aon-2")]
+    resp = _post(service, "/events", {"events": batch, "all_or_nothing": True}, AUTH)
+    assert resp.status_code == 400
+    body = resp.json()
+    assert "batch refused: 1 of 2" in body["error"] and [(r["index"], r["field"]) for r in body["detail"]] == [(1, "amount")]
+    assert (len(event_log.read_all(log_dir)) if log_dir.exists() else 0) == before
+
+
+@pytest.mark.parametrize(("path", "body", "named"), [
+    ("/events", b'{"events": [', "Invalid JSON"),
+    ("/events", b'{"events": []}', "events"),
+    ("/events", b'{"events": "x"}', "events"),
+    ("/events", b'{"events": [{}], "extra": 1}', "extra"),
+    ("/events", json.dumps({"events": [{"user_id": "u"}] * 1001}).encode(), "events"),
+    ("/events", b'{"events": [{}], "all_or_nothing": "maybe"}', "all_or_nothing"),
+    ("/persona", json.dumps({"user_ids": ["u"] * 1001}).encode(), "user_ids"),
+])
+def test_bad_bodies_are_4xx_naming_the_field(service: ServiceProcess, path: str, body: bytes, named: str) -> None:
+    resp = httpx.post(f"{service.url}{path}", content=body, timeout=30,
+                      headers={"content-type": "application/json"} | AUTH)
+    assert 400 <= resp.status_code < 500, resp.text
+    assert named in resp.text
+
+
+def test_metrics_count_events_personas_and_versions(service: ServiceProcess, users: list[str]) -> None:
+    _post(service, "/persona", {"user_ids": users[:5]})
+    _post(service, "/events", {"events": [{"user_id": users[4], "event_type": "nope", "timestamp": "x"}]}, AUTH)
+    text = httpx.get(f"{service.url}/metrics", timeout=30).text
+    lines = [line for line in text.splitlines() if line.startswith("persona_")]
+    accepted = [float(line.split()[-1]) for line in lines if line.startswith("persona_events_accepted_total")]
+    assert accepted and accepted[0] >= 1
+    assert any(line.startswith('persona_events_rejected_total{field="event_type"}') for line in lines)
+    assert any(line.startswith("persona_personas_served_total{segment=") for line in lines)
+    assert any(line.startswith('persona_model_version_info{target="spend"') and line.endswith(" 1.0") for line in lines)
+    assert any(line.startswith("persona_feature_staleness_seconds_count") for line in lines)
+
+
+def _copy_version(settings: Settings, target: str) -> ModelRef:
+    """A new registered version with the champion's artifacts (what a retrain that changed nothing gives)."""
+    ml = load_mlflow_settings(settings)
+    champ = alias_version(ml, target)
+    src = client(ml).get_model_version(champ.name, champ.version)
+    mv = client(ml).create_model_version(champ.name, source=src.source, run_id=src.run_id)
+    return ModelRef(champ.name, str(mv.version), src.run_id)
+
+
+def test_a_promotion_is_swapped_in_live_without_failing_a_request(settings: Settings, service: ServiceProcess,
+                                                                   users: list[str]) -> None:
+    ml = load_mlflow_settings(settings)
+    old = alias_version(ml, "spend")
+    new = _copy_version(settings, "spend")
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=service.url, timeout=30) as c:
+            i = 0
+            while not stop.is_set():
+                r = c.post("/persona", json={"user_ids": [users[i % len(users)]]})
+                version = r.json()["personas"][0]["model_versions"]["spend"] if r.status_code == 200 else None
+                seen.append((r.status_code, version))
+                i += 1
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for w in workers:
+        w.start()
+    time.sleep(1.0)
+    set_alias(ml, new, ml.champion_alias, "test: live swap")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(v == new.version for _, v in seen[-20:]):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    stop.set()
+    for w in workers:
+        w.join()
+    assert seen and all(status == 200 for status, _ in seen), {s for s, _ in seen}
+    versions = [v for _, v in seen]
+    assert versions[0] == old.version and versions[-1] == new.version
+    first_new = versions.index(new.version)
+    assert set(versions[first_new + 40:]) == {new.version}  # a few in-flight requests may finish on the old one
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(settings: Settings, service: ServiceProcess,
+                                                                 users: list[str], tmp_path: Path) -> None:
+    ml = load_mlflow_settings(settings)
+    good = alias_version(ml, "churn")
+    name = good.name
+    broken = client(ml).create_model_version(name, source=str(tmp_path / "no-such-model"), run_id=good.run_id)
+    set_alias(ml, ModelRef(name, str(broken.version), good.run_id), ml.champion_alias, "test: broken model")
+    try:
+        reload = _post(service, "/admin/reload-models", {}, AUTH).json()
+        assert reload["outcome"] == "failed" and reload["versions"]["churn"] == good.version
+        assert "cannot load champions" in reload["error"]
+        persona = _post(service, "/persona", {"user_ids": users[:1]}).json()["personas"][0]
+        assert persona["model_versions"]["churn"] == good.version
+        metrics = httpx.get(f"{service.url}/metrics", timeout=30).text
+        assert 'persona_model_reloads_total{outcome="failed"}' in metrics
+        assert "cannot load champions" in service.log_tail(200)
+    finally:
+        set_alias(ml, good, ml.champion_alias, "test: restore")
+    assert _post(service, "/admin/reload-models", {}, AUTH).json()["outcome"] in ("swapped", "unchanged")
+
+
+def test_schemathesis_finds_no_server_error(service: ServiceProcess) -> None:
+    """Schemathesis fuzzes every operation of the service's own OpenAPI document (valid and invalid
+    inputs) and checks that nothing answers 5xx and that successful answers match their schema."""
+    cmd = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{service.url}/docs.json",
+           "--checks", "not_a_server_error,response_schema_conformance", "--max-examples", "40",
+           "--header", f"X-API-Key: {KEY}", "--seed", "7"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    tested = re.search(r"Tested: (\d+)", result.stdout)
+    assert tested and int(tested.group(1)) >= 4, result.stdout[-2000:]  # /persona, /events, /admin/..., health
+    assert "No issues found" in result.stdout
