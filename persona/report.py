@@ -143,9 +143,10 @@ def model_metrics_chart(frame: pd.DataFrame) -> Any:
                                     "color": base_colors[base]},
                             legendgroup=base, showlegend=base not in shown, row=1, col=col)
             shown.add(base)
-    fig.update_layout(title="Model metrics per version on its evaluation window: champion vs challengers vs baselines",
-                      barmode="group")
+    fig.update_layout(title="Model metrics per version on its evaluation window: champion vs challengers vs baselines "
+                            "(log scale)", barmode="group")
     fig.update_xaxes(type="category")
+    fig.update_yaxes(type="log")
     return fig
 
 
@@ -174,8 +175,8 @@ def data_quality_chart(batches: list[Any]) -> Any:
     fig = go.Figure()
     for name, color in (("accepted", "#54A24B"), ("quarantined", "#E45756"), ("duplicates", "#F58518")):
         fig.add_bar(name=name, x=labels, y=[getattr(b, name) for b in batches], marker_color=color)
-    fig.update_layout(barmode="stack", title="Data quality per ingested batch (rows read = accepted + quarantined "
-                                             "+ duplicates)", yaxis_title="rows", yaxis_type="log")
+    fig.update_layout(barmode="group", title="Data quality per ingested batch (rows read = accepted + quarantined "
+                                             "+ duplicates; log scale)", yaxis_title="rows", yaxis_type="log")
     fig.update_xaxes(type="category", tickangle=-45)
     return fig
 
