@@ -120,13 +120,9 @@ def sqlite_epoch(ts: datetime) -> int:
     return int(ts.timestamp())
 
 
-def from_sqlite_epoch(value: Any) -> float:
-    """Epoch seconds of a stored ``event_ts``, read back the way Feast reads it."""
-    if isinstance(value, (int, float)):
-        return float(calendar.timegm(time.localtime(int(value))))
-    text = value.decode() if isinstance(value, bytes) else str(value)  # an ISO string from older writers
-    moment = datetime.fromisoformat(text)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+def from_sqlite_epoch(value: int) -> float:
+    """Epoch seconds of a stored ``event_ts``, read back the way Feast reads it (local wall clock as UTC)."""
+    return float(calendar.timegm(time.localtime(int(value))))
 
 
 def redis_timestamp(ts: datetime) -> bytes:

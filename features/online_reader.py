@@ -21,6 +21,7 @@ A reader is bound to the registry as it was when it was made: make a new one aft
 from __future__ import annotations
 
 import sqlite3
+import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ from features.store import FEATURE_SERVICE
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
 
+_double = struct.Struct("<d").unpack_from
+
 MAX_SQL_PARAMS = 30_000  # below SQLite's 32,766 parameters per statement
 NUMERIC_TYPES = frozenset({"INT32", "INT64", "FLOAT", "DOUBLE", "BOOL", "UNIX_TIMESTAMP"})
 
@@ -79,8 +82,8 @@ class _View:
 
     name: str
     table: str  # SQLite table
-    columns: dict[str, int]  # stored feature name -> column in the batch
-    numeric: dict[str, bool]
+    numbers: dict[str, int]  # numeric feature -> column in the batch
+    other: dict[str, int]  # non-numeric feature -> column in the batch
     fields: list[bytes]  # Redis hash fields of the requested features, then the _ts field
     names: list[str]  # the requested features, in the order of ``fields``
 
@@ -98,7 +101,8 @@ class OnlineReader:
         self._sqlite = plain_sqlite(store)
         self._redis = plain_redis(store)
         if not (self._sqlite or self._redis):
-            raise ValueError(f"OnlineReader reads SQLite or Redis online stores, not {store.config.online_store.type!r}")
+            kind = store.config.online_store.type
+            raise ValueError(f"OnlineReader reads SQLite or Redis online stores, not {kind!r}")
         self.features: list[str] = []
         self._views: list[_View] = []
         self._join_key = ""
@@ -126,42 +130,46 @@ class OnlineReader:
         self._join_key = key
         stored = online_name(store, fv)
         prefix = f"{proj.name_to_use()}__" if full_names else ""
-        columns, numeric = {}, {}
+        numbers: dict[str, int] = {}
+        other: dict[str, int] = {}
         for f in proj.features:
             name = prefix + f.name
             if name in self.features:
                 raise ValueError(f"feature service {self.service!r}: two features named {name!r}; "
                                  "use full_feature_names=True")
-            columns[f.name] = len(self.features)
-            numeric[f.name] = f.dtype.to_value_type().name in NUMERIC_TYPES
+            kind = numbers if f.dtype.to_value_type().name in NUMERIC_TYPES else other
+            kind[f.name] = len(self.features)
             self.features.append(name)
-        names = list(columns)
-        return _View(name=fv.name, table=sqlite_table(store, fv) if self._sqlite else "", columns=columns,
-                     numeric=numeric, fields=[redis_field(stored, n) for n in names] + [redis_ts_field(stored)],
+        names = [f.name for f in proj.features]
+        return _View(name=fv.name, table=sqlite_table(store, fv) if self._sqlite else "", numbers=numbers,
+                     other=other, fields=[redis_field(stored, n) for n in names] + [redis_ts_field(stored)],
                      names=names)
 
     def read(self, user_ids: Sequence[str]) -> OnlineBatch:
         """The service's features of these users (duplicates and unknown users allowed)."""
         ids = [str(u) for u in user_ids]
         unique = list(dict.fromkeys(ids))
-        keys = entity_keys(self._join_key, unique, self._version)
-        values = np.full((len(unique), len(self.features)), NAN)
-        newest: list[float | None] = [None] * len(unique)
-        other: dict[str, list[Any]] = {self.features[v.columns[n]]: [None] * len(unique)
-                                       for v in self._views for n, is_num in v.numeric.items() if not is_num}
+        n, width = len(unique), len(self.features)
+        flat = [NAN] * (n * width)
+        other = {self.features[c]: [None] * n for v in self._views for c in v.other.values()}
+        top: list[Any] = [-1] * n
         if unique:
-            cells = self._read_sqlite(keys) if self._sqlite else self._read_redis(keys)
-            for row, col, raw, when in cells:
-                if when is not None and (newest[row] is None or when > newest[row]):
-                    newest[row] = when
-                if col is None:
-                    continue
-                name = self.features[col]
-                if name in other:
-                    other[name][row] = python_value(raw)
-                else:
-                    values[row, col] = number(raw)
-        if len(unique) != len(ids):
+            keys = entity_keys(self._join_key, unique, self._version)
+            numbers = [v.numbers for v in self._views]
+            others = [v.other for v in self._views]
+            for view, row, name, raw, stamp in (self._sqlite_rows(keys) if self._sqlite else self._redis_rows(keys)):
+                if stamp > top[row]:
+                    top[row] = stamp
+                col = numbers[view].get(name)
+                if col is not None:
+                    is_double = raw and len(raw) == 9 and raw[0] == 0x29  # the common case, decoded inline
+                    flat[row * width + col] = _double(raw, 1)[0] if is_double else number(raw)
+                elif (col := others[view].get(name)) is not None:
+                    other[self.features[col]][row] = python_value(raw)
+        convert = from_sqlite_epoch if self._sqlite else float
+        newest = [None if t == -1 else convert(t) for t in top]
+        values = np.array(flat, dtype=np.float64).reshape(n, width)
+        if n != len(ids):
             index = {u: i for i, u in enumerate(unique)}
             pick = [index[u] for u in ids]
             values = values[pick]
@@ -169,9 +177,9 @@ class OnlineReader:
             other = {k: [v[i] for i in pick] for k, v in other.items()}
         return OnlineBatch(features=list(self.features), values=values, times=newest, other=other)
 
-    def _read_sqlite(self, keys: list[bytes]) -> list[tuple[int, int | None, bytes, float | None]]:
-        """(user row, column, value bytes, event time) of every stored value of these keys."""
-        step = MAX_SQL_PARAMS // len(self._views)
+    def _sqlite_rows(self, keys: list[bytes]) -> list[tuple[int, int, str, bytes, int]]:
+        """(view, user row, feature, value bytes, stored event_ts) of every stored value of these keys."""
+        step = max(MAX_SQL_PARAMS // (2 * len(self._views)), 1)
         rows: list[Any] = []
         with self._lock:
             if self._conn is None:
@@ -181,41 +189,33 @@ class OnlineReader:
                 self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
             for start in range(0, len(keys), step):
                 chunk = keys[start:start + step]
-                rows += self._conn.execute(self._select(len(chunk)), chunk * len(self._views)).fetchall()
-        row_of = {k: i for i, k in enumerate(keys)}
-        times: dict[Any, float] = {}
-        out = []
-        for view, key, name, raw, stamp in rows:
-            when = times.get(stamp)
-            if when is None and stamp is not None:
-                when = times[stamp] = from_sqlite_epoch(stamp)
-            out.append((row_of[key], self._views[view].columns.get(name), raw, when))
-        return out
+                params = [x for pair in enumerate(chunk, start) for x in pair]
+                rows += self._conn.execute(self._select(len(chunk)), params).fetchall()
+        return rows
 
-    def _read_redis(self, keys: list[bytes]) -> list[tuple[int, int | None, bytes, float | None]]:
-        """The same cells from Feast's Redis hashes (a user is unknown to a view without its _ts field)."""
+    def _redis_rows(self, keys: list[bytes]) -> list[tuple[int, int, str, bytes, float]]:
+        """The same from Feast's Redis hashes, with the event time in epoch seconds (a user is
+        unknown to a view whose hash lacks the view's ``_ts`` field)."""
         assert self._client is not None
         with self._client.pipeline(transaction=False) as pipe:
             for v in self._views:
                 for k in keys:
                     pipe.hmget(k + self._project, v.fields)
             replies = pipe.execute()
-        out = []
+        rows = []
         for i, v in enumerate(self._views):
             for row, reply in enumerate(replies[i * len(keys):(i + 1) * len(keys)]):
-                stamp = reply[-1]
-                if not stamp:
-                    continue
-                when = from_redis_timestamp(stamp)
-                out.extend((row, v.columns[n], raw, when) for n, raw in zip(v.names, reply))
-        return out
+                if reply[-1]:
+                    when = from_redis_timestamp(reply[-1])
+                    rows.extend((i, row, name, raw or b"", when) for name, raw in zip(v.names, reply))
+        return rows
 
     def _select(self, n: int) -> str:
-        """One statement over every view's table for ``n`` keys."""
-        marks = ",".join("?" * n)
-        return " UNION ALL ".join(
-            f'SELECT {i}, entity_key, feature_name, value, event_ts FROM "{v.table}" WHERE entity_key IN ({marks})'
-            for i, v in enumerate(self._views))
+        """One statement over every view's table for ``n`` (row, key) pairs."""
+        keys = ", ".join(["(?, ?)"] * n)
+        return f"WITH k(r, key) AS (VALUES {keys}) " + " UNION ALL ".join(
+            f'SELECT {i}, k.r, t.feature_name, t.value, t.event_ts FROM k JOIN "{v.table}" AS t '
+            "ON t.entity_key = k.key" for i, v in enumerate(self._views))
 
     def close(self) -> None:
         """Close the SQLite connection (the reader reopens it when used again)."""

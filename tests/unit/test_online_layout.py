@@ -67,4 +67,3 @@ def test_timestamps_round_trip_as_feast_stores_them() -> None:
     moment = datetime(2026, 3, 29, 1, 30, 15, 250000, tzinfo=timezone.utc)
     assert from_redis_timestamp(redis_timestamp(moment)) == moment.timestamp()
     assert from_sqlite_epoch(sqlite_epoch(moment)) == float(int(moment.timestamp()))
-    assert from_sqlite_epoch("2026-03-29T01:30:15") == float(int(moment.timestamp()))
