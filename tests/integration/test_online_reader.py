@@ -112,7 +112,7 @@ def test_non_numeric_fields_go_to_other(store, history: tuple) -> None:
     users = list(newest["user_id"].iloc[:3])
     store.write_to_online_store("user_profile", pd.DataFrame({
         "user_id": users[:2], "event_timestamp": [pd.Timestamp("2026-09-01", tz="UTC")] * 2,
-        "favourite_channel": ["web", None], "score": [0.5, 1.5]}))
+        "favourite_channel": ["web", None], "score": [0.5, 1.5]}), allow_registry_cache=False)
     reader = OnlineReader(store, "profile_test")
     batch = reader.read(users)
     assert reader.features == ["favourite_channel", "score"]
