@@ -1,9 +1,11 @@
-"""One consistent online feature read per request, from the Feast online store."""
+"""One consistent online feature read per request, from the Feast online store, as a model matrix."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from features.store import FEATURE_SERVICE
 
@@ -12,24 +14,28 @@ if TYPE_CHECKING:
 
 
 class OnlineFeatures:
-    """Reads the ``persona_v1`` features for a batch of users in one call."""
+    """Reads the ``persona_v1`` features of a batch of users in one query (features/online_reader.py)."""
 
     def __init__(self, store: "FeatureStore", service: str = FEATURE_SERVICE) -> None:
-        self.store = store
-        self.service = store.get_feature_service(service)
+        from features.online_reader import OnlineReader
 
-    def read(self, user_ids: Sequence[str]) -> tuple[dict[str, list[Any]], list[float | None]]:
-        """Feature values by name, and each user's snapshot time (None when the user is unknown)."""
-        from feast.online_response import TIMESTAMP_POSTFIX
+        self.reader = OnlineReader(store, service)
+        self._columns: dict[tuple[str, ...], np.ndarray] = {}
 
-        response = self.store.get_online_features(
-            features=self.service, entity_rows=[{"user_id": u} for u in user_ids]
-        ).to_dict(include_event_timestamps=True)
-        ts_keys = [k for k in response if k.endswith(TIMESTAMP_POSTFIX)]
-        times: list[float | None] = [None] * len(user_ids)
-        for key in ts_keys:
-            for i, t in enumerate(response[key]):
-                if t and (times[i] is None or t > times[i]):
-                    times[i] = float(t)
-        values = {k: v for k, v in response.items() if not k.endswith(TIMESTAMP_POSTFIX)}
-        return values, times
+    def columns(self, features: Sequence[str]) -> np.ndarray:
+        """Where each of ``features`` sits in the service's columns (a missing one is an error)."""
+        key = tuple(features)
+        found = self._columns.get(key)
+        if found is None:
+            missing = [f for f in features if f not in self.reader.features]
+            if missing:
+                raise KeyError(f"features not served by {self.reader.service}: {missing}")
+            found = np.array([self.reader.features.index(f) for f in features], dtype=np.intp)
+            self._columns[key] = found
+        return found
+
+    def read(self, user_ids: Sequence[str], features: Sequence[str]) -> tuple[np.ndarray, list[float | None]]:
+        """The users' values of ``features`` (a float matrix in that order, NaN when missing) and each
+        user's snapshot time (epoch seconds; None when the user is unknown)."""
+        batch = self.reader.read(user_ids)
+        return batch.values[:, self.columns(features)], batch.times

@@ -49,12 +49,12 @@ class PersonaScorer:
         return [Driver(feature=self.features[j], value=None if np.isnan(x[i, j]) else float(x[i, j]),
                        contribution=float(row[j])) for j in top]
 
-    def score(self, user_ids: Sequence[str], values: Mapping[str, Sequence[object]],
-              feature_times: Sequence[float | None], now: datetime | None = None) -> list[PersonaRecord]:
-        """Persona records in request order; users with no features are cold starts (priors)."""
+    def score(self, user_ids: Sequence[str], x: np.ndarray, feature_times: Sequence[float | None],
+              now: datetime | None = None) -> list[PersonaRecord]:
+        """Persona records in request order from ``x`` (users × ``self.features``, NaN = missing);
+        users with no features are cold starts (priors)."""
         now = now or datetime.now(timezone.utc)
         n = len(user_ids)
-        x = self.matrix(values, n)
         known = np.array([bool(t) for t in feature_times])
         spend = np.full(n, self.models["spend"].prior)
         churn = np.full(n, self.models["churn"].prior)

@@ -94,15 +94,14 @@ class PersonaService:
 
     def _personas(self, user_ids: list[str]) -> PersonaResponse:
         state = self.models.current  # one model state per response, even across a swap
-        values, times = self.online.read(user_ids)
+        x, times = self.online.read(user_ids, state.scorer.features)
         now = datetime.now(timezone.utc)
         versions = tuple(sorted(state.versions.items()))
         keys = [(u, t or 0.0, versions) for u, t in zip(user_ids, times)]
         records = [self.cache.get(k, now) for k in keys]
         miss = [i for i, r in enumerate(records) if r is None]
         if miss:
-            sub = {name: [col[i] for i in miss] for name, col in values.items()}
-            scored = state.scorer.score([user_ids[i] for i in miss], sub, [times[i] for i in miss], now)
+            scored = state.scorer.score([user_ids[i] for i in miss], x[miss], [times[i] for i in miss], now)
             self.cache.put([keys[i] for i in miss], scored)
             for i, record in zip(miss, scored):
                 records[i] = record

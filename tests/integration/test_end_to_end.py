@@ -55,7 +55,7 @@ def test_known_users_get_full_personas_from_the_champions(built: tuple[Settings,
     personas = resp.json()["personas"]
     assert [p["user_id"] for p in personas] == users
     ml = load_mlflow_settings(settings)
-    champions = {t: alias_version(ml, t).version for t in ("spend", "churn")}
+    champions = {t: alias_version(ml, t).version for t in ("spend", "churn", "category")}
     segment_names = {r.name for r in settings.segments}
     for p in personas:
         assert p["cold_start"] is False

@@ -40,7 +40,7 @@ def test_known_and_unknown_users_in_request_order(models: dict[str, LoadedModel]
     values["affinity_beauty"] = [0.1, None]
     now = datetime(2026, 11, 2, tzinfo=timezone.utc)
     known_ts = datetime(2026, 11, 1, tzinfo=timezone.utc).timestamp()
-    a, b = scorer.score(["u1", "ghost"], values, [known_ts, None], now=now)
+    a, b = scorer.score(["u1", "ghost"], scorer.matrix(values, 2), [known_ts, None], now=now)
     assert a.user_id == "u1" and not a.cold_start and a.feature_age_seconds == 86400
     assert [c.category for c in a.top_categories] == ["home", "beauty"]
     assert len(a.drivers["spend"]) == settings.serving.top_drivers
@@ -51,7 +51,7 @@ def test_known_and_unknown_users_in_request_order(models: dict[str, LoadedModel]
 def test_drivers_sum_to_the_raw_prediction(models: dict[str, LoadedModel], settings: Settings) -> None:
     scorer = PersonaScorer(models, settings.model_copy(update={"serving": settings.serving.model_copy(update={"top_drivers": len(FEATURES)})}))
     values = {f: [50.0] for f in FEATURES} | {"affinity_home": [0.4], "affinity_beauty": [0.2]}
-    (rec,) = scorer.score(["u1"], values, [1.0])
+    (rec,) = scorer.score(["u1"], scorer.matrix(values, 1), [1.0])
     x = scorer.matrix(values, 1)
     raw = models["churn"].booster.predict(x, raw_score=True)[0]
     bias = models["churn"].booster.predict(x, pred_contrib=True)[0, -1]
@@ -62,6 +62,6 @@ def test_more_spend_history_predicts_more_spend(models: dict[str, LoadedModel], 
     scorer = PersonaScorer(models, settings)
     low = {f: [10.0] for f in FEATURES}
     high = {**low, "spend_90d": [150.0]}
-    (lo,) = scorer.score(["u"], low, [1.0])
-    (hi,) = scorer.score(["u"], high, [1.0])
+    (lo,) = scorer.score(["u"], scorer.matrix(low, 1), [1.0])
+    (hi,) = scorer.score(["u"], scorer.matrix(high, 1), [1.0])
     assert hi.predicted_spend > lo.predicted_spend
