@@ -368,6 +368,14 @@ class GateConfig(Strict):
     segment_tolerance: float = Field(0.05, ge=0, description="largest relative per-segment regression allowed")
     min_segment_rows: int = Field(30, ge=1, description="segments smaller than this are not judged")
     must_beat_baselines: bool = True
+    baseline_metrics: dict[TargetKey, list[str]] = Field(
+        default_factory=lambda: {"spend": ["rmse", "mae", "top_decile_capture"],
+                                 "churn": ["roc_auc", "pr_auc", "brier"],
+                                 "category": ["top1_accuracy", "top3_hit_rate"]},
+        description="reported metrics besides the primary one on which the model may not trail any baseline "
+                    "by more than baseline_tolerance (with must_beat_baselines)")
+    baseline_tolerance: float = Field(0.02, ge=0, description="largest relative shortfall against a baseline "
+                                      "allowed on a baseline_metrics metric (the primary metric must strictly win)")
     bootstrap_champion: bool = Field(
         True, description="the first version of a model becomes champion even if it misses its baselines "
                           "(the service needs one; the shortfall is recorded on the version)")

@@ -25,6 +25,7 @@ class Comparison:
     segments: dict[str, dict[str, dict[str, float]]]  # "challenger"/"champion" -> segment -> metrics
     baselines: dict[str, float]  # baseline -> its primary metric (logged with the challenger)
     eval_cutoff: str = ""
+    logged: dict[str, float] = field(default_factory=dict)  # every metric logged with the challenger's run
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,22 @@ def baseline_reasons(score: float, baselines: dict[str, float], primary: str) ->
     """One reason per baseline the model does not beat on the primary metric."""
     return [f"{primary} {score:.4g} does not beat baseline {name} ({value:.4g})"
             for name, value in sorted(baselines.items()) if better(primary, score, value) <= 0]
+
+
+def baseline_shortfalls(model: dict[str, float], logged: dict[str, float], key: str, gate: GateConfig) -> list[str]:
+    """Every way the model falls behind its baselines: the primary metric must beat each baseline, and each
+    of the gate's ``baseline_metrics`` may trail a baseline by at most ``baseline_tolerance`` (relative)."""
+    primary = gate.primary_metric[key]  # type: ignore[index]
+    reasons = baseline_reasons(model[primary], baseline_scores(logged, primary), primary)
+    for metric in gate.baseline_metrics.get(key, []):  # type: ignore[call-overload]
+        if metric == primary or metric not in model:
+            continue
+        for name, value in sorted(baseline_scores(logged, metric).items()):
+            gap = better(metric, model[metric], value)
+            if gap < -gate.baseline_tolerance:
+                reasons.append(f"{metric} {model[metric]:.4g} trails baseline {name} ({value:.4g}) by {-gap:.1%}, "
+                               f"beyond the {gate.baseline_tolerance:.0%} tolerance")
+    return reasons
 
 
 def _load_eval_frame(ml: MlflowSettings, run_id: str) -> pd.DataFrame:
@@ -100,6 +117,7 @@ def compare(ml: MlflowSettings, key: str, challenger: ModelRef | None = None,
         segments={k: v.segments for k, v in scored.items()},
         baselines=baseline_scores(dict(run.data.metrics), primary),
         eval_cutoff=run.data.tags.get("persona.eval_cutoff", ""),
+        logged=dict(run.data.metrics),
     )
 
 
@@ -107,7 +125,8 @@ def judge(c: Comparison, gate: GateConfig) -> list[str]:
     """Every reason the challenger may not replace the champion (empty: it may)."""
     p = c.primary
     new = c.metrics["challenger"][p]
-    reasons = baseline_reasons(new, c.baselines, p) if gate.must_beat_baselines else []
+    logged = c.logged or {f"baseline.{k}.{p}": v for k, v in c.baselines.items()}
+    reasons = baseline_shortfalls(c.metrics["challenger"], logged, c.target, gate) if gate.must_beat_baselines else []
     if c.champion is None or c.champion.version == c.challenger.version:
         return reasons
     old = c.metrics["champion"][p]
@@ -168,10 +187,9 @@ def settle(ml: MlflowSettings, key: str, ref: ModelRef) -> tuple[str, list[str]]
     otherwise challenger, then the gate decides. Returns (alias it holds, reasons it was refused)."""
     set_alias(ml, ref, ml.challenger_alias, "newly trained")
     if alias_version(ml, key, ml.champion_alias) is None:
-        primary = ml.gate.primary_metric[key]  # type: ignore[index]
         metrics = _run_metrics(ml, ref.run_id)
-        reasons = baseline_reasons(metrics[f"eval_{primary}"], baseline_scores(metrics, primary), primary) \
-            if ml.gate.must_beat_baselines else []
+        model = {k[len("eval_"):]: v for k, v in metrics.items() if k.startswith("eval_")}
+        reasons = baseline_shortfalls(model, metrics, key, ml.gate) if ml.gate.must_beat_baselines else []
         if reasons and not ml.gate.bootstrap_champion:
             record_decision(ml, ref, "refused", "; ".join(reasons))
             return ml.challenger_alias, reasons

@@ -64,7 +64,7 @@ def list_models(config: ConfigOpt = None, target: TargetOpt = None) -> None:
     console().print(table)
 
 
-def _echo_comparison(c: Any) -> None:
+def _echo_comparison(c: Any, gate: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"{c.challenger.name} on the window of {c.eval_cutoff} "
@@ -77,8 +77,11 @@ def _echo_comparison(c: Any) -> None:
         old = c.metrics.get("champion", {}).get(k)
         mark = " *" if k == c.primary else ""
         table.add_row(k + mark, "-" if old is None else f"{old:.4g}", f"{v:.4g}")
-    for name, value in sorted(c.baselines.items()):
-        table.add_row(f"baseline {name} ({c.primary})", "", f"{value:.4g}")
+    from training.gate import baseline_scores
+
+    for metric in [c.primary, *[m for m in gate.baseline_metrics.get(c.target, []) if m != c.primary]]:
+        for name, value in sorted((baseline_scores(c.logged, metric) or (c.baselines if metric == c.primary else {})).items()):
+            table.add_row(f"baseline {name} ({metric})", "", f"{value:.4g}")
     for seg, m in sorted(c.segments["challenger"].items()):
         old = c.segments.get("champion", {}).get(seg, {}).get(c.primary)
         table.add_row(f"segment {seg} ({c.primary}, {int(m['rows'])} rows)", "-" if old is None else f"{old:.4g}",
@@ -98,7 +101,7 @@ def compare(config: ConfigOpt = None, target: TargetOpt = None) -> None:
         except GateError as e:
             typer.secho(str(e), fg="yellow")
             continue
-        _echo_comparison(c)
+        _echo_comparison(c, ml.gate)
         reasons = judge(c, ml.gate)
         typer.echo("gate: would promote" if not reasons else "gate: would refuse:\n  " + "\n  ".join(reasons))
 

@@ -4,6 +4,7 @@ refusal with reasons, rollback, and decisions recorded as version tags."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -145,3 +146,22 @@ def test_cli_compare_promote_and_rollback_say_what_the_gate_decided(tmp_path, mo
     nothing = runner.invoke(app, ["models", "rollback", "-t", "spend"])
     assert nothing.exit_code == 1 and "nothing to roll back" in nothing.output
     assert alias_version(ml, "spend").version == "1"
+
+
+def test_gate_covers_every_reported_baseline_metric_not_only_the_primary(mlflow_settings: MlflowSettings) -> None:
+    """A challenger that wins the primary metric but trails a baseline on top-decile capture beyond the
+    tolerance is refused, naming the metric; within the tolerance it is not held back by it."""
+    data, split = synthetic_set(users=500, seed=1)
+    _train(mlflow_settings, data, split)
+    _train(mlflow_settings, data, split)
+    c = compare(mlflow_settings, "spend")
+    assert "baseline.last_window.top_decile_capture" in c.logged
+    model = c.metrics["challenger"]["top_decile_capture"]
+    rigged = {**c.logged, "baseline.last_window.top_decile_capture": model * 1.10}
+    gate = mlflow_settings.gate.model_copy(update={"baseline_tolerance": 0.05})
+    reasons = judge(replace(c, logged=rigged), gate)
+    assert any(r.startswith("top_decile_capture") and "last_window" in r for r in reasons)
+    close = {**c.logged, "baseline.last_window.top_decile_capture": model * 1.03}
+    assert not any(r.startswith("top_decile_capture") for r in judge(replace(c, logged=close), gate))
+    assert not any(r.startswith("top_decile_capture") for r in judge(replace(c, logged=rigged), gate.model_copy(
+        update={"baseline_metrics": {"spend": []}})))
