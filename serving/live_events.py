@@ -25,7 +25,7 @@ from persona.config import Settings
 from persona.paths import DataPaths
 from serving import event_log
 from serving.events import canonical_frame, log_records
-from serving.schemas import EventIn
+from serving.schemas import EventIn, PersonaRecord
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -101,6 +101,7 @@ class LiveEvents:
         self.seen = RecentIds()
         self._lock = threading.Lock()  # one read-modify-write of online values at a time
         self._pending: list[pd.DataFrame] = []
+        self._personas: list[pd.DataFrame] = []
         self._pending_lock = threading.Lock()
 
     def take(self, events: Sequence[EventIn]) -> Taken:
@@ -130,12 +131,39 @@ class LiveEvents:
         users = sorted(frame["user_id"].dropna().unique())
         return Taken(len(fresh), duplicates, users, path)
 
+    def record(self, personas: Sequence[PersonaRecord]) -> None:
+        """Queue re-scored personas for the persona history (written by ``flush_offline``)."""
+        now = pd.Timestamp.now(tz="UTC")
+        rows = [{"user_id": p.user_id, "segment": p.segment, "predicted_spend": p.predicted_spend,
+                 "churn_risk": p.churn_risk, "spend_version": p.model_versions.spend,
+                 "churn_version": p.model_versions.churn, "feature_timestamp": p.feature_timestamp, "scored_at": now}
+                for p in personas if not p.cold_start and p.feature_timestamp is not None]
+        if rows:
+            with self._pending_lock:
+                self._personas.append(pd.DataFrame(rows))
+
+    def flush_history(self) -> int:
+        """Append the queued personas that changed to the persona history; returns rows appended."""
+        from persona.history import append_history
+
+        with self._pending_lock:
+            pending, self._personas = self._personas, []
+        if not pending:
+            return 0
+        try:
+            return append_history(self.settings, pd.concat(pending, ignore_index=True), "realtime")
+        except Exception:
+            log.exception("persona history append failed; %d re-scored personas not recorded", len(pending))
+            return 0
+
     def flush_offline(self) -> int:
-        """Push the queued activity rows to the offline store in one write; returns rows pushed."""
+        """Push the queued activity rows to the offline store in one write and the re-scored personas
+        to the history; returns activity rows pushed."""
         from feast.data_source import PushMode
 
         from features.realtime import PUSH_SOURCE
 
+        self.flush_history()
         with self._pending_lock:
             pending, self._pending = self._pending, []
         if not pending:

@@ -133,6 +133,7 @@ class PersonaService:
         self.cache.drop(taken.users)
         self.metrics.events_accepted.inc(taken.accepted)
         personas = self._personas(taken.users).personas if taken.users else []
+        self.live.record(personas)  # the persona history, appended in the background
         return EventsResponse(accepted=taken.accepted, duplicates=taken.duplicates, rejected=checked.rejected,
                               personas=personas)
 

@@ -237,3 +237,32 @@ def test_schemathesis_finds_no_server_error(service: ServiceProcess) -> None:
     tested = re.search(r"Tested: (\d+)", result.stdout)
     assert tested and int(tested.group(1)) >= 4, result.stdout[-2000:]  # /persona, /events, /admin/..., health
     assert "No issues found" in result.stdout
+
+
+def test_rescored_personas_reach_the_history_and_activity_goes_offline(settings: Settings, service: ServiceProcess,
+                                                                       users: list[str]) -> None:
+    from persona.history import read_history
+
+    user = users[5]
+    resp = _post(service, "/events", {"events": [_purchase(user, 3000.0, event_id="hist-1")]}, AUTH)
+    assert resp.status_code == 200 and resp.json()["accepted"] == 1
+    deadline = time.monotonic() + 30
+    rows = pd.DataFrame()
+    while time.monotonic() < deadline:  # written by the service's background flush (every few seconds)
+        history = read_history(settings, user)
+        rows = history.loc[history["source"] == "realtime"] if not history.empty else history
+        if not rows.empty:
+            break
+        time.sleep(0.5)
+    assert len(rows) >= 1 and rows["segment"].iloc[-1] == resp.json()["personas"][0]["segment"]
+    activity = pd.read_parquet(settings.data_dir / "features" / "user_activity.parquet")
+    assert user in set(activity["user_id"])  # the push's offline side, batched
+
+
+def test_the_service_serves_the_latest_report(settings: Settings, service: ServiceProcess) -> None:
+    from persona.report import write_report
+
+    path = write_report(settings)
+    resp = httpx.get(f"{service.url}/report/", timeout=30)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    assert resp.content == path.read_bytes()
