@@ -3,7 +3,9 @@
 - feature computation: events/s over a long history; the cost of adding one day as a fraction of a
   full rebuild (same data, same process);
 - materialization: entity rows/s into the SQLite online store and into Redis;
-- online read in process: p50/p99 for one user and for 100 users with every persona_v1 feature.
+- online read in process: p50/p99 for one user and for 100 users with every persona_v1 feature,
+  features/online_reader.py vs Feast's get_online_features (bench/online.py has the same figures on
+  synthetic snapshots, without the feature computation).
 
 Usage: python -m bench features [--users 50000] [--days 365] [--rate 0.3]
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -54,20 +55,17 @@ def synthetic_events(users: int, days: int, rate: float, seed: int = 1, day_offs
     return ev[list(CANONICAL_COLUMNS)]
 
 
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.array(values) * 1000, q))
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the feature benchmarks and print the figures."""
-    from features.store import open_store
-    from persona.pipeline import build_features, materialize, register_features
+    from bench.online import fresh_store, read_latency, report_reads, timed_materialize
+    from persona.pipeline import build_features, materialize
 
     ap = argparse.ArgumentParser(prog="python -m bench features")
     ap.add_argument("--users", type=int, default=50_000)
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--rate", type=float, default=0.3, help="events per user per day")
     ap.add_argument("--no-redis", action="store_true")
+    ap.add_argument("--reads", type=int, default=1000, help="one-user reads per reader (100-user reads: a tenth)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="persona-bench-") as tmp:
         base = load_settings(PROJECT / "persona.yaml")
@@ -88,43 +86,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"full build        {full_s:8.1f} s   {n_events / full_s:12,.0f} events/s")
         print(f"one more day      {inc_s:8.1f} s   ({inc.rows:,} snapshots)   ratio to full: {inc_s / full_s:.3f}")
 
-        stores = [("sqlite", open_store(s))]
-        if not args.no_redis:
-            stores.append(("redis", open_store(s, profile="production", project=f"bench_{uuid.uuid4().hex[:6]}")))
-        for name, store in stores:
-            register_features(s, store)
-            feast_s = float("nan")
+        profiles = [("sqlite", "default")] + ([] if args.no_redis else [("redis", "production")])
+        for name, profile in profiles:  # each load into a fresh project: Redis skips equally old rows
+            users, mat_s = timed_materialize(s, profile)
+            feast = ""
             if full.rows <= FEAST_MATERIALIZE_LIMIT:  # Feast's materialize scans every snapshot in memory
-                t = time.perf_counter()
-                materialize(s, store, use_feast=True)
-                feast_s = time.perf_counter() - t
-            t = time.perf_counter()
-            users = materialize(s, store)
-            mat_s = time.perf_counter() - t
-            fs = store.get_feature_service("persona_v1")
-            n_feat = sum(len(p.features) for p in fs.feature_view_projections)
-            ids = [f"u{i:06d}" for i in range(args.users)]
-            rng = np.random.default_rng(3)
-            one, hundred = [], []
-            for _ in range(300):
-                rows = [{"user_id": ids[rng.integers(len(ids))]}]
-                t = time.perf_counter()
-                store.get_online_features(features=fs, entity_rows=rows).to_dict()
-                one.append(time.perf_counter() - t)
-            for _ in range(50):
-                rows = [{"user_id": u} for u in rng.choice(ids, 100)]
-                t = time.perf_counter()
-                store.get_online_features(features=fs, entity_rows=rows).to_dict()
-                hundred.append(time.perf_counter() - t)
-            print(f"{name:6s} materialize {users:,} users x {n_feat} features: {users / mat_s:10,.0f} rows/s "
-                  f"({mat_s:.2f} s); Feast's materialize {users / feast_s:,.0f} rows/s "
-                  f"(fast path {feast_s / mat_s:.1f}x faster)")
-            print(f"{name:6s} online read  1 user: p50 {_pct(one, 50):6.2f} ms  p99 {_pct(one, 99):6.2f} ms;  "
-                  f"100 users: p50 {_pct(hundred, 50):6.2f} ms  p99 {_pct(hundred, 99):6.2f} ms")
-            if name == "redis":
-                store._get_provider().teardown_infra(store.project, store.list_feature_views(), store.list_entities())
-                store.registry.delete_project(store.project, commit=True)
-
+                _, feast_s = timed_materialize(s, profile, use_feast=True)
+                feast = f"; Feast's materialize {users / feast_s:,.0f} rows/s (ours {feast_s / mat_s:.1f}x faster)"
+            print(f"{name:6s} materialize {users:,} users: {users / mat_s:10,.0f} rows/s ({mat_s:.2f} s){feast}")
+            with fresh_store(s, profile) as store:
+                materialize(s, store)
+                report_reads(name, read_latency(store, [f"u{i:06d}" for i in range(args.users)], args.reads))
 
 if __name__ == "__main__":
     main()

@@ -53,7 +53,41 @@ if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
 
 _double = struct.Struct("<d").unpack_from
+_length = struct.Struct("<I").unpack_from
+_MISSING = 0xFFFFFFFF
 
+HMGET_PACKED = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local vals = redis.call('HMGET', key, unpack(ARGV))
+  local parts = {}
+  for j = 1, #ARGV do
+    local v = vals[j]
+    if v then parts[j] = struct.pack('<I4', #v) .. v else parts[j] = '\\255\\255\\255\\255' end
+  end
+  out[i] = table.concat(parts)
+end
+return out
+"""
+"""Per key, HMGET of the fields (ARGV) as one string: each value prefixed by its little-endian
+32-bit length, 0xFFFFFFFF for a missing field."""
+
+
+def _unpack(blob: bytes, n: int) -> list[bytes | None]:
+    """The ``n`` values of one ``HMGET_PACKED`` string (None for a missing field)."""
+    out: list[bytes | None] = []
+    pos = 0
+    for _ in range(n):
+        size = _length(blob, pos)[0]
+        pos += 4
+        if size == _MISSING:
+            out.append(None)
+        else:
+            out.append(blob[pos:pos + size])
+            pos += size
+    return out
+
+SCRIPT_MIN_USERS = 8  # below this a plain HMGET pipeline is cheaper than the packing script
 MAX_SQL_PARAMS = 30_000  # below SQLite's 32,766 parameters per statement
 NUMERIC_TYPES = frozenset({"INT32", "INT64", "FLOAT", "DOUBLE", "BOOL", "UNIX_TIMESTAMP"})
 
@@ -118,6 +152,8 @@ class OnlineReader:
         self._conn: sqlite3.Connection | None = None
         self._path = sqlite_path(store) if self._sqlite else None
         self._client = redis_client(store) if self._redis else None
+        cluster = self._redis and store.config.online_store.redis_type != "redis"
+        self._script = self._client.register_script(HMGET_PACKED) if self._redis and not cluster else None
 
     def _resolve(self, store: "FeatureStore", fv: Any, proj: Any, full_names: bool) -> _View:
         """Columns, types, table and hash fields of one projection."""
@@ -195,13 +231,26 @@ class OnlineReader:
 
     def _redis_rows(self, keys: list[bytes]) -> list[tuple[int, int, str, bytes, float]]:
         """The same from Feast's Redis hashes, with the event time in epoch seconds (a user is
-        unknown to a view whose hash lacks the view's ``_ts`` field)."""
+        unknown to a view whose hash lacks the view's ``_ts`` field).
+
+        One server-side script per view returns each user's fields as one length-prefixed string:
+        redis-py parses replies in Python, and one string per user is far cheaper than one per
+        value. A few users, or Redis Cluster (keys in many slots), get a pipeline of HMGETs instead.
+        """
         assert self._client is not None
-        with self._client.pipeline(transaction=False) as pipe:
-            for v in self._views:
-                for k in keys:
-                    pipe.hmget(k + self._project, v.fields)
-            replies = pipe.execute()
+        if self._script is None or len(keys) < SCRIPT_MIN_USERS:
+            with self._client.pipeline(transaction=False) as pipe:
+                for v in self._views:
+                    for k in keys:
+                        pipe.hmget(k + self._project, v.fields)
+                replies = pipe.execute()
+            packed = None
+        else:
+            with self._client.pipeline(transaction=False) as pipe:
+                for v in self._views:
+                    self._script(keys=[k + self._project for k in keys], args=v.fields, client=pipe)
+                packed = pipe.execute()
+            replies = [_unpack(blob, len(v.fields)) for v, blobs in zip(self._views, packed) for blob in blobs]
         rows = []
         for i, v in enumerate(self._views):
             for row, reply in enumerate(replies[i * len(keys):(i + 1) * len(keys)]):
