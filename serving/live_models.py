@@ -43,9 +43,13 @@ class ChampionSwitch:
     """Holds the models in use and swaps them when the champion aliases move."""
 
     def __init__(self, settings: Settings, ml: MlflowSettings, served: Set[str], metrics: ServiceMetrics,
-                 refs: Callable[[MlflowSettings], dict[str, ModelRef]] = champion_refs) -> None:
+                 refs: Callable[[MlflowSettings], dict[str, ModelRef]] = champion_refs,
+                 packaged: dict[str, LoadedModel] | None = None) -> None:
+        """Load the champions from the registry, or use ``packaged`` models (a built bento), which
+        are then kept for the life of the process (the registry is not followed)."""
         self.settings, self.ml, self.served, self.metrics, self._refs = settings, ml, served, metrics, refs
-        self._state = self._build(refs(ml), None)
+        self.follows_registry = packaged is None
+        self._state = self._checked(packaged) if packaged is not None else self._build(refs(ml), None)
         self._failed: dict[str, ModelRef] | None = None
         self.last_error: str | None = None
         self._check_lock = threading.Lock()
@@ -57,7 +61,9 @@ class ChampionSwitch:
         return self._state
 
     def _build(self, refs: dict[str, ModelRef], reuse: dict[str, LoadedModel] | None) -> ModelState:
-        models = load_models(self.ml, refs, reuse)
+        return self._checked(load_models(self.ml, refs, reuse))
+
+    def _checked(self, models: dict[str, LoadedModel]) -> ModelState:
         scorer = PersonaScorer(models, self.settings)
         missing = sorted(set(scorer.features) - set(self.served))
         if missing:  # a model trained on features the online feature service does not serve
@@ -66,6 +72,8 @@ class ChampionSwitch:
 
     def check(self) -> Outcome:
         """Compare the aliases with the models in use; load and swap in what moved."""
+        if not self.follows_registry:
+            return "unchanged"
         with self._check_lock:
             try:
                 refs = self._refs(self.ml)
@@ -96,7 +104,7 @@ class ChampionSwitch:
 
     def watch(self, stop: threading.Event, every: float) -> None:
         """Check every ``every`` seconds until ``stop`` is set (run in a daemon thread)."""
-        while not stop.wait(every):
+        while self.follows_registry and not stop.wait(every):
             self.check()
 
 

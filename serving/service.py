@@ -12,6 +12,7 @@ key required), ``POST /admin/reload-models`` (check the champion aliases now, ke
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.auth import ApiKeyMiddleware
+from serving.bento_models import SOURCE_ENV
 from serving.content_type import JsonOnlyMiddleware
 from serving.openapi_fix import OpenApiFixMiddleware
 from serving.report_app import report_app
@@ -82,8 +84,13 @@ class PersonaService:
         store = open_store(self.settings)
         self.online = OnlineFeatures(store)
         self.metrics = ServiceMetrics()
+        packaged = None
+        if os.environ.get(SOURCE_ENV) == "bento":  # built from bentofile.yaml: the packaged champions
+            from serving.bento_models import load_packaged
+
+            packaged = load_packaged()
         self.models = ChampionSwitch(self.settings, load_mlflow_settings(self.settings), set(feature_refs(store)),
-                                     self.metrics)
+                                     self.metrics, packaged=packaged)
         self.live = LiveEvents(self.settings, store)
         self.cache = PersonaCache(self.settings.serving.score_cache_size)
         self._stop = threading.Event()

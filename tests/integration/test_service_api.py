@@ -266,3 +266,31 @@ def test_the_service_serves_the_latest_report(settings: Settings, service: Servi
     resp = httpx.get(f"{service.url}/report/", timeout=30)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
     assert resp.content == path.read_bytes()
+
+
+def test_the_bento_packages_the_service_with_its_champions(settings: Settings, users: list[str]) -> None:
+    """`persona package` exports the champions and builds the bento from bentofile.yaml; the built
+    bento serves personas from the packaged models (not from the registry)."""
+    from typer.testing import CliRunner
+
+    from persona.cli import app
+    from persona.service_process import service_env
+
+    ml = load_mlflow_settings(settings)
+    champions = {t: alias_version(ml, t).version for t in ("spend", "churn", "category")}
+    env = {"PERSONA_DATA_DIR": str(settings.data_dir)}
+    result = CliRunner().invoke(app, ["package", "--config", str(settings.config_path)], env=env)
+    assert result.exit_code == 0, result.output
+    tag = result.output.split("bento built: ")[1].split()[0]
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    info = json.loads(subprocess.run([bentoml, "get", tag, "-o", "json"], env=service_env(settings),
+                                     capture_output=True, text=True, check=True).stdout)
+    assert {m["tag"].split(":")[0] for m in info["models"]} == {"persona-spend", "persona-churn", "persona-category"}
+    svc = start_service(settings, port=free_port(), bento=tag)
+    try:
+        persona = _post(svc, "/persona", {"user_ids": users[:1]}).json()["personas"][0]
+        assert persona["cold_start"] is False and persona["model_versions"] == champions
+        reload = _post(svc, "/admin/reload-models", {}, {"X-API-Key": "none"})
+        assert reload.status_code == 401  # no key configured for this process: admin calls are refused
+    finally:
+        svc.stop()
