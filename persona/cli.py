@@ -13,6 +13,7 @@ from persona.commands.common import ConfigOpt
 from persona.commands.features import app as features_app
 from persona.commands.models import app as models_app
 from persona.commands.quarantine import app as quarantine_app
+from persona.commands.package import package
 from persona.commands.update import register as register_update_commands
 from persona.commands.common import console as _console
 from persona.commands.common import load as _settings
@@ -23,6 +24,7 @@ app = typer.Typer(help="Persona: keep user personas current (collect → validat
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
+app.command()(package)
 
 
 def _echo_ingest(summary: Any) -> None:
