@@ -31,7 +31,7 @@ def run(users: int = 5000, days: int = 120) -> dict[str, float]:
     """Measure; returns the figures (seconds and the ratios)."""
     from persona.pipeline import ensure_sample, run_all
     from persona.sample_data import next_replay_offset, replay_day
-    from persona.update import record_applied, run_update
+    from persona.update import record_first_build, run_update
 
     with tempfile.TemporaryDirectory(prefix="persona-bench-update-") as tmp:
         s = _settings(Path(tmp), users, days)
@@ -39,7 +39,7 @@ def run(users: int = 5000, days: int = 120) -> dict[str, float]:
         t0 = time.perf_counter()
         rebuild = run_all(s)
         full = time.perf_counter() - t0
-        record_applied(s)
+        record_first_build(s)
         first = run_update(s)
         replay_day(s, next_replay_offset(s))
         t0 = time.perf_counter()

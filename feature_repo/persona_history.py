@@ -7,10 +7,10 @@ available to other models (point-in-time, offline) and applications (online).
 
 from datetime import timedelta
 
-from feast import FeatureView, Field, FileSource
+from feast import FeatureView, FileSource
 from feast.types import Float64, String
 
-from persona_repo import OWNER, TAGS, user
+from persona_repo import TAGS, _f, user
 
 user_persona_source = FileSource(
     name="user_persona_source",
@@ -19,10 +19,6 @@ user_persona_source = FileSource(
     created_timestamp_column="scored_at",
     description="Append-only persona history (one row per changed persona; event time = feature time)",
 )
-
-
-def _f(name: str, dtype, description: str) -> Field:  # noqa: ANN001
-    return Field(name=name, dtype=dtype, description=description, tags={"owner": OWNER})
 
 
 user_persona_fv = FeatureView(

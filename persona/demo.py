@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from persona.config import Settings
-from persona.update import UpdateSummary, record_applied, run_update
+from persona.update import UpdateSummary, record_first_build, run_update
 
 
 @dataclass
@@ -35,6 +35,14 @@ class DemoSummary:
         """Versions promoted to champion by the gate."""
         return [p for _, u in self.updates for p in u.promoted]
 
+    @property
+    def champions(self) -> dict[str, str]:
+        """Target -> version of every champion the gate promoted (the newest per target)."""
+        out: dict[str, str] = {}
+        for _, u in self.updates:
+            out.update(u.promoted_versions)
+        return out
+
     def gate_lines(self) -> list[str]:
         """Why each trained challenger was promoted or refused."""
         return [f"{label}: {target}: {why}" for label, u in self.updates for target, why in u.gate.items()]
@@ -48,7 +56,7 @@ def replay_and_update(settings: Settings, days: int = 3, drift_on: int = 2,
     from persona.report import write_report
     from persona.sample_data import Drift, next_replay_offset, replay_day
 
-    record_applied(settings)  # the first build just applied feature_repo/
+    record_first_build(settings)  # the first build applied feature_repo/ and materialized
     demo = DemoSummary()
 
     def run(label: str) -> None:

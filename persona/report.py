@@ -145,7 +145,7 @@ def model_metrics_chart(frame: pd.DataFrame) -> Any:
             shown.add(base)
     fig.update_layout(title="Model metrics per version on its evaluation window: champion vs challengers vs baselines "
                             "(log scale)", barmode="group")
-    fig.update_xaxes(type="category")
+    fig.update_xaxes(type="category", categoryorder="category ascending")
     fig.update_yaxes(type="log")
     return fig
 

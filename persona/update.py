@@ -62,6 +62,7 @@ class UpdateSummary:
     retrain_reason: str = ""
     trained: list[str] = field(default_factory=list)
     promoted: list[str] = field(default_factory=list)
+    promoted_versions: dict[str, str] = field(default_factory=dict)  # target -> new champion version
     gate: dict[str, str] = field(default_factory=dict)
     users_scored: int = 0
     personas_changed: int = 0
@@ -336,6 +337,7 @@ def _maybe_train(settings: Settings, store: Any, ml: Any, drift: DriftResult | N
         summary.trained.append(f"{m.ref.name} v{m.ref.version}")
         if m.alias == ml.champion_alias:
             summary.promoted.append(f"{m.ref.name} v{m.ref.version}")
+            summary.promoted_versions[m.target] = m.ref.version
             summary.gate[m.target] = f"v{m.ref.version} promoted: {_decision(ml, m.ref)}"
         else:
             summary.gate[m.target] = f"v{m.ref.version} refused, champion kept: " + ("; ".join(m.reasons) or _decision(ml, m.ref))
@@ -350,8 +352,12 @@ def _decision(ml: Any, ref: Any) -> str:
     return json.loads(body).get("why", "") if body else ""
 
 
-def record_applied(settings: Settings) -> None:
-    """Note that feature_repo/ as it is now was just applied (by the first build), so no update re-applies it."""
+def record_first_build(settings: Settings) -> None:
+    """Note what a full build (``run_all``) just did: feature_repo/ applied as it is now and the newest
+    snapshot online, so the next update does not redo them."""
+    from persona.drift import newest_snapshot_day
+
     state = load_state(settings)
     state["feature_repo"] = repo_digest(settings)
+    state["materialized"] = newest_snapshot_day(settings)
     save_state(settings, state)

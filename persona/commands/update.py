@@ -181,9 +181,8 @@ def demo(settings: Any, url: str, user: str, days: int) -> list[str]:
              f"({result.segment_moves} segment changes)"]
     if result.promoted:
         lines.append(f"promoted by the gate: {', '.join(result.promoted)}")
-        expected = {u.split(' v')[0].removeprefix('persona-'): u.split(' v')[1] for u in result.promoted}
         wait = 2 * settings.serving.model_poll_seconds + 5
-        seen = wait_for_versions(url, user, {k: v for k, v in expected.items() if k in ("spend", "churn")}, wait)
+        seen = wait_for_versions(url, user, result.champions, wait)
         lines.append(f"  the running service now answers with models {seen}")
     elif any(u.trained for _, u in result.updates):
         lines.append("no model promoted: the gate kept the champions")
