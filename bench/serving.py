@@ -1,6 +1,6 @@
 """Serving throughput and latency against the framework's own ceiling, and real-time freshness.
 
-    python -m bench serving [--data DIR] [--users 2000] [--duration 10] [--conns 1,8,32]
+    python -m bench serving [--data DIR] [--users 2000] [--duration 10] [--conns 1,8,32] [--profile production]
 
 Starts two real ``bentoml serve`` processes: the persona service on the pipeline's data and a bare
 BentoML service with the same API shape that returns a constant (bench/_bare_service.py). For each
@@ -132,14 +132,29 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--conns", default="1,8,32")
     ap.add_argument("--fresh", type=int, default=200, help="events for the freshness measurement")
+    ap.add_argument("--profile", choices=["default", "production"], default="default",
+                    help="production: online store on Redis, Feast registry on PostgreSQL")
     args = ap.parse_args(argv)
     settings = _settings(args.data.resolve(), args.users, args.days)
     _ensure_data(settings)
     users = _known_users(settings)
     key = secrets.token_hex(16)
-    persona = start_service(settings, port=free_port(), env={settings.serving.api_key_env: key})
-    cold = start_service(settings, port=free_port(), env={settings.serving.api_key_env: key,
-                                                          "PERSONA_SCORE_CACHE_SIZE": "0"})
+    env = {settings.serving.api_key_env: key}
+    redis_store = None
+    if args.profile == "production":  # the same data, online store on Redis, Feast registry on PostgreSQL
+        from features.store import open_store
+        from persona.pipeline import materialize, register_features
+
+        project = f"persona_bench_{secrets.token_hex(4)}"
+        redis_store = open_store(settings, profile="production", project=project)
+        register_features(settings, redis_store)
+        materialize(settings, redis_store)
+        sqlite = f"sqlite:///{settings.data_dir / 'mlflow' / 'mlflow.db'}"  # the models stay where they were trained
+        env |= {"PERSONA_PROFILE": "production", "PERSONA_FEAST_PROJECT": project,
+                "PERSONA_MLFLOW_TRACKING_URI": sqlite, "PERSONA_MLFLOW_REGISTRY_URI": sqlite}
+    print(f"profile: {args.profile}")
+    persona = start_service(settings, port=free_port(), env=env)
+    cold = start_service(settings, port=free_port(), env=env | {"PERSONA_SCORE_CACHE_SIZE": "0"})
     bare = _start_bare(settings)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -164,6 +179,11 @@ def main(argv: list[str]) -> None:
     finally:
         for svc in (bare, persona, cold):
             svc.stop()
+        if redis_store is not None:  # leave nothing behind in the shared servers
+            project = redis_store.project
+            redis_store._get_provider().teardown_infra(project, redis_store.list_feature_views(),  # noqa: SLF001
+                                                       redis_store.list_entities())
+            redis_store.registry.delete_project(project, commit=True)
 
 
 if __name__ == "__main__":
