@@ -294,3 +294,25 @@ def test_the_bento_packages_the_service_with_its_champions(settings: Settings, u
         assert reload.status_code == 401  # no key configured for this process: admin calls are refused
     finally:
         svc.stop()
+
+
+def test_the_service_class_directly(settings: Settings, users: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same class without HTTP: personas in request order, one model state, an event rescored."""
+    from serving.service import PersonaService
+
+    monkeypatch.setenv("PERSONA_CONFIG", str(settings.config_path))
+    monkeypatch.setenv("PERSONA_DATA_DIR", str(settings.data_dir))
+    svc = PersonaService.inner()
+    try:
+        ids = [users[7], "nobody", users[8]]
+        records = svc.persona(ids).personas
+        assert [r.user_id for r in records] == ids and [r.cold_start for r in records] == [False, True, False]
+        assert len({r.model_versions.model_dump_json() for r in records}) == 1
+        again = svc.persona(ids).personas  # served from the cache: the same answer, a newer age
+        assert [r.predicted_spend for r in again] == [r.predicted_spend for r in records]
+        out = svc.events([_purchase(users[7], 75.0, event_id="direct-1")])
+        assert out.accepted == 1 and out.personas[0].user_id == users[7]
+        assert out.personas[0].feature_timestamp > records[0].feature_timestamp
+        assert svc.__is_ready__()
+    finally:
+        svc.shutdown()
