@@ -14,7 +14,18 @@ import os
 from typing import Any, Callable
 
 Scope = dict[str, Any]
+Send = Callable[[dict[str, Any]], Any]
 ALWAYS_PROTECTED = ("/events", "/admin")
+
+
+async def send_json_error(send: Send, status: int, message: str,
+                          headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer an ASGI request with ``{"error": message}`` and this status."""
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def protected_paths(require_key_for_persona: bool) -> tuple[str, ...]:
@@ -59,11 +70,6 @@ class ApiKeyMiddleware:
         if scope["type"] == "http" and scope["path"].startswith(self.paths):
             reason = check(self.expected, presented_key(scope["headers"]), self.env)
             if reason is not None:
-                body = json.dumps({"error": reason}).encode()
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode()),
-                                        (b"www-authenticate", b'Bearer realm="persona"')]})
-                await send({"type": "http.response.body", "body": body})
+                await send_json_error(send, 401, reason, [(b"www-authenticate", b'Bearer realm="persona"')])
                 return
         await self.app(scope, receive, send)

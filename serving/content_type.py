@@ -6,8 +6,9 @@ makes it answer 500); the API's operations are JSON only, so the check happens f
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
+
+from serving.auth import send_json_error
 
 JSON_TYPES = (b"application/json", b"")
 API_PATHS = ("/persona", "/events", "/admin")
@@ -30,11 +31,6 @@ class JsonOnlyMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if (scope["type"] == "http" and scope.get("method") == "POST" and scope["path"].startswith(API_PATHS)
                 and (kind := media_type(scope["headers"])) not in JSON_TYPES):
-            body = json.dumps({"error": f"unsupported Content-Type {kind.decode('latin-1')!r}: "
-                                        "send application/json"}).encode()
-            await send({"type": "http.response.start", "status": 415,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_json_error(send, 415, f"unsupported Content-Type {kind.decode('latin-1')!r}: send application/json")
             return
         await self.app(scope, receive, send)

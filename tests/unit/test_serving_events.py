@@ -156,3 +156,30 @@ def test_the_cache_serves_by_snapshot_and_model_and_forgets_what_changed() -> No
         cache.put([(f"v{i}", 0.0, ())], [_record(f"v{i}", when)])
     assert cache.get(("v0", 0.0, ()), NOW) is None and cache.get(("v2", 0.0, ()), NOW) is not None
     assert PersonaCache(0).get(key, NOW) is None
+
+
+def _echo_app():  # noqa: ANN202 - a minimal ASGI app behind the middlewares
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def ok(request):  # noqa: ANN001, ANN202
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[Route(p, ok, methods=["POST", "GET"]) for p in ("/events", "/persona", "/healthz")])
+
+
+def test_middlewares_refuse_non_json_and_keyless_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.testclient import TestClient
+
+    from serving.auth import ApiKeyMiddleware
+    from serving.content_type import JsonOnlyMiddleware
+
+    monkeypatch.setenv("PERSONA_API_KEY", "sekret")
+    client = TestClient(ApiKeyMiddleware(JsonOnlyMiddleware(_echo_app())))
+    form = client.post("/persona", content=b"a=1", headers={"content-type": "multipart/form-data"})
+    assert form.status_code == 415 and "multipart/form-data" in form.json()["error"]
+    assert client.post("/persona", json={}).status_code == 200  # open unless configured
+    assert client.post("/events", json={}).status_code == 401
+    assert client.post("/events", json={}, headers={"x-api-key": "sekret"}).status_code == 200
+    assert client.get("/healthz").status_code == 200
