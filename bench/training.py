@@ -113,6 +113,31 @@ def _existing(data_dir: Path) -> tuple[Any, Any]:
     return s, open_store(s)
 
 
+def _capture_noise(booster: Any, data: pd.DataFrame, split: Any, features: list[str], horizon: int,
+                   resamples: int = 300) -> None:
+    """Top-decile capture of the spend model minus each baseline's, with a paired bootstrap standard
+    error over evaluation users (how much of a difference is noise)."""
+    import numpy as np
+
+    from training.baselines import spend_baselines
+    from training.targets import spend_metrics
+    from training.train import matrix, split_frames
+
+    train, evaluation = split_frames(data, split)
+    y = evaluation["label_spend"].to_numpy(dtype=float)
+    pred = np.asarray(booster.predict(matrix(evaluation, features)))
+    rng = np.random.default_rng(0)
+    draws = [rng.integers(0, len(y), len(y)) for _ in range(resamples)]
+
+    def capture(p: np.ndarray, i: np.ndarray) -> float:
+        return spend_metrics(y[i], p[i])["top_decile_capture"]
+
+    for name, base in spend_baselines(train, evaluation, horizon).items():
+        diffs = np.array([capture(pred, i) - capture(base, i) for i in draws])
+        whole = capture(pred, np.arange(len(y))) - capture(base, np.arange(len(y)))
+        print(f"  spend top-decile capture, model - {name}: {whole:+.4f} (paired bootstrap s.e. {diffs.std():.4f})")
+
+
 def quality(users: int = 5000, data_dir: Path | None = None) -> None:
     """Metrics against baselines, persona recovery (ARI) and switch pick-up on the sample
     (generated afresh in a temporary folder, or an existing built ``data_dir``)."""
@@ -136,8 +161,10 @@ def quality(users: int = 5000, data_dir: Path | None = None) -> None:
             print(f"  {'model':22s} " + "  ".join(f"{k}={v:.4g}" for k, v in m.metrics.items()))
             for b, mm in m.baselines.items():
                 print(f"  {b:22s} " + "  ".join(f"{k}={v:.4g}" for k, v in mm.items()))
+            print("  gate vs baselines: " + ("; ".join(m.reasons) if m.reasons else "beats them all"))
         use_tracking(load_mlflow_settings(s))
         models = {m.target: mlflow.lightgbm.load_model(m.ref.uri) for m in summary.models}
+        _capture_noise(models["spend"], data, split, features, s.training.horizon_days)
         truth = pd.read_csv(DataPaths(s.data_dir).ground_truth, dtype=str, keep_default_na=False)
         _, evaluation = split_frames(data, split)
         snaps = read_snapshots(DataPaths(s.data_dir).behaviour_snapshots)

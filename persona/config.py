@@ -126,6 +126,8 @@ class TrainingConfig(Strict):
     num_leaves: int = Field(31, ge=2)
     min_data_in_leaf: int = Field(20, ge=1)
     num_threads: int = Field(1, ge=1, description="LightGBM threads (1: OpenMP spin-waits hurt on shared cores)")
+    target_params: dict[Literal["spend", "churn", "category"], dict[str, int | float]] = Field(
+        default_factory=dict, description="LightGBM parameters for one target, over the ones above")
 
 
 class Condition(Strict):

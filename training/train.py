@@ -72,6 +72,7 @@ def lgb_params(target: Target, cfg: TrainingConfig, categories: Sequence[str] = 
         "deterministic": True,
         "num_threads": cfg.num_threads,  # OpenMP spin-waits collapse on a shared 2-core machine (10x slower)
         "verbosity": -1,
+        **cfg.target_params.get(target.key, {}),  # type: ignore[call-overload]
     }
 
 
