@@ -130,3 +130,43 @@ _UNDEFINED_WHEN_EMPTY = frozenset({
     "aov_90d", "cart_conversion_30d", "spend_trend", "events_trend", "avg_session_minutes_30d",
     "days_since_last_purchase", "days_since_last_event",
 })
+
+
+def users_of_aliases(events: pd.DataFrame, aliases: set[str]) -> set[str]:
+    """The (resolved) users whose events carry one of these aliases (``kind:alias``)."""
+    hit = (("anonymous:" + events["anonymous_id"].astype(str)).isin(aliases)
+           | ("device:" + events["device_id"].astype(str)).isin(aliases))
+    users = events.loc[hit, "user_id"].dropna().astype(str)
+    return set(users[~users.str.startswith(("anon:", "device:"))])
+
+
+def rewrite_users(root: Path, computed: pd.DataFrame, users: set[str], start: pd.Timestamp,
+                  stop: pd.Timestamp | None) -> int:
+    """Replace the rows of ``users`` in the snapshot partitions from ``start`` (inclusive) to ``stop``
+    (exclusive; None = the newest) with their rows in ``computed``; other users' rows stay as they are.
+
+    Each partition is rewritten as one file (temporary name, then rename) before its other files are
+    removed; a crash in between leaves the same rows twice, which a rerun folds back (duplicate
+    (user, time) rows of other users are dropped on read). Returns the rows written for ``users``.
+    """
+    from features.compute import read_snapshots
+
+    written = 0
+    by_day = {day: part for day, part in computed.groupby(computed["event_timestamp"].dt.strftime("%Y-%m-%d"))}
+    for folder in sorted(root.glob("date=*")):
+        day = pd.Timestamp(folder.name[5:], tz="UTC")
+        if day < start.floor("D") or (stop is not None and day >= stop.floor("D")):
+            continue
+        old = read_snapshots(folder)
+        keep = old.loc[~old["user_id"].isin(users)].drop_duplicates(["user_id", "event_timestamp"])
+        new = by_day.get(folder.name[5:])
+        frame = pd.concat([keep, new.astype(keep.dtypes.to_dict())], ignore_index=True) if new is not None else keep
+        parts = sorted(folder.glob("part-*.parquet"))
+        tmp = folder / f".rewrite.{uuid.uuid4().hex}.tmp"
+        frame.sort_values(["user_id"], ignore_index=True).to_parquet(tmp, index=False)
+        os.replace(tmp, folder / "part-0.parquet")
+        for p in parts:
+            if p.name != "part-0.parquet":
+                p.unlink()
+        written += 0 if new is None else len(new)
+    return written

@@ -28,6 +28,8 @@ class FeatureSummary:
     last: pd.Timestamp | None
     incremental: bool = False
     recomputed_from: pd.Timestamp | None = None
+    relinked_users: int = 0
+    """Users whose older snapshots were recomputed because a visitor id was newly linked to them."""
 
 
 @dataclass
@@ -103,10 +105,22 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
         if state is not None and new_aliases:
             raw = read_events(paths.events, columns=["anonymous_id", "device_id", "timestamp"])
             new_alias_day = first_day_of_aliases(raw, new_aliases)
-        mode, start = plan_rebuild(state, partitions, settings.features, new_alias_day)
+        mode, start = plan_rebuild(state, partitions, settings.features)
+        relinked_rows, relinked_users, alias_start = 0, 0, None
+        if new_alias_day is not None and settings.features.snapshot_every_days == 1 and mode != "full":
+            # newly linked visitors: only their users' older snapshots change, not everyone's
+            alias_start = new_alias_day + pd.Timedelta(days=1)
+            if start is None or alias_start < start:
+                relinked_rows, relinked_users = _rebuild_linked_users(settings, new_aliases, alias_start, start)
+            else:
+                alias_start = None
+        elif new_alias_day is not None:
+            mode, start = plan_rebuild(state, partitions, settings.features, new_alias_day)
         if mode == "none":
+            save_state(paths.feature_state, partitions, settings.features, aliases)
             advance(2)
-            return FeatureSummary(0, 0, None, None, incremental=True, recomputed_from=None)
+            return FeatureSummary(relinked_rows, relinked_users, None, None, incremental=True,
+                                  recomputed_from=alias_start, relinked_users=relinked_users)
         previous = paths.behaviour_snapshots / f"date={start - pd.Timedelta(days=1):%Y-%m-%d}" if start else None
         if start is not None and previous is not None and previous.exists() and settings.features.snapshot_every_days == 1:
             # only the last window of events is read; older history comes from the previous snapshot
@@ -134,8 +148,27 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
         rows = write_snapshots(tracked(), paths.behaviour_snapshots, replace_from=start)
         save_state(paths.feature_state, partitions, settings.features, aliases)
         advance(1)
-    return FeatureSummary(rows=rows, users=users, first=first, last=last,
-                          incremental=start is not None, recomputed_from=start)
+    earliest = min(t for t in (start, alias_start) if t is not None) if (start or alias_start) else None
+    return FeatureSummary(rows=rows + relinked_rows, users=users, first=first, last=last,
+                          incremental=start is not None, recomputed_from=earliest, relinked_users=relinked_users)
+
+
+def _rebuild_linked_users(settings: Settings, aliases: set[str], start: pd.Timestamp,
+                          stop: pd.Timestamp | None) -> tuple[int, int]:
+    """Recompute, from ``start`` up to ``stop`` (or the newest snapshot), the snapshots of the users
+    that ``aliases`` were just linked to (their visitor history is now theirs); returns (rows, users)."""
+    from features.compute import compute_snapshots
+    from features.incremental import event_partitions, rewrite_users, users_of_aliases
+
+    paths = DataPaths(settings.data_dir)
+    events = load_clean_events(settings)
+    users = users_of_aliases(events, aliases)
+    if not users:
+        return 0, 0
+    end = pd.Timestamp(max(event_partitions(paths.events)), tz="UTC") + pd.Timedelta(days=1)
+    mine = events.loc[events["user_id"].isin(users)]
+    computed = compute_snapshots(mine, settings.features, end=end, first_snapshot=start)
+    return rewrite_users(paths.behaviour_snapshots, computed, users, start, stop), len(users)
 
 
 def snapshot_times(settings: Settings) -> pd.Series:

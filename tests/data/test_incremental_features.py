@@ -105,4 +105,31 @@ def test_new_identity_link_rebuilds_from_the_aliases_first_event(tmp_path) -> No
     login = _events(rng, 1, 29, 1, "login").assign(user_id="u000001", anonymous_id="a-visitor", event_type="identify")
     save_graph(merge_links(load_graph(paths.identity_graph), links_from(login)), paths.identity_graph)
     step = build_features(s)
-    assert step.incremental and step.recomputed_from == anon["timestamp"].min().floor("D") + pd.Timedelta(days=1)
+    assert step.recomputed_from == anon["timestamp"].min().floor("D") + pd.Timedelta(days=1)
+    assert step.relinked_users == 1  # only the user the visitor was linked to is recomputed
+    incremental = _sorted(read_snapshots(paths.behaviour_snapshots))
+    build_features(s, incremental=False)
+    full = _sorted(read_snapshots(paths.behaviour_snapshots))
+    pd.testing.assert_frame_equal(incremental[full.columns], full, check_dtype=False)
+    mine = full.loc[full["user_id"] == "u000001"]
+    assert mine["events_30d"].max() > 0
+
+
+def test_a_link_and_a_new_day_together_equal_a_full_rebuild(tmp_path) -> None:  # noqa: ANN001
+    from ingestion.identity import links_from, load_graph, merge_links, save_graph
+
+    rng = np.random.default_rng(15)
+    s = settings_in(tmp_path / "id2")
+    paths = DataPaths(s.data_dir)
+    anon = _events(rng, 30, 3, 10, "a").assign(user_id=None, anonymous_id="v-7")
+    write_batch(pd.concat([_events(rng, 1500, 0, 30, "h"), anon], ignore_index=True), paths.events, "b1")
+    build_features(s)
+    login = _events(rng, 1, 30, 1, "login").assign(user_id="u000002", anonymous_id="v-7", event_type="identify")
+    write_batch(pd.concat([_events(rng, 60, 30, 1, "d"), login], ignore_index=True), paths.events, "b2")
+    save_graph(merge_links(load_graph(paths.identity_graph), links_from(login)), paths.identity_graph)
+    step = build_features(s)
+    assert step.relinked_users == 1 and step.recomputed_from == T0 + pd.Timedelta(days=4)
+    incremental = _sorted(read_snapshots(paths.behaviour_snapshots))
+    build_features(s, incremental=False)
+    full = _sorted(read_snapshots(paths.behaviour_snapshots))
+    pd.testing.assert_frame_equal(incremental[full.columns], full, check_dtype=False)
