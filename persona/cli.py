@@ -163,6 +163,8 @@ def run(config: ConfigOpt = None,
     """The main job: sample data if none, every stage, a live service answering for a few users, then
     a few more days of events replayed through `persona update` and the report."""
     import json
+    import os
+    import secrets
     import time
 
     import httpx
@@ -176,7 +178,8 @@ def run(config: ConfigOpt = None,
     with _progress() as p:
         summary = run_all(s, p)
         task = p.add_task("start service (bentoml serve)", total=1)
-        svc = start_service(s, port=free_port() if not keep_serving else None)
+        api_key = os.environ.get(s.serving.api_key_env) or secrets.token_urlsafe(24)  # the demo's own key
+        svc = start_service(s, port=free_port() if not keep_serving else None, env={s.serving.api_key_env: api_key})
         p.advance(task)
     if summary.ingest and summary.ingest.batches:
         _echo_ingest(summary.ingest)
@@ -197,6 +200,10 @@ def run(config: ConfigOpt = None,
         _echo_personas(resp.json()["personas"])
         typer.echo("first record in full:")
         typer.echo(json.dumps(resp.json()["personas"][0], indent=2))
+        from persona.demo import realtime_event
+
+        for line in realtime_event(svc.url, api_key, sample[0], resp.json()["personas"][0]):
+            typer.echo(line)
         if replay_days:
             from persona.commands.update import demo
 
@@ -214,7 +221,8 @@ def run(config: ConfigOpt = None,
     typer.echo(f"  MLflow UI:      uv run mlflow ui --backend-store-uri {tracking}")
     typer.echo("  the service:    uv run persona serve   (then POST /persona {\"user_ids\": [\"u000001\"]})")
     if keep_serving:
-        typer.echo(f"serving at {svc.url} (Ctrl-C to stop)")
+        shown = "from $" + s.serving.api_key_env if os.environ.get(s.serving.api_key_env) else api_key
+        typer.echo(f"serving at {svc.url} (Ctrl-C to stop); API key for /events: {shown}")
         try:
             svc.process.wait()
         except KeyboardInterrupt:

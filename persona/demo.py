@@ -91,3 +91,27 @@ def wait_for_versions(url: str, user: str, expected: dict[str, str], timeout: fl
         if all(seen.get(k) == v for k, v in expected.items()) or time.monotonic() > deadline:
             return seen
         time.sleep(1.0)
+
+
+def realtime_event(url: str, key: str, user: str, before: dict[str, Any], amount: float = 400.0) -> list[str]:
+    """Post one purchase for ``user`` to ``POST /events`` and describe how the persona moved."""
+    from datetime import datetime, timedelta, timezone
+
+    import httpx
+
+    when = datetime.now(timezone.utc) - timedelta(seconds=1)
+    event = {"user_id": user, "event_type": "purchase", "timestamp": when.isoformat(timespec="seconds"),
+             "amount": amount, "currency": "EUR", "category": "electronics", "event_id": f"demo-{when:%Y%m%d%H%M%S}"}
+    resp = httpx.post(f"{url}/events", json={"events": [event]}, headers={"X-API-Key": key}, timeout=30)
+    resp.raise_for_status()
+    body = resp.json()
+    if not body["personas"]:
+        return [f"POST /events: {body['accepted']} accepted, {body['duplicates']} duplicates"]
+    after = body["personas"][0]
+    return [
+        f"POST {url}/events (a {amount:.0f} EUR purchase by {user}) → {resp.status_code}, "
+        f"{body['accepted']} accepted; the persona moved at once:",
+        f"  segment {before['segment']} → {after['segment']}, predicted spend {before['predicted_spend']:.2f} → "
+        f"{after['predicted_spend']:.2f}, churn risk {before['churn_risk']:.3f} → {after['churn_risk']:.3f}, "
+        f"features of {after['feature_timestamp']}",
+    ]
