@@ -226,7 +226,11 @@ class OnlineReader:
             for start in range(0, len(keys), step):
                 chunk = keys[start:start + step]
                 params = [x for pair in enumerate(chunk, start) for x in pair]
-                rows += self._conn.execute(self._select(len(chunk)), params).fetchall()
+                try:
+                    rows += self._conn.execute(self._select(len(chunk)), params).fetchall()
+                except sqlite3.OperationalError as e:  # e.g. a view applied after the store was opened
+                    raise RuntimeError(f"{self._path}: cannot read {self.service!r}: {e} "
+                                       "(run `persona apply`, then `persona materialize`)") from e
         return rows
 
     def _redis_rows(self, keys: list[bytes]) -> list[tuple[int, int, str, bytes, float]]:
