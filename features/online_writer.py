@@ -140,12 +140,10 @@ def _sqlite_pass(conn: sqlite3.Connection, table: str, keys: list[bytes], column
     conn.executemany("INSERT INTO persona_stage_names VALUES (?, ?)", [(i, columns[i].name) for i in ranked])
     conn.execute("CREATE TEMP TABLE persona_stage (k BLOB, e INTEGER, c INTEGER, "
                  + ", ".join(f"v{i} BLOB, t{i} TEXT" for i in range(n)) + ")")
-    cells = np.empty((len(keys), 3 + 2 * n), dtype=object)
-    cells[:, 0], cells[:, 1], cells[:, 2] = keys, event, created
-    for i, col in enumerate(columns):
-        cells[:, 3 + 2 * i], cells[:, 4 + 2 * i] = col.values, col.texts
-    conn.executemany(f"INSERT INTO persona_stage VALUES ({', '.join('?' * (3 + 2 * n))})",
-                     cells[order].tolist())
+    idx = np.asarray(order, dtype=np.intp)
+    lists = [x for col in columns for x in (col.values[idx].tolist(), col.texts[idx].tolist())]
+    rows = zip([keys[i] for i in order], [event[i] for i in order], [created[i] for i in order], *lists)
+    conn.executemany(f"INSERT INTO persona_stage VALUES ({', '.join('?' * (3 + 2 * n))})", rows)
     pick = lambda col: "CASE f.i " + " ".join(f"WHEN {i} THEN s.{col}{i}" for i in range(n)) + " END"  # noqa: E731
     conn.execute(
         f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
