@@ -148,22 +148,37 @@ def rewrite_users(root: Path, computed: pd.DataFrame, users: set[str], start: pd
     Each partition is rewritten as one file (temporary name, then rename) before its other files are
     removed; a crash in between leaves the same rows twice, which a rerun folds back (duplicate
     (user, time) rows of other users are dropped on read). Returns the rows written for ``users``.
+    Works on Arrow tables (no pandas round trip per partition).
     """
-    from features.compute import read_snapshots
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     written = 0
     by_day = {day: part for day, part in computed.groupby(computed["event_timestamp"].dt.strftime("%Y-%m-%d"))}
+    mine = pa.array(sorted(users), type=pa.string())
     for folder in sorted(root.glob("date=*")):
         day = pd.Timestamp(folder.name[5:], tz="UTC")
         if day < start.floor("D") or (stop is not None and day >= stop.floor("D")):
             continue
-        old = read_snapshots(folder)
-        keep = old.loc[~old["user_id"].isin(users)].drop_duplicates(["user_id", "event_timestamp"])
-        new = by_day.get(folder.name[5:])
-        frame = pd.concat([keep, new.astype(keep.dtypes.to_dict())], ignore_index=True) if new is not None else keep
         parts = sorted(folder.glob("part-*.parquet"))
+        old = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default") if parts else None
+        new = by_day.get(folder.name[5:])
+        if old is None:
+            if new is None:
+                continue
+            table = pa.Table.from_pandas(new, preserve_index=False)
+        else:
+            keep = old.filter(pc.invert(pc.is_in(old["user_id"], value_set=mine)))
+            if len(parts) > 1:  # a crash mid-rewrite left rows twice: keep each (user, time) once
+                keep = pa.Table.from_pandas(keep.to_pandas().drop_duplicates(["user_id", "event_timestamp"]),
+                                            preserve_index=False)
+            if new is not None:
+                add = pa.Table.from_pandas(new[keep.column_names], preserve_index=False).cast(keep.schema)
+                keep = pa.concat_tables([keep, add])
+            table = keep
         tmp = folder / f".rewrite.{uuid.uuid4().hex}.tmp"
-        frame.sort_values(["user_id"], ignore_index=True).to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
         os.replace(tmp, folder / "part-0.parquet")
         for p in parts:
             if p.name != "part-0.parquet":
