@@ -6,7 +6,10 @@ import os
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 GRAPH_COLUMNS = ("alias", "kind", "user_id", "linked_at", "event_id", "batch_id")
 """One merge per row: ``alias`` (of ``kind``) was linked to ``user_id`` at ``linked_at`` by ``event_id``."""
@@ -40,9 +43,22 @@ POINTER_PREFIXES = ("anon:", "device:")
 """A link whose ``user_id`` starts with one of these points at another alias (a bridge), not a user."""
 
 
+def starts_with(values: pd.Series, prefixes: str | tuple[str, ...]) -> pd.Series:
+    """True where the value, as text, starts with one of ``prefixes`` (False for nulls); through Arrow
+    when the values are strings, else like ``values.astype(str).str.startswith(prefixes)``."""
+    try:
+        arr = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return values.astype(str).str.startswith(prefixes)
+    hit = np.zeros(len(arr), dtype=bool)
+    for prefix in (prefixes,) if isinstance(prefixes, str) else prefixes:
+        hit |= pc.fill_null(pc.starts_with(arr, prefix), False).to_numpy(zero_copy_only=False)
+    return pd.Series(hit, index=values.index)
+
+
 def is_pointer(values: pd.Series) -> pd.Series:
     """True where a graph ``user_id`` is a pointer to another alias."""
-    return values.astype(str).str.startswith(POINTER_PREFIXES)
+    return starts_with(values, POINTER_PREFIXES)
 
 
 def merge_links(graph: pd.DataFrame, new_links: pd.DataFrame) -> pd.DataFrame:
@@ -53,7 +69,9 @@ def merge_links(graph: pd.DataFrame, new_links: pd.DataFrame) -> pd.DataFrame:
         return empty_graph()
     combined = pd.concat(parts, ignore_index=True)
     combined["_pointer"] = is_pointer(combined["user_id"])
-    combined = combined.sort_values(["kind", "alias", "_pointer", "linked_at"], kind="stable")
+    # the earliest link wins; two claims at the same instant are settled by user id, so the result
+    # does not depend on the order the batches arrive in
+    combined = combined.sort_values(["kind", "alias", "_pointer", "linked_at", "user_id"], kind="stable")
     combined = combined.drop_duplicates(["kind", "alias"], keep="first").drop(columns="_pointer")
     return combined.reset_index(drop=True)
 
@@ -103,17 +121,24 @@ def resolve(events: pd.DataFrame, graph: pd.DataFrame) -> pd.DataFrame:
     for kind, field in _ALIAS_FIELDS.items():
         user = user.where(user.notna(), out[field].map(lookups[kind]))
     for _ in range(3):  # follow bridges: visitor → device → user
-        text = user.astype(str)
-        via_device = text.str.startswith("device:")
-        if not via_device.any():
+        via = starts_with(user, "device:").to_numpy()
+        if not via.any():
             break
-        target = text.where(via_device).str.slice(len("device:")).map(lookups["device"])
-        moved = via_device & target.notna() & (target != user)
+        current = pd.Series(user.to_numpy(dtype=object)[via])
+        target = current.astype(str).str.slice(len("device:")).map(lookups["device"])
+        moved = (target.notna() & (target != current)).to_numpy()
         if not moved.any():
             break
-        user = user.where(~moved, target)
+        values = user.to_numpy(dtype=object).copy()
+        values[np.flatnonzero(via)[moved]] = target.to_numpy(dtype=object)[moved]
+        user = pd.Series(values, index=user.index)
     for prefix, field in (("anon:", "anonymous_id"), ("device:", "device_id")):
-        user = user.where(user.notna(), prefix + out[field].astype(object).where(out[field].notna(), ""))
+        missing = user.isna().to_numpy()
+        if missing.any():  # only the rows still without a user get the prefixed alias
+            alias = out[field][missing].astype(object)
+            values = user.to_numpy(dtype=object).copy()
+            values[missing] = (prefix + alias.where(alias.notna(), "")).to_numpy(dtype=object)
+            user = pd.Series(values, index=user.index)
         user = user.where(user != prefix, None)
     out["user_id"] = user
     return out
@@ -133,7 +158,7 @@ def stitch(events: pd.DataFrame, graph: pd.DataFrame, batch_id: str = "", rounds
     bridges = events["user_id"].isna() & events["anonymous_id"].notna() & events["device_id"].notna()
     for _ in range(rounds if bridges.any() else 0):  # only events carrying two aliases link one to the other
         part = resolved.loc[bridges]
-        known = part["user_id"].notna() & ~part["user_id"].astype(str).str.startswith(("anon:", "device:"))
+        known = part["user_id"].notna() & ~starts_with(part["user_id"], ("anon:", "device:"))
         inferred = links_from(part.loc[known], batch_id)
         fresh = inferred.merge(graph[["kind", "alias"]], on=["kind", "alias"], how="left", indicator=True)
         fresh = fresh.loc[fresh["_merge"] == "left_only", list(GRAPH_COLUMNS)]
