@@ -302,7 +302,7 @@ class IngestRun:
         assert events is not None
         staged.duplicates = int((~bad & ~keep).sum())
         unique = np.flatnonzero(keep)
-        reasons = outlier_reasons(events.iloc[unique], self.settings.outliers)
+        reasons = outlier_reasons(events.loc[:, ["event_type", "amount"]].iloc[unique], self.settings.outliers)
         flags = (reasons != "").to_numpy()
         staged.outliers = int(flags.sum())
         quarantine = self.settings.outliers.action == "quarantine" and flags.any()
@@ -382,7 +382,8 @@ def _claimed(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray) -> np.nd
     if claims.all():
         return frame["h"].duplicated(keep="first").to_numpy()
     position = np.arange(len(hashes))
-    first = pd.Series(position[claims], index=hashes[claims]).groupby(level=0).min()
+    claimed = pd.Series(position[claims], index=hashes[claims])  # positions ascend: the first is the min
+    first = claimed[~claimed.index.duplicated(keep="first")]
     earlier = pd.Series(hashes).map(first).to_numpy(dtype="float64", na_value=np.inf) < position
     return earlier | frame.duplicated(["h", "owner"], keep="first").to_numpy()
 

@@ -21,11 +21,13 @@ def outlier_reasons(events: pd.DataFrame, cfg: OutlierConfig) -> pd.Series:
     if cfg.caps:
         cap = kind.map(cfg.caps).astype("float64")
         over = (amount > cap).fillna(False).astype(bool)
-        reasons[over] = "amount " + amount[over].astype(str) + " above cap " + cap[over].astype(str) + " for " + kind[over]
+        if over.any():
+            reasons[over] = "amount " + amount[over].astype(str) + " above cap " + cap[over].astype(str) + " for " + kind[over]
     if cfg.robust_z is not None:
         z = robust_z(amount, kind, cfg.min_rows)
         far = (z.abs() > cfg.robust_z).fillna(False).astype(bool) & (reasons == "")
-        reasons[far] = "amount " + amount[far].astype(str) + " has robust z-score " + z[far].round(1).astype(str)
+        if far.any():
+            reasons[far] = "amount " + amount[far].astype(str) + " has robust z-score " + z[far].round(1).astype(str)
     return reasons
 
 

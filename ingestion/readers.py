@@ -85,6 +85,9 @@ class _Lines:
 
     def select(self, keep: np.ndarray) -> bytes:
         """The kept lines joined by newlines, gathered with one vectorised byte mask."""
+        if keep.all():
+            out = self.buf.tobytes()
+            return out if out.endswith(b"\n") or not out else out + b"\n"
         lengths = self.ends - self.starts + 1  # with the newline
         mask = np.repeat(keep, lengths)[: len(self.buf)]
         out = self.buf[mask].tobytes()
