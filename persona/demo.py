@@ -94,12 +94,18 @@ def wait_for_versions(url: str, user: str, expected: dict[str, str], timeout: fl
 
 
 def realtime_event(url: str, key: str, user: str, before: dict[str, Any], amount: float = 400.0) -> list[str]:
-    """Post one purchase for ``user`` to ``POST /events`` and describe how the persona moved."""
+    """Post one purchase for ``user`` to ``POST /events`` and describe how the persona moved.
+
+    The purchase is dated a minute before the user's feature snapshot, inside the sample's simulated
+    timeline (the sample history ends weeks before today): the replayed days that follow then carry
+    on from it instead of jumping to the wall-clock date.
+    """
     from datetime import datetime, timedelta, timezone
 
     import httpx
 
-    when = datetime.now(timezone.utc) - timedelta(seconds=1)
+    snapshot = before.get("feature_timestamp")
+    when = (datetime.fromisoformat(snapshot) if snapshot else datetime.now(timezone.utc)) - timedelta(minutes=1)
     event = {"user_id": user, "event_type": "purchase", "timestamp": when.isoformat(timespec="seconds"),
              "amount": amount, "currency": "EUR", "category": "electronics", "event_id": f"demo-{when:%Y%m%d%H%M%S}"}
     resp = httpx.post(f"{url}/events", json={"events": [event]}, headers={"X-API-Key": key}, timeout=30)
