@@ -87,10 +87,14 @@ HISTORY_COLUMNS = ("tenure_days", "last_event_ts", "last_purchase_ts")
 
 def _since_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Recompute ``days_since_*`` from the snapshot time and the last-event times (day granularity)."""
-    snap_day = frame["event_timestamp"] - pd.Timedelta(days=1)
+    # day numbers since the epoch, in numpy: pandas' float path for unit="s" raised a spurious
+    # FloatingPointError now and then on columns with NaN (seen in `make run`)
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    snap_day = ((frame["event_timestamp"] - epoch) // pd.Timedelta(days=1)).to_numpy(dtype=np.float64) - 1.0
     for kind in ("event", "purchase"):
-        last = pd.to_datetime(frame[f"last_{kind}_ts"], unit="s", utc=True).dt.floor("D")
-        frame[f"days_since_last_{kind}"] = ((snap_day - last) / pd.Timedelta(days=1)).astype("float64")
+        secs = pd.to_numeric(frame[f"last_{kind}_ts"], errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            frame[f"days_since_last_{kind}"] = snap_day - np.floor(secs / 86400.0)
     return frame
 
 

@@ -73,7 +73,7 @@ def fold(new: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
     last_ts = np.fmax(new["last_ts"].to_numpy(), stored["last_event_ts"].to_numpy())
     out = pd.DataFrame({
         "user_id": new.index.to_numpy(),
-        "event_timestamp": pd.to_datetime(last_ts, unit="s", utc=True),
+        "event_timestamp": pd.to_datetime(np.round(last_ts * 1e6).astype(np.int64), unit="us", utc=True),
         "activity_day": new["day"].to_numpy(dtype=np.int64),
         "events_today": (keep("events_today") + new["events"].to_numpy()).astype(np.int64),
         "purchases_today": (keep("purchases_today") + new["purchases"].to_numpy()).astype(np.int64),
