@@ -98,7 +98,7 @@ def update_online(store: "FeatureStore", view: str, events: pd.DataFrame, fields
     users = sorted(events["user_id"].unique())
     resp = store.get_online_features(features=[f"{view}:{f}" for f in fields],
                                      entity_rows=[{"user_id": u} for u in users]).to_dict(include_event_timestamps=True)
-    ts_key = next(k for k in resp if k.endswith("__ts"))
+    ts_key = f"{fields[0]}__ts"  # the view's row time (``user_id__ts`` is the entity's, always 0)
     rows = []
     for i, (user, group) in enumerate(events.groupby("user_id", sort=True)):
         current = {f: resp[f][i] for f in fields}

@@ -98,6 +98,11 @@ def test_an_event_changes_the_persona_at_once(settings: Settings, service: Servi
     after = _online(settings, user, ["spend_7d", "purchases_7d"])
     assert after["purchases_7d"] == (before["purchases_7d"] or 0) + 1
     assert after["spend_7d"] == pytest.approx((before["spend_7d"] or 0) + 250.0 * settings.fx_rates["USD"], abs=0.01)
+    late = _post(service, "/events", {"events": [_purchase(user, 5.0, event_id="e2e-late", timestamp=(
+        datetime.fromisoformat(event["timestamp"]) - timedelta(days=3)).isoformat())]}, AUTH).json()
+    assert late["accepted"] == 1  # an older event moves the values, never the row's time back
+    persona = late["personas"][0]
+    assert datetime.fromisoformat(persona["feature_timestamp"]) == stamp
     again = _post(service, "/persona", {"user_ids": [user]}).json()["personas"][0]
     assert again["feature_timestamp"] == persona["feature_timestamp"]
     assert again["predicted_spend"] == persona["predicted_spend"] and again["churn_risk"] == persona["churn_risk"]
