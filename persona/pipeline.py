@@ -171,16 +171,6 @@ def _rebuild_linked_users(settings: Settings, aliases: set[str], start: pd.Times
     return rewrite_users(paths.behaviour_snapshots, computed, users, start, stop), len(users)
 
 
-def snapshot_times(settings: Settings) -> pd.Series:
-    """Event timestamps of every stored snapshot."""
-    from features.compute import read_snapshots
-
-    snaps = read_snapshots(DataPaths(settings.data_dir).behaviour_snapshots, columns=["event_timestamp"])
-    if snaps.empty:
-        raise RuntimeError("no feature snapshots: run `persona build-features` first")
-    return snaps["event_timestamp"]
-
-
 def register_features(settings: Settings, store: "FeatureStore | None" = None) -> list[str]:
     """``feast apply`` the definitions in ``feature_repo/``."""
     from features.store import apply_definitions
@@ -221,15 +211,30 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
 
 def materialize_incremental(settings: Settings, store: "FeatureStore | None" = None,
                             progress: Any | None = None) -> pd.Timestamp:
-    """Move only snapshots newer than the last materialization online; returns the new high-water mark."""
+    """Move only snapshots newer than the last materialization online; returns the new high-water mark.
+
+    The newest day partition holds every user's latest snapshot, so when it is newer than the
+    registry's last materialized interval it alone is written (features/online_writer.py, which
+    records the interval); otherwise nothing is written.
+    """
+    from features.compute import read_snapshots
+    from features.online_writer import write_latest
     from features.store import BEHAVIOUR_VIEW, open_store
 
     store = store or open_store(settings)
-    end = snapshot_times(settings).max() + pd.Timedelta(seconds=1)
+    partitions = sorted(DataPaths(settings.data_dir).behaviour_snapshots.glob("date=*"))
+    if not partitions:
+        raise RuntimeError("no feature snapshots: run `persona build-features` first")
+    newest = pd.Timestamp(partitions[-1].name[5:], tz="UTC")  # the partition is named by the snapshot time
+    intervals = store.get_feature_view(BEHAVIOUR_VIEW).materialization_intervals
+    mark = max((pd.Timestamp(end).tz_convert("UTC") if pd.Timestamp(end).tzinfo else pd.Timestamp(end, tz="UTC")
+                for _, end in intervals), default=None)
     with step(progress, "materialize (incremental)", total=1) as advance:
-        store.materialize_incremental(end_date=end.to_pydatetime(), feature_views=[BEHAVIOUR_VIEW])
+        if mark is None or newest > mark:
+            write_latest(store, BEHAVIOUR_VIEW, read_snapshots(partitions[-1]))
+            mark = newest
         advance(1)
-    return end
+    return mark
 
 
 def training_events(settings: Settings) -> pd.DataFrame:

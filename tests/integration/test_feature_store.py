@@ -151,3 +151,26 @@ def test_features_cli_lists_and_describes(store_settings: Settings) -> None:
     assert described.exit_code == 0 and "spend_90d" in described.output and "Spend (base currency)" in described.output
     missing = runner.invoke(app, ["features", "describe", "nope", "-c", str(PROJECT / "persona.yaml")], env=env)
     assert missing.exit_code == 1 and "no feature view or service named 'nope'" in missing.output
+
+
+def test_materialize_incremental_moves_only_new_snapshots(tmp_path: Path) -> None:
+    from features.compute import compute_snapshots, write_snapshots
+    from persona.pipeline import materialize_incremental
+
+    s = settings_in(tmp_path / "data")
+    t0 = pd.Timestamp("2026-08-01", tz="UTC")
+    events = pd.DataFrame({"user_id": ["u1", "u2", "u1"], "event_type": ["purchase", "page_view", "purchase"],
+                           "timestamp": [t0, t0 + pd.Timedelta(hours=3), t0 + pd.Timedelta(days=2)],
+                           "amount": [10.0, None, 30.0], "channel": "web"})
+    root = s.data_dir / "features" / "user_behaviour"
+    write_snapshots(compute_snapshots(events.iloc[:2], s.features), root)
+    store = open_store(s)
+    register_features(s, store)
+    first = materialize_incremental(s, store)
+    assert first == t0 + pd.Timedelta(days=1)
+    assert materialize_incremental(s, store) == first  # nothing newer: nothing written
+    write_snapshots(compute_snapshots(events, s.features), root)  # two more days arrive
+    second = materialize_incremental(s, store)
+    assert second == t0 + pd.Timedelta(days=3)
+    online = store.get_online_features(features=["user_behaviour:spend_7d"], entity_rows=[{"user_id": "u1"}]).to_dict()
+    assert online["spend_7d"] == [40.0]
