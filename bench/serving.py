@@ -26,8 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from persona.config import load_settings
-from persona.service_process import PROJECT_ROOT, ServiceProcess, _wait_ready, free_port, service_env, start_service
+from bench._settings import bench_settings
+from persona.service_process import PROJECT_ROOT, free_port, start_service
 
 LUA = """
 math.randomseed(os.time())
@@ -38,11 +38,6 @@ request = function()
   return wrk.format(nil, nil, nil, '{"user_ids":["' .. users[math.random(#users)] .. '"]}')
 end
 """
-
-
-def _settings(data: Path, users: int, days: int):  # noqa: ANN202
-    s = load_settings(PROJECT_ROOT / "persona.yaml")
-    return s.model_copy(update={"data_dir": data, "sample": s.sample.model_copy(update={"users": users, "days": days})})
 
 
 def _ensure_data(settings) -> None:  # noqa: ANN001
@@ -59,22 +54,6 @@ def _known_users(settings, n: int = 500) -> list[str]:  # noqa: ANN001
     newest = sorted((settings.data_dir / "features" / "user_behaviour").glob("date=*"))[-1]
     users = sorted(read_snapshots(newest, columns=["user_id"])["user_id"].unique())
     return random.Random(7).sample(users, min(n, len(users)))
-
-
-def _start_bare(settings) -> ServiceProcess:  # noqa: ANN001
-    import sys
-
-    port = free_port()
-    log_path = settings.data_dir / "logs" / f"bare-{port}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    bentoml = Path(sys.executable).parent / "bentoml"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([str(bentoml), "serve", "bench._bare_service:BareService", "--host", "127.0.0.1",
-                                 "--port", str(port), "--working-dir", str(PROJECT_ROOT)],
-                                env=service_env(settings), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                                start_new_session=True)
-    svc = ServiceProcess(proc, f"http://127.0.0.1:{port}", log_path)
-    return _wait_ready(svc, 120)
 
 
 def _ms(text: str) -> float:
@@ -135,7 +114,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--profile", choices=["default", "production"], default="default",
                     help="production: online store on Redis, Feast registry on PostgreSQL")
     args = ap.parse_args(argv)
-    settings = _settings(args.data.resolve(), args.users, args.days)
+    settings = bench_settings(args.data.resolve(), users=args.users, days=args.days)
     _ensure_data(settings)
     users = _known_users(settings)
     key = secrets.token_hex(16)
@@ -155,7 +134,7 @@ def main(argv: list[str]) -> None:
     print(f"profile: {args.profile}")
     persona = start_service(settings, port=free_port(), env=env)
     cold = start_service(settings, port=free_port(), env=env | {"PERSONA_SCORE_CACHE_SIZE": "0"})
-    bare = _start_bare(settings)
+    bare = start_service(settings, port=free_port(), service="bench._bare_service:BareService")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "persona.lua"

@@ -19,16 +19,15 @@ from typing import Any
 
 import pandas as pd
 
+from bench._settings import bench_settings
+
 
 def _prepare(root: Path, users: int) -> tuple[Any, Any, dict[str, float]]:
     """Sample → ingest → features → feast apply → materialize, in ``root``; returns settings, store, timings."""
     from features.store import open_store
-    from persona.config import load_settings
     from persona.pipeline import build_features, ensure_sample, ingest_inbox, materialize, register_features
 
-    project = Path(__file__).resolve().parent.parent
-    s = load_settings(project / "persona.yaml")
-    s = s.model_copy(update={"data_dir": root / "data", "sample": s.sample.model_copy(update={"users": users})})
+    s = bench_settings(root / "data", users=users)
     t = {}
     t0 = time.perf_counter()
     ensure_sample(s)
@@ -106,10 +105,8 @@ def _lgb_alone(summary: Any, data: pd.DataFrame, split: Any, features: list[str]
 def _existing(data_dir: Path) -> tuple[Any, Any]:
     """Settings and store over an already-built data directory (e.g. one left by an earlier bench run)."""
     from features.store import open_store
-    from persona.config import load_settings
 
-    s = load_settings(Path(__file__).resolve().parent.parent / "persona.yaml")
-    s = s.model_copy(update={"data_dir": data_dir})
+    s = bench_settings(data_dir)
     return s, open_store(s)
 
 

@@ -17,14 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _settings(root: Path, users: int, days: int):  # noqa: ANN202
-    from persona.config import load_settings
-
-    project = Path(__file__).resolve().parent.parent
-    s = load_settings(project / "persona.yaml")
-    sample = s.sample.model_copy(update={"users": users, "days": days})
-    return s.model_copy(update={"data_dir": root / "data", "sample": sample})
+from bench._settings import bench_settings
 
 
 def run(users: int = 5000, days: int = 120) -> dict[str, float]:
@@ -34,7 +27,7 @@ def run(users: int = 5000, days: int = 120) -> dict[str, float]:
     from persona.update import record_first_build, run_update
 
     with tempfile.TemporaryDirectory(prefix="persona-bench-update-") as tmp:
-        s = _settings(Path(tmp), users, days)
+        s = bench_settings(Path(tmp) / "data", users=users, days=days)
         ensure_sample(s)
         t0 = time.perf_counter()
         rebuild = run_all(s)

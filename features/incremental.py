@@ -56,10 +56,15 @@ def linked_aliases(graph: pd.DataFrame) -> list[str]:
     return sorted((graph["kind"].astype(str) + ":" + graph["alias"].astype(str)).tolist())
 
 
+def _carries_alias(events: pd.DataFrame, aliases: set[str]) -> pd.Series:
+    """True for events whose anonymous or device id is one of ``aliases`` (``kind:alias``)."""
+    return (("anonymous:" + events["anonymous_id"].astype(str)).isin(aliases)
+            | ("device:" + events["device_id"].astype(str)).isin(aliases))
+
+
 def first_day_of_aliases(events: pd.DataFrame, aliases: set[str]) -> pd.Timestamp | None:
     """The earliest event day of any of these aliases (events carry anonymous_id/device_id)."""
-    hit = (("anonymous:" + events["anonymous_id"].astype(str)).isin(aliases)
-           | ("device:" + events["device_id"].astype(str)).isin(aliases))
+    hit = _carries_alias(events, aliases)
     return events.loc[hit, "timestamp"].min().floor("D") if hit.any() else None
 
 
@@ -138,9 +143,7 @@ _UNDEFINED_WHEN_EMPTY = frozenset({
 
 def users_of_aliases(events: pd.DataFrame, aliases: set[str]) -> set[str]:
     """The (resolved) users whose events carry one of these aliases (``kind:alias``)."""
-    hit = (("anonymous:" + events["anonymous_id"].astype(str)).isin(aliases)
-           | ("device:" + events["device_id"].astype(str)).isin(aliases))
-    users = events.loc[hit, "user_id"].dropna().astype(str)
+    users = events.loc[_carries_alias(events, aliases), "user_id"].dropna().astype(str)
     return set(users[~users.str.startswith(("anon:", "device:"))])
 
 

@@ -24,7 +24,6 @@ from features.compute import _COUNTED, MOBILE_DEVICES
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-_WINDOWS = {"purchases": (7, 30, 90), "spend": (7, 30, 90), "events": (7, 30)}
 _COUNTS_30D = {"page_views_30d": ("page_view",), "product_views_30d": ("product_view",),
                "searches_30d": ("search",), "add_to_cart_30d": ("add_to_cart",),
                "social_30d": ("like", "share", "comment")}
@@ -54,7 +53,7 @@ def fold_user(current: Mapping[str, float | None], events: pd.DataFrame, now_s: 
         inside = age_days < days
         out[f"purchases_{days}d"] = _num(current, f"purchases_{days}d") + float((purchase & inside).sum())
         out[f"spend_{days}d"] = round(_num(current, f"spend_{days}d") + float(amount[purchase & inside].sum()), 2)
-    for days in _WINDOWS["events"]:
+    for days in (7, 30):
         out[f"events_{days}d"] = _num(current, f"events_{days}d") + float((counted & (age_days < days)).sum())
     in30 = age_days < 30
     for name, types in _COUNTS_30D.items():

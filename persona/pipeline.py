@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -111,7 +112,8 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
             # newly linked visitors: only their users' older snapshots change, not everyone's
             alias_start = new_alias_day + pd.Timedelta(days=1)
             if start is None or alias_start < start:
-                relinked_rows, relinked_users = _rebuild_linked_users(settings, new_aliases, alias_start, start)
+                end = pd.Timestamp(max(partitions), tz="UTC") + pd.Timedelta(days=1)
+                relinked_rows, relinked_users = _rebuild_linked_users(settings, new_aliases, alias_start, start, end)
             else:
                 alias_start = None
         elif new_alias_day is not None:
@@ -154,18 +156,18 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
 
 
 def _rebuild_linked_users(settings: Settings, aliases: set[str], start: pd.Timestamp,
-                          stop: pd.Timestamp | None) -> tuple[int, int]:
+                          stop: pd.Timestamp | None, end: pd.Timestamp) -> tuple[int, int]:
     """Recompute, from ``start`` up to ``stop`` (or the newest snapshot), the snapshots of the users
-    that ``aliases`` were just linked to (their visitor history is now theirs); returns (rows, users)."""
+    that ``aliases`` were just linked to (their visitor history is now theirs); ``end`` is the end of
+    the event history; returns (rows, users)."""
     from features.compute import compute_snapshots
-    from features.incremental import event_partitions, rewrite_users, users_of_aliases
+    from features.incremental import rewrite_users, users_of_aliases
 
     paths = DataPaths(settings.data_dir)
     events = load_clean_events(settings)
     users = users_of_aliases(events, aliases)
     if not users:
         return 0, 0
-    end = pd.Timestamp(max(event_partitions(paths.events)), tz="UTC") + pd.Timedelta(days=1)
     mine = events.loc[events["user_id"].isin(users)]
     computed = compute_snapshots(mine, settings.features, end=end, first_snapshot=start)
     return rewrite_users(paths.behaviour_snapshots, computed, users, start, stop), len(users)
@@ -176,6 +178,14 @@ def register_features(settings: Settings, store: "FeatureStore | None" = None) -
     from features.store import apply_definitions
 
     return apply_definitions(settings, store)
+
+
+def _newest_partition(settings: Settings) -> Path:
+    """The newest day partition of the snapshots, which holds every user's latest snapshot."""
+    partitions = sorted(DataPaths(settings.data_dir).behaviour_snapshots.glob("date=*"))
+    if not partitions:
+        raise RuntimeError("no feature snapshots: run `persona build-features` first")
+    return partitions[-1]
 
 
 def materialize(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None,
@@ -195,10 +205,7 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
     root = DataPaths(settings.data_dir).behaviour_snapshots
     with step(progress, "materialize online store", total=len(views)) as advance:
         if views == [BEHAVIOUR_VIEW] and not use_feast:
-            newest = sorted(root.glob("date=*"))
-            if not newest:
-                raise RuntimeError("no feature snapshots: run `persona build-features` first")
-            users = write_latest(store, BEHAVIOUR_VIEW, read_snapshots(newest[-1]))
+            users = write_latest(store, BEHAVIOUR_VIEW, read_snapshots(_newest_partition(settings)))
             advance(1)
             return users
         snaps = read_snapshots(root, columns=["user_id", "event_timestamp"])
@@ -222,16 +229,13 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
     from features.store import BEHAVIOUR_VIEW, open_store
 
     store = store or open_store(settings)
-    partitions = sorted(DataPaths(settings.data_dir).behaviour_snapshots.glob("date=*"))
-    if not partitions:
-        raise RuntimeError("no feature snapshots: run `persona build-features` first")
-    newest = pd.Timestamp(partitions[-1].name[5:], tz="UTC")  # the partition is named by the snapshot time
+    partition = _newest_partition(settings)
+    newest = pd.Timestamp(partition.name[5:], tz="UTC")  # the partition is named by the snapshot time
     intervals = store.get_feature_view(BEHAVIOUR_VIEW).materialization_intervals
-    mark = max((pd.Timestamp(end).tz_convert("UTC") if pd.Timestamp(end).tzinfo else pd.Timestamp(end, tz="UTC")
-                for _, end in intervals), default=None)
+    mark = max((pd.to_datetime(end, utc=True) for _, end in intervals), default=None)
     with step(progress, "materialize (incremental)", total=1) as advance:
         if mark is None or newest > mark:
-            write_latest(store, BEHAVIOUR_VIEW, read_snapshots(partitions[-1]))
+            write_latest(store, BEHAVIOUR_VIEW, read_snapshots(partition))
             mark = newest
         advance(1)
     return mark

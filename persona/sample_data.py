@@ -1032,12 +1032,7 @@ def generate_sample_data(settings: Settings, *, users: int | None = None, days: 
     if n_users <= 0 or n_days <= 0:
         raise ValueError("users and days must be positive")
     tl = _Timeline(sample.end_date - timedelta(days=n_days), n_days)
-    categories = list(settings.features.categories)
-    currencies = [settings.base_currency] + sorted(c for c in settings.fx_rates if c != settings.base_currency)
-    fx = np.array([settings.fx_rates[c] for c in currencies])
-    pop = _population(n_users, n_days, sample.switch_share, categories, currencies, seed)
-    ids = user_ids(n_users)
-    cat = _catalogue(categories, _rng(seed, "catalogue"))
+    currencies, fx, pop, ids, cat = _world(settings, n_users, n_days, seed)
     daily = _daily(pop, tl)
     sessions = _sessions(pop, daily, tl, _rng(seed, "sessions"))
     events = _events(sessions, pop, cat, tl, _rng(seed, "events"))
@@ -1062,6 +1057,17 @@ def generate_sample_data(settings: Settings, *, users: int | None = None, days: 
     truth = DataPaths(settings.data_dir).ground_truth
     _atomic_write(truth, _ground_truth(pop, ids, tl).to_csv(index=False, lineterminator="\n"))
     return SampleSummary(n_users, n_days, events_total, rows, files, truth)
+
+
+def _world(settings: Settings, n_users: int, n_days: int,
+           seed: int) -> tuple[list[str], np.ndarray, _Population, list[str], _Catalogue]:
+    """The simulated shop: currencies (base first) and their rates, the population with its hidden
+    personas, user ids and the catalogue; the same for the history and for every replayed day."""
+    categories = list(settings.features.categories)
+    currencies = [settings.base_currency] + sorted(c for c in settings.fx_rates if c != settings.base_currency)
+    fx = np.array([settings.fx_rates[c] for c in currencies])
+    pop = _population(n_users, n_days, settings.sample.switch_share, categories, currencies, seed)
+    return currencies, fx, pop, user_ids(n_users), _catalogue(categories, _rng(seed, "catalogue"))
 
 
 def has_sample_data(settings: Settings) -> bool:
@@ -1125,12 +1131,7 @@ def replay_day(settings: Settings, offset: int, *, drift: Drift | None = None, u
     if offset < 0:
         raise ValueError("offset must be >= 0 (0 is the first day after the history)")
     day = sample.end_date + timedelta(days=offset)
-    categories = list(settings.features.categories)
-    currencies = [settings.base_currency] + sorted(c for c in settings.fx_rates if c != settings.base_currency)
-    fx = np.array([settings.fx_rates[c] for c in currencies])
-    pop = _population(n_users, n_days, sample.switch_share, categories, currencies, seed)
-    ids = user_ids(n_users)
-    cat = _catalogue(categories, _rng(seed, "catalogue"))
+    currencies, fx, pop, ids, cat = _world(settings, n_users, n_days, seed)
     d = n_days + offset
     daily = _day_slice(_daily(pop, _Timeline(sample.end_date - timedelta(days=n_days), d + 1)), d)
     pop = replace(pop, drift_day=pop.drift_day - d)

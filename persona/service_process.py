@@ -40,11 +40,11 @@ def service_env(settings: Settings, extra: dict[str, str] | None = None) -> dict
     return env
 
 
-def serve_command(host: str, port: int, bento: str | None = None) -> list[str]:
-    """The ``bentoml serve`` command line (from this interpreter's environment): the service from
+def serve_command(host: str, port: int, bento: str | None = None, service: str = SERVICE) -> list[str]:
+    """The ``bentoml serve`` command line (from this interpreter's environment): ``service`` from
     the source tree, or a built bento by tag (``persona:latest``)."""
     bentoml = Path(sys.executable).parent / "bentoml"
-    where = [bento] if bento else [SERVICE, "--working-dir", str(PROJECT_ROOT)]
+    where = [bento] if bento else [service, "--working-dir", str(PROJECT_ROOT)]
     return [str(bentoml), "serve", *where, "--host", host, "--port", str(port)]
 
 
@@ -91,7 +91,8 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def start_service(settings: Settings, port: int | None = None, timeout: float = 120.0,
-                  env: dict[str, str] | None = None, bento: str | None = None) -> ServiceProcess:
+                  env: dict[str, str] | None = None, bento: str | None = None,
+                  service: str = SERVICE) -> ServiceProcess:
     """Start ``bentoml serve`` and wait until ``/readyz`` answers 200 (raises with the log otherwise);
     ``env`` adds environment variables (the API key, overrides of ``${VAR}`` settings)."""
     if settings.config_path is None:
@@ -104,7 +105,7 @@ def start_service(settings: Settings, port: int | None = None, timeout: float = 
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"service-{port}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(serve_command(host, port, bento), env=service_env(settings, env), stdout=log,
+        proc = subprocess.Popen(serve_command(host, port, bento, service), env=service_env(settings, env), stdout=log,
                                 stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True)
     svc = ServiceProcess(proc, f"http://{host}:{port}", log_path)
     try:

@@ -58,10 +58,10 @@ def check_events(raw: Sequence[Any], settings: Settings, now: datetime) -> Check
     positions: list[int] = []
     rejected: list[RejectedEvent] = []
     for i, item in enumerate(raw):
-        event_id = item.get("event_id") if isinstance(item, dict) and isinstance(item.get("event_id"), str) else None
         if not isinstance(item, dict):
             rejected.append(RejectedEvent(index=i, reason="an event must be a JSON object"))
             continue
+        event_id = item.get("event_id") if isinstance(item.get("event_id"), str) else None
         try:
             event = EventIn.model_validate(item)
         except ValidationError as exc:

@@ -80,7 +80,6 @@ class Taken:
     accepted: int
     duplicates: int
     users: list[str]
-    log_file: Path | None
 
 
 class LiveEvents:
@@ -118,8 +117,8 @@ class LiveEvents:
                 fresh.append(e)
             duplicates = len(events) - len(fresh)
             if not fresh:
-                return Taken(0, duplicates, [], None)
-            path = event_log.append(self.log_dir, log_records(fresh))  # durable before anything else
+                return Taken(0, duplicates, [])
+            event_log.append(self.log_dir, log_records(fresh))  # durable before anything else
             frame = canonical_frame(fresh, self.settings, self.graph.get())
             update_online(self.store, self.view, frame, self.fields, self.integers, time.time())
             rows = push_activity(self.store, frame, offline=False)
@@ -129,7 +128,7 @@ class LiveEvents:
             with self._pending_lock:
                 self._pending.append(rows)
         users = sorted(frame["user_id"].dropna().unique())
-        return Taken(len(fresh), duplicates, users, path)
+        return Taken(len(fresh), duplicates, users)
 
     def record(self, personas: Sequence[PersonaRecord]) -> None:
         """Queue re-scored personas for the persona history (written by ``flush_offline``)."""

@@ -80,7 +80,7 @@ class ChampionSwitch:
             except Exception as exc:  # registry unreachable: keep serving
                 return self._failure(f"cannot read the champion aliases: {exc}")
             old = self._state
-            if {t: r for t, r in refs.items()} == {t: m.ref for t, m in old.models.items()}:
+            if refs == {t: m.ref for t, m in old.models.items()}:
                 return "unchanged"
             if refs == self._failed:
                 return "failed"
