@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,30 +17,41 @@ from ingestion.identity import is_pointer, load_graph, resolve
 from ingestion.schema import CANONICAL_SCHEMA
 
 
-def write_batch(events: pd.DataFrame | list[pd.DataFrame], root: Path, batch_id: str) -> list[Path]:
-    """Write events (a frame, or several stacked), one file per day, each atomically (temp file then rename).
+WRITERS = max(1, min(4, os.cpu_count() or 1))
+"""Day files written at once (each Parquet write runs in Arrow's C++ without the GIL)."""
 
-    Each frame goes to Arrow on its own and the tables are stacked there (no pandas concatenation).
-    """
-    frames = [f for f in (events if isinstance(events, list) else [events]) if not f.empty]
+
+def write_batch(events: pd.DataFrame | pa.Table | list[pd.DataFrame] | list[pa.Table], root: Path,
+                batch_id: str, rows: np.ndarray | None = None) -> list[Path]:
+    """Write events (a frame or table, or several stacked), one file per day, each atomically (temp
+    file then rename). Pandas frames go to Arrow one by one and the tables are stacked there.
+    ``rows`` picks the positions of the stacked events to write (all when None)."""
+    parts = [f for f in (events if isinstance(events, list) else [events]) if len(f)]
     written: list[Path] = []
-    if not frames:
+    if not parts:
         return written
-    table = pa.concat_tables([pa.Table.from_pandas(renumber(f), schema=CANONICAL_SCHEMA, preserve_index=False)
-                              for f in frames])
-    days = table["timestamp"].to_numpy().astype("datetime64[D]")
+    table = pa.concat_tables([f.select(list(CANONICAL_SCHEMA.names)).cast(CANONICAL_SCHEMA) if isinstance(f, pa.Table)
+                              else pa.Table.from_pandas(renumber(f), schema=CANONICAL_SCHEMA, preserve_index=False)
+                              for f in parts])
+    rows = np.arange(table.num_rows) if rows is None else rows
+    if not len(rows):
+        return written
+    days = table["timestamp"].take(pa.array(rows)).to_numpy().astype("datetime64[D]")
     order = np.argsort(days, kind="stable")
-    table = table.take(order)  # once: day slices of the sorted table are views
+    table = table.take(pa.array(rows[order]))  # once: day slices of the sorted table are views
     firsts, starts = np.unique(days[order], return_index=True)
     bounds = list(starts) + [len(order)]
-    for i, day in enumerate(firsts):
-        folder = root / f"date={day}"
+    def write(i: int) -> Path:
+        folder = root / f"date={firsts[i]}"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{batch_id}.parquet"
         tmp = folder / f".{batch_id}.{uuid.uuid4().hex}.tmp"
         pq.write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]), tmp)
         os.replace(tmp, target)
-        written.append(target)
+        return target
+
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(firsts))) as pool:  # Parquet encoding frees the GIL
+        written = list(pool.map(write, range(len(firsts))))
     return written
 
 
@@ -111,13 +123,20 @@ class EventIdIndex:
 
     def contains(self, ids: pd.Series) -> np.ndarray:
         """Boolean mask: which of ``ids`` are already stored."""
-        if not len(self._sorted) or not len(ids):
-            return np.zeros(len(ids), dtype=bool)
-        h = id_hashes(ids)
-        pos = np.minimum(np.searchsorted(self._sorted, h), len(self._sorted) - 1)
-        return self._sorted[pos] == h
+        return self.contains_hashes(id_hashes(ids)) if len(ids) else np.zeros(0, dtype=bool)
+
+    def contains_hashes(self, hashes: np.ndarray) -> np.ndarray:
+        """Boolean mask: which ids (given as :func:`id_hashes`) are already stored."""
+        if not len(self._sorted) or not len(hashes):
+            return np.zeros(len(hashes), dtype=bool)
+        pos = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
+        return self._sorted[pos] == hashes
 
     def add(self, ids: pd.Series | np.ndarray) -> None:
         """Record ids of a committed batch."""
-        if len(ids):
-            self._sorted = np.sort(np.concatenate([self._sorted, id_hashes(ids)]), kind="stable")
+        self.add_hashes(id_hashes(ids))
+
+    def add_hashes(self, hashes: np.ndarray) -> None:
+        """Record ids of a committed batch, given as :func:`id_hashes`."""
+        if len(hashes):
+            self._sorted = np.sort(np.concatenate([self._sorted, hashes]), kind="stable")

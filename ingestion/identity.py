@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +24,105 @@ def empty_graph() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in GRAPH_COLUMNS})
 
 
-def links_from(events: pd.DataFrame, batch_id: str = "") -> pd.DataFrame:
-    """Alias → user links carried by events that know both (identify/login events, signed-in rows)."""
+@dataclass(frozen=True)
+class IdentityColumns:
+    """The columns stitching reads, as Arrow arrays (from a pandas frame or an Arrow table)."""
+
+    user: pa.Array
+    anonymous: pa.Array
+    device: pa.Array
+    timestamp: pa.Array
+    event_id: pa.Array
+
+    @classmethod
+    def of(cls, events: pd.DataFrame | pa.Table) -> "IdentityColumns":
+        """The identity columns of ``events`` (a missing alias column counts as all null)."""
+        n = len(events)
+
+        names = events.column_names if isinstance(events, pa.Table) else list(events.columns)
+
+        def get(name: str) -> pa.Array:
+            if name not in names:
+                return pa.nulls(n, pa.string())
+            col = events[name]
+            if isinstance(col, pa.ChunkedArray):
+                return col.combine_chunks()
+            return text_array(col) if name != "timestamp" else pa.array(col, from_pandas=True)
+
+        return cls(get("user_id"), get("anonymous_id"), get("device_id"), get("timestamp"), get("event_id"))
+
+    def alias(self, kind: str) -> pa.Array:
+        """The alias column of ``kind`` (``anonymous`` or ``device``)."""
+        return self.anonymous if kind == "anonymous" else self.device
+
+
+def text_array(values: pd.Series | np.ndarray) -> pa.Array:
+    """Values as an Arrow string array (non-text values as their ``str``)."""
+    try:
+        return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        series = pd.Series(np.asarray(values, dtype=object))
+        return pa.array(series.where(series.isna(), series.astype(str)), type=pa.string(), from_pandas=True)
+
+
+def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow result as numpy (null counts as False)."""
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _valid(values: pa.Array) -> np.ndarray:
+    return _mask(pc.is_valid(values))
+
+
+def _first_rows(rows: np.ndarray, keys: list[pa.Array], timestamp: pa.Array) -> np.ndarray:
+    """Of ``rows``, the earliest row per distinct key (ties: the first in order), ordered by time."""
+    if not len(rows):
+        return rows
+    codes = np.zeros(len(rows), dtype=np.int64)
+    for key in keys:
+        encoded = pc.dictionary_encode(key.take(pa.array(rows)))
+        codes = codes * (len(encoded.dictionary) + 1) + encoded.indices.to_numpy(zero_copy_only=False)
+    times = pc.cast(timestamp.take(pa.array(rows)), pa.int64()).to_numpy(zero_copy_only=False)
+    order = np.lexsort((np.arange(len(rows)), times, codes))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = codes[order][1:] != codes[order][:-1]
+    chosen = order[first]
+    return rows[chosen[np.lexsort((chosen, times[chosen]))]]
+
+
+def _link_frame(cols: IdentityColumns, rows: np.ndarray, kind: str, alias: pa.Array, user: pa.Array,
+                batch_id: str | np.ndarray) -> pd.DataFrame:
+    """Graph rows for the links carried by ``rows``."""
+    take = pa.array(rows)
+    batch = batch_id[rows] if isinstance(batch_id, np.ndarray) else batch_id
+    return pd.DataFrame({"alias": alias.take(take).to_pandas(), "kind": kind, "user_id": user.take(take).to_pandas(),
+                         "linked_at": cols.timestamp.take(take).to_pandas(),
+                         "event_id": cols.event_id.take(take).to_pandas(), "batch_id": batch})
+
+
+def links_of(cols: IdentityColumns, batch_id: str | np.ndarray, among: np.ndarray | None = None) -> pd.DataFrame:
+    """Alias → user links of the rows ``among`` (all rows when None) that carry both."""
+    user_ok = _valid(cols.user) if among is None else among & _valid(cols.user)
     frames = []
-    for kind, field in _ALIAS_FIELDS.items():
-        both = events[field].notna() & events["user_id"].notna()
-        part = events.loc[both, [field, "user_id", "timestamp", "event_id"]]
-        part = part.rename(columns={field: "alias", "timestamp": "linked_at"})
-        part["kind"] = kind
-        frames.append(part)
-    links = pd.concat(frames, ignore_index=True) if frames else empty_graph()
-    # one link per (alias, user): the earliest; distinct users per alias survive (conflicts)
-    links = links.sort_values("linked_at", kind="stable").drop_duplicates(["kind", "alias", "user_id"])
-    links["batch_id"] = batch_id
+    for kind in _ALIAS_FIELDS:
+        alias = cols.alias(kind)
+        rows = np.flatnonzero(user_ok & _valid(alias))
+        # one link per (alias, user): the earliest; distinct users per alias survive (conflicts)
+        frames.append(_link_frame(cols, _first_rows(rows, [alias, cols.user], cols.timestamp), kind, alias,
+                                  cols.user, batch_id))
+    links = pd.concat(frames, ignore_index=True)
+    links = links.sort_values("linked_at", kind="stable")
     return links.loc[:, list(GRAPH_COLUMNS)].reset_index(drop=True)
+
+
+def links_from(events: pd.DataFrame | pa.Table, batch_id: str | np.ndarray = "") -> pd.DataFrame:
+    """Alias → user links carried by events that know both (identify/login events, signed-in rows).
+
+    ``batch_id`` names the batch of every link, or per event row (an array) for a group of batches.
+    """
+    if not len(events):
+        return empty_graph()
+    return links_of(IdentityColumns.of(events), batch_id)
 
 
 POINTER_PREFIXES = ("anon:", "device:")
@@ -44,16 +130,15 @@ POINTER_PREFIXES = ("anon:", "device:")
 
 
 def starts_with(values: pd.Series, prefixes: str | tuple[str, ...]) -> pd.Series:
-    """True where the value, as text, starts with one of ``prefixes`` (False for nulls); through Arrow
-    when the values are strings, else like ``values.astype(str).str.startswith(prefixes)``."""
-    try:
-        arr = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return values.astype(str).str.startswith(prefixes)
+    """True where the value, as text, starts with one of ``prefixes`` (False for nulls)."""
+    return pd.Series(_starts(text_array(values), prefixes), index=values.index)
+
+
+def _starts(arr: pa.Array, prefixes: str | tuple[str, ...]) -> np.ndarray:
     hit = np.zeros(len(arr), dtype=bool)
     for prefix in (prefixes,) if isinstance(prefixes, str) else prefixes:
-        hit |= pc.fill_null(pc.starts_with(arr, prefix), False).to_numpy(zero_copy_only=False)
-    return pd.Series(hit, index=values.index)
+        hit |= _mask(pc.starts_with(arr, prefix))
+    return hit
 
 
 def is_pointer(values: pd.Series) -> pd.Series:
@@ -67,7 +152,7 @@ def merge_links(graph: pd.DataFrame, new_links: pd.DataFrame) -> pd.DataFrame:
     parts = [g for g in (graph, new_links) if not g.empty]
     if not parts:
         return empty_graph()
-    combined = pd.concat(parts, ignore_index=True)
+    combined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
     combined["_pointer"] = is_pointer(combined["user_id"])
     # the earliest link wins; two claims at the same instant are settled by user id, so the result
     # does not depend on the order the batches arrive in
@@ -76,23 +161,30 @@ def merge_links(graph: pd.DataFrame, new_links: pd.DataFrame) -> pd.DataFrame:
     return combined.reset_index(drop=True)
 
 
-def bridges_from(events: pd.DataFrame, batch_id: str = "") -> pd.DataFrame:
+def _bridges(cols: IdentityColumns, batch_id: str | np.ndarray) -> pd.DataFrame:
     """Links from an anonymous id to the device it was seen with, for events with no known user."""
-    both = events["user_id"].isna() & events["anonymous_id"].notna() & events["device_id"].notna()
-    part = events.loc[both, ["anonymous_id", "device_id", "timestamp", "event_id"]]
-    links = pd.DataFrame({"alias": part["anonymous_id"], "kind": "anonymous",
-                          "user_id": "device:" + part["device_id"].astype(str), "linked_at": part["timestamp"],
-                          "event_id": part["event_id"], "batch_id": batch_id})
-    links = links.sort_values("linked_at", kind="stable").drop_duplicates(["kind", "alias"])
-    return links.loc[:, list(GRAPH_COLUMNS)].reset_index(drop=True)
+    rows = np.flatnonzero(~_valid(cols.user) & _valid(cols.anonymous) & _valid(cols.device))
+    rows = _first_rows(rows, [cols.anonymous], cols.timestamp)
+    pointer = pc.binary_join_element_wise("device:", cols.device, "")
+    return _link_frame(cols, rows, "anonymous", cols.anonymous, pointer, batch_id).loc[:, list(GRAPH_COLUMNS)]
 
 
-def conflicts_from(graph: pd.DataFrame, new_links: pd.DataFrame) -> pd.DataFrame:
-    """New links that claim an alias for a different user than ``graph`` (already merged) links it to."""
-    if new_links.empty or graph.empty:
+def bridges_from(events: pd.DataFrame | pa.Table, batch_id: str | np.ndarray = "") -> pd.DataFrame:
+    """Links from an anonymous id to the device it was seen with, for events with no known user."""
+    return _bridges(IdentityColumns.of(events), batch_id) if len(events) else empty_graph()
+
+
+def conflicts_from(graph: pd.DataFrame, new_links: pd.DataFrame, previous: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Claims on an alias for a different user than ``graph`` (already merged) links it to: new links
+    that lost, and links of the ``previous`` graph that an earlier claim arriving later displaced
+    (a bridge replaced by a direct link is not a conflict)."""
+    claims = new_links
+    if previous is not None and not previous.empty:
+        claims = pd.concat([new_links, previous.loc[~is_pointer(previous["user_id"])]], ignore_index=True)
+    if claims.empty or graph.empty:
         return empty_conflicts()
     winner = graph.loc[:, ["kind", "alias", "user_id"]].rename(columns={"user_id": "linked"})
-    claims = new_links.merge(winner, on=["kind", "alias"], how="inner")
+    claims = claims.merge(winner, on=["kind", "alias"], how="inner")
     claims = claims.loc[claims["user_id"] != claims["linked"]]
     claims = claims.sort_values("linked_at", kind="stable").drop_duplicates(["kind", "alias", "user_id"])
     out = claims.rename(columns={"user_id": "claimed_by", "linked": "user_id", "linked_at": "claimed_at"})
@@ -113,60 +205,85 @@ def merge_conflicts(known: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return both.drop_duplicates(["kind", "alias", "claimed_by", "event_id"]).reset_index(drop=True)
 
 
+class _Lookups:
+    """The graph as Arrow lookups: alias → linked id, per alias kind."""
+
+    def __init__(self, graph: pd.DataFrame) -> None:
+        self._by_kind = {}
+        for kind in _ALIAS_FIELDS:
+            part = graph.loc[graph["kind"] == kind]
+            self._by_kind[kind] = (text_array(part["alias"]), text_array(part["user_id"]))
+
+    def find(self, kind: str, keys: pa.Array) -> pa.Array:
+        """The id each key is linked to (null when the key is not in the graph)."""
+        aliases, users = self._by_kind[kind]
+        if not len(aliases):
+            return pa.nulls(len(keys), pa.string())
+        return users.take(pc.index_in(keys, value_set=aliases))
+
+
+def resolve_users(cols: IdentityColumns, graph: pd.DataFrame) -> pa.Array:
+    """Each event's user: its own id, else its aliases' through the graph (bridges followed); unlinked
+    visitors keep a prefixed alias (``anon:…`` or ``device:…``) as their id."""
+    lookups = _Lookups(graph)
+    user = pc.coalesce(cols.user, lookups.find("anonymous", cols.anonymous), lookups.find("device", cols.device))
+    for _ in range(3):  # follow bridges: visitor → device → user
+        via = np.flatnonzero(_starts(user, "device:"))
+        if not len(via):
+            break
+        current = user.take(pa.array(via))
+        target = lookups.find("device", pc.utf8_slice_codeunits(current, len("device:")))
+        moved = _mask(pc.and_(pc.is_valid(target), pc.not_equal(target, current)))
+        if not moved.any():
+            break
+        values = np.asarray(user.to_numpy(zero_copy_only=False), dtype=object)
+        values[via[moved]] = np.asarray(target.to_numpy(zero_copy_only=False), dtype=object)[moved]
+        user = pa.array(values, type=pa.string(), from_pandas=True)
+    visitor = pc.binary_join_element_wise("anon:", cols.anonymous, "")
+    device = pc.binary_join_element_wise("device:", cols.device, "")
+    return pc.coalesce(user, visitor, device)
+
+
 def resolve(events: pd.DataFrame, graph: pd.DataFrame) -> pd.DataFrame:
     """Fill ``user_id`` from the graph; unlinked visitors keep a prefixed alias as their id."""
     out = events.copy(deep=False)
-    user = out["user_id"].astype(object)
-    lookups = {kind: graph.loc[graph["kind"] == kind].set_index("alias")["user_id"] for kind in _ALIAS_FIELDS}
-    for kind, field in _ALIAS_FIELDS.items():
-        user = user.where(user.notna(), out[field].map(lookups[kind]))
-    for _ in range(3):  # follow bridges: visitor → device → user
-        via = starts_with(user, "device:").to_numpy()
-        if not via.any():
-            break
-        current = pd.Series(user.to_numpy(dtype=object)[via])
-        target = current.astype(str).str.slice(len("device:")).map(lookups["device"])
-        moved = (target.notna() & (target != current)).to_numpy()
-        if not moved.any():
-            break
-        values = user.to_numpy(dtype=object).copy()
-        values[np.flatnonzero(via)[moved]] = target.to_numpy(dtype=object)[moved]
-        user = pd.Series(values, index=user.index)
-    for prefix, field in (("anon:", "anonymous_id"), ("device:", "device_id")):
-        missing = user.isna().to_numpy()
-        if missing.any():  # only the rows still without a user get the prefixed alias
-            alias = out[field][missing].astype(object)
-            values = user.to_numpy(dtype=object).copy()
-            values[missing] = (prefix + alias.where(alias.notna(), "")).to_numpy(dtype=object)
-            user = pd.Series(values, index=user.index)
-        user = user.where(user != prefix, None)
-    out["user_id"] = user
+    out["user_id"] = pd.Series(resolve_users(IdentityColumns.of(events), graph).to_pandas(), index=events.index,
+                               dtype=object)
     return out
 
 
-def stitch(events: pd.DataFrame, graph: pd.DataFrame, batch_id: str = "", rounds: int = 3,
-           links: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Grow ``graph`` with the batch's links and resolve its events; returns (events, graph).
+def stitch_users(cols: IdentityColumns, graph: pd.DataFrame, batch_id: str | np.ndarray = "", rounds: int = 3,
+                 links: pd.DataFrame | None = None) -> tuple[pa.Array, pd.DataFrame]:
+    """Grow ``graph`` with the events' links and resolve their users; returns (users, graph).
 
     Links are followed transitively: an event carrying an anonymous id and a device id already
     linked to a user links the anonymous id too (repeated up to ``rounds`` times, vectorised).
-    ``links`` are the batch's own links when the caller already has them.
+    ``batch_id`` is one name or one per row; ``links`` are the events' own links when known.
     """
-    graph = merge_links(graph, links_from(events, batch_id) if links is None else links)
-    graph = merge_links(graph, bridges_from(events, batch_id))
-    resolved = resolve(events, graph)
-    bridges = events["user_id"].isna() & events["anonymous_id"].notna() & events["device_id"].notna()
+    graph = merge_links(graph, links_of(cols, batch_id) if links is None else links)
+    graph = merge_links(graph, _bridges(cols, batch_id))
+    users = resolve_users(cols, graph)
+    bridges = ~_valid(cols.user) & _valid(cols.anonymous) & _valid(cols.device)
     for _ in range(rounds if bridges.any() else 0):  # only events carrying two aliases link one to the other
-        part = resolved.loc[bridges]
-        known = part["user_id"].notna() & ~starts_with(part["user_id"], ("anon:", "device:"))
-        inferred = links_from(part.loc[known], batch_id)
+        known = bridges & _valid(users) & ~_starts(users, POINTER_PREFIXES)
+        inferred = links_of(IdentityColumns(users, cols.anonymous, cols.device, cols.timestamp, cols.event_id),
+                          batch_id, among=known)
         fresh = inferred.merge(graph[["kind", "alias"]], on=["kind", "alias"], how="left", indicator=True)
         fresh = fresh.loc[fresh["_merge"] == "left_only", list(GRAPH_COLUMNS)]
         if fresh.empty:
             break
         graph = merge_links(graph, fresh)
-        resolved = resolve(events, graph)
-    return resolved, graph
+        users = resolve_users(cols, graph)
+    return users, graph
+
+
+def stitch(events: pd.DataFrame, graph: pd.DataFrame, batch_id: str = "", rounds: int = 3,
+           links: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Grow ``graph`` with the batch's links and resolve its events; returns (events, graph)."""
+    users, graph = stitch_users(IdentityColumns.of(events), graph, batch_id, rounds, links)
+    out = events.copy(deep=False)
+    out["user_id"] = pd.Series(users.to_pandas(), index=events.index, dtype=object)
+    return out, graph
 
 
 def load_graph(path: Path) -> pd.DataFrame:

@@ -3,9 +3,13 @@ clean store. Each file is one batch with its own ledger record and accounting.
 
 Files are processed in commit groups (``validation.group_rows`` rows): each GX suite runs once per
 group on a vectorised table (the group's canonical rows, one profile row per batch, one per raw
-file) rather than once per file, and the group's clean events are written as one file per day. A
-group commits when its ledger line (the records of all its batches) is appended; anything a crash
-leaves behind before that is removed on the next run and the files are processed again.
+file) rather than once per file, identities are stitched once over the whole group, and the group's
+clean events are written as one file per day. A group commits when its ledger line (the records of
+all its batches) is appended; anything a crash leaves behind before that is removed on the next run
+and the files are processed again.
+
+Rows travel as Arrow tables from the reader to the Parquet writer; only what pandas must see (the
+narrow frame Great Expectations checks, the rows that go to the quarantine) is converted.
 
 One :class:`IngestRun` holds what every group of a run shares (the event-id index, the identity
 graph, one Great Expectations session) so nothing is re-read or re-built per group.
@@ -21,19 +25,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from ingestion.canonical import MissingColumns, canonicalise
-from ingestion.frames import renumber, renumber_series, stack
+from ingestion.canonical import MissingColumns, canonicalise_table
+from ingestion.frames import renumber_series
 from ingestion.event_store import EventIdIndex, id_hashes, remove_uncommitted, write_batch
 from ingestion.identity import (
+    IdentityColumns,
     conflicts_from,
     conflicts_path,
-    links_from,
+    links_of,
     load_conflicts,
     load_graph,
     merge_conflicts,
     save_table,
-    stitch,
+    stitch_users,
 )
 from ingestion.ledger import BatchRecord, append_torn_safe, file_digest, read_ledger
 from ingestion.outliers import outlier_reasons
@@ -47,7 +54,9 @@ if TYPE_CHECKING:
     from validation.gate import GateSession, _Failure
 
 GATE_COLUMNS = ("event_id", "user_id", "event_type", "channel", "timestamp", "amount", "currency", "quantity")
-"""Columns the row gate reads (only these are concatenated across the batches of a group)."""
+"""Columns the row gate reads (only these become pandas, for Great Expectations)."""
+CATEGORIES = ("user_id", "event_type", "channel", "currency")
+"""Gate columns handed to pandas as categoricals (few distinct values; no Python string per row)."""
 
 
 @dataclass
@@ -119,11 +128,14 @@ class Staged:
     quarantined: list[pd.DataFrame] = field(default_factory=list)
     status: str = "accepted"
     message: str = ""
-    events: pd.DataFrame | None = None
+    events: pa.Table | None = None
     """Canonical, stitched events (positions 0..n-1) while the batch is still in the gate."""
     duplicates: int = 0
     outliers: int = 0
-    accepted: pd.DataFrame = field(default_factory=pd.DataFrame)
+    accepted_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """Positions in ``events`` of the rows that go to the clean store."""
+    accepted_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    """64-bit hashes of the accepted event ids (for the run's event-id index)."""
     outlier_records: pd.DataFrame | None = None
     """Rows the outlier rule moved to quarantine (``outliers.action: quarantine``)."""
 
@@ -181,7 +193,7 @@ class IngestRun:
         batch_id = batch_id or f"{item.channel}-{item.digest[:16]}"
         source = self.source_name(item.path)
         raw = read_channel_file(item.path, item.cfg)
-        staged = Staged(item, batch_id, source, released_from, raw, rows_read=len(raw.rows) + len(raw.rejects))
+        staged = Staged(item, batch_id, source, released_from, raw, rows_read=raw.table.num_rows + len(raw.rejects))
         if raw.rejects:
             staged.quarantined.append(_read_rejects(raw, source, batch_id))
         if raw.error is not None:
@@ -201,9 +213,7 @@ class IngestRun:
         for staged in group:
             self._canonicalise(staged)
         t = self._lap("canonicalise", t)
-        for staged in group:
-            if staged.events is not None:
-                self._stitch(staged)
+        self._stitch([s for s in group if s.events is not None])
         self._lap("stitch+dedupe", t)
         self._gate_events([s for s in group if s.events is not None], name)
         return self._commit(group, name)
@@ -214,8 +224,8 @@ class IngestRun:
         from validation.raw_suite import raw_profile
 
         t = time.perf_counter()
-        todo = [s for s in group if s.status == "accepted" and not s.raw.rows.empty]
-        verdicts = self.gate.check_profiles(RAW_SUITE, [raw_profile(s.raw.rows, s.item.cfg) for s in todo],
+        todo = [s for s in group if s.status == "accepted" and s.raw.table.num_rows]
+        verdicts = self.gate.check_profiles(RAW_SUITE, [raw_profile(s.raw.table, s.item.cfg) for s in todo],
                                             run_name=name)
         for staged, failures in zip(todo, verdicts):
             if failures:
@@ -230,11 +240,11 @@ class IngestRun:
 
     def _canonicalise(self, staged: Staged) -> None:
         """Map the raw rows onto canonical events (unmappable rows are quarantined)."""
-        if staged.status != "accepted" or staged.raw.rows.empty:
+        if staged.status != "accepted" or not staged.raw.table.num_rows:
             return
         item = staged.item
         try:
-            mapped = canonicalise(staged.raw.rows, item.channel, item.cfg, self.settings, staged.source)
+            mapped = canonicalise_table(staged.raw.table, item.channel, item.cfg, self.settings, staged.source)
         except MissingColumns as e:
             self._quarantine_raw(staged, "required_columns", str(e))
             return
@@ -242,15 +252,26 @@ class IngestRun:
             staged.quarantined.append(_mapping_rejects(mapped.rejects, staged.source, staged.batch_id))
         staged.events = mapped.events
 
-    def _stitch(self, staged: Staged) -> None:
-        """Re-key aliases through the graph grown by this batch (kept in memory until the group commits)."""
-        assert staged.events is not None
-        links = links_from(staged.events, staged.batch_id)
-        staged.events, graph = stitch(staged.events, self.graph, staged.batch_id, links=links)
-        new = conflicts_from(graph, links)
+    def _stitch(self, group: list[Staged]) -> None:
+        """Re-key aliases through the graph grown by the whole group's links (kept in memory until the
+        group commits): a visitor's events are stored under the user even when the login came in a
+        later file of the same group."""
+        if not group:
+            return
+        sizes = [len(s.events) for s in group]  # type: ignore[arg-type]
+        batch = np.repeat(np.asarray([s.batch_id for s in group], dtype=object), sizes)
+        cols = IdentityColumns.of(pa.concat_tables([s.events for s in group]))  # type: ignore[misc]
+        links = links_of(cols, batch)
+        users, graph = stitch_users(cols, self.graph, batch, links=links)
+        new = conflicts_from(graph, links, previous=self.graph)
         if not new.empty:
             self.conflicts = merge_conflicts(self.conflicts, new)
         self.graph = graph
+        at = group[0].events.schema.get_field_index("user_id")  # type: ignore[union-attr]
+        for staged, start in zip(group, np.cumsum([0] + sizes[:-1])):
+            events = staged.events
+            assert events is not None
+            staged.events = events.set_column(at, "user_id", users.slice(int(start), len(events)))
 
     def _gate_events(self, group: list[Staged], name: str) -> None:
         """Row gate on the group's rows, then dedupe and outliers per batch, then the batch gate.
@@ -265,13 +286,16 @@ class IngestRun:
             return
         t = time.perf_counter()
         bounds = np.cumsum([0] + [len(s.events) for s in group])  # type: ignore[arg-type]
-        rows = stack([s.events for s in group], GATE_COLUMNS)  # type: ignore[misc]
+        table = pa.concat_tables([s.events for s in group])  # type: ignore[misc]
+        ids = table["event_id"].to_numpy()
+        hashes = id_hashes(ids)
+        stored = self.index.contains_hashes(hashes)
+        t = self._lap("stitch+dedupe", t)
+        rows = gate_frame(table, ids)
         failures, _ = self.gate.check_rows(rows, run_name=name)
         reasons = row_reasons(rows, failures)
         t = self._lap("gate", t)
         bad = (reasons[2] != "").to_numpy()
-        hashes = id_hashes(rows["event_id"])
-        stored = self.index.contains(rows["event_id"])
         owner = np.repeat(np.arange(len(group)), np.diff(bounds))
         excluded: set[int] = set()
         while True:
@@ -279,7 +303,7 @@ class IngestRun:
             profiles, kept = [], []
             for i, staged in enumerate(group):
                 part = slice(bounds[i], bounds[i + 1])
-                profile, final = self._batch_rows(staged, bad[part], keep[part])
+                profile, final = self._batch_rows(staged, bad[part], keep[part], hashes[part])
                 profiles.append(profile)
                 kept.append(final)
             t = self._lap("stitch+dedupe", t)
@@ -291,45 +315,55 @@ class IngestRun:
             excluded.add(failed[0])  # earlier batches are final; later ones are deduplicated again
         for i, staged in enumerate(group):
             part = slice(bounds[i], bounds[i + 1])
-            self._split(staged, kept[i], tuple(renumber_series(r.iloc[part]) for r in reasons), verdicts[i])
+            self._split(staged, kept[i], bad[part], tuple(r.iloc[part] for r in reasons), verdicts[i])
+            staged.accepted_hashes = hashes[part][kept[i] & ~bad[part]] if not verdicts[i] else hashes[:0]
         self._lap("gate", t)
 
-    def _batch_rows(self, staged: Staged, bad: np.ndarray, keep: np.ndarray) -> tuple[dict, np.ndarray]:
-        """Apply dedupe and the outlier rule to one batch; its profile and the rows that reach the gate."""
+    def _batch_rows(self, staged: Staged, bad: np.ndarray, keep: np.ndarray,
+                    hashes: np.ndarray) -> tuple[dict, np.ndarray]:
+        """Apply the outlier rule to one batch's new rows (``keep``); its profile and the rows that were
+        not dropped as duplicates or outliers (``bad`` rows included, they go on to the quarantine)."""
         from validation.profiles import batch_profile
 
         events = staged.events
         assert events is not None
         staged.duplicates = int((~bad & ~keep).sum())
-        unique = np.flatnonzero(keep)
-        reasons = outlier_reasons(events.loc[:, ["event_type", "amount"]].iloc[unique], self.settings.outliers)
+        amount = pc.fill_null(events["amount"], np.nan).to_numpy()
+        priced = np.flatnonzero(keep & ~np.isnan(amount))  # the rule only looks at amounts
+        kinds = events["event_type"].take(pa.array(priced)).to_numpy(zero_copy_only=False)
+        reasons = outlier_reasons(pd.DataFrame({"event_type": kinds, "amount": amount[priced]}),
+                                  self.settings.outliers)
         flags = (reasons != "").to_numpy()
         staged.outliers = int(flags.sum())
         quarantine = self.settings.outliers.action == "quarantine" and flags.any()
-        out_rows = unique[flags] if quarantine else np.empty(0, dtype=np.int64)
+        out_rows = priced[flags] if quarantine else np.empty(0, dtype=np.int64)
         final = keep.copy()
         final[out_rows] = False
-        staged.events = events.assign(is_outlier=_scatter(len(events), unique, flags))
-        staged.outlier_records = (quarantine_frame(staged.events.iloc[out_rows], batch_id=staged.batch_id,
-                                                   check="outlier_rule", column="amount", reason=reasons[flags])
+        flagged = np.zeros(len(events), dtype=bool)
+        flagged[priced[flags]] = True
+        staged.events = events.set_column(events.schema.get_field_index("is_outlier"), "is_outlier",
+                                          pa.array(flagged))
+        staged.outlier_records = (quarantine_frame(_rows(staged.events, out_rows), batch_id=staged.batch_id,
+                                                   check="outlier_rule", column="amount",
+                                                   reason=renumber_series(reasons[flags]))
                                   if quarantine else None)
-        profile = batch_profile(staged.events.iloc[np.flatnonzero(final)])
+        profile = batch_profile(staged.events, final, id_hashes=hashes)
         profile["rows"] = int(final.sum() + bad.sum())  # rows that reach the gate, as a per-file gate saw them
         return profile, final | bad
 
-    def _split(self, staged: Staged, reach: np.ndarray, reasons: tuple[pd.Series, ...],
+    def _split(self, staged: Staged, reach: np.ndarray, bad: np.ndarray, reasons: tuple[pd.Series, ...],
                batch: "list[_Failure]") -> None:
-        """Accepted rows and quarantine records of one batch (the whole batch when it failed)."""
+        """Accepted rows and quarantine records of one batch (every row that reached the gate when the
+        batch failed); only the quarantined rows become pandas."""
         from validation.gate import assemble
 
         events = staged.events
         assert events is not None
-        rows = np.flatnonzero(reach)
-        gated = renumber(events.iloc[rows])
-        picked = tuple(renumber_series(r.iloc[rows]) for r in reasons)
-        accepted, records, failed = assemble(gated, picked, batch, staged.batch_id)  # type: ignore[arg-type]
+        held = np.flatnonzero(reach if batch else bad)
+        picked = tuple(renumber_series(r.iloc[held]) for r in reasons)
+        _, records, failed = assemble(_rows(events, held), picked, batch, staged.batch_id)  # type: ignore[arg-type]
         staged.quarantined += [r for r in (staged.outlier_records, records) if r is not None and not r.empty]
-        staged.accepted = accepted
+        staged.accepted_rows = np.flatnonzero(reach & ~bad) if not failed else np.empty(0, dtype=np.int64)
         if failed:
             staged.fail(f"{staged.source}: " + "; ".join(dict.fromkeys(f.describe() for f in batch)))
 
@@ -344,15 +378,17 @@ class IngestRun:
             status = "partially_quarantined" if s.status == "accepted" and len(held) else s.status
             records.append(BatchRecord(
                 batch_id=s.batch_id, channel=s.item.channel, file=s.source, sha256=s.item.digest,
-                rows_read=s.rows_read, accepted=len(s.accepted), quarantined=len(held), duplicates=s.duplicates,
+                rows_read=s.rows_read, accepted=len(s.accepted_rows), quarantined=len(held), duplicates=s.duplicates,
                 status=status, message=s.message, processed_at=now, outliers=s.outliers,
                 released_from=s.released_from, group=name if len(group) > 1 else ""))
-        accepted = [s.accepted for s in group if len(s.accepted)]
-        write_batch(accepted, self.paths.events, name)
+        accepted = [s for s in group if len(s.accepted_rows)]
+        if accepted:
+            offsets = np.cumsum([0] + [len(s.events) for s in accepted[:-1]])  # type: ignore[arg-type]
+            write_batch(pa.concat_tables([s.events for s in accepted]), self.paths.events, name,  # type: ignore[misc]
+                        rows=np.concatenate([s.accepted_rows + o for s, o in zip(accepted, offsets)]))
         self._save_identity()
         append_torn_safe(self.paths.ledger, records if len(records) > 1 else records[0])  # the commit point
-        if accepted:
-            self.index.add(np.concatenate([a["event_id"].to_numpy(dtype=object) for a in accepted]))
+        self.index.add_hashes(np.concatenate([s.accepted_hashes for s in group]))
         self._lap("write", t)
         return records
 
@@ -377,7 +413,22 @@ class IngestRun:
 
 def _claimed(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray) -> np.ndarray:
     """Rows whose event id an earlier row already claimed: an earlier claiming row (``claims``) of any
-    batch, or an earlier row of the same batch."""
+    batch, or an earlier row of the same batch. Only ids that occur more than once are looked at."""
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    same = ordered[1:] == ordered[:-1]
+    shared = np.zeros(len(hashes), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    rows = np.sort(order[shared])  # rows whose id occurs more than once, in their order
+    out = np.zeros(len(hashes), dtype=bool)
+    if len(rows):
+        out[rows] = _claimed_among(hashes[rows], owner[rows], claims[rows])
+    return out
+
+
+def _claimed_among(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray) -> np.ndarray:
+    """:func:`_claimed` on rows in their order (pandas hash tables; few rows)."""
     frame = pd.DataFrame({"h": hashes, "owner": owner})
     if claims.all():
         return frame["h"].duplicated(keep="first").to_numpy()
@@ -388,11 +439,23 @@ def _claimed(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray) -> np.nd
     return earlier | frame.duplicated(["h", "owner"], keep="first").to_numpy()
 
 
-def _scatter(n: int, positions: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """A boolean array of length ``n``: ``values`` at ``positions``, False elsewhere."""
-    out = np.zeros(n, dtype=bool)
-    out[positions] = values
-    return out
+def _rows(events: pa.Table, positions: np.ndarray) -> pd.DataFrame:
+    """Some rows of ``events`` as pandas (positions 0..k-1): only rows that go to the quarantine."""
+    return events.take(pa.array(positions, type=pa.int64())).to_pandas()
+
+
+def gate_frame(events: pa.Table, event_ids: np.ndarray) -> pd.DataFrame:
+    """The columns the row gate checks, as pandas: ``event_ids`` as given (already Python strings for
+    hashing), low-cardinality text as categoricals, numbers and times as numpy."""
+    columns: dict[str, Any] = {}
+    for name in GATE_COLUMNS:
+        if name == "event_id":
+            columns[name] = event_ids
+        elif name in CATEGORIES:
+            columns[name] = pc.dictionary_encode(events[name]).to_pandas()
+        else:
+            columns[name] = events[name].to_pandas()
+    return pd.DataFrame(columns)
 
 
 def ingest(settings: Settings, progress: Any | None = None, *, with_docs: bool = True,

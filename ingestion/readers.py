@@ -11,17 +11,20 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from persona.config import ChannelConfig
 
 _RUNS_OF_BLANKS = re.compile(rb"[ \t]+")
 _EDGE_BLANKS = re.compile(rb"^[ \t]+|[ \t]+$", re.MULTILINE)
+
+JSON_BLOCK = 1 << 22
+"""Bytes per JSON parse block: blocks are parsed on Arrow's threads, so a file spans several."""
 
 Reject = tuple[int, str, str]
 """(line number, reason, original text) of a row that could not be read."""
@@ -29,14 +32,19 @@ Reject = tuple[int, str, str]
 
 @dataclass
 class RawBatch:
-    """A file's rows as read: ``rows`` has one column per source column plus ``source_row``."""
+    """A file's rows as read: ``table`` has one text column per source column plus ``source_row``."""
 
     path: Path
-    rows: pd.DataFrame
+    table: pa.Table = field(default_factory=lambda: pa.table({}))
     rejects: list[Reject] = field(default_factory=list)
     """(line number, reason, original text) for rows that could not be read."""
     error: str | None = None
     """A whole-file problem (unreadable, empty); set when nothing could be read."""
+
+    @cached_property
+    def rows(self) -> pd.DataFrame:
+        """The rows as a pandas frame of Python strings (None for nulls) and ``source_row``."""
+        return self.table.to_pandas() if self.table.num_columns else pd.DataFrame()
 
 
 def _load_bytes(path: Path) -> bytes:
@@ -94,7 +102,7 @@ class _Lines:
         return out if out.endswith(b"\n") or not out else out + b"\n"
 
 
-def _read_csv(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig) -> tuple[pd.DataFrame, list[Reject]]:
+def _read_csv(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig) -> tuple[pa.Table, list[Reject]]:
     """Parse the non-blank lines in one go; rows with the wrong field count become rejects."""
     import pyarrow.csv as pcsv
 
@@ -121,26 +129,27 @@ def _read_csv(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig) -> tuple[p
         convert_options=pcsv.ConvertOptions(column_types={name: pa.string() for name in header},
                                             strings_can_be_null=True),
     )
-    frame = _strings(table)
     line_no = numbers[1:]  # pyarrow numbers lines from 1 and the header is line 1
     bad_positions = np.asarray([n - 2 for n, _, _ in bad], dtype=np.int64)
     good = np.delete(np.arange(len(line_no)), bad_positions)
-    frame["source_row"] = line_no[good] if len(good) == len(frame) else np.arange(2, len(frame) + 2)
+    rows = line_no[good] if len(good) == table.num_rows else np.arange(2, table.num_rows + 2)
     rejects = [(int(line_no[n - 2]), reason, text) for n, reason, text in bad]
-    return frame, rejects
+    return _strings(table, rows), rejects
 
 
-def _strings(table: pa.Table) -> pd.DataFrame:
-    """Every column as Python strings or None; nested values become JSON text."""
-    out = {}
+def _strings(table: pa.Table, source_rows: np.ndarray) -> pa.Table:
+    """Every column as Arrow text (nested values become JSON text), plus ``source_row``."""
+    names, columns = [], []
     for name, col in zip(table.column_names, table.columns):
         if pa.types.is_nested(col.type):  # rare: objects/lists inside a field
-            out[name] = pd.Series([None if v is None else json.dumps(v) for v in col.to_pylist()], dtype=object)
-        elif pa.types.is_null(col.type):
-            out[name] = pd.Series([None] * len(col), dtype=object)
-        else:
-            out[name] = col.cast(pa.string()).to_pandas().astype(object)
-    return pd.DataFrame(out)
+            col = pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()], type=pa.string())
+        elif not pa.types.is_string(col.type):
+            col = col.cast(pa.string())
+        names.append(name)
+        columns.append(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+    names.append("source_row")
+    columns.append(pa.array(np.asarray(source_rows, dtype=np.int64)))
+    return pa.Table.from_arrays(columns, names=names)
 
 
 def _line_reject(line: bytes, number: int) -> Reject | None:
@@ -153,7 +162,7 @@ def _line_reject(line: bytes, number: int) -> Reject | None:
     return None if isinstance(obj, dict) else (number, "JSON line is not an object", text)
 
 
-def _jsonl_per_line(lines: list[bytes], numbers: np.ndarray) -> tuple[pd.DataFrame, list[Reject]]:
+def _jsonl_per_line(lines: list[bytes], numbers: np.ndarray) -> tuple[pa.Table, list[Reject]]:
     """The slow path (a file whose bulk parse failed): one ``json.loads`` per line."""
     records, rows, rejects = [], [], []
     for line, number in zip(lines, numbers):
@@ -165,13 +174,12 @@ def _jsonl_per_line(lines: list[bytes], numbers: np.ndarray) -> tuple[pd.DataFra
         records.append({k: v if v is None or isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list))
                         else str(v) for k, v in obj.items()})
         rows.append(int(number))
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    frame = frame.astype(object).where(frame.notna(), None)
-    frame["source_row"] = np.asarray(rows, dtype=np.int64)
-    return frame, rejects
+    names = list(dict.fromkeys(k for r in records for k in r))
+    table = pa.table({k: pa.array([r.get(k) for r in records], type=pa.string()) for k in names})
+    return _strings(table, np.asarray(rows, dtype=np.int64)), rejects
 
 
-def _read_jsonl(lines: _Lines, numbers: np.ndarray) -> tuple[pd.DataFrame, list[Reject]]:
+def _read_jsonl(lines: _Lines, numbers: np.ndarray) -> tuple[pa.Table, list[Reject]]:
     """Pre-screen lines (``{...}``, vectorised), bulk-parse the good ones with pyarrow, explain the others."""
     import pyarrow.json as pj
 
@@ -186,17 +194,15 @@ def _read_jsonl(lines: _Lines, numbers: np.ndarray) -> tuple[pd.DataFrame, list[
             good[i] = True  # an object with blanks around it
     good_numbers = numbers[good]
     if not good.any():
-        return pd.DataFrame({"source_row": np.zeros(0, dtype=np.int64)}), rejects
+        return pa.table({"source_row": pa.array([], type=pa.int64())}), rejects
     try:
-        table = pj.read_json(io.BytesIO(lines.select(good)), read_options=pj.ReadOptions(block_size=1 << 26))
+        table = pj.read_json(io.BytesIO(lines.select(good)), read_options=pj.ReadOptions(block_size=JSON_BLOCK))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         table = None
     if table is None or table.num_rows != len(good_numbers):  # mixed types, bad JSON inside braces, ...
         frame, more = _jsonl_per_line([lines.line(int(i)) for i in np.flatnonzero(good)], good_numbers)
         return frame, sorted(rejects + more)
-    frame = _strings(table)
-    frame["source_row"] = good_numbers
-    return frame, rejects
+    return _strings(table, good_numbers), rejects
 
 
 def _utf8_lines(data: bytes) -> tuple[_Lines, np.ndarray, list[Reject]]:
@@ -231,22 +237,21 @@ def read_channel_file(path: Path, cfg: ChannelConfig) -> RawBatch:
         if cfg.format == "parquet":
             import pyarrow.parquet as pq
 
-            frame = _strings(pq.read_table(path))
-            frame["source_row"] = np.arange(1, len(frame) + 1, dtype=np.int64)
-            if frame.empty:
-                return RawBatch(path, pd.DataFrame(), error=f"{path}: file is empty")
-            return RawBatch(path, frame)
+            table = pq.read_table(path)
+            if table.num_rows == 0:
+                return RawBatch(path, error=f"{path}: file is empty")
+            return RawBatch(path, _strings(table, np.arange(1, table.num_rows + 1, dtype=np.int64)))
         data = _load_bytes(path)
     except (OSError, ValueError, EOFError, gzip.BadGzipFile, pa.ArrowException) as e:
-        return RawBatch(path, pd.DataFrame(), error=f"{path}: cannot read file: {e}")
+        return RawBatch(path, error=f"{path}: cannot read file: {e}")
     if not data.strip():
-        return RawBatch(path, pd.DataFrame(), error=f"{path}: file is empty")
+        return RawBatch(path, error=f"{path}: file is empty")
     lines, numbers, rejects = _utf8_lines(data)
     try:
         if cfg.format == "csv":
-            frame, more = _read_csv(lines, numbers, cfg)
+            table, more = _read_csv(lines, numbers, cfg)
         else:
-            frame, more = _read_jsonl(lines, numbers)
+            table, more = _read_jsonl(lines, numbers)
     except (ValueError, UnicodeDecodeError, pa.ArrowException) as e:
-        return RawBatch(path, pd.DataFrame(), rejects=rejects, error=f"{path}: cannot parse {cfg.format}: {e}")
-    return RawBatch(path, frame, rejects=sorted(rejects + more))
+        return RawBatch(path, rejects=rejects, error=f"{path}: cannot parse {cfg.format}: {e}")
+    return RawBatch(path, table, rejects=sorted(rejects + more))

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingestion.schema import CANONICAL_COLUMNS
 
@@ -66,19 +68,54 @@ BATCH_CHECKS: tuple[ProfileCheck, ...] = (
 """The canonical batch-level checks (a batch without valid purchases has no median: the check is skipped)."""
 
 
-def batch_profile(events: pd.DataFrame) -> dict[str, Any]:
-    """The statistics :data:`BATCH_CHECKS` validate, for one batch of canonical events."""
+def batch_profile(events: pd.DataFrame | pa.Table, rows: np.ndarray | None = None,
+                  id_hashes: np.ndarray | None = None) -> dict[str, Any]:
+    """The statistics :data:`BATCH_CHECKS` validate, for one batch of canonical events (pandas, or
+    Arrow with an optional boolean mask ``rows`` of the rows that make up the batch). ``id_hashes``
+    (64-bit hashes of every row's event id) lets duplicates be counted without hashing the text again."""
+    if isinstance(events, pa.Table):
+        return _arrow_profile(events, rows, id_hashes)
     present = set(events.columns)
-    missing = [c for c in CANONICAL_COLUMNS if c not in present]
-    extra = [c for c in events.columns if c not in CANONICAL_COLUMNS]
     duplicates = int(events["event_id"].duplicated().sum()) if "event_id" in present else 0
     median = np.nan
     if {"event_type", "amount"} <= present and len(events):
         amount = pd.to_numeric(events["amount"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        valid = (events["event_type"].to_numpy(dtype=object) == "purchase") & (amount >= 0.0) & (amount <= MAX_AMOUNT)
-        if valid.any():
-            median = float(np.median(amount[valid]))
-    return {"rows": len(events), "missing_columns": len(missing), "unexpected_columns": len(extra),
+        median = _purchase_median(events["event_type"].to_numpy(dtype=object) == "purchase", amount)
+    return _profile(len(events), list(events.columns), duplicates, median)
+
+
+def _arrow_profile(events: pa.Table, rows: np.ndarray | None, id_hashes: np.ndarray | None) -> dict[str, Any]:
+    """:func:`batch_profile` of an Arrow table: only the checked columns are filtered by ``rows``."""
+    names = events.column_names
+    mask = pa.array(rows) if rows is not None else None
+
+    def column(name: str) -> pa.ChunkedArray:
+        return events[name].filter(mask) if mask is not None else events[name]
+
+    n = int(rows.sum()) if rows is not None else events.num_rows
+    duplicates = 0
+    if id_hashes is not None:
+        duplicates = int(pd.Series(id_hashes if rows is None else id_hashes[rows]).duplicated().sum())
+    elif "event_id" in names:
+        ids = column("event_id")
+        duplicates = len(ids) - ids.null_count - pc.count_distinct(ids).as_py() + max(ids.null_count - 1, 0)
+    median = np.nan
+    if {"event_type", "amount"} <= set(names) and n:
+        kinds = np.asarray(pc.fill_null(pc.equal(column("event_type"), "purchase"), False), dtype=bool)
+        median = _purchase_median(kinds, pc.fill_null(pc.cast(column("amount"), pa.float64()), np.nan).to_numpy())
+    return _profile(n, names, duplicates, median)
+
+
+def _purchase_median(purchase: np.ndarray, amount: np.ndarray) -> float:
+    """Median amount of the purchases with a plausible amount (NaN when there are none)."""
+    valid = purchase & (amount >= 0.0) & (amount <= MAX_AMOUNT)
+    return float(np.median(amount[valid])) if valid.any() else np.nan
+
+
+def _profile(rows: int, names: list[str], duplicates: int, median: float) -> dict[str, Any]:
+    missing = [c for c in CANONICAL_COLUMNS if c not in set(names)]
+    extra = [c for c in names if c not in CANONICAL_COLUMNS]
+    return {"rows": rows, "missing_columns": len(missing), "unexpected_columns": len(extra),
             "duplicate_event_ids": duplicates, "purchase_median": median, "missing": str(missing),
             "unexpected": str(extra)}
 

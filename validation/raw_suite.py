@@ -82,28 +82,32 @@ def _match_share(values: pd.Series, pattern: str) -> float:
     return pc.sum(pc.match_substring_regex(arr, pattern)).as_py() / len(arr)
 
 
-def raw_profile(rows: pd.DataFrame, cfg: ChannelConfig, limit: int = SAMPLE_ROWS) -> dict[str, Any]:
+def raw_profile(rows: pd.DataFrame | pa.Table, cfg: ChannelConfig, limit: int = SAMPLE_ROWS) -> dict[str, Any]:
     """Shape statistics of one raw file (on an evenly spaced sample of at most ``limit`` rows)."""
     sources = {f: cfg.columns[f] for f in sorted(required_fields(cfg))}
-    missing = [src for src in sources.values() if src not in rows.columns]
-    sample = shape_sample(rows, limit)
+    names = rows.column_names if isinstance(rows, pa.Table) else list(rows.columns)
+    missing = [src for src in sources.values() if src not in names]
+    checked = list(dict.fromkeys(src for src in sources.values() if src in names))
+    sample = shape_sample(rows.select(checked) if isinstance(rows, pa.Table) else rows, limit)
     out: dict[str, Any] = {"rows": len(rows), "missing_columns": len(missing), "missing": str(missing)}
     for field in RAW_FIELDS:
         src = sources.get(field)
         out[f"source_{field}"] = src or ""
-        filled = src is not None and src in rows.columns and len(sample)
+        filled = src is not None and src in names and len(sample)
         out[f"present_{field}"] = float(sample[src].notna().mean()) if filled else np.nan
     patterns = {"timestamp": TIMESTAMP_PATTERNS.get(cfg.timestamp.unit), "amount": NUMBER}
     for field, pattern in patterns.items():
         src = sources.get(field)
         out[f"source_{field}"] = src or ""
         out[f"expected_{field}"] = f"unit {cfg.timestamp.unit}" if field == "timestamp" else "a number"
-        usable = pattern is not None and src is not None and src in rows.columns and len(sample)
+        usable = pattern is not None and src is not None and src in names and len(sample)
         out[f"format_{field}"] = _match_share(sample[src], pattern) if usable else np.nan
     return out
 
 
-def shape_sample(rows: pd.DataFrame, limit: int = SAMPLE_ROWS) -> pd.DataFrame:
-    """Every k-th row so that at most ``limit`` rows remain (all rows of a small file)."""
+def shape_sample(rows: pd.DataFrame | pa.Table, limit: int = SAMPLE_ROWS) -> pd.DataFrame:
+    """Every k-th row so that at most ``limit`` rows remain (all rows of a small file), as pandas."""
     step = max(1, -(-len(rows) // limit))
+    if isinstance(rows, pa.Table):
+        return rows.take(pa.array(np.arange(0, len(rows), step))).to_pandas()
     return rows.iloc[::step]

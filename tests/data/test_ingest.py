@@ -148,3 +148,44 @@ def test_failed_rows_and_batches_claim_no_event_ids_in_a_group(tmp_path: Path, g
     held = read_quarantine(DataPaths(tmp_path).quarantine)
     assert held.loc[held["source_file"] == "raw/tx/a.csv", "reason"].str.contains(
         "expect_column_median_to_be_between").all()
+
+
+WEB = {"event_id": "id", "user_id": "user", "anonymous_id": "anon", "event_type": "event", "timestamp": "ts"}
+WEB_FILES = {  # a visitor browses in the first file and logs in, as two people, in the later ones
+    "1.jsonl": [("v1", None, "a5", "page_view", "10:00"), ("v2", None, "a5", "product_view", "10:05"),
+                ("v3", "u1", "a5", "identify", "12:00")],
+    "2.jsonl": [("v4", "u2", "a5", "identify", "11:00"), ("v5", "u2", None, "page_view", "11:30")],
+}
+
+
+@pytest.mark.parametrize("group_rows", [1, 1_000_000], ids=["a group per file", "one group"])
+def test_visitor_is_stitched_and_a_displaced_claim_is_recorded_whatever_the_grouping(
+        tmp_path: Path, group_rows: int) -> None:
+    """The earliest login wins the alias even when it arrives in a later file, and the claim it displaced
+    is kept as a conflict. In one commit group the visitor's events are stored under the winner; a
+    group per file stores them under the user known when their file committed (a stored user id is
+    not re-keyed later: the conflict record shows it)."""
+    from ingestion.event_store import load_events
+    from ingestion.identity import conflicts_path, load_conflicts, load_graph
+    from persona.config import ChannelConfig
+
+    channel = ChannelConfig(path="raw/web/*.jsonl", format="jsonl", columns=WEB,
+                            timestamp={"unit": "iso8601", "timezone": "UTC"})
+    s = Settings(data_dir=tmp_path, channels={"web": channel}, validation={"group_rows": group_rows})
+    folder = tmp_path / "raw" / "web"
+    folder.mkdir(parents=True)
+    for name, rows in WEB_FILES.items():
+        (folder / name).write_text("".join(json.dumps({"id": i, "user": u, "anon": a, "event": e,
+                                                       "ts": f"2026-07-01T{t}:00Z"}) + "\n"
+                                           for i, u, a, e, t in rows))
+    summary = ingest(s, with_docs=False)
+    assert summary.total("accepted") == 5
+    paths = DataPaths(tmp_path)
+    graph = load_graph(paths.identity_graph)
+    assert graph.loc[graph["alias"] == "a5", "user_id"].tolist() == ["u2"]  # 11:00 beats 12:00
+    conflicts = load_conflicts(conflicts_path(paths.identity_graph))
+    assert conflicts[["alias", "user_id", "claimed_by", "event_id"]].values.tolist() == [["a5", "u2", "u1", "web:v3"]]
+    visitor = "u2" if group_rows > 1 else "u1"
+    resolved = load_events(paths.events, paths.identity_graph).set_index("event_id")["user_id"]
+    assert resolved.to_dict() == {"web:v1": visitor, "web:v2": visitor, "web:v3": "u1", "web:v4": "u2",
+                                  "web:v5": "u2"}
