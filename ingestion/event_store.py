@@ -22,37 +22,40 @@ WRITERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def write_batch(events: pd.DataFrame | pa.Table | list[pd.DataFrame] | list[pa.Table], root: Path,
-                batch_id: str, rows: np.ndarray | None = None) -> list[Path]:
-    """Write events (a frame or table, or several stacked), one file per day, each atomically (temp
-    file then rename). Pandas frames go to Arrow one by one and the tables are stacked there.
-    ``rows`` picks the positions of the stacked events to write (all when None)."""
-    parts = [f for f in (events if isinstance(events, list) else [events]) if len(f)]
-    written: list[Path] = []
-    if not parts:
-        return written
-    table = pa.concat_tables([f.select(list(CANONICAL_SCHEMA.names)).cast(CANONICAL_SCHEMA) if isinstance(f, pa.Table)
-                              else pa.Table.from_pandas(renumber(f), schema=CANONICAL_SCHEMA, preserve_index=False)
-                              for f in parts])
-    rows = np.arange(table.num_rows) if rows is None else rows
-    if not len(rows):
-        return written
-    days = table["timestamp"].take(pa.array(rows)).to_numpy().astype("datetime64[D]")
-    order = np.argsort(days, kind="stable")
-    table = table.take(pa.array(rows[order]))  # once: day slices of the sorted table are views
-    firsts, starts = np.unique(days[order], return_index=True)
-    bounds = list(starts) + [len(order)]
-    def write(i: int) -> Path:
-        folder = root / f"date={firsts[i]}"
+                batch_id: str, rows: list[np.ndarray] | None = None) -> list[Path]:
+    """Write events (a frame or table, or several), one file per day, each atomically (temp file then
+    rename). ``rows`` picks, per part, the positions to write (all when None). Each part is sorted by
+    day on its own (a take from one contiguous table) and a day's file stacks its slices of every part."""
+    parts = events if isinstance(events, list) else [events]
+    picks = rows if rows is not None else [None] * len(parts)
+    by_day: dict[np.datetime64, list[pa.Table]] = {}
+    for part, pick in zip(parts, picks):
+        table = (part.select(list(CANONICAL_SCHEMA.names)).cast(CANONICAL_SCHEMA) if isinstance(part, pa.Table)
+                 else pa.Table.from_pandas(renumber(part), schema=CANONICAL_SCHEMA, preserve_index=False))
+        pick = np.arange(table.num_rows) if pick is None else pick
+        if not len(pick):
+            continue
+        days = table["timestamp"].take(pa.array(pick)).to_numpy().astype("datetime64[D]")
+        order = np.argsort(days, kind="stable")
+        table = table.take(pa.array(pick[order]))  # once per part: day slices of the sorted table are views
+        firsts, starts = np.unique(days[order], return_index=True)
+        bounds = [*starts, len(order)]
+        for i, day in enumerate(firsts):
+            by_day.setdefault(day, []).append(table.slice(bounds[i], bounds[i + 1] - bounds[i]))
+
+    def write(day: np.datetime64) -> Path:
+        folder = root / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{batch_id}.parquet"
         tmp = folder / f".{batch_id}.{uuid.uuid4().hex}.tmp"
-        pq.write_table(table.slice(bounds[i], bounds[i + 1] - bounds[i]), tmp)
+        pq.write_table(pa.concat_tables(by_day[day]), tmp)
         os.replace(tmp, target)
         return target
 
-    with ThreadPoolExecutor(max_workers=min(WRITERS, len(firsts))) as pool:  # Parquet encoding frees the GIL
-        written = list(pool.map(write, range(len(firsts))))
-    return written
+    if not by_day:
+        return []
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(by_day))) as pool:  # Parquet encoding frees the GIL
+        return list(pool.map(write, sorted(by_day)))
 
 
 def remove_uncommitted(root: Path, committed: set[str]) -> int:
@@ -138,5 +141,5 @@ class EventIdIndex:
 
     def add_hashes(self, hashes: np.ndarray) -> None:
         """Record ids of a committed batch, given as :func:`id_hashes`."""
-        if len(hashes):
-            self._sorted = np.sort(np.concatenate([self._sorted, hashes]), kind="stable")
+        if len(hashes):  # two sorted runs: the stable sort (timsort) merges them in linear time
+            self._sorted = np.sort(np.concatenate([self._sorted, np.sort(hashes)]), kind="stable")

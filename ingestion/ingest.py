@@ -280,7 +280,7 @@ class IngestRun:
         re-delivery of the same event is still admitted. A batch that fails a batch-level check
         claims no ids either: the later batches of the group are deduplicated again without it.
         """
-        from validation.gate import BATCHES_SUITE, row_reasons
+        from validation.gate import BATCHES_SUITE, failed_rows, row_reasons
 
         if not group:
             return
@@ -295,7 +295,7 @@ class IngestRun:
         failures, _ = self.gate.check_rows(rows, run_name=name)
         reasons = row_reasons(rows, failures)
         t = self._lap("gate", t)
-        bad = (reasons[2] != "").to_numpy()
+        bad = failed_rows(len(rows), failures)
         owner = np.repeat(np.arange(len(group)), np.diff(bounds))
         excluded: set[int] = set()
         while True:
@@ -382,10 +382,8 @@ class IngestRun:
                 status=status, message=s.message, processed_at=now, outliers=s.outliers,
                 released_from=s.released_from, group=name if len(group) > 1 else ""))
         accepted = [s for s in group if len(s.accepted_rows)]
-        if accepted:
-            offsets = np.cumsum([0] + [len(s.events) for s in accepted[:-1]])  # type: ignore[arg-type]
-            write_batch(pa.concat_tables([s.events for s in accepted]), self.paths.events, name,  # type: ignore[misc]
-                        rows=np.concatenate([s.accepted_rows + o for s, o in zip(accepted, offsets)]))
+        write_batch([s.events for s in accepted], self.paths.events, name,  # type: ignore[misc]
+                    rows=[s.accepted_rows for s in accepted])
         self._save_identity()
         append_torn_safe(self.paths.ledger, records if len(records) > 1 else records[0])  # the commit point
         self.index.add_hashes(np.concatenate([s.accepted_hashes for s in group]))

@@ -344,6 +344,15 @@ def _append(target: pd.Series, rows: np.ndarray, text: pd.Series | str, sep: str
     target.iloc[rows] = current + joiner + text
 
 
+def failed_rows(n_rows: int, failures: list[_Failure]) -> np.ndarray:
+    """Boolean mask of the rows (positions 0..n-1) that failed a row-level check."""
+    bad = np.zeros(n_rows, dtype=bool)
+    for f in failures:
+        if f.level == ROW:
+            bad[f.rows] = True
+    return bad
+
+
 def row_reasons(events: pd.DataFrame, failures: list[_Failure]) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Per row position: joined failed expectation names, columns and reasons ("" when none)."""
     blank = pd.Series("", index=pd.RangeIndex(len(events)), dtype=object)

@@ -66,17 +66,19 @@ RAW_CHECKS: tuple[ProfileCheck, ...] = (
 """A channel's raw-shape checks: required source columns present, mostly filled, plausible for the unit."""
 
 
-def _text(values: pd.Series) -> pa.Array:
+def _text(values: pd.Series | pa.ChunkedArray | pa.Array) -> pa.Array:
     """A raw column as Arrow strings (raw columns hold strings or None)."""
+    if isinstance(values, (pa.ChunkedArray, pa.Array)):
+        return values if pa.types.is_string(values.type) else values.cast(pa.string())
     try:
         return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array(values.astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
 
 
-def _match_share(values: pd.Series, pattern: str) -> float:
+def _match_share(values: pa.Array | pa.ChunkedArray, pattern: str) -> float:
     """Share of non-null values matching ``pattern`` (1.0 when all are null, as GX's ``mostly`` has it)."""
-    arr = pc.drop_null(_text(values))
+    arr = pc.drop_null(values)
     if len(arr) == 0:
         return 1.0
     return pc.sum(pc.match_substring_regex(arr, pattern)).as_py() / len(arr)
@@ -88,26 +90,30 @@ def raw_profile(rows: pd.DataFrame | pa.Table, cfg: ChannelConfig, limit: int = 
     names = rows.column_names if isinstance(rows, pa.Table) else list(rows.columns)
     missing = [src for src in sources.values() if src not in names]
     checked = list(dict.fromkeys(src for src in sources.values() if src in names))
-    sample = shape_sample(rows.select(checked) if isinstance(rows, pa.Table) else rows, limit)
+    picked = rows.select(checked) if isinstance(rows, pa.Table) else rows.loc[:, checked]
+    taken = shape_sample(picked, limit)
+    columns = zip(taken.column_names, taken.columns) if isinstance(taken, pa.Table) else taken.items()
+    sample = {src: _text(col) for src, col in columns}
+    size = len(next(iter(sample.values()))) if sample else 0
     out: dict[str, Any] = {"rows": len(rows), "missing_columns": len(missing), "missing": str(missing)}
     for field in RAW_FIELDS:
         src = sources.get(field)
         out[f"source_{field}"] = src or ""
-        filled = src is not None and src in names and len(sample)
-        out[f"present_{field}"] = float(sample[src].notna().mean()) if filled else np.nan
+        filled = src is not None and src in sample and size
+        out[f"present_{field}"] = 1.0 - sample[src].null_count / size if filled else np.nan
     patterns = {"timestamp": TIMESTAMP_PATTERNS.get(cfg.timestamp.unit), "amount": NUMBER}
     for field, pattern in patterns.items():
         src = sources.get(field)
         out[f"source_{field}"] = src or ""
         out[f"expected_{field}"] = f"unit {cfg.timestamp.unit}" if field == "timestamp" else "a number"
-        usable = pattern is not None and src is not None and src in names and len(sample)
+        usable = pattern is not None and src is not None and src in sample and size
         out[f"format_{field}"] = _match_share(sample[src], pattern) if usable else np.nan
     return out
 
 
-def shape_sample(rows: pd.DataFrame | pa.Table, limit: int = SAMPLE_ROWS) -> pd.DataFrame:
-    """Every k-th row so that at most ``limit`` rows remain (all rows of a small file), as pandas."""
+def shape_sample(rows: pd.DataFrame | pa.Table, limit: int = SAMPLE_ROWS) -> pd.DataFrame | pa.Table:
+    """Every k-th row so that at most ``limit`` rows remain (all rows of a small file)."""
     step = max(1, -(-len(rows) // limit))
     if isinstance(rows, pa.Table):
-        return rows.take(pa.array(np.arange(0, len(rows), step))).to_pandas()
+        return rows.take(pa.array(np.arange(0, len(rows), step)))
     return rows.iloc[::step]

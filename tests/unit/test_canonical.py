@@ -253,3 +253,14 @@ def test_blank_detection_knows_every_whitespace_character() -> None:
     values = spaces + [s * 3 for s in spaces] + ["", " x ", "\u200b", None]
     blanked = _blank_to_null(pa.array(values, type=pa.string())).to_pylist()
     assert blanked == [None] * (2 * len(spaces) + 1) + [" x ", "\u200b", None]
+
+
+def test_iso_times_with_blanks_or_odd_zones_never_fail_the_file() -> None:
+    """Blanks around a time are ignored; an offset pandas finds outside the usual pattern keeps its
+    instant; garbage becomes NaT without shifting its neighbours (it once failed the whole file)."""
+    got = parse_timestamps(pd.Series(["2026-07-04T02:30:48Z ", "x+02:00[Europe/Berlin]", "2026-07-04T02:30:48+02",
+                                      "2026-07-04T02:30:48", None]), "iso8601", None, "Europe/Berlin")
+    assert got.tolist()[:4] == [pd.Timestamp("2026-07-04 02:30:48", tz="UTC"), pd.NaT,
+                                pd.Timestamp("2026-07-04 00:30:48", tz="UTC"),
+                                pd.Timestamp("2026-07-04 00:30:48", tz="UTC")]
+    assert pd.isna(got.iloc[4])
