@@ -427,9 +427,10 @@ def _naive_iso(text: pd.Series, spec: TimestampSpec) -> pd.Series:
     for i, value in text.items():  # only the few values of the slow path that mix spellings
         try:
             ts = pd.Timestamp(value)
+            if ts is pd.NaT:
+                continue
+            ts = ts.as_unit("ns")  # beyond 1677–2262: OutOfBoundsDatetime, a ValueError
         except (TypeError, ValueError, OverflowError):
-            continue
-        if ts is pd.NaT:
             continue
         if ts.tzinfo is None:
             local[i] = ts

@@ -3,6 +3,7 @@ row, re-ingest changes nothing."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
@@ -143,3 +144,41 @@ def test_duplicate_search_on_repeated_ids_only_equals_the_full_search(rows: list
     owner = np.asarray([r[1] for r in rows], dtype=np.int64)
     claims = np.asarray([r[2] for r in rows], dtype=bool)
     assert _claimed(hashes, owner, claims).tolist() == _claimed_among(hashes, owner, claims).tolist()
+
+
+_odd_text = st.one_of(
+    st.none(), st.text(max_size=30),
+    st.sampled_from(["2026-07-04T02:30:48Z ", "2026-07-04T02:30:48+02", "2026-07-04 02:30:48", "x+02:00[Europe/Berlin]",
+                     "2026-03-29T02:30:00", "2026-10-25T02:30:00", "1783123665589", "1e3", "-0", "inf", "NaN",
+                     "  ", "9999999999999999999999", "2026-02-30T10:00:00Z", "12.5", "1,5", "completed", "EUR", "XXX"]),
+)
+
+
+@functools.cache
+def _project_settings() -> Settings:
+    from persona.config import load_settings
+    from tests.conftest import PROJECT
+
+    return load_settings(PROJECT / "persona.yaml")
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["web", "app", "orders", "social", "crm"]), st.lists(st.lists(_odd_text, min_size=12, max_size=12),
+                                                                         min_size=1, max_size=15))
+def test_canonical_mapping_never_raises_and_accounts_for_every_row(channel: str, cells: list[list[str | None]]) -> None:
+    """Whatever text a channel's columns hold, every row becomes an event or a reject with a reason."""
+    import pyarrow as pa
+
+    from ingestion.canonical import canonicalise_table
+
+    s = _project_settings()
+    cfg = s.channels[channel]
+    sources = list(dict.fromkeys(cfg.columns.values())) + list(cfg.pii)
+    table = pa.table({**{src: pa.array([row[i % 12] for row in cells], type=pa.string())
+                         for i, src in enumerate(sources)},
+                      "source_row": pa.array(range(2, len(cells) + 2), type=pa.int64())})
+    out = canonicalise_table(table, channel, cfg, s, f"raw/{channel}/x")
+    assert out.events.num_rows + len(out.rejects) == len(cells)
+    assert (out.rejects["reason"].str.len() > 0).all()
+    assert sorted(out.events["source_row"].to_pylist() + out.rejects["source_row"].tolist()) == list(
+        range(2, len(cells) + 2))
