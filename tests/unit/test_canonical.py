@@ -247,11 +247,11 @@ def test_hashed_ids_and_digests_stay_as_stored(settings: Settings) -> None:
 
 
 def test_blank_detection_knows_every_whitespace_character() -> None:
-    from ingestion.canonical import _blank_to_null
+    from ingestion.text_values import blank_to_null
 
     spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
     values = spaces + [s * 3 for s in spaces] + ["", " x ", "\u200b", None]
-    blanked = _blank_to_null(pa.array(values, type=pa.string())).to_pylist()
+    blanked = blank_to_null(pa.array(values, type=pa.string())).to_pylist()
     assert blanked == [None] * (2 * len(spaces) + 1) + [" x ", "\u200b", None]
 
 
