@@ -161,9 +161,11 @@ def merge_links(graph: pd.DataFrame, new_links: pd.DataFrame) -> pd.DataFrame:
     return combined.reset_index(drop=True)
 
 
-def _bridges(cols: IdentityColumns, batch_id: str | np.ndarray) -> pd.DataFrame:
-    """Links from an anonymous id to the device it was seen with, for events with no known user."""
-    rows = np.flatnonzero(~_valid(cols.user) & _valid(cols.anonymous) & _valid(cols.device))
+def _bridges(cols: IdentityColumns, batch_id: str | np.ndarray, among: np.ndarray | None = None) -> pd.DataFrame:
+    """Links from an anonymous id to the device it was seen with, for events with no known user (of
+    the rows ``among``, all when None)."""
+    carrying = ~_valid(cols.user) & _valid(cols.anonymous) & _valid(cols.device)
+    rows = np.flatnonzero(carrying if among is None else carrying & among)
     rows = _first_rows(rows, [cols.anonymous], cols.timestamp)
     pointer = pc.binary_join_element_wise("device:", cols.device, "")
     return _link_frame(cols, rows, "anonymous", cols.anonymous, pointer, batch_id).loc[:, list(GRAPH_COLUMNS)]
@@ -253,17 +255,20 @@ def resolve(events: pd.DataFrame, graph: pd.DataFrame) -> pd.DataFrame:
 
 
 def stitch_users(cols: IdentityColumns, graph: pd.DataFrame, batch_id: str | np.ndarray = "", rounds: int = 3,
-                 links: pd.DataFrame | None = None) -> tuple[pa.Array, pd.DataFrame]:
+                 links: pd.DataFrame | None = None, among: np.ndarray | None = None) -> tuple[pa.Array, pd.DataFrame]:
     """Grow ``graph`` with the events' links and resolve their users; returns (users, graph).
 
     Links are followed transitively: an event carrying an anonymous id and a device id already
     linked to a user links the anonymous id too (repeated up to ``rounds`` times, vectorised).
-    ``batch_id`` is one name or one per row; ``links`` are the events' own links when known.
+    ``batch_id`` is one name or one per row; ``links`` are the events' own links when known;
+    only the rows ``among`` (all when None) link anything, every row is resolved.
     """
-    graph = merge_links(graph, links_of(cols, batch_id) if links is None else links)
-    graph = merge_links(graph, _bridges(cols, batch_id))
+    graph = merge_links(graph, links_of(cols, batch_id, among) if links is None else links)
+    graph = merge_links(graph, _bridges(cols, batch_id, among))
     users = resolve_users(cols, graph)
     bridges = ~_valid(cols.user) & _valid(cols.anonymous) & _valid(cols.device)
+    if among is not None:
+        bridges &= among
     for _ in range(rounds if bridges.any() else 0):  # only events carrying two aliases link one to the other
         known = bridges & _valid(users) & ~_starts(users, POINTER_PREFIXES)
         inferred = links_of(IdentityColumns(users, cols.anonymous, cols.device, cols.timestamp, cols.event_id),

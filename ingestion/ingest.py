@@ -136,12 +136,29 @@ class Staged:
     """Positions in ``events`` of the rows that go to the clean store."""
     accepted_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
     """64-bit hashes of the accepted event ids (for the run's event-id index)."""
+    held_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    """64-bit hashes of the event ids of rows the gate sent to the quarantine."""
+    outlier_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """Positions of rows the outlier rule sent to the quarantine."""
+    id_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
+    """64-bit hashes of every row's event id (positions 0..n-1 of ``events``)."""
     outlier_records: pd.DataFrame | None = None
     """Rows the outlier rule moved to quarantine (``outliers.action: quarantine``)."""
 
     def fail(self, message: str) -> None:
         """The whole batch is quarantined (its rows are recorded by the caller)."""
         self.status, self.message, self.events = "batch_quarantined", message, None
+
+
+@dataclass(frozen=True)
+class GroupIdentity:
+    """What stitching a commit group started from: its rows' identity columns, each row's batch, and
+    the run's graph and conflicts before the group (so the group can be stitched again)."""
+
+    cols: IdentityColumns
+    batch: np.ndarray
+    graph: pd.DataFrame
+    conflicts: pd.DataFrame
 
 
 def group_name(batch_ids: list[str]) -> str:
@@ -213,9 +230,14 @@ class IngestRun:
         for staged in group:
             self._canonicalise(staged)
         t = self._lap("canonicalise", t)
-        self._stitch([s for s in group if s.events is not None])
+        live = [s for s in group if s.events is not None]
+        stitched = self._stitch(live)
         self._lap("stitch+dedupe", t)
-        self._gate_events([s for s in group if s.events is not None], name)
+        self._gate_events(live, name)
+        if stitched is not None:
+            t = time.perf_counter()
+            self._unlink_held(live, stitched)
+            self._lap("stitch+dedupe", t)
         return self._commit(group, name)
 
     def _gate_raw(self, group: list[Staged], name: str) -> None:
@@ -252,26 +274,48 @@ class IngestRun:
             staged.quarantined.append(_mapping_rejects(mapped.rejects, staged.source, staged.batch_id))
         staged.events = mapped.events
 
-    def _stitch(self, group: list[Staged]) -> None:
+    def _stitch(self, group: list[Staged], among: np.ndarray | None = None,
+                before: "GroupIdentity | None" = None) -> "GroupIdentity | None":
         """Re-key aliases through the graph grown by the whole group's links (kept in memory until the
         group commits): a visitor's events are stored under the user even when the login came in a
-        later file of the same group."""
+        later file of the same group. ``among`` limits the rows whose links count; ``before`` is an
+        earlier stitch of the same group to redo."""
         if not group:
-            return
+            return None
         sizes = [len(s.events) for s in group]  # type: ignore[arg-type]
-        batch = np.repeat(np.asarray([s.batch_id for s in group], dtype=object), sizes)
-        cols = IdentityColumns.of(pa.concat_tables([s.events for s in group]))  # type: ignore[misc]
-        links = links_of(cols, batch)
-        users, graph = stitch_users(cols, self.graph, batch, links=links)
-        new = conflicts_from(graph, links, previous=self.graph)
-        if not new.empty:
-            self.conflicts = merge_conflicts(self.conflicts, new)
+        if before is None:
+            batch = np.repeat(np.asarray([s.batch_id for s in group], dtype=object), sizes)
+            cols = IdentityColumns.of(pa.concat_tables([s.events for s in group]))  # type: ignore[misc]
+            before = GroupIdentity(cols, batch, self.graph, self.conflicts)
+        links = links_of(before.cols, before.batch, among)
+        users, graph = stitch_users(before.cols, before.graph, before.batch, links=links, among=among)
+        new = conflicts_from(graph, links, previous=before.graph)
+        self.conflicts = merge_conflicts(before.conflicts, new) if not new.empty else before.conflicts
         self.graph = graph
         at = group[0].events.schema.get_field_index("user_id")  # type: ignore[union-attr]
         for staged, start in zip(group, np.cumsum([0] + sizes[:-1])):
             events = staged.events
             assert events is not None
             staged.events = events.set_column(at, "user_id", users.slice(int(start), len(events)))
+        return before
+
+    def _unlink_held(self, group: list[Staged], stitched: "GroupIdentity") -> None:
+        """Quarantined rows link nothing: when one of them made a link or a conflict that stands in the
+        graph (and no accepted row has the same event id), the group is stitched again without them."""
+        held = np.concatenate([s.held_hashes for s in group])
+        if not len(held):
+            return
+        made = pd.concat([self.graph.loc[self.graph["batch_id"].isin({s.batch_id for s in group}), "event_id"],
+                          self.conflicts["event_id"]], ignore_index=True)
+        suspects = held[np.isin(held, id_hashes(made.to_numpy(dtype=object)))] if len(made) else held[:0]
+        if not len(suspects):
+            return
+        accepted = np.concatenate([s.accepted_hashes for s in group])
+        if np.isin(suspects, accepted[np.isin(accepted, suspects)]).all():
+            return  # accepted rows with the same event ids make the same links
+        held = np.setdiff1d(held, accepted[np.isin(accepted, held)])
+        own = np.concatenate([s.id_hashes for s in group])
+        self._stitch(group, among=~np.isin(own, held), before=stitched)
 
     def _gate_events(self, group: list[Staged], name: str) -> None:
         """Row gate on the group's rows, then dedupe and outliers per batch, then the batch gate.
@@ -315,8 +359,10 @@ class IngestRun:
             excluded.add(failed[0])  # earlier batches are final; later ones are deduplicated again
         for i, staged in enumerate(group):
             part = slice(bounds[i], bounds[i + 1])
-            self._split(staged, kept[i], bad[part], tuple(r.iloc[part] for r in reasons), verdicts[i])
-            staged.accepted_hashes = hashes[part][kept[i] & ~bad[part]] if not verdicts[i] else hashes[:0]
+            held = self._split(staged, kept[i], bad[part], tuple(r.iloc[part] for r in reasons), verdicts[i])
+            staged.id_hashes = hashes[part]
+            staged.accepted_hashes = staged.id_hashes[staged.accepted_rows]
+            staged.held_hashes = staged.id_hashes[np.concatenate([held, staged.outlier_rows])]
         self._lap("gate", t)
 
     def _batch_rows(self, staged: Staged, bad: np.ndarray, keep: np.ndarray,
@@ -339,6 +385,7 @@ class IngestRun:
         out_rows = priced[flags] if quarantine else np.empty(0, dtype=np.int64)
         final = keep.copy()
         final[out_rows] = False
+        staged.outlier_rows = out_rows
         flagged = np.zeros(len(events), dtype=bool)
         flagged[priced[flags]] = True
         staged.events = events.set_column(events.schema.get_field_index("is_outlier"), "is_outlier",
@@ -352,9 +399,9 @@ class IngestRun:
         return profile, final | bad
 
     def _split(self, staged: Staged, reach: np.ndarray, bad: np.ndarray, reasons: tuple[pd.Series, ...],
-               batch: "list[_Failure]") -> None:
+               batch: "list[_Failure]") -> np.ndarray:
         """Accepted rows and quarantine records of one batch (every row that reached the gate when the
-        batch failed); only the quarantined rows become pandas."""
+        batch failed); only the quarantined rows become pandas. Returns the quarantined positions."""
         from validation.gate import assemble
 
         events = staged.events
@@ -366,6 +413,7 @@ class IngestRun:
         staged.accepted_rows = np.flatnonzero(reach & ~bad) if not failed else np.empty(0, dtype=np.int64)
         if failed:
             staged.fail(f"{staged.source}: " + "; ".join(dict.fromkeys(f.describe() for f in batch)))
+        return held
 
     def _commit(self, group: list[Staged], name: str) -> list[BatchRecord]:
         """Write quarantine and clean events, keep the identity graph, then append the group's ledger line."""

@@ -189,3 +189,39 @@ def test_visitor_is_stitched_and_a_displaced_claim_is_recorded_whatever_the_grou
     resolved = load_events(paths.events, paths.identity_graph).set_index("event_id")["user_id"]
     assert resolved.to_dict() == {"web:v1": visitor, "web:v2": visitor, "web:v3": "u1", "web:v4": "u2",
                                   "web:v5": "u2"}
+
+
+@pytest.mark.parametrize("group_rows", [1, 1_000_000], ids=["a group per file", "one group"])
+def test_a_quarantined_login_links_nobody(tmp_path: Path, group_rows: int) -> None:
+    """A login row the gate quarantines (dated next year) neither links the visitor nor records a
+    conflict; the same login delivered valid later does."""
+    from ingestion.event_store import load_events
+    from ingestion.identity import conflicts_path, load_conflicts, load_graph
+    from persona.config import ChannelConfig
+
+    channel = ChannelConfig(path="raw/web/*.jsonl", format="jsonl", columns=WEB,
+                            timestamp={"unit": "iso8601", "timezone": "UTC"})
+    s = Settings(data_dir=tmp_path, channels={"web": channel}, validation={"group_rows": group_rows})
+    folder = tmp_path / "raw" / "web"
+    folder.mkdir(parents=True)
+
+    def drop(name: str, rows: list[tuple]) -> None:
+        (folder / name).write_text("".join(json.dumps({"id": i, "user": u, "anon": a, "event": e, "ts": t}) + "\n"
+                                           for i, u, a, e, t in rows))
+
+    drop("1.jsonl", [("v1", None, "a5", "page_view", "2026-07-01T10:00:00Z"),
+                     ("v2", "u7", "a6", "identify", "2026-07-01T10:30:00Z")])
+    drop("2.jsonl", [("v3", "u1", "a5", "identify", "2099-07-01T12:00:00Z"),  # fails the time range check
+                     ("v4", None, "a5", "product_view", "2026-07-01T10:05:00Z")])
+    summary = ingest(s, with_docs=False)
+    assert (summary.total("accepted"), summary.total("quarantined")) == (3, 1)
+    paths = DataPaths(tmp_path)
+    graph = load_graph(paths.identity_graph)
+    assert graph[["alias", "user_id"]].values.tolist() == [["a6", "u7"]]
+    assert load_conflicts(conflicts_path(paths.identity_graph)).empty
+    users = load_events(paths.events, paths.identity_graph).set_index("event_id")["user_id"].to_dict()
+    assert users == {"web:v1": "anon:a5", "web:v2": "u7", "web:v4": "anon:a5"}
+    drop("3.jsonl", [("v3", "u1", "a5", "identify", "2026-07-01T12:00:00Z")])  # delivered again, valid
+    ingest(s, with_docs=False)
+    users = load_events(paths.events, paths.identity_graph).set_index("event_id")["user_id"].to_dict()
+    assert users == {"web:v1": "u1", "web:v2": "u7", "web:v3": "u1", "web:v4": "u1"}
