@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from ingestion.canonical import MissingColumns, canonicalise_table
 from ingestion.frames import renumber_series
-from ingestion.event_store import EventIdIndex, id_hashes, remove_uncommitted, write_batch
+from ingestion.event_store import EventIdIndex, id_hashes, remove_uncommitted, write_batch, write_id_hashes
 from ingestion.identity import (
     IdentityColumns,
     conflicts_from,
@@ -173,8 +173,9 @@ class IngestRun:
         self.settings = settings
         self.paths = DataPaths(settings.data_dir)
         ledger = read_ledger(self.paths.ledger)
-        remove_uncommitted(self.paths.events, {r.batch_id for r in ledger} | {r.group for r in ledger if r.group})
-        self.index = EventIdIndex.load(self.paths.events)
+        remove_uncommitted(self.paths.events, {r.batch_id for r in ledger} | {r.group for r in ledger if r.group},
+                           self.paths.event_ids)
+        self.index = EventIdIndex.load(self.paths.events, self.paths.event_ids)
         self.graph = load_graph(self.paths.identity_graph)
         self.conflicts = load_conflicts(conflicts_path(self.paths.identity_graph))
         self._saved = (self.graph, self.conflicts)
@@ -313,7 +314,7 @@ class IngestRun:
         accepted = np.concatenate([s.accepted_hashes for s in group])
         if np.isin(suspects, accepted[np.isin(accepted, suspects)]).all():
             return  # accepted rows with the same event ids make the same links
-        held = np.setdiff1d(held, accepted[np.isin(accepted, held)])
+        held = held[~np.isin(held, accepted[np.isin(accepted, held)])]
         own = np.concatenate([s.id_hashes for s in group])
         self._stitch(group, among=~np.isin(own, held), before=stitched)
 
@@ -432,9 +433,12 @@ class IngestRun:
         accepted = [s for s in group if len(s.accepted_rows)]
         write_batch([s.events for s in accepted], self.paths.events, name,  # type: ignore[misc]
                     rows=[s.accepted_rows for s in accepted])
+        stored = np.concatenate([s.accepted_hashes for s in group])
+        if len(stored):
+            write_id_hashes(stored, self.paths.event_ids, name)
         self._save_identity()
         append_torn_safe(self.paths.ledger, records if len(records) > 1 else records[0])  # the commit point
-        self.index.add_hashes(np.concatenate([s.accepted_hashes for s in group]))
+        self.index.add_hashes(stored)
         self._lap("write", t)
         return records
 

@@ -38,6 +38,11 @@ class DataPaths:
         return self.root / "ledger" / "batches.jsonl"
 
     @property
+    def event_ids(self) -> Path:
+        """Hashes of the event ids each committed group stored (so a run need not re-read the store)."""
+        return self.root / "ledger" / "event_ids"
+
+    @property
     def identity_graph(self) -> Path:
         """Alias → user links from identity stitching."""
         return self.root / "identity" / "graph.parquet"

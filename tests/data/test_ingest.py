@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -225,3 +226,21 @@ def test_a_quarantined_login_links_nobody(tmp_path: Path, group_rows: int) -> No
     ingest(s, with_docs=False)
     users = load_events(paths.events, paths.identity_graph).set_index("event_id")["user_id"].to_dict()
     assert users == {"web:v1": "u1", "web:v2": "u7", "web:v3": "u1", "web:v4": "u1"}
+
+
+def test_kept_id_hashes_equal_the_stored_ids_and_stale_ones_are_removed(ingested: Settings) -> None:
+    """A run loads the event-id index from the hashes each commit kept; they must be exactly the
+    stored ids, and a crash's leftovers (hashes of a commit the ledger never saw) must go."""
+    from ingestion.event_store import EventIdIndex, id_hash_file, id_hashes, remove_uncommitted, write_id_hashes
+
+    paths = DataPaths(ingested.data_dir)
+    stored = read_events(paths.events)["event_id"]
+    kept = EventIdIndex.load(paths.events, paths.event_ids)
+    assert len(list(paths.event_ids.glob("*/*.npy"))) >= 1
+    assert len(kept) == len(stored) and kept.contains_hashes(id_hashes(stored)).all()
+    reread = EventIdIndex.load(paths.events)  # no kept hashes: the ids are read and hashed
+    assert np.array_equal(reread._sorted, kept._sorted)
+    stray = write_id_hashes(np.asarray([1, 2], dtype=np.uint64), paths.event_ids, "crashed-group")
+    committed = {r.batch_id for r in read_ledger(paths.ledger)} | {r.group for r in read_ledger(paths.ledger) if r.group}
+    assert remove_uncommitted(paths.events, committed, paths.event_ids) == 1
+    assert not stray.exists() and id_hash_file(paths.event_ids, "crashed-group") == stray
