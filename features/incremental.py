@@ -58,8 +58,15 @@ def linked_aliases(graph: pd.DataFrame) -> list[str]:
 
 def _carries_alias(events: pd.DataFrame, aliases: set[str]) -> pd.Series:
     """True for events whose anonymous or device id is one of ``aliases`` (``kind:alias``)."""
-    return (("anonymous:" + events["anonymous_id"].astype(str)).isin(aliases)
-            | ("device:" + events["device_id"].astype(str)).isin(aliases))
+    by_kind: dict[str, list[str]] = {"anonymous": [], "device": []}
+    for alias in aliases:
+        kind, _, value = alias.partition(":")
+        by_kind.setdefault(kind, []).append(value)
+    hit = np.zeros(len(events), dtype=bool)
+    for kind, column in (("anonymous", "anonymous_id"), ("device", "device_id")):
+        if by_kind[kind]:  # one hash lookup per row; no per-row string is built
+            hit |= events[column].isin(by_kind[kind]).to_numpy()
+    return pd.Series(hit, index=events.index)
 
 
 def first_day_of_aliases(events: pd.DataFrame, aliases: set[str]) -> pd.Timestamp | None:
