@@ -360,7 +360,8 @@ def row_reasons(events: pd.DataFrame, failures: list[_Failure]) -> tuple[pd.Seri
     for f in failures:
         if f.level != ROW:
             continue
-        values = events[f.column].iloc[f.rows].astype(str)  # row-level failures name an existing column
+        values = events[f.column].iloc[f.rows]  # row-level failures name an existing column
+        values = values.astype(object).where(values.notna(), None).astype(str)  # a missing value reads "None"
         values.index = checks.index[f.rows]
         _append(checks, f.rows, f.expectation, "; ")
         _append(columns, f.rows, f.column, ",")

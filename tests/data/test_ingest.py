@@ -149,6 +149,8 @@ def test_failed_rows_and_batches_claim_no_event_ids_in_a_group(tmp_path: Path, g
     held = read_quarantine(DataPaths(tmp_path).quarantine)
     assert held.loc[held["source_file"] == "raw/tx/a.csv", "reason"].str.contains(
         "expect_column_median_to_be_between").all()
+    no_user = held.loc[held["source_file"] == "raw/tx/b.csv"]
+    assert no_user["column"].tolist() == ["user_id"] and no_user["reason"].str.endswith("got None").all()
 
 
 WEB = {"event_id": "id", "user_id": "user", "anonymous_id": "anon", "event_type": "event", "timestamp": "ts"}
