@@ -115,6 +115,12 @@ def links_of(cols: IdentityColumns, batch_id: str | np.ndarray, among: np.ndarra
     return links.loc[:, list(GRAPH_COLUMNS)].reset_index(drop=True)
 
 
+def link_carriers(cols: IdentityColumns) -> np.ndarray:
+    """Rows that can link an alias: a user with an anonymous or device id, or both aliases (a bridge)."""
+    anonymous, device = _valid(cols.anonymous), _valid(cols.device)
+    return (_valid(cols.user) & (anonymous | device)) | (anonymous & device)
+
+
 def links_from(events: pd.DataFrame | pa.Table, batch_id: str | np.ndarray = "") -> pd.DataFrame:
     """Alias → user links carried by events that know both (identify/login events, signed-in rows).
 

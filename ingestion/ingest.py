@@ -34,6 +34,7 @@ from ingestion.event_store import EventIdIndex, id_hashes, remove_uncommitted, w
 from ingestion.identity import (
     IdentityColumns,
     conflicts_from,
+    link_carriers,
     conflicts_path,
     links_of,
     load_conflicts,
@@ -136,12 +137,10 @@ class Staged:
     """Positions in ``events`` of the rows that go to the clean store."""
     accepted_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
     """64-bit hashes of the accepted event ids (for the run's event-id index)."""
-    held_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
-    """64-bit hashes of the event ids of rows the gate sent to the quarantine."""
+    held_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """Positions in ``events`` of the rows the gate and the outlier rule sent to the quarantine."""
     outlier_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     """Positions of rows the outlier rule sent to the quarantine."""
-    id_hashes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
-    """64-bit hashes of every row's event id (positions 0..n-1 of ``events``)."""
     outlier_records: pd.DataFrame | None = None
     """Rows the outlier rule moved to quarantine (``outliers.action: quarantine``)."""
 
@@ -157,8 +156,14 @@ class GroupIdentity:
 
     cols: IdentityColumns
     batch: np.ndarray
+    sizes: np.ndarray
+    """Rows per batch, in group order."""
     graph: pd.DataFrame
     conflicts: pd.DataFrame
+
+    def carriers(self) -> np.ndarray:
+        """Rows that carry a link: a user with an alias, or an anonymous id with a device id."""
+        return link_carriers(self.cols)
 
 
 def group_name(batch_ids: list[str]) -> str:
@@ -280,43 +285,33 @@ class IngestRun:
         """Re-key aliases through the graph grown by the whole group's links (kept in memory until the
         group commits): a visitor's events are stored under the user even when the login came in a
         later file of the same group. ``among`` limits the rows whose links count; ``before`` is an
-        earlier stitch of the same group to redo."""
-        if not group:
-            return None
-        sizes = [len(s.events) for s in group]  # type: ignore[arg-type]
+        earlier stitch of the same group to redo (batches that failed since are left as they are)."""
         if before is None:
+            if not group:
+                return None
+            sizes = np.asarray([len(s.events) for s in group])  # type: ignore[arg-type]
             batch = np.repeat(np.asarray([s.batch_id for s in group], dtype=object), sizes)
             cols = IdentityColumns.of(pa.concat_tables([s.events for s in group]))  # type: ignore[misc]
-            before = GroupIdentity(cols, batch, self.graph, self.conflicts)
+            before = GroupIdentity(cols, batch, sizes, self.graph, self.conflicts)
         links = links_of(before.cols, before.batch, among)
         users, graph = stitch_users(before.cols, before.graph, before.batch, links=links, among=among)
         new = conflicts_from(graph, links, previous=before.graph)
         self.conflicts = merge_conflicts(before.conflicts, new) if not new.empty else before.conflicts
         self.graph = graph
-        at = group[0].events.schema.get_field_index("user_id")  # type: ignore[union-attr]
-        for staged, start in zip(group, np.cumsum([0] + sizes[:-1])):
-            events = staged.events
-            assert events is not None
-            staged.events = events.set_column(at, "user_id", users.slice(int(start), len(events)))
+        for staged, start, size in zip(group, np.cumsum([0, *before.sizes[:-1]]), before.sizes):
+            if staged.events is not None:
+                at = staged.events.schema.get_field_index("user_id")
+                staged.events = staged.events.set_column(at, "user_id", users.slice(int(start), int(size)))
         return before
 
     def _unlink_held(self, group: list[Staged], stitched: "GroupIdentity") -> None:
-        """Quarantined rows link nothing: when one of them made a link or a conflict that stands in the
-        graph (and no accepted row has the same event id), the group is stitched again without them."""
-        held = np.concatenate([s.held_hashes for s in group])
-        if not len(held):
-            return
-        made = pd.concat([self.graph.loc[self.graph["batch_id"].isin({s.batch_id for s in group}), "event_id"],
-                          self.conflicts["event_id"]], ignore_index=True)
-        suspects = held[np.isin(held, id_hashes(made.to_numpy(dtype=object)))] if len(made) else held[:0]
-        if not len(suspects):
-            return
-        accepted = np.concatenate([s.accepted_hashes for s in group])
-        if np.isin(suspects, accepted[np.isin(accepted, suspects)]).all():
-            return  # accepted rows with the same event ids make the same links
-        held = held[~np.isin(held, accepted[np.isin(accepted, held)])]
-        own = np.concatenate([s.id_hashes for s in group])
-        self._stitch(group, among=~np.isin(own, held), before=stitched)
+        """Quarantined rows link nothing: when a row the gate quarantined carries a link (a user and an
+        alias, or both aliases), the group is stitched again without the quarantined rows."""
+        held = np.zeros(int(stitched.sizes.sum()), dtype=bool)
+        for staged, start in zip(group, np.cumsum([0, *stitched.sizes[:-1]])):
+            held[start + staged.held_rows] = True
+        if held.any() and (stitched.carriers() & held).any():
+            self._stitch(group, among=~held, before=stitched)
 
     def _gate_events(self, group: list[Staged], name: str) -> None:
         """Row gate on the group's rows, then dedupe and outliers per batch, then the batch gate.
@@ -344,7 +339,7 @@ class IngestRun:
         owner = np.repeat(np.arange(len(group)), np.diff(bounds))
         excluded: set[int] = set()
         while True:
-            keep = ~bad & ~stored & ~_claimed(hashes, owner, ~bad & ~np.isin(owner, list(excluded)))
+            keep = ~bad & ~stored & ~_claimed(hashes, owner, ~bad & ~np.isin(owner, list(excluded)), ~bad)
             profiles, kept = [], []
             for i, staged in enumerate(group):
                 part = slice(bounds[i], bounds[i + 1])
@@ -361,9 +356,8 @@ class IngestRun:
         for i, staged in enumerate(group):
             part = slice(bounds[i], bounds[i + 1])
             held = self._split(staged, kept[i], bad[part], tuple(r.iloc[part] for r in reasons), verdicts[i])
-            staged.id_hashes = hashes[part]
-            staged.accepted_hashes = staged.id_hashes[staged.accepted_rows]
-            staged.held_hashes = staged.id_hashes[np.concatenate([held, staged.outlier_rows])]
+            staged.accepted_hashes = hashes[part][staged.accepted_rows]
+            staged.held_rows = np.concatenate([held, staged.outlier_rows]).astype(np.int64)
         self._lap("gate", t)
 
     def _batch_rows(self, staged: Staged, bad: np.ndarray, keep: np.ndarray,
@@ -461,9 +455,10 @@ class IngestRun:
         return docs
 
 
-def _claimed(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray) -> np.ndarray:
+def _claimed(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Rows whose event id an earlier row already claimed: an earlier claiming row (``claims``) of any
-    batch, or an earlier row of the same batch. Only ids that occur more than once are looked at."""
+    batch, or an earlier ``valid`` row of the same batch (a row that failed a check claims nothing).
+    Only ids that occur more than once are looked at."""
     order = np.argsort(hashes, kind="stable")
     ordered = hashes[order]
     same = ordered[1:] == ordered[:-1]
@@ -473,11 +468,11 @@ def _claimed(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray) -> np.nd
     rows = np.sort(order[shared])  # rows whose id occurs more than once, in their order
     out = np.zeros(len(hashes), dtype=bool)
     if len(rows):
-        out[rows] = _claimed_among(hashes[rows], owner[rows], claims[rows])
+        out[rows] = _claimed_among(hashes[rows], owner[rows], claims[rows], valid[rows])
     return out
 
 
-def _claimed_among(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray) -> np.ndarray:
+def _claimed_among(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """:func:`_claimed` on rows in their order (pandas hash tables; few rows)."""
     frame = pd.DataFrame({"h": hashes, "owner": owner})
     if claims.all():
@@ -486,7 +481,9 @@ def _claimed_among(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray) ->
     claimed = pd.Series(position[claims], index=hashes[claims])  # positions ascend: the first is the min
     first = claimed[~claimed.index.duplicated(keep="first")]
     earlier = pd.Series(hashes).map(first).to_numpy(dtype="float64", na_value=np.inf) < position
-    return earlier | frame.duplicated(["h", "owner"], keep="first").to_numpy()
+    firsts = frame.loc[valid].assign(first=position[valid]).drop_duplicates(["h", "owner"])  # first valid row
+    first_valid = frame.merge(firsts, on=["h", "owner"], how="left")["first"]
+    return earlier | (first_valid.to_numpy(dtype="float64", na_value=np.inf) < position)
 
 
 def _rows(events: pa.Table, positions: np.ndarray) -> pd.DataFrame:

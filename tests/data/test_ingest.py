@@ -246,3 +246,42 @@ def test_kept_id_hashes_equal_the_stored_ids_and_stale_ones_are_removed(ingested
     committed = {r.batch_id for r in read_ledger(paths.ledger)} | {r.group for r in read_ledger(paths.ledger) if r.group}
     assert remove_uncommitted(paths.events, committed, paths.event_ids) == 1
     assert not stray.exists() and id_hash_file(paths.event_ids, "crashed-group") == stray
+
+
+def _web_settings(tmp_path: Path, rows_by_file: dict[str, list[dict]]) -> Settings:
+    """A web-like JSON-lines channel (with amounts) and files of the given rows."""
+    from persona.config import ChannelConfig
+
+    channel = ChannelConfig(path="raw/web/*.jsonl", format="jsonl", columns={**WEB, "amount": "amount"},
+                            timestamp={"unit": "iso8601", "timezone": "UTC"}, currency="EUR")
+    folder = tmp_path / "raw" / "web"
+    folder.mkdir(parents=True)
+    for name, rows in rows_by_file.items():
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return Settings(data_dir=tmp_path, channels={"web": channel})
+
+
+def test_a_failed_row_claims_nothing_in_its_own_file(tmp_path: Path) -> None:
+    """A row that fails a check, then a valid copy of it later in the same file: the copy is stored
+    (it once counted as a duplicate of the quarantined row, so the event was only in quarantine)."""
+    s = _web_settings(tmp_path, {"1.jsonl": [
+        {"id": "e1", "user": "u1", "anon": None, "event": "page_view", "ts": "1999-07-02T10:00:00Z", "amount": None},
+        {"id": "e1", "user": "u1", "anon": None, "event": "page_view", "ts": "2026-07-02T10:00:00Z", "amount": None}]})
+    batch = ingest(s, with_docs=False).batches[0]
+    assert (batch.accepted, batch.quarantined, batch.duplicates) == (1, 1, 0)
+
+
+def test_a_failed_batch_with_a_login_is_quarantined_whole_and_links_nobody(tmp_path: Path) -> None:
+    """A batch failing a batch-level check (implausible purchase median) whose login would link a
+    visitor: the batch is quarantined and the graph stays empty (this once crashed the run)."""
+    from ingestion.identity import load_graph
+
+    s = _web_settings(tmp_path, {"1.jsonl": [
+        {"id": "p1", "user": "u1", "anon": "a1", "event": "identify", "ts": "2026-07-01T10:00:00Z", "amount": None},
+        {"id": "p2", "user": "u1", "anon": None, "event": "purchase", "ts": "2026-07-01T10:05:00Z", "amount": 0.1}],
+        "2.jsonl": [{"id": "v1", "user": None, "anon": "a1", "event": "page_view", "ts": "2026-07-01T09:00:00Z",
+                     "amount": None}]})
+    got = {Path(b.file).name: (b.status, b.accepted, b.quarantined) for b in ingest(s, with_docs=False).batches}
+    assert got == {"1.jsonl": ("batch_quarantined", 0, 2), "2.jsonl": ("accepted", 1, 0)}
+    assert load_graph(DataPaths(tmp_path).identity_graph).empty
+    assert read_events(DataPaths(tmp_path).events)["user_id"].tolist() == ["anon:a1"]
