@@ -136,6 +136,16 @@ def write_id_hashes(hashes: np.ndarray, ids_dir: Path, name: str) -> Path:
     return target
 
 
+def _kept_hashes(path: Path) -> np.ndarray | None:
+    """A commit's kept id hashes; None when the file is missing or unreadable (the caller then reads
+    and hashes that commit's stored ids instead)."""
+    try:
+        hashes = np.load(path)
+    except (OSError, ValueError, EOFError):
+        return None
+    return hashes if hashes.dtype == np.uint64 and hashes.ndim == 1 else None
+
+
 class EventIdIndex:
     """The event ids in the store as a sorted array of 64-bit hashes: loaded once per run, updated
     as batches commit, membership tested vectorised (``searchsorted``)."""
@@ -154,9 +164,9 @@ class EventIdIndex:
             return cls()
         parts, unread = [], []
         for name, files in by_commit.items():
-            kept = id_hash_file(ids_dir, name) if ids_dir is not None else None
-            if kept is not None and kept.exists():
-                parts.append(np.load(kept))
+            hashes = _kept_hashes(id_hash_file(ids_dir, name)) if ids_dir is not None else None
+            if hashes is not None:
+                parts.append(hashes)
             else:
                 unread += files
         if unread:

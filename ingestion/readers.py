@@ -137,15 +137,29 @@ def _read_csv(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig) -> tuple[p
     return _strings(table, rows), rejects
 
 
+def _unique_names(names: list[str]) -> list[str]:
+    """Column names made unique the way pandas reads a CSV (``x``, ``x.1``, ...); ``source_row`` is
+    ours, so a source column of that name becomes ``source_row.1``."""
+    seen, out = {"source_row"}, []
+    for name in names:
+        new, k = name, 0
+        while new in seen:
+            k += 1
+            new = f"{name}.{k}"
+        seen.add(new)
+        out.append(new)
+    return out
+
+
 def _strings(table: pa.Table, source_rows: np.ndarray) -> pa.Table:
     """Every column as Arrow text (nested values become JSON text), plus ``source_row``."""
-    names, columns = [], []
-    for name, col in zip(table.column_names, table.columns):
+    names, columns = _unique_names(table.column_names), []
+    for col in table.columns:
         if pa.types.is_nested(col.type):  # rare: objects/lists inside a field
-            col = pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()], type=pa.string())
+            col = pa.array([None if v is None else json.dumps(v, default=str) for v in col.to_pylist()],
+                           type=pa.string())
         elif not pa.types.is_string(col.type):
             col = col.cast(pa.string())
-        names.append(name)
         columns.append(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
     names.append("source_row")
     columns.append(pa.array(np.asarray(source_rows, dtype=np.int64)))
@@ -179,6 +193,31 @@ def _jsonl_per_line(lines: list[bytes], numbers: np.ndarray) -> tuple[pa.Table, 
     return _strings(table, np.asarray(rows, dtype=np.int64)), rejects
 
 
+JSON_PROBE = 1 << 18
+"""Bytes of a JSON-lines body parsed first to find the fields Arrow would turn into timestamps."""
+
+
+def _parse_json(body: bytes) -> pa.Table:
+    """Bulk-parse JSON lines keeping date-like strings as text. Arrow's inference would turn
+    ``2026-07-01T08:00:00+02:00`` into a zone-less UTC time and lose that it had an offset, so the
+    fields it infers as times on a first slice of the file are read as strings (the whole body is
+    parsed again in the rare case a later block makes another field a time)."""
+    import pyarrow.json as pj
+
+    text: dict[str, pa.DataType] = {}
+    cut = body.rfind(b"\n", 0, JSON_PROBE) + 1 if len(body) > JSON_PROBE else 0
+    for part in (body[:cut], body, body) if cut else (body, body):
+        options = pj.ParseOptions(explicit_schema=pa.schema(list(text.items())) if text else None,
+                                  unexpected_field_behavior="infer")
+        table = pj.read_json(io.BytesIO(part), read_options=pj.ReadOptions(block_size=JSON_BLOCK),
+                             parse_options=options)
+        timed = {f.name: pa.string() for f in table.schema if pa.types.is_temporal(f.type)}
+        if part is body and not timed.keys() - text.keys():
+            return table
+        text.update(timed)
+    return table
+
+
 def _read_jsonl(lines: _Lines, numbers: np.ndarray) -> tuple[pa.Table, list[Reject]]:
     """Pre-screen lines (``{...}``, vectorised), bulk-parse the good ones with pyarrow, explain the others."""
     import pyarrow.json as pj
@@ -196,7 +235,7 @@ def _read_jsonl(lines: _Lines, numbers: np.ndarray) -> tuple[pa.Table, list[Reje
     if not good.any():
         return pa.table({"source_row": pa.array([], type=pa.int64())}), rejects
     try:
-        table = pj.read_json(io.BytesIO(lines.select(good)), read_options=pj.ReadOptions(block_size=JSON_BLOCK))
+        table = _parse_json(lines.select(good))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         table = None
     if table is None or table.num_rows != len(good_numbers):  # mixed types, bad JSON inside braces, ...

@@ -196,7 +196,7 @@ def _naive_iso(text: pd.Series, spec: TimestampSpec) -> pd.Series:
     cannot shift or fail the others: a value with an offset keeps its instant, garbage becomes NaT."""
     try:
         naive = pd.to_datetime(text, errors="coerce", format="ISO8601")
-        if naive.dt.tz is None:
+        if isinstance(naive.dtype, np.dtype) and naive.dtype.kind == "M":  # zone-less (mixed zones: objects)
             return _localize(naive, spec.timezone, spec.ambiguous, spec.nonexistent)
     except (TypeError, ValueError, OverflowError):
         pass

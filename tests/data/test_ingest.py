@@ -285,3 +285,19 @@ def test_a_failed_batch_with_a_login_is_quarantined_whole_and_links_nobody(tmp_p
     assert got == {"1.jsonl": ("batch_quarantined", 0, 2), "2.jsonl": ("accepted", 1, 0)}
     assert load_graph(DataPaths(tmp_path).identity_graph).empty
     assert read_events(DataPaths(tmp_path).events)["user_id"].tolist() == ["anon:a1"]
+
+
+def test_an_unreadable_kept_hash_file_falls_back_to_the_stored_ids(tmp_path: Path) -> None:
+    """A torn or emptied id-hash file must not stop ingest: that commit's ids are read from its events."""
+    from ingestion.event_store import EventIdIndex, id_hash_file
+
+    s = _web_settings(tmp_path, {"1.jsonl": [
+        {"id": "e1", "user": "u1", "anon": None, "event": "page_view", "ts": "2026-07-02T10:00:00Z", "amount": None}]})
+    first = ingest(s, with_docs=False).batches[0]
+    paths = DataPaths(tmp_path)
+    id_hash_file(paths.event_ids, first.batch_id).write_bytes(b"")
+    assert len(EventIdIndex.load(paths.events, paths.event_ids)) == 1
+    again = tmp_path / "raw" / "web" / "2.jsonl"
+    again.write_text((tmp_path / "raw" / "web" / "1.jsonl").read_text() + "\n")  # same event, new file
+    batch = ingest(s, with_docs=False).batches[0]
+    assert (batch.accepted, batch.duplicates) == (0, 1)

@@ -264,3 +264,11 @@ def test_iso_times_with_blanks_or_odd_zones_never_fail_the_file() -> None:
                                 pd.Timestamp("2026-07-04 00:30:48", tz="UTC"),
                                 pd.Timestamp("2026-07-04 00:30:48", tz="UTC")]
     assert pd.isna(got.iloc[4])
+
+
+def test_iso_times_with_different_short_offsets_in_one_file() -> None:
+    """Pandas returns objects for ``+02`` and ``-05`` mixed; each value is then parsed on its own."""
+    got = parse_timestamps(pd.Series(["2026-07-04T02:30:48+02", "2026-07-04T02:30:48-05", "2026-07-04T02:30:48"]),
+                           "iso8601", None, "UTC")
+    assert got.tolist() == [pd.Timestamp("2026-07-04 00:30:48", tz="UTC"), pd.Timestamp("2026-07-04 07:30:48", tz="UTC"),
+                            pd.Timestamp("2026-07-04 02:30:48", tz="UTC")]

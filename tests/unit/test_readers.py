@@ -88,3 +88,29 @@ def test_parquet_file_read_as_text(tmp_path: Path) -> None:
     garbage = tmp_path / "b.parquet"
     garbage.write_bytes(b"not parquet")
     assert str(garbage) in (read_channel_file(garbage, _cfg("parquet")).error or "")
+
+
+def test_repeated_and_reserved_column_names_are_renamed_not_fatal(tmp_path: Path) -> None:
+    """A header naming a column twice, or a column called ``source_row`` (ours), is renamed the way
+    pandas does (``x.1``) instead of failing the file later on."""
+    p = tmp_path / "a.csv"
+    p.write_text("ts,amount,amount,source_row\n2026-01-01,1,2,x\n")
+    batch = read_channel_file(p, _cfg("csv"))
+    assert batch.table.column_names == ["ts", "amount", "amount.1", "source_row.1", "source_row"]
+    assert batch.rows["amount.1"].tolist() == ["2"] and batch.rows["source_row"].tolist() == [2]
+
+
+def test_jsonl_times_keep_their_text_so_offsets_survive(tmp_path: Path) -> None:
+    """Arrow would read ISO strings as zone-less UTC times (losing the offset, so a channel in local
+    time would shift them); they stay text, also when such a field first appears in a later block."""
+    from ingestion import readers
+
+    p = tmp_path / "a.jsonl"
+    early = '{"ts": "2026-07-01T10:00:00+02:00", "n": {"t": "2026-07-01T10:00:00"}}\n'
+    late = '{"ts": "2026-07-02T10:00:00+02:00", "later": "2026-07-03T00:00:00Z"}\n'
+    p.write_text(early * (readers.JSON_PROBE // len(early) + 10) + late)
+    batch = read_channel_file(p, _cfg("jsonl"))
+    assert batch.error is None and batch.rejects == []
+    assert batch.rows["ts"].iloc[0] == "2026-07-01T10:00:00+02:00"
+    assert batch.rows["later"].iloc[-1] == "2026-07-03T00:00:00Z"
+    assert batch.rows["n"].iloc[0].startswith('{"t": "2026-07-01')
