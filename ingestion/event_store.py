@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingestion.durable import replace_durably
 from ingestion.frames import renumber
 from ingestion.identity import is_pointer, load_graph, resolve
 from ingestion.schema import CANONICAL_SCHEMA
@@ -49,8 +50,7 @@ def write_batch(events: pd.DataFrame | pa.Table | list[pd.DataFrame] | list[pa.T
         target = folder / f"{batch_id}.parquet"
         tmp = folder / f".{batch_id}.{uuid.uuid4().hex}.tmp"
         pq.write_table(pa.concat_tables(by_day[day]), tmp)
-        os.replace(tmp, target)
-        return target
+        return replace_durably(tmp, target)
 
     if not by_day:
         return []
@@ -132,8 +132,7 @@ def write_id_hashes(hashes: np.ndarray, ids_dir: Path, name: str) -> Path:
     tmp = target.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
     with tmp.open("wb") as f:
         np.save(f, np.asarray(hashes, dtype=np.uint64))
-    os.replace(tmp, target)
-    return target
+    return replace_durably(tmp, target)
 
 
 def _kept_hashes(path: Path) -> np.ndarray | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from ingestion.durable import replace_durably
 
 GRAPH_COLUMNS = ("alias", "kind", "user_id", "linked_at", "event_id", "batch_id")
 """One merge per row: ``alias`` (of ``kind``) was linked to ``user_id`` at ``linked_at`` by ``event_id``."""
@@ -316,7 +317,7 @@ def save_table(table: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     text = {c: str for c in table.columns if c not in ("linked_at", "claimed_at")}
     table.astype(text).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
 
 
 def save_graph(graph: pd.DataFrame, path: Path) -> None:

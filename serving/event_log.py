@@ -9,12 +9,13 @@ temporary names). Ingest dedupes by event id, so a batch that is re-sent is coun
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from ingestion.durable import replace_durably
 
 
 def append(folder: Path, records: Sequence[dict[str, Any]], now: datetime | None = None) -> Path:
@@ -26,16 +27,7 @@ def append(folder: Path, records: Sequence[dict[str, Any]], now: datetime | None
     body = "".join(json.dumps(r, separators=(",", ":"), sort_keys=True) + "\n" for r in records)
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(body)
-        fh.flush()
-        os.fsync(fh.fileno())
-    final = folder / name
-    os.replace(tmp, final)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return final
+    return replace_durably(tmp, folder / name)
 
 
 def read_all(folder: Path) -> list[dict[str, Any]]:

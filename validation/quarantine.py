@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pandas as pd
+
+from ingestion.durable import replace_durably
 
 QUARANTINE_COLUMNS: tuple[str, ...] = (
     "batch_id",
@@ -53,8 +54,7 @@ def write_quarantine(records: pd.DataFrame, quarantine_dir: Path, batch_id: str)
         {"source_file": str, "check": str, "column": str, "reason": str, "original": str}
     )
     frame.to_parquet(tmp, index=False)
-    os.replace(tmp, target)
-    return target
+    return replace_durably(tmp, target)
 
 
 def read_quarantine(quarantine_dir: Path) -> pd.DataFrame:
