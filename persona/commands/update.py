@@ -49,7 +49,9 @@ def watch(config: ConfigOpt = None,
           times: Annotated[Optional[int], typer.Option(help="stop after this many updates (default: run until stopped)",
                                                        min=1)] = None) -> None:
     """Run the update on a schedule in the foreground; SIGTERM or Ctrl-C stops it cleanly (between steps)."""
+    import os
     import signal
+    import sys
     import threading
     from datetime import datetime, timezone
 
@@ -60,12 +62,13 @@ def watch(config: ConfigOpt = None,
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
-        typer.echo(f"received {signal.Signals(signum).name}: stopping after the current step", err=True)
-        stop.set()
+        stop.set()  # first: the note below must not be able to lose the request
+        note = f"received {signal.Signals(signum).name}: stopping after the current step\n"
+        os.write(sys.stderr.fileno(), note.encode())  # unbuffered: a handler may interrupt a buffered write
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    typer.echo(f"watching: an update every {every} (pid {__import__('os').getpid()}; SIGTERM stops)")
+    typer.echo(f"watching: an update every {every} (pid {os.getpid()}; SIGTERM stops)")
     runs = 0
     while not stop.is_set():
         started = datetime.now(timezone.utc)

@@ -148,7 +148,8 @@ def test_a_killed_update_completes_on_rerun_without_duplicates(built: tuple[Sett
 
 def test_watch_runs_updates_and_stops_cleanly_on_sigterm(built: tuple[Settings, Path]) -> None:
     settings, config = built
-    runs_before = len((settings.data_dir / "update" / "runs.jsonl").read_text().splitlines())
+    log = settings.data_dir / "update" / "runs.jsonl"
+    runs_before = len(log.read_text().splitlines()) if log.exists() else 0
     proc = subprocess.Popen([sys.executable, "-m", "persona.cli", "watch", "--every", "1s"], cwd=PROJECT,
                             env=_env(config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
