@@ -176,20 +176,12 @@ class EventIdIndex:
     def __len__(self) -> int:
         return len(self._sorted)
 
-    def contains(self, ids: pd.Series) -> np.ndarray:
-        """Boolean mask: which of ``ids`` are already stored."""
-        return self.contains_hashes(id_hashes(ids)) if len(ids) else np.zeros(0, dtype=bool)
-
     def contains_hashes(self, hashes: np.ndarray) -> np.ndarray:
         """Boolean mask: which ids (given as :func:`id_hashes`) are already stored."""
         if not len(self._sorted) or not len(hashes):
             return np.zeros(len(hashes), dtype=bool)
         pos = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
         return self._sorted[pos] == hashes
-
-    def add(self, ids: pd.Series | np.ndarray) -> None:
-        """Record ids of a committed batch."""
-        self.add_hashes(id_hashes(ids))
 
     def add_hashes(self, hashes: np.ndarray) -> None:
         """Record ids of a committed batch, given as :func:`id_hashes`."""

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingestion.durable import replace_durably
+from ingestion.text_values import text_array
 
 GRAPH_COLUMNS = ("alias", "kind", "user_id", "linked_at", "event_id", "batch_id")
 """One merge per row: ``alias`` (of ``kind``) was linked to ``user_id`` at ``linked_at`` by ``event_id``."""
@@ -55,15 +56,6 @@ class IdentityColumns:
     def alias(self, kind: str) -> pa.Array:
         """The alias column of ``kind`` (``anonymous`` or ``device``)."""
         return self.anonymous if kind == "anonymous" else self.device
-
-
-def text_array(values: pd.Series | np.ndarray) -> pa.Array:
-    """Values as an Arrow string array (non-text values as their ``str``)."""
-    try:
-        return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        series = pd.Series(np.asarray(values, dtype=object))
-        return pa.array(series.where(series.isna(), series.astype(str)), type=pa.string(), from_pandas=True)
 
 
 def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -136,11 +128,6 @@ POINTER_PREFIXES = ("anon:", "device:")
 """A link whose ``user_id`` starts with one of these points at another alias (a bridge), not a user."""
 
 
-def starts_with(values: pd.Series, prefixes: str | tuple[str, ...]) -> pd.Series:
-    """True where the value, as text, starts with one of ``prefixes`` (False for nulls)."""
-    return pd.Series(_starts(text_array(values), prefixes), index=values.index)
-
-
 def _starts(arr: pa.Array, prefixes: str | tuple[str, ...]) -> np.ndarray:
     hit = np.zeros(len(arr), dtype=bool)
     for prefix in (prefixes,) if isinstance(prefixes, str) else prefixes:
@@ -149,8 +136,8 @@ def _starts(arr: pa.Array, prefixes: str | tuple[str, ...]) -> np.ndarray:
 
 
 def is_pointer(values: pd.Series) -> pd.Series:
-    """True where a graph ``user_id`` is a pointer to another alias."""
-    return starts_with(values, POINTER_PREFIXES)
+    """True where a graph ``user_id`` is a pointer to another alias (False for nulls)."""
+    return pd.Series(_starts(text_array(values), POINTER_PREFIXES), index=values.index)
 
 
 def merge_links(graph: pd.DataFrame, new_links: pd.DataFrame) -> pd.DataFrame:
@@ -176,11 +163,6 @@ def _bridges(cols: IdentityColumns, batch_id: str | np.ndarray, among: np.ndarra
     rows = _first_rows(rows, [cols.anonymous], cols.timestamp)
     pointer = pc.binary_join_element_wise("device:", cols.device, "")
     return _link_frame(cols, rows, "anonymous", cols.anonymous, pointer, batch_id).loc[:, list(GRAPH_COLUMNS)]
-
-
-def bridges_from(events: pd.DataFrame | pa.Table, batch_id: str | np.ndarray = "") -> pd.DataFrame:
-    """Links from an anonymous id to the device it was seen with, for events with no known user."""
-    return _bridges(IdentityColumns.of(events), batch_id) if len(events) else empty_graph()
 
 
 def conflicts_from(graph: pd.DataFrame, new_links: pd.DataFrame, previous: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -161,10 +161,6 @@ class GroupIdentity:
     graph: pd.DataFrame
     conflicts: pd.DataFrame
 
-    def carriers(self) -> np.ndarray:
-        """Rows that carry a link: a user with an alias, or an anonymous id with a device id."""
-        return link_carriers(self.cols)
-
 
 def group_name(batch_ids: list[str]) -> str:
     """Name of a commit group (its event files are ``date=DAY/<name>.parquet``)."""
@@ -310,7 +306,7 @@ class IngestRun:
         held = np.zeros(int(stitched.sizes.sum()), dtype=bool)
         for staged, start in zip(group, np.cumsum([0, *stitched.sizes[:-1]])):
             held[start + staged.held_rows] = True
-        if held.any() and (stitched.carriers() & held).any():
+        if held.any() and (link_carriers(stitched.cols) & held).any():
             self._stitch(group, among=~held, before=stitched)
 
     def _gate_events(self, group: list[Staged], name: str) -> None:

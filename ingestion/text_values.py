@@ -19,8 +19,10 @@ import pyarrow.compute as pc
 # --------------------------------------------------------------------------------------------- text
 
 
-def text_array(values: pd.Series) -> pa.StringArray:
-    """A pandas column as Arrow text; values that are not text are spelled as ``astype("string")`` does."""
+def text_array(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.StringArray:
+    """A column as Arrow text; values that are not text are spelled as ``astype("string")`` does."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
     try:
         return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -76,7 +76,7 @@ def batch_profile(events: pd.DataFrame | pa.Table, rows: np.ndarray | None = Non
     if isinstance(events, pa.Table):
         return _arrow_profile(events, rows, id_hashes)
     present = set(events.columns)
-    duplicates = int(events["event_id"].duplicated().sum()) if "event_id" in present else 0
+    duplicates = _duplicates(events["event_id"] if "event_id" in present else [])
     median = np.nan
     if {"event_type", "amount"} <= present and len(events):
         amount = pd.to_numeric(events["amount"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -93,17 +93,20 @@ def _arrow_profile(events: pa.Table, rows: np.ndarray | None, id_hashes: np.ndar
         return events[name].filter(mask) if mask is not None else events[name]
 
     n = int(rows.sum()) if rows is not None else events.num_rows
-    duplicates = 0
     if id_hashes is not None:
-        duplicates = int(pd.Series(id_hashes if rows is None else id_hashes[rows]).duplicated().sum())
-    elif "event_id" in names:
-        ids = column("event_id")
-        duplicates = len(ids) - ids.null_count - pc.count_distinct(ids).as_py() + max(ids.null_count - 1, 0)
+        duplicates = _duplicates(id_hashes if rows is None else id_hashes[rows])
+    else:
+        duplicates = _duplicates(column("event_id").to_numpy() if "event_id" in names else [])
     median = np.nan
     if {"event_type", "amount"} <= set(names) and n:
         kinds = np.asarray(pc.fill_null(pc.equal(column("event_type"), "purchase"), False), dtype=bool)
         median = _purchase_median(kinds, pc.fill_null(pc.cast(column("amount"), pa.float64()), np.nan).to_numpy())
     return _profile(n, names, duplicates, median)
+
+
+def _duplicates(ids: Any) -> int:
+    """Rows whose event id (or its hash) an earlier row already has."""
+    return int(pd.Series(ids).duplicated().sum())
 
 
 def _purchase_median(purchase: np.ndarray, amount: np.ndarray) -> float:

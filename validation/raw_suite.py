@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingestion.canonical import required_fields
+from ingestion.text_values import text_array
 from persona.config import ChannelConfig
 from validation.profiles import ProfileCheck, fixed
 
@@ -66,16 +67,6 @@ RAW_CHECKS: tuple[ProfileCheck, ...] = (
 """A channel's raw-shape checks: required source columns present, mostly filled, plausible for the unit."""
 
 
-def _text(values: pd.Series | pa.ChunkedArray | pa.Array) -> pa.Array:
-    """A raw column as Arrow strings (raw columns hold strings or None)."""
-    if isinstance(values, (pa.ChunkedArray, pa.Array)):
-        return values if pa.types.is_string(values.type) else values.cast(pa.string())
-    try:
-        return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(values.astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
-
-
 def _match_share(values: pa.Array | pa.ChunkedArray, pattern: str) -> float:
     """Share of non-null values matching ``pattern`` (1.0 when all are null, as GX's ``mostly`` has it)."""
     arr = pc.drop_null(values)
@@ -93,7 +84,7 @@ def raw_profile(rows: pd.DataFrame | pa.Table, cfg: ChannelConfig, limit: int = 
     picked = rows.select(checked) if isinstance(rows, pa.Table) else rows.loc[:, checked]
     taken = shape_sample(picked, limit)
     columns = zip(taken.column_names, taken.columns) if isinstance(taken, pa.Table) else taken.items()
-    sample = {src: _text(col) for src, col in columns}
+    sample = {src: text_array(col) for src, col in columns}
     size = len(next(iter(sample.values()))) if sample else 0
     out: dict[str, Any] = {"rows": len(rows), "missing_columns": len(missing), "missing": str(missing)}
     for field in RAW_FIELDS:
