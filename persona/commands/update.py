@@ -52,29 +52,33 @@ def watch(config: ConfigOpt = None,
     import os
     import signal
     import sys
-    import threading
+    import time
     from datetime import datetime, timezone
 
     from persona.update import UpdateBusy, run_update
 
     s = load(config)
     seconds = parse_every(every)
-    stop = threading.Event()
+    stopping: list[int] = []  # a plain list: the handler must take no lock (threading.Event.set does, and
+    # a signal arriving while the main thread holds that lock inside Event.wait deadlocks the process)
 
     def request_stop(signum: int, _frame: Any) -> None:
-        stop.set()  # first: the note below must not be able to lose the request
+        stopping.append(signum)
         note = f"received {signal.Signals(signum).name}: stopping after the current step\n"
         os.write(sys.stderr.fileno(), note.encode())  # unbuffered: a handler may interrupt a buffered write
+
+    def should_stop() -> bool:
+        return bool(stopping)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     typer.echo(f"watching: an update every {every} (pid {os.getpid()}; SIGTERM stops)")
     runs = 0
-    while not stop.is_set():
+    while not should_stop():
         started = datetime.now(timezone.utc)
         typer.echo(f"[{started:%Y-%m-%d %H:%M:%S} UTC] update #{runs + 1}")
         try:
-            echo_update(run_update(s, should_stop=stop.is_set))
+            echo_update(run_update(s, should_stop=should_stop))
         except UpdateBusy as e:
             typer.secho(f"  skipped: {e}", fg="yellow")
         except Exception as e:  # noqa: BLE001 - a failed run is reported; the next one retries (re-runnable)
@@ -82,7 +86,9 @@ def watch(config: ConfigOpt = None,
         runs += 1
         if times is not None and runs >= times:
             break
-        stop.wait(max(0.0, seconds - (datetime.now(timezone.utc) - started).total_seconds()))
+        due = time.monotonic() + max(0.0, seconds - (datetime.now(timezone.utc) - started).total_seconds())
+        while not should_stop() and time.monotonic() < due:
+            time.sleep(max(0.0, min(0.2, due - time.monotonic())))  # the flag is looked at every 0.2 s
     typer.echo(f"watch stopped after {runs} update(s)")
 
 
