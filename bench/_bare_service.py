@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 
 import bentoml
 
-from serving.schemas import CategoryAffinity, Driver, ModelVersions, PersonaRecord, PersonaResponse
+from scoring.records import CategoryAffinity, Driver, ModelVersions, PersonaRecord
+from serving.schemas import PersonaResponse
 from serving.service import PersonaRequest, UserIds
 
 

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from persona.config import Settings
+    from base.config import Settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 
 
 def bench_settings(data_dir: Path, **sample: int) -> "Settings":
     """``persona.yaml`` with its data directory, and optionally the sample size, replaced."""
-    from persona.config import load_settings
+    from base.config import load_settings
 
     s = load_settings(PROJECT / "persona.yaml")
     update: dict = {"data_dir": data_dir}

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from ingestion.event_store import write_batch
-from ingestion.schema import CANONICAL_COLUMNS
-from persona.config import load_settings
-from persona.paths import DataPaths
+from base.schema import CANONICAL_COLUMNS
+from base.config import load_settings
+from base.paths import DataPaths
 
 PROJECT = Path(__file__).resolve().parent.parent
 T0 = pd.Timestamp("2025-11-01", tz="UTC")

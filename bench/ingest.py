@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None, days: int = 120) -> None:
     """Generate the sample (``argv[0]`` events, default 1M), ingest it once with the gate, print timings."""
     events = int(argv[0]) if argv else TARGET_EVENTS
     from ingestion.ingest import ingest
-    from persona.config import load_settings
-    from persona.paths import DataPaths
+    from base.config import load_settings
+    from base.paths import DataPaths
     from persona.sample_data import generate_sample_data
 
     root = Path(tempfile.mkdtemp(prefix="persona-bench-ingest-"))

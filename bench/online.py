@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from persona.config import Settings, load_settings
+from base.config import Settings, load_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 DAY = pd.Timestamp("2026-06-30", tz="UTC")

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from bench._settings import bench_settings
-from persona.service_process import PROJECT_ROOT, free_port, start_service
+from serving.process import PROJECT_ROOT, free_port, start_service
 
 LUA = """
 math.randomseed(os.time())

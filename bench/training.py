@@ -45,7 +45,6 @@ def _prepare(root: Path, users: int) -> tuple[Any, Any, dict[str, float]]:
 def _train(s: Any, store: Any) -> tuple[Any, dict[str, float], Any, Any, list[str]]:
     """The pipeline's training step (persona.pipeline.train), timed piece by piece."""
     from features.store import feature_refs
-    from persona.config import load_mlflow_settings
     from persona.pipeline import lineage_tags, training_events
     from training.baselines import history_summary
     from training.dataset import build_training_set
@@ -68,7 +67,7 @@ def _train(s: Any, store: Any) -> tuple[Any, dict[str, float], Any, Any, list[st
     t["baseline_history"] = time.perf_counter() - t0
     features = feature_refs(store)
     t0 = time.perf_counter()
-    summary = train_all(data, features, split, s.training, load_mlflow_settings(s), rules=s.segments,
+    summary = train_all(data, features, split, s.training, s.ml, rules=s.segments,
                         categories=s.features.categories, lineage={**lineage_tags(s, frame), **lineage})
     t["train_all"] = time.perf_counter() - t0
     t["lightgbm_with_early_stopping"] = summary.seconds_fit
@@ -81,13 +80,11 @@ def _lgb_alone(summary: Any, data: pd.DataFrame, split: Any, features: list[str]
     """``lightgbm.train`` alone on the same matrix with the same parameters and rounds as the logged models."""
     import lightgbm as lgb
     import mlflow.lightgbm
-
-    from persona.config import load_mlflow_settings
     from training.registry import use_tracking
     from training.targets import target
     from training.train import lgb_params, matrix, split_frames
 
-    use_tracking(load_mlflow_settings(s))
+    use_tracking(s.ml)
     train, _ = split_frames(data, split)
     total = 0.0
     for m in summary.models:
@@ -141,9 +138,10 @@ def quality(users: int = 5000, data_dir: Path | None = None) -> None:
     import mlflow.lightgbm
 
     from features.compute import read_snapshots
-    from persona.config import load_mlflow_settings
-    from persona.paths import DataPaths
-    from training.persona_eval import recovery, score_frame, segment_frame, switch_pickup, true_persona_at
+    from base.paths import DataPaths
+    from scoring.evaluation import recovery, score_frame, segment_frame, switch_pickup, true_persona_at
+    from scoring.scorer import PersonaScorer
+    from training.champions import load_models
     from training.registry import use_tracking
     from training.train import split_frames
 
@@ -159,21 +157,21 @@ def quality(users: int = 5000, data_dir: Path | None = None) -> None:
             for b, mm in m.baselines.items():
                 print(f"  {b:22s} " + "  ".join(f"{k}={v:.4g}" for k, v in mm.items()))
             print("  gate vs baselines: " + ("; ".join(m.reasons) if m.reasons else "beats them all"))
-        use_tracking(load_mlflow_settings(s))
-        models = {m.target: mlflow.lightgbm.load_model(m.ref.uri) for m in summary.models}
-        _capture_noise(models["spend"], data, split, features, s.training.horizon_days)
+        use_tracking(s.ml)
+        scorer = PersonaScorer(load_models(s.ml, {m.target: m.ref for m in summary.models}), s)
+        _capture_noise(scorer.models["spend"].booster, data, split, features, s.training.horizon_days)
         truth = pd.read_csv(DataPaths(s.data_dir).ground_truth, dtype=str, keep_default_na=False)
         _, evaluation = split_frames(data, split)
         snaps = read_snapshots(DataPaths(s.data_dir).behaviour_snapshots)
         last = snaps.loc[snaps["event_timestamp"] == snaps["event_timestamp"].max()]
         for name, frame, when in (("evaluation cutoff", evaluation, split.evaluation),
                                   ("latest snapshot", last, last["event_timestamp"].max())):
-            seg = segment_frame(s.segments, frame, features, score_frame(models, frame, features))
+            seg = segment_frame(scorer, frame, score_frame(scorer, frame))
             r = recovery(pd.Series(seg, index=frame["user_id"].to_numpy()), true_persona_at(truth, when))
             print(f"segments vs hidden personas at the {name}: ARI={r['ari']:.3f}, "
                   f"same name={r['same_name']:.1%} of {int(r['users'])} users")
         for alpha in (1.0, s.smoothing_alpha, 0.3):
-            p = switch_pickup(models, snaps, truth, s.segments, features, alpha)
+            p = switch_pickup(scorer, snaps, truth, alpha)
             print(f"persona switch picked up (alpha={alpha}): {p.picked_up}/{p.switched_users} switched users "
                   f"within 45 d; median {p.median_days:.0f} d, p75 {p.p75_days:.0f} d after the switch")
 

@@ -1,7 +1,7 @@
 """The current persona as a feature: a view over the append-only persona history.
 
 ``persona update`` (batch) and the service's real-time rescoring append each *changed* persona to
-``history/user_persona/date=YYYY-MM-DD/`` (persona/history.py); this view makes the newest one
+``history/user_persona/date=YYYY-MM-DD/`` (scoring/history.py); this view makes the newest one
 available to other models (point-in-time, offline) and applications (online).
 """
 

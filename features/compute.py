@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from persona.config import FeatureConfig
+from base.config import FeatureConfig
 
 DAY = np.timedelta64(1, "D")
 _COUNTED = ("page_view", "product_view", "search", "add_to_cart", "purchase", "refund",

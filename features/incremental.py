@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from persona.config import FeatureConfig
+from base.config import FeatureConfig
 
 WINDOW_DAYS = 90
 """The longest feature window: a day's events change snapshots up to this many days later."""

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from persona.config import ConfigError, Settings, active_profile, read_yaml
-from persona.paths import DataPaths
+from base.config import ConfigError, Settings, read_yaml
+from base.paths import DataPaths
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -19,8 +19,8 @@ BEHAVIOUR_VIEW = "user_behaviour"
 
 
 def repo_yaml(settings: Settings, profile: str | None = None) -> Path:
-    """The feature_store YAML for the active profile."""
-    profile = profile or active_profile()
+    """The feature_store YAML for the settings' profile (or ``profile``)."""
+    profile = profile or settings.profile
     name = "feature_store.yaml" if profile == "default" else f"feature_store.{profile}.yaml"
     return settings.feature_repo / name
 

@@ -1,7 +1,7 @@
 """Map a channel's raw rows onto the canonical event schema (UTC times, one currency, hashed PII).
 
 The work is done on Arrow arrays (:func:`canonicalise_table`): blanks and numbers are read from the
-text by :mod:`ingestion.text_values`, times by :mod:`ingestion.timestamps`, event types and currencies
+text by :mod:`base.text_values`, times by :mod:`ingestion.timestamps`, event types and currencies
 through dictionary lookups, PII hashed once per distinct value. The failing rows' messages are built
 for those rows only; hashed natural keys go through pandas.
 """
@@ -18,13 +18,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.schema import CANONICAL_SCHEMA, EVENT_TYPES, MAPPABLE_FIELDS
-from ingestion.text_values import blank_to_null, distinct, message, python_values, text_array, text_column, to_float
+from base.schema import CANONICAL_SCHEMA, EVENT_TYPES, MAPPABLE_FIELDS
+from base.text_values import blank_to_null, distinct, message, python_values, text_array, text_column, to_float
 from ingestion.timestamps import NAT, parse_ns, parse_timestamps, timestamp_reasons
-from persona.config import ChannelConfig, Settings
+from base.config import ChannelConfig, Settings
 
 __all__ = ["Canonicalised", "CanonicalTable", "MissingColumns", "canonicalise", "canonicalise_table", "hash_pii",
-           "natural_key_ids", "parse_timestamps", "required_fields"]
+           "natural_key_ids", "parse_timestamps"]
 
 
 @dataclass
@@ -47,11 +47,6 @@ class CanonicalTable:
 
 class MissingColumns(ValueError):
     """A file lacks a column its channel mapping requires (the whole batch is rejected)."""
-
-
-def required_fields(cfg: ChannelConfig) -> set[str]:
-    """Canonical fields whose source column must be present in every file of the channel."""
-    return {"timestamp", "event_id", "event_type", "amount", "user_id"} & set(cfg.columns)
 
 
 # ------------------------------------------------------------------------------------ identifiers
@@ -131,7 +126,7 @@ class _Rejects:
 def _check_mapping(columns: list[str], channel: str, cfg: ChannelConfig, source_file: str) -> None:
     """Raise for a file that lacks a required column or a mapping onto an unknown field."""
     missing = [src for src in cfg.columns.values() if src not in columns]
-    missing_required = [c for c, src in cfg.columns.items() if src in missing and c in required_fields(cfg)]
+    missing_required = [c for c, src in cfg.columns.items() if src in missing and c in cfg.required_fields()]
     if missing_required:
         cols = ", ".join(f"{cfg.columns[c]!r} (for {c})" for c in missing_required)
         raise MissingColumns(f"{source_file}: missing required column(s) {cols}")

@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.durable import replace_durably
+from base.durable import replace_durably
 from ingestion.frames import renumber
 from ingestion.identity import is_pointer, load_graph, resolve
-from ingestion.schema import CANONICAL_SCHEMA
+from base.schema import CANONICAL_SCHEMA
 
 
 WRITERS = max(1, min(4, os.cpu_count() or 1))

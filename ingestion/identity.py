@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.durable import replace_durably
-from ingestion.text_values import text_array
+from base.durable import replace_durably
+from base.text_values import text_array
 
 GRAPH_COLUMNS = ("alias", "kind", "user_id", "linked_at", "event_id", "batch_id")
 """One merge per row: ``alias`` (of ``kind``) was linked to ``user_id`` at ``linked_at`` by ``event_id``."""

@@ -46,13 +46,13 @@ from ingestion.identity import (
 from ingestion.ledger import BatchRecord, append_torn_safe, file_digest, read_ledger
 from ingestion.outliers import outlier_reasons
 from ingestion.readers import RawBatch, read_channel_file
-from persona.config import ChannelConfig, Settings
-from persona.paths import DataPaths
-from persona.progress import step
+from base.config import ChannelConfig, Settings
+from base.paths import DataPaths
+from base.progress import step
 from validation.quarantine import quarantine_frame, write_quarantine
 
 if TYPE_CHECKING:
-    from validation.gate import GateSession, _Failure
+    from validation.gate import GateSession, Failure
 
 GATE_COLUMNS = ("event_id", "user_id", "event_type", "channel", "timestamp", "amount", "currency", "quantity")
 """Columns the row gate reads (only these become pandas, for Great Expectations)."""
@@ -390,7 +390,7 @@ class IngestRun:
         return profile, final | bad
 
     def _split(self, staged: Staged, reach: np.ndarray, bad: np.ndarray, reasons: tuple[pd.Series, ...],
-               batch: "list[_Failure]") -> np.ndarray:
+               batch: "list[Failure]") -> np.ndarray:
         """Accepted rows and quarantine records of one batch (every row that reached the gate when the
         batch failed); only the quarantined rows become pandas. Returns the quarantined positions."""
         from validation.gate import assemble

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from persona.config import OutlierConfig
+from base.config import OutlierConfig
 
 MAD_SCALE = 0.6745
 """Makes the median absolute deviation comparable to a standard deviation for normal data."""

@@ -15,8 +15,8 @@ import pandas as pd
 
 from ingestion.ingest import IngestRun, PendingFile
 from ingestion.ledger import BatchRecord, file_digest, read_ledger
-from persona.config import Settings
-from persona.paths import DataPaths
+from base.config import Settings
+from base.paths import DataPaths
 from validation.quarantine import read_quarantine
 
 

@@ -1,4 +1,4 @@
-"""Parse timestamps per a channel's :class:`~persona.config.TimestampSpec` into UTC nanoseconds.
+"""Parse timestamps per a channel's :class:`~base.config.TimestampSpec` into UTC nanoseconds.
 
 Epoch numbers, strptime formats and ISO-8601: fixed-width date-times are read by their digits straight
 out of the string buffer. Only what that fast path leaves (fractional seconds, other ISO-8601
@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.text_values import StringBytes, ascii_number, is_byte, message, text_array, to_float
-from persona.config import TimestampSpec
+from base.text_values import StringBytes, ascii_number, is_byte, message, text_array, to_float
+from base.config import TimestampSpec
 
 _EPOCH_LIMIT_S = 9e9
 """Epoch seconds beyond this (year 2255) are unparseable: nanoseconds would overflow int64."""

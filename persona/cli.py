@@ -53,13 +53,14 @@ def sample_data(config: ConfigOpt = None,
                 days: Annotated[Optional[int], typer.Option(help="days of history")] = None,
                 seed: Annotated[Optional[int], typer.Option(help="random seed")] = None) -> None:
     """Write a deterministic multi-channel sample history into the inbox (and the hidden ground truth)."""
+    from base.paths import DataPaths
     from persona.sample_data import generate_sample_data
 
     s = _settings(config)
     summary = generate_sample_data(s, users=users, days=days, seed=seed)
     files = sum(len(v) for v in summary.files.values())
     typer.echo(f"wrote {summary.rows_written} rows ({summary.events} events, {summary.users} users, "
-               f"{summary.days} days) in {files} files under {s.data_dir / 'raw'}; ground truth: {summary.ground_truth}")
+               f"{summary.days} days) in {files} files under {DataPaths(s.data_dir).raw}; ground truth: {summary.ground_truth}")
 
 
 @app.command()
@@ -146,7 +147,7 @@ def serve(config: ConfigOpt = None, port: Annotated[Optional[int], typer.Option(
     """Run the Persona service in the foreground (bentoml serve)."""
     import os
 
-    from persona.service_process import serve_command, service_env, PROJECT_ROOT
+    from serving.process import serve_command, service_env, PROJECT_ROOT
 
     s = _settings(config)
     cmd = serve_command(s.serving.host, port or s.serving.port)
@@ -170,7 +171,7 @@ def run(config: ConfigOpt = None,
     import httpx
 
     from persona.pipeline import run_all
-    from persona.service_process import free_port, start_service
+    from serving.process import free_port, start_service
 
     s = _settings(config)
     started = time.perf_counter()
@@ -189,7 +190,7 @@ def run(config: ConfigOpt = None,
     try:
         import pandas as pd
 
-        from persona.paths import DataPaths
+        from base.paths import DataPaths
 
         ids = pd.read_parquet(DataPaths(s.data_dir).training_set, columns=["user_id"])["user_id"]
         known = sorted(ids.unique())
@@ -211,9 +212,8 @@ def run(config: ConfigOpt = None,
     finally:
         if not keep_serving:
             svc.stop()
-    from persona.config import load_mlflow_settings
 
-    tracking = load_mlflow_settings(s).tracking_uri
+    tracking = s.ml.tracking_uri
     typer.secho(f"\ndone in {time.perf_counter() - started:.1f}s (stages: {summary.timings})", bold=True)
     for line in demo_lines:
         typer.echo(line)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from persona.config import Settings
+from base.config import Settings
 from persona.update import UpdateSummary, record_first_build, run_update
 
 

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from persona.config import Settings, load_mlflow_settings
-from persona.paths import DataPaths
-from persona.progress import step
+from base.config import Settings
+from base.paths import DataPaths
+from base.progress import step
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -295,17 +295,21 @@ def lineage_tags(settings: Settings, frame: pd.DataFrame) -> dict[str, str]:
 def train(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None) -> "TrainSummary":
     """Build the training set, train every target, register the new versions and let the gate alias them
     (the first version of a model becomes champion; later ones challenger, promoted only by the gate)."""
+    from features.store import feature_refs, open_store
     from training.baselines import history_summary
+    from training.champions import ServingCheck
     from training.labels import exclusion_tags, identity_exclusions
     from training.train import train_all, with_history
 
+    store = store or open_store(settings)
+    check = ServingCheck(frozenset(feature_refs(store)), tuple(settings.features.categories))
     events = training_events(settings)
     frame, split, features = training_set(settings, store, progress, events)
     history = history_summary(events, split.all, settings.training.horizon_days)
     lineage = {**lineage_tags(settings, frame), **exclusion_tags(identity_exclusions(events, split.all))}
     return train_all(with_history(frame, history), features, split, settings.training,
-                     load_mlflow_settings(settings), rules=settings.segments,
-                     categories=settings.features.categories, lineage=lineage, progress=progress)
+                     settings.ml, rules=settings.segments,
+                     categories=settings.features.categories, lineage=lineage, check=check, progress=progress)
 
 
 def run_all(settings: Settings, progress: Any | None = None) -> RunSummary:

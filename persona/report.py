@@ -20,21 +20,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from persona.config import Settings, load_mlflow_settings
+from base.config import Settings
+from base.paths import REPORT_PREFIX, DataPaths
 
-PREFIX = "persona-report-"
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC")
 
 
 def reports_dir(settings: Settings) -> Path:
     """Where reports are written."""
-    return settings.data_dir / "reports"
+    return DataPaths(settings.data_dir).reports
 
 
 def latest_report_path(settings: Settings) -> Path | None:
     """The newest report, or None before the first ``persona report``."""
-    found = sorted(reports_dir(settings).glob(f"{PREFIX}*.html"))
-    return found[-1] if found else None
+    return DataPaths(settings.data_dir).latest_report()
 
 
 # --------------------------------------------------------------------------- charts
@@ -92,17 +91,19 @@ def _rgba(hex_color: str, alpha: float) -> str:
 def model_metrics(settings: Settings) -> pd.DataFrame:
     """Every registered version's primary metric and its baselines', with the alias it holds."""
     from training.gate import baseline_scores
+    from training.targets import TARGETS
     from training.registry import client, versions
 
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     c = client(ml)
     rows = []
-    for key, name in ml.models.items():
+    for t in TARGETS:
+        key = t.key
         found = versions(ml, key)
         if not found:
             continue
-        held = {str(v): a for a, v in c.get_registered_model(name).aliases.items()}
-        primary = ml.gate.primary_metric[key]  # type: ignore[index]
+        held = {str(v): a for a, v in c.get_registered_model(ml.model_name(key)).aliases.items()}
+        primary = t.primary(ml.gate)
         for mv in sorted(found, key=lambda m: int(m.version)):
             metrics = c.get_run(mv.run_id).data.metrics
             role = held.get(str(mv.version), "archived")
@@ -289,9 +290,9 @@ def build_report(settings: Settings) -> str:
     from plotly.offline import get_plotlyjs
 
     from ingestion.ledger import read_ledger
-    from persona.drift import drift_history
-    from persona.history import migration, read_history, segment_sizes, update_times
-    from persona.paths import DataPaths
+    from scoring.drift import drift_history
+    from scoring.history import migration, read_history, segment_sizes, update_times
+    from base.paths import DataPaths
 
     sections = []
     sizes = segment_sizes(settings)
@@ -316,7 +317,7 @@ def build_report(settings: Settings) -> str:
                              else _empty("no ingested batches")))
     from persona.update import _champions
 
-    models = _champions(load_mlflow_settings(settings))
+    models = _champions(settings.ml)
     sections.append(_section("Top feature importances", _figure_html(importance_chart(importances(models))) if models
                              else _empty("no champion models")))
     changed = most_changed(read_history(settings), settings.update.report_top_users)
@@ -335,7 +336,7 @@ def write_report(settings: Settings) -> Path:
     """Write the report atomically; returns its path."""
     folder = reports_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{PREFIX}{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.html"
+    path = folder / f"{REPORT_PREFIX}{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.html"
     tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         tmp.write_text(build_report(settings), encoding="utf-8")

@@ -21,8 +21,8 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from persona.config import ChannelConfig, Settings, TimestampSpec
-from persona.paths import DataPaths
+from base.config import ChannelConfig, Settings, TimestampSpec
+from base.paths import DataPaths
 
 PERSONA_NAMES: tuple[str, ...] = (
     "loyal_big_spender",

@@ -31,10 +31,10 @@ from typing import Any
 
 import pandas as pd
 
-from persona.config import Settings, load_mlflow_settings
-from persona.drift import DriftResult
-from persona.paths import DataPaths
-from persona.progress import step
+from base.config import Settings
+from scoring.drift import DriftResult
+from base.paths import DataPaths
+from base.progress import step
 
 
 class UpdateBusy(RuntimeError):
@@ -100,7 +100,7 @@ class UpdateSummary:
 
 def update_dir(settings: Settings) -> Path:
     """State, lock and run log of the update loop."""
-    return settings.data_dir / "update"
+    return DataPaths(settings.data_dir).update
 
 
 def load_state(settings: Settings) -> dict[str, Any]:
@@ -173,7 +173,9 @@ def trained_through(settings: Settings, ml: Any) -> pd.Timestamp | None:
     """End of the data the newest registered spend model was trained on (its eval cutoff + horizon)."""
     from training.registry import client, versions
 
-    found = versions(ml, "spend")
+    from training.targets import TARGETS
+
+    found = versions(ml, next(t.key for t in TARGETS if t.required))  # a run trains every target at once
     if not found:
         return None
     cutoff = client(ml).get_run(found[0].run_id).data.tags.get("persona.eval_cutoff")
@@ -223,7 +225,7 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
     from features.incremental import event_partitions
 
     from persona import pipeline
-    from persona.drift import newest_snapshot_day
+    from scoring.drift import newest_snapshot_day
 
     state = load_state(settings)
     paths = DataPaths(settings.data_dir)
@@ -269,13 +271,13 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
     else:
         done("materialize", f"skipped: online store already at {summary.snapshot_day}")
 
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     models = _champions(ml)
     drift = None
     if models is None:
         done("drift", "skipped: no champion models yet")
     else:
-        from persona.drift import check_drift
+        from scoring.drift import check_drift
 
         with step(progress, "drift (PSI)", total=1) as advance:
             drift = check_drift(settings, ml, models)
@@ -288,9 +290,11 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
     if models is None:
         done("score", "skipped: no champion models")
         return
-    key = f"{summary.snapshot_day}|{models['spend'].ref.version}|{models['churn'].ref.version}"
+    from training.targets import TARGETS
+
+    key = "|".join([str(summary.snapshot_day), *(models[t.key].ref.version for t in TARGETS if t.segment_input)])
     if state.get("scored") != key:
-        from persona.rescore import rescore_all
+        from scoring.batch import rescore_all
 
         with step(progress, "score every user (smoothed)", total=1) as advance:
             result = rescore_all(settings, models)
@@ -301,7 +305,7 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
     else:
         done("score", f"skipped: personas already scored for {key}")
     if state.get("personas_online") != key:
-        from persona.rescore import materialize_personas
+        from scoring.batch import materialize_personas
 
         n = materialize_personas(settings, store)
         done("personas online", f"{n} current personas in the online store", personas_online=key)
@@ -310,7 +314,7 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
 
 
 def _champions(ml: Any) -> dict[str, Any] | None:
-    from serving.models import NoChampion, load_champions
+    from training.champions import NoChampion, load_champions
 
     try:
         return load_champions(ml)
@@ -355,7 +359,7 @@ def _decision(ml: Any, ref: Any) -> str:
 def record_first_build(settings: Settings) -> None:
     """Note what a full build (``run_all``) just did: feature_repo/ applied as it is now and the newest
     snapshot online, so the next update does not redo them."""
-    from persona.drift import newest_snapshot_day
+    from scoring.drift import newest_snapshot_day
 
     state = load_state(settings)
     state["feature_repo"] = repo_digest(settings)

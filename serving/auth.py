@@ -11,7 +11,10 @@ from __future__ import annotations
 import hmac
 import json
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from base.config import Settings
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Any]
@@ -58,18 +61,35 @@ class ApiKeyMiddleware:
     """Refuses protected paths without the right key; everything else passes straight through."""
 
     def __init__(self, app: Callable[..., Any]) -> None:
-        from persona.config import load_settings
-
-        cfg = load_settings().serving
         self.app = app
+        self.env = ""
+        self.expected: str | None = None
+        self.paths: tuple[str, ...] | None = None  # read on the first request, from the service's settings
+
+    def _configure(self) -> tuple[str, ...]:
+        cfg = service_settings().serving
         self.env = cfg.api_key_env
         self.expected = os.environ.get(cfg.api_key_env) or None
         self.paths = protected_paths(cfg.require_key_for_persona)
+        return self.paths
 
     async def __call__(self, scope: Scope, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.paths):
+        if scope["type"] == "http" and scope["path"].startswith(self.paths or self._configure()):
             reason = check(self.expected, presented_key(scope["headers"]), self.env)
             if reason is not None:
                 await send_json_error(send, 401, reason, [(b"www-authenticate", b'Bearer realm="persona"')])
                 return
         await self.app(scope, receive, send)
+
+
+def service_settings() -> "Settings":
+    """The settings the running service loaded (read once, in its ``__init__``); loaded afresh only when
+    no service instance runs in this process (the ASGI pieces used on their own)."""
+    import bentoml
+
+    try:
+        return bentoml.get_current_service().settings
+    except Exception:  # no instance yet (or a plain ASGI app in a test)
+        from base.config import load_settings
+
+        return load_settings()

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from persona.config import MlflowSettings
-from serving.models import REQUIRED, LoadedModel, NoChampion, champion_refs, load_models
+from base.config import MlflowSettings
+from training.champions import REQUIRED, LoadedModel, NoChampion, champion_refs, load_models
 from training.registry import ModelRef
 from training.targets import TARGETS
 
 MODEL_FILE = "model.txt"
-SOURCE_ENV = "PERSONA_MODEL_SOURCE"
 
 
 def bento_name(target: str) -> str:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ingestion.durable import replace_durably
+from base.durable import replace_durably
 
 
 def append(folder: Path, records: Sequence[dict[str, Any]], now: datetime | None = None) -> Path:

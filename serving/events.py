@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from persona.config import Settings
+from base.config import Settings
 from serving.schemas import EventIn, RejectedEvent
 
 API_CHANNEL = "api"

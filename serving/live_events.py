@@ -21,11 +21,14 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from persona.config import Settings
-from persona.paths import DataPaths
+from base.config import Settings
+from base.paths import DataPaths
 from serving import event_log
 from serving.events import canonical_frame, log_records
-from serving.schemas import EventIn, PersonaRecord
+from scoring.history import version_column
+from scoring.records import PersonaRecord
+from serving.schemas import EventIn
+from training.targets import TARGETS
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -92,7 +95,7 @@ class LiveEvents:
         self.settings = settings
         self.store = store
         paths = DataPaths(settings.data_dir)
-        self.log_dir = settings.data_dir / settings.serving.event_log
+        self.log_dir = DataPaths(settings.data_dir).event_log(settings.serving.event_log)
         self.graph = GraphCache(paths.identity_graph)
         self.view = BEHAVIOUR_VIEW
         self.fields = [f.name for f in store.get_feature_view(BEHAVIOUR_VIEW).features]
@@ -133,9 +136,11 @@ class LiveEvents:
     def record(self, personas: Sequence[PersonaRecord]) -> None:
         """Queue re-scored personas for the persona history (written by ``flush_offline``)."""
         now = pd.Timestamp.now(tz="UTC")
-        rows = [{"user_id": p.user_id, "segment": p.segment, "predicted_spend": p.predicted_spend,
-                 "churn_risk": p.churn_risk, "spend_version": p.model_versions.spend,
-                 "churn_version": p.model_versions.churn, "feature_timestamp": p.feature_timestamp, "scored_at": now}
+        kept = [t for t in TARGETS if t.segment_input]
+        rows = [{"user_id": p.user_id, "segment": p.segment,
+                 **{t.record_field: getattr(p, t.record_field) for t in kept},
+                 **{version_column(t.key): getattr(p.model_versions, t.key) for t in kept},
+                 "feature_timestamp": p.feature_timestamp, "scored_at": now}
                 for p in personas if not p.cold_start and p.feature_timestamp is not None]
         if rows:
             with self._pending_lock:
@@ -143,7 +148,7 @@ class LiveEvents:
 
     def flush_history(self) -> int:
         """Append the queued personas that changed to the persona history; returns rows appended."""
-        from persona.history import append_history
+        from scoring.history import append_history
 
         with self._pending_lock:
             pending, self._personas = self._personas, []

@@ -16,13 +16,13 @@ from collections.abc import Callable, Set
 from dataclasses import dataclass
 from typing import Literal
 
-from persona.config import MlflowSettings, Settings
+from base.config import MlflowSettings, Settings
 from serving.metrics import ServiceMetrics
-from serving.models import LoadedModel, champion_refs, load_models
-from serving.scoring import PersonaScorer
+from training.champions import LoadedModel, champion_refs, load_models
+from scoring.scorer import PersonaScorer
 from training.registry import ModelRef
 
-log = logging.getLogger("persona.serving.models")
+log = logging.getLogger("persona.training.champions")
 Outcome = Literal["unchanged", "swapped", "failed"]
 
 

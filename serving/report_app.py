@@ -10,14 +10,14 @@ from starlette.routing import Route
 
 async def latest_report(request: Request) -> Response:
     """The newest report as HTML, or a 404 naming the command that writes one."""
-    from persona.config import load_settings
-    from persona.report import latest_report_path
+    from base.paths import DataPaths
+    from serving.auth import service_settings
 
-    path = latest_report_path(load_settings())
+    path = DataPaths(service_settings().data_dir).latest_report()
     if path is None or not path.exists():
         return JSONResponse({"error": "no report yet: run `persona report` (or `persona update`)"}, status_code=404)
     return FileResponse(path, media_type="text/html")
 
 
 report_app = Starlette(routes=[Route("/", latest_report, methods=["GET"])])
-"""Declared here, built by Starlette without touching any file; the handler reads the settings per call."""
+"""Declared here, built by Starlette without touching any file; the handler uses the service's settings."""

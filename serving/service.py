@@ -12,7 +12,6 @@ key required), ``POST /admin/reload-models`` (check the champion aliases now, ke
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -20,8 +19,8 @@ from typing import Annotated, Any
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
+from base.config import REQUEST_CEILING
 from serving.auth import ApiKeyMiddleware
-from serving.bento_models import SOURCE_ENV
 from serving.content_type import JsonOnlyMiddleware
 from serving.openapi_fix import OpenApiFixMiddleware
 from serving.report_app import report_app
@@ -29,16 +28,14 @@ from serving.schemas import EventsResponse, PersonaResponse, ReloadResponse
 
 log = logging.getLogger("persona.serving")
 
-MAX_IDS = 1000
-MAX_EVENTS = 1000
 
 UserIds = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=128)]],
-    Field(min_length=1, max_length=MAX_IDS, description="1 to 1,000 user ids"),
+    Field(min_length=1, max_length=REQUEST_CEILING, description="1 to 1,000 user ids"),
 ]
 Events = Annotated[
     list[dict[str, Any]],
-    Field(min_length=1, max_length=MAX_EVENTS,
+    Field(min_length=1, max_length=REQUEST_CEILING,
           description="1 to 1,000 events, each an EventIn object (see the EventIn schema); each is "
                       "validated on its own"),
 ]
@@ -73,7 +70,8 @@ class PersonaService:
 
     def __init__(self) -> None:
         from features.store import feature_refs, open_store
-        from persona.config import load_mlflow_settings, load_settings
+        from base.config import load_settings
+        from training.targets import check_target_settings
         from serving.live_events import LiveEvents
         from serving.live_models import ChampionSwitch
         from serving.metrics import ServiceMetrics
@@ -81,15 +79,16 @@ class PersonaService:
         from serving.persona_cache import PersonaCache
 
         self.settings = load_settings()
+        check_target_settings(self.settings)
         store = open_store(self.settings)
         self.online = OnlineFeatures(store)
         self.metrics = ServiceMetrics()
         packaged = None
-        if os.environ.get(SOURCE_ENV) == "bento":  # built from bentofile.yaml: the packaged champions
+        if self.settings.model_source == "bento":  # built from bentofile.yaml: the packaged champions
             from serving.bento_models import load_packaged
 
             packaged = load_packaged()
-        self.models = ChampionSwitch(self.settings, load_mlflow_settings(self.settings), set(feature_refs(store)),
+        self.models = ChampionSwitch(self.settings, self.settings.ml, set(feature_refs(store)),
                                      self.metrics, packaged=packaged)
         self.live = LiveEvents(self.settings, store)
         self.cache = PersonaCache(self.settings.serving.score_cache_size)
@@ -118,6 +117,9 @@ class PersonaService:
     @bentoml.api(route="/persona", input_spec=PersonaRequest)
     def persona(self, user_ids: UserIds) -> PersonaResponse:
         """Personas for the given users, in request order; unknown users come back as cold starts."""
+        limit = self.settings.serving.max_batch
+        if len(user_ids) > limit:
+            return _too_many(len(user_ids), limit, "user ids", "serving.max_batch")  # type: ignore[return-value]
         return self._personas(user_ids)
 
     @bentoml.api(route="/events", input_spec=EventsRequest)
@@ -127,6 +129,9 @@ class PersonaService:
         with ``all_or_nothing``, one invalid event refuses the whole batch (400)."""
         from serving.events import check_events
 
+        limit = self.settings.serving.max_events
+        if len(events) > limit:
+            return _too_many(len(events), limit, "events", "serving.max_events")  # type: ignore[return-value]
         checked = check_events(events, self.settings, datetime.now(timezone.utc))
         for r in checked.rejected:
             self.metrics.events_rejected.labels(field=r.field or "event").inc()
@@ -160,6 +165,14 @@ class PersonaService:
         """Stop the watchers and push what is queued for the offline store."""
         self._stop.set()
         self.live.flush_offline()
+
+
+def _too_many(n: int, limit: int, what: str, setting: str) -> Any:
+    """The 400 answer for a request over the configured bound (the schema's bound is the ceiling)."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(status_code=400, content={"error": f"{n} {what} in one request; at most {limit} "
+                                                           f"({setting} in persona.yaml)"})
 
 
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from persona.config import Settings, load_settings
+from base.config import Settings, load_settings
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from features.store import FEATURE_SERVICE, feature_refs
-from persona.progress import step
+from base.progress import step
 
 if TYPE_CHECKING:
     from feast import FeatureStore

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from persona.config import GateConfig, MlflowSettings
+from base.config import GateConfig, MlflowSettings
 from training.registry import ModelRef, alias_version, client, record_decision, set_alias, use_tracking
+from training.champions import ServingCheck, servable_reasons
+from training.evaluation import EVAL_ARTIFACT, evaluate, matrix
 from training.targets import better, target
 
 
@@ -62,9 +64,10 @@ def baseline_reasons(score: float, baselines: dict[str, float], primary: str) ->
 def baseline_shortfalls(model: dict[str, float], logged: dict[str, float], key: str, gate: GateConfig) -> list[str]:
     """Every way the model falls behind its baselines: the primary metric must beat each baseline, and each
     of the gate's ``baseline_metrics`` may trail a baseline by at most ``baseline_tolerance`` (relative)."""
-    primary = gate.primary_metric[key]  # type: ignore[index]
+    t = target(key)
+    primary = t.primary(gate)
     reasons = baseline_reasons(model[primary], baseline_scores(logged, primary), primary)
-    for metric in gate.baseline_metrics.get(key, []):  # type: ignore[call-overload]
+    for metric in t.guarded(gate):
         if metric == primary or metric not in model:
             continue
         for name, value in sorted(baseline_scores(logged, metric).items()):
@@ -78,8 +81,6 @@ def baseline_shortfalls(model: dict[str, float], logged: dict[str, float], key: 
 def _load_eval_frame(ml: MlflowSettings, run_id: str) -> pd.DataFrame:
     import mlflow.artifacts
 
-    from training.train import EVAL_ARTIFACT
-
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=EVAL_ARTIFACT,
                                                tracking_uri=ml.tracking_uri)
     return pd.read_parquet(path)
@@ -87,8 +88,6 @@ def _load_eval_frame(ml: MlflowSettings, run_id: str) -> pd.DataFrame:
 
 def _score(ml: MlflowSettings, ref: ModelRef, key: str, frame: pd.DataFrame, min_rows: int) -> Any:
     import mlflow.lightgbm
-
-    from training.train import evaluate, matrix
 
     t = target(key)
     use_tracking(ml)
@@ -103,9 +102,9 @@ def compare(ml: MlflowSettings, key: str, challenger: ModelRef | None = None,
     """Score champion and challenger on the challenger's evaluation window (rows and segments logged with it)."""
     challenger = challenger or alias_version(ml, key, ml.challenger_alias)
     if challenger is None:
-        raise GateError(f"{ml.models[key]} has no '{ml.challenger_alias}' version to compare")  # type: ignore[index]
+        raise GateError(f"{ml.model_name(key)} has no '{ml.challenger_alias}' version to compare")
     champion = champion or alias_version(ml, key, ml.champion_alias)
-    primary = ml.gate.primary_metric[key]  # type: ignore[index]
+    primary = target(key).primary(ml.gate)
     frame = _load_eval_frame(ml, challenger.run_id)
     scored = {"challenger": _score(ml, challenger, key, frame, ml.gate.min_segment_rows)}
     if champion is not None:
@@ -145,10 +144,12 @@ def judge(c: Comparison, gate: GateConfig) -> list[str]:
     return reasons
 
 
-def promote(ml: MlflowSettings, key: str) -> Decision:
-    """Apply the gate to the challenger; move champion to it when it passes. Records the decision either way."""
+def promote(ml: MlflowSettings, key: str, check: ServingCheck | None = None) -> Decision:
+    """Apply the gate to the challenger; move champion to it when it passes and the service could load it
+    (``check``: the features served online and the categories). Records the decision either way."""
     c = compare(ml, key)
-    reasons = judge(c, ml.gate)
+    reasons = judge(c, ml.gate) + [f"the service could not use it: {r}"
+                                   for r in servable_reasons(ml, c.challenger, key, check)]
     if reasons:
         record_decision(ml, c.challenger, "refused", "; ".join(reasons))
         return Decision(key, False, reasons, c)
@@ -164,17 +165,20 @@ def promote(ml: MlflowSettings, key: str) -> Decision:
     return Decision(key, True, [], c)
 
 
-def rollback(ml: MlflowSettings, key: str) -> tuple[ModelRef, ModelRef]:
+def rollback(ml: MlflowSettings, key: str, check: ServingCheck | None = None) -> tuple[ModelRef, ModelRef]:
     """Move champion back to the version it replaced; returns (from, to)."""
     current = alias_version(ml, key, ml.champion_alias)
     if current is None:
-        raise GateError(f"{ml.models[key]} has no champion to roll back")  # type: ignore[index]
+        raise GateError(f"{ml.model_name(key)} has no champion to roll back")
     c = client(ml)
     previous = c.get_model_version(current.name, current.version).tags.get("previous_champion")
     if not previous:
         raise GateError(f"{current.name} v{current.version} replaced no earlier champion: nothing to roll back to")
     mv = c.get_model_version(current.name, previous)
     to = ModelRef(current.name, str(mv.version), mv.run_id)
+    unusable = servable_reasons(ml, to, key, check)
+    if unusable:
+        raise GateError(f"{to.name} v{to.version} cannot serve any more: {'; '.join(unusable)}")
     why = f"rollback from v{current.version}"
     set_alias(ml, to, ml.champion_alias, why)
     record_decision(ml, to, "rollback-restored", why)
@@ -182,11 +186,16 @@ def rollback(ml: MlflowSettings, key: str) -> tuple[ModelRef, ModelRef]:
     return current, to
 
 
-def settle(ml: MlflowSettings, key: str, ref: ModelRef) -> tuple[str, list[str]]:
+def settle(ml: MlflowSettings, key: str, ref: ModelRef, check: ServingCheck | None = None) -> tuple[str, list[str]]:
     """Alias a newly registered version: champion when it is the first and beats its baselines,
-    otherwise challenger, then the gate decides. Returns (alias it holds, reasons it was refused)."""
+    otherwise challenger, then the gate decides; a version the service could not load never becomes
+    champion. Returns (alias it holds, reasons it was refused)."""
     set_alias(ml, ref, ml.challenger_alias, "newly trained")
     if alias_version(ml, key, ml.champion_alias) is None:
+        unusable = [f"the service could not use it: {r}" for r in servable_reasons(ml, ref, key, check)]
+        if unusable:
+            record_decision(ml, ref, "refused", "; ".join(unusable))
+            return ml.challenger_alias, unusable
         metrics = _run_metrics(ml, ref.run_id)
         model = {k[len("eval_"):]: v for k, v in metrics.items() if k.startswith("eval_")}
         reasons = baseline_shortfalls(model, metrics, key, ml.gate) if ml.gate.must_beat_baselines else []
@@ -200,5 +209,5 @@ def settle(ml: MlflowSettings, key: str, ref: ModelRef) -> tuple[str, list[str]]
         client(ml).delete_registered_model_alias(ref.name, ml.challenger_alias)
         record_decision(ml, ref, "promoted", why)
         return ml.champion_alias, [f"bootstrap champion: {r}" for r in reasons]
-    decision = promote(ml, key)
+    decision = promote(ml, key, check)
     return (ml.champion_alias if decision.promoted else ml.challenger_alias), decision.reasons

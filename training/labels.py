@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.compute import is_known_user
-from persona.config import TrainingConfig
+from base.config import TrainingConfig
 from training.identity_pit import STITCHED_AT, counted_at, late_linked_users
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from persona.config import MlflowSettings
+from base.config import MlflowSettings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -53,7 +53,7 @@ def alias_version(ml: MlflowSettings, target: str, alias: str | None = None) -> 
     """The version holding ``alias`` (default: champion) for a target, or None."""
     from mlflow.exceptions import MlflowException
 
-    name = ml.models[target]  # type: ignore[index]
+    name = ml.model_name(target)
     try:
         mv = client(ml).get_model_version_by_alias(name, alias or ml.champion_alias)
     except MlflowException:
@@ -70,7 +70,7 @@ def set_alias(ml: MlflowSettings, ref: ModelRef, alias: str, reason: str) -> Non
     c.set_registered_model_alias(ref.name, alias, ref.version)
     stamp = datetime.now(timezone.utc).isoformat()
     c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_at", stamp)
-    c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_by", getpass.getuser())
+    c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_by", ml.decided_by or getpass.getuser())
     c.set_model_version_tag(ref.name, ref.version, f"{alias}.reason", reason)
 
 
@@ -83,7 +83,7 @@ def record_decision(ml: MlflowSettings, ref: ModelRef, action: str, reason: str)
 
     c = client(ml)
     stamp = datetime.now(timezone.utc)
-    who = os.environ.get("PERSONA_USER") or getpass.getuser()
+    who = ml.decided_by or getpass.getuser()
     body = json.dumps({"action": action, "by": who, "at": stamp.isoformat(), "why": reason})
     c.set_model_version_tag(ref.name, ref.version, f"decision.{stamp:%Y%m%dT%H%M%S%fZ}", body[:5000])
     c.set_model_version_tag(ref.name, ref.version, "last_decision", body[:5000])
@@ -91,6 +91,6 @@ def record_decision(ml: MlflowSettings, ref: ModelRef, action: str, reason: str)
 
 def versions(ml: MlflowSettings, target: str) -> list[Any]:
     """Every registered version of a target's model, newest first (empty when none)."""
-    name = ml.models[target]  # type: ignore[index]
+    name = ml.model_name(target)
     found = client(ml).search_model_versions(f"name = '{name}'")
     return sorted(found, key=lambda mv: -int(mv.version))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from base.config import ConfigError, GateConfig, Settings
 
 HIGHER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "top_decile_capture", "top1_accuracy", "top3_hit_rate"})
 
@@ -74,11 +77,18 @@ def category_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 Baselines = Callable[[pd.DataFrame, pd.DataFrame, int, list[str]], dict[str, np.ndarray]]
+Output = Literal["amount", "probability", "classes"]
 
 
 @dataclass(frozen=True)
 class Target:
-    """One persona model; every target goes through the same training path."""
+    """One persona model: everything the project knows about it is this entry.
+
+    Training fits, evaluates, logs and gates it; the scorer puts its output in the persona record under
+    ``record_field`` (numbers: the amount or probability; ``classes``: the top classes with their
+    probabilities); scalar outputs with ``segment_input`` can be named in segment rules and are smoothed
+    between batch updates and kept in the persona history.
+    """
 
     key: str
     label: str
@@ -86,7 +96,20 @@ class Target:
     metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]]
     baselines: Baselines
     description: str
+    primary_metric: str
+    baseline_metrics: tuple[str, ...]
+    output: Output
+    record_field: str
+    record_description: str
+    segment_input: bool = False
+    history_tolerance: float = 0.0  # a kept prediction that moves by more than this is a changed persona
+    required: bool = False  # the service cannot answer without its champion
     labelled_only: bool = False  # train/evaluate only rows whose label is >= 0 (e.g. users who bought)
+
+    @property
+    def scalar(self) -> bool:
+        """One number per user (not class probabilities)."""
+        return self.output != "classes"
 
     def params(self, categories: list[str]) -> dict[str, object]:
         """The objective, with the class count for multi-class targets."""
@@ -96,6 +119,22 @@ class Target:
     def rows(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The rows this target learns from and is evaluated on."""
         return frame.loc[frame[self.label] >= 0] if self.labelled_only else frame
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        """Model output as served: amounts are not negative, probabilities lie in [0, 1]."""
+        if self.output == "amount":
+            return np.maximum(raw, 0.0)
+        if self.output == "probability":
+            return np.clip(raw, 0.0, 1.0)
+        return raw
+
+    def primary(self, gate: GateConfig) -> str:
+        """The metric the gate compares (configuration overrides the target's default)."""
+        return gate.primary_metric.get(self.key, self.primary_metric)
+
+    def guarded(self, gate: GateConfig) -> list[str]:
+        """Metrics on which the model may not trail a baseline beyond the gate's tolerance."""
+        return list(gate.baseline_metrics.get(self.key, self.baseline_metrics))
 
 
 def _spend_baselines(train: pd.DataFrame, ev: pd.DataFrame, horizon: int, cats: list[str]) -> dict[str, np.ndarray]:
@@ -124,6 +163,14 @@ TARGETS: tuple[Target, ...] = (
         metrics=spend_metrics,
         baselines=_spend_baselines,
         description="Spend in the horizon after the cutoff (base currency); mostly zero, hence Tweedie",
+        primary_metric="tweedie_deviance",
+        baseline_metrics=("rmse", "mae", "top_decile_capture"),
+        output="amount",
+        record_field="predicted_spend",
+        record_description="Predicted spend over the horizon (base currency)",
+        segment_input=True,
+        history_tolerance=5.0,
+        required=True,
     ),
     Target(
         key="churn",
@@ -132,6 +179,14 @@ TARGETS: tuple[Target, ...] = (
         metrics=churn_metrics,
         baselines=_churn_baselines,
         description="Probability of no purchase in the horizon after the cutoff (log loss keeps it calibrated)",
+        primary_metric="log_loss",
+        baseline_metrics=("roc_auc", "pr_auc", "brier"),
+        output="probability",
+        record_field="churn_risk",
+        record_description="Probability of no purchase over the horizon",
+        segment_input=True,
+        history_tolerance=0.05,
+        required=True,
     ),
     Target(
         key="category",
@@ -140,6 +195,11 @@ TARGETS: tuple[Target, ...] = (
         metrics=category_metrics,
         baselines=_category_baselines,
         description="Which category the user buys most in the horizon (class probabilities = affinity)",
+        primary_metric="log_loss",
+        baseline_metrics=("top1_accuracy", "top3_hit_rate"),
+        output="classes",
+        record_field="top_categories",
+        record_description="Categories the user is most likely to buy next, with their probabilities",
         labelled_only=True,
     ),
 )
@@ -151,3 +211,28 @@ def target(key: str) -> Target:
         if t.key == key:
             return t
     raise KeyError(f"unknown target {key!r}; known: {', '.join(t.key for t in TARGETS)}")
+
+
+def target_keys() -> list[str]:
+    """Every target's key, in registry order."""
+    return [t.key for t in TARGETS]
+
+
+def segment_inputs() -> dict[str, Target]:
+    """Record field → target, for the predictions that segment rules may name."""
+    return {t.record_field: t for t in TARGETS if t.segment_input}
+
+
+def check_target_settings(settings: Settings) -> None:
+    """Every per-target entry of the configuration names a known target; errors name the file and key."""
+    known = set(target_keys())
+    entries = [(settings.config_path, "training.target_params", settings.training.target_params),
+               (settings.config_path, "update.history.tolerance", settings.update.history.tolerance),
+               (settings.mlflow_config, "models", settings.mlflow.models),
+               (settings.mlflow_config, "gate.primary_metric", settings.mlflow.gate.primary_metric),
+               (settings.mlflow_config, "gate.baseline_metrics", settings.mlflow.gate.baseline_metrics)]
+    for path, where, mapping in entries:
+        unknown = sorted(set(mapping) - known)
+        if unknown:
+            raise ConfigError(f"{path}: {where}: unknown target {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(sorted(known))} (training/targets.py)")

@@ -9,23 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from persona.config import MlflowSettings, SegmentRule, TrainingConfig
-from persona.progress import step
+from base.config import MlflowSettings, SegmentRule, TrainingConfig
+from base.progress import step
 from training.labels import Split
 from training.registry import ModelRef, ensure_experiment, use_tracking
-from training.targets import TARGETS, Target
-
-EVAL_ARTIFACT = "evaluation/evaluation.parquet"
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """A target's scores on the evaluation cutoff: the model, each baseline, each segment."""
-
-    metrics: dict[str, float]
-    baselines: dict[str, dict[str, float]]
-    segments: dict[str, dict[str, float]]
-
+from training.champions import ServingCheck
+from training.evaluation import EVAL_ARTIFACT, Evaluation, evaluate, matrix
+from training.targets import TARGETS, Target, segment_inputs
 
 @dataclass(frozen=True)
 class TrainedModel:
@@ -76,11 +66,6 @@ def lgb_params(target: Target, cfg: TrainingConfig, categories: Sequence[str] = 
     }
 
 
-def matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """Features as a float64 matrix in model order."""
-    return frame[features].to_numpy(dtype="float64")
-
-
 def best_rounds(target: Target, train: pd.DataFrame, features: list[str], cfg: TrainingConfig,
                 categories: Sequence[str] = ()) -> int:
     """Boosting rounds chosen by early stopping on the newest training cutoff (a time split inside the
@@ -124,28 +109,14 @@ def with_history(dataset: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
 
 
 def assign_eval_segments(rules: Sequence[SegmentRule], evaluation: pd.DataFrame, features: list[str],
-                         predicted_spend: np.ndarray, churn_risk: np.ndarray) -> np.ndarray:
-    """Segment of every evaluation row from its features and the new models' predicted traits."""
-    from persona.segments import assign_segments
+                         predictions: dict[str, np.ndarray]) -> np.ndarray:
+    """Segment of every evaluation row from its features and the new models' predictions (target key →
+    raw output; the targets that are segment inputs appear under their record field)."""
+    from base.segments import assign_segments
 
     values = {f: evaluation[f].to_numpy(dtype=float) for f in features}
-    values.update(predicted_spend=predicted_spend, churn_risk=churn_risk)
+    values.update({field: t.finish(predictions[t.key]) for field, t in segment_inputs().items()})
     return assign_segments(rules, values, len(evaluation))
-
-
-def evaluate(target: Target, pred: np.ndarray, rows: pd.DataFrame, baselines: dict[str, np.ndarray],
-             min_rows: int = 1) -> Evaluation:
-    """Metrics of the model, of each baseline, and of the model within each segment of ``rows``."""
-    y = rows[target.label].to_numpy(dtype=float)
-    seg = rows["segment"].to_numpy() if "segment" in rows else np.full(len(rows), "all")
-    segments = {}
-    for name in sorted(set(seg)):
-        m = seg == name
-        if m.sum() >= min_rows:
-            segments[str(name)] = {**target.metrics(y[m], pred[m]), "rows": float(m.sum())}
-    return Evaluation(metrics=target.metrics(y, pred),
-                      baselines={k: target.metrics(y, v) for k, v in baselines.items()},
-                      segments=segments)
 
 
 def model_requirements() -> list[str]:
@@ -217,21 +188,22 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
             evaluation[[c for c in keep if c in evaluation]].to_parquet(path, index=False)
             mlflow.log_artifact(str(path), artifact_path=str(Path(EVAL_ARTIFACT).parent))
         info = mlflow.lightgbm.log_model(
-            booster, name="model", registered_model_name=ml.models[target.key],  # type: ignore[index]
+            booster, name="model", registered_model_name=ml.model_name(target.key),
             signature=infer_signature(example, booster.predict(example.to_numpy())), input_example=example,
             pip_requirements=model_requirements(),  # explicit: skips slow environment inference
         )
     version = str(info.registered_model_version)
-    return ModelRef(name=ml.models[target.key], version=version, run_id=run.info.run_id)  # type: ignore[index]
+    return ModelRef(name=ml.model_name(target.key), version=version, run_id=run.info.run_id)
 
 
 def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: TrainingConfig,
               ml: MlflowSettings, *, rules: Sequence[SegmentRule] = (), categories: Sequence[str] = (),
               lineage: dict[str, str] | None = None, gate: bool = True,
-              progress: Any | None = None) -> TrainSummary:
+              check: ServingCheck | None = None, progress: Any | None = None) -> TrainSummary:
     """Train every target on the training cutoffs, evaluate on the latest cutoff beside the baselines,
     log and register each; with ``gate`` the first version becomes champion (if it beats its baselines)
-    and later ones challenger, promoted only by the gate in ``mlflow.yaml``.
+    and later ones challenger, promoted only by the gate in ``mlflow.yaml`` and only when the service
+    could load it (``check``).
 
     ``dataset`` must carry the ``hist_*`` columns of :func:`training.baselines.history_summary`.
     """
@@ -251,8 +223,8 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
         advance(len(TARGETS))
         x_eval = matrix(evaluation, features)
         full = {k: np.asarray(b.predict(x_eval)) for k, b in boosters.items()}
-        evaluation = evaluation.assign(segment=assign_eval_segments(rules, evaluation, features, full["spend"],
-                                                                    full["churn"]) if rules else "all")
+        evaluation = evaluation.assign(segment=assign_eval_segments(rules, evaluation, features, full)
+                                       if rules else "all")
         t0 = time.perf_counter()
         for t in TARGETS:
             mask = (evaluation[t.label] >= 0).to_numpy() if t.labelled_only else np.ones(len(evaluation), bool)
@@ -261,7 +233,7 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
                           min_rows=ml.gate.min_segment_rows)
             ref = log_model(t, boosters[t.key], ev, pred, train, evaluation, features, split, cfg, ml,
                             lineage or {}, categories)
-            alias, reasons = settle(ml, t.key, ref) if gate else ("", ())
+            alias, reasons = settle(ml, t.key, ref, check) if gate else ("", ())
             summary.models.append(TrainedModel(t.key, ref, ev.metrics, len(t.rows(train)), len(rows),
                                                ev.baselines, alias, tuple(reasons)))
             advance(1)

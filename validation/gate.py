@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
-from ingestion.schema import CANONICAL_COLUMNS, EVENT_TYPES, MONETARY_EVENTS
-from persona.config import ChannelConfig
+from base.schema import CANONICAL_COLUMNS, EVENT_TYPES, MONETARY_EVENTS
+from base.config import ChannelConfig
 from validation.profiles import BATCH_CHECKS, MAX_AMOUNT, ProfileCheck, batch_profile, profile_expectations, profile_frame
 from validation.quarantine import QUARANTINE_COLUMNS, quarantine_frame
 
@@ -85,7 +85,7 @@ class GateResult:
 
 
 @dataclass(frozen=True)
-class _Failure:
+class Failure:
     """One failed expectation, parsed from a GX validation result."""
 
     expectation: str
@@ -137,7 +137,7 @@ def _row_expectations() -> list[Expectation]:
     ]
 
 
-def _prescreen(events: pd.DataFrame) -> list[_Failure]:
+def _prescreen(events: pd.DataFrame) -> list[Failure]:
     """The :data:`PRESCREENED` checks, vectorised (named as the GX expectations they stand for)."""
     out = []
     for expectation, column in PRESCREENED:
@@ -150,7 +150,7 @@ def _prescreen(events: pd.DataFrame) -> list[_Failure]:
             bad = (values.notna() & ~values.isin(EVENT_TYPES)).to_numpy()
         rows = np.flatnonzero(bad)
         if len(rows):
-            out.append(_Failure(expectation=expectation, column=column, level=ROW, rows=rows, count=len(rows),
+            out.append(Failure(expectation=expectation, column=column, level=ROW, rows=rows, count=len(rows),
                                 detail=""))
     return out
 
@@ -261,9 +261,9 @@ def _suite_checkpoint(
 # --------------------------------------------------------------------------- results
 
 
-def _parse_failures(result: CheckpointResult, n_rows: int) -> tuple[list[_Failure], dict]:
+def _parse_failures(result: CheckpointResult, n_rows: int) -> tuple[list[Failure], dict]:
     """Failed expectations of a checkpoint run, plus summed statistics over its validations."""
-    failures: list[_Failure] = []
+    failures: list[Failure] = []
     stats: dict[str, float | None] = {}
     for validation in result.run_results.values():
         for key, value in validation.statistics.items():
@@ -277,8 +277,8 @@ def _parse_failures(result: CheckpointResult, n_rows: int) -> tuple[list[_Failur
     return failures, stats
 
 
-def _failure(er: Any, n_rows: int) -> _Failure:
-    """Turn one failed ``ExpectationValidationResult`` into a :class:`_Failure`.
+def _failure(er: Any, n_rows: int) -> Failure:
+    """Turn one failed ``ExpectationValidationResult`` into a :class:`Failure`.
 
     A row-level expectation that raised, or whose index list does not match its count, is
     treated as a batch failure (fail safe: the gate cannot tell which rows are bad).
@@ -292,15 +292,15 @@ def _failure(er: Any, n_rows: int) -> _Failure:
     empty = np.empty(0, dtype=np.int64)
     error = _exception_message(er.exception_info or {})
     if error is not None:
-        return _Failure(**named, level=BATCH, rows=empty, count=0, detail=f"error: {error}")
+        return Failure(**named, level=BATCH, rows=empty, count=0, detail=f"error: {error}")
     if level == ROW:
         rows = np.asarray(result.get("unexpected_index_list") or [], dtype=np.int64)
         count = int(result.get("unexpected_count") or 0)
         if len(rows) == count and count > 0 and rows.min() >= 0 and rows.max() < n_rows:
-            return _Failure(**named, level=ROW, rows=rows, count=count, detail="")
+            return Failure(**named, level=ROW, rows=rows, count=count, detail="")
         detail = f"{count} unexpected rows but {len(rows)} row indexes returned"
-        return _Failure(**named, level=BATCH, rows=empty, count=count, detail=detail)
-    return _Failure(**named, level=BATCH, rows=empty, count=0, detail=_observed(result))
+        return Failure(**named, level=BATCH, rows=empty, count=count, detail=detail)
+    return Failure(**named, level=BATCH, rows=empty, count=0, detail=_observed(result))
 
 
 def _condition_text(row_condition: Any) -> str:
@@ -344,7 +344,7 @@ def _append(target: pd.Series, rows: np.ndarray, text: pd.Series | str, sep: str
     target.iloc[rows] = current + joiner + text
 
 
-def failed_rows(n_rows: int, failures: list[_Failure]) -> np.ndarray:
+def failed_rows(n_rows: int, failures: list[Failure]) -> np.ndarray:
     """Boolean mask of the rows (positions 0..n-1) that failed a row-level check."""
     bad = np.zeros(n_rows, dtype=bool)
     for f in failures:
@@ -353,7 +353,7 @@ def failed_rows(n_rows: int, failures: list[_Failure]) -> np.ndarray:
     return bad
 
 
-def row_reasons(events: pd.DataFrame, failures: list[_Failure]) -> tuple[pd.Series, pd.Series, pd.Series]:
+def row_reasons(events: pd.DataFrame, failures: list[Failure]) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Per row position: joined failed expectation names, columns and reasons ("" when none)."""
     blank = pd.Series("", index=pd.RangeIndex(len(events)), dtype=object)
     checks, columns, reasons = blank.copy(), blank.copy(), blank.copy()
@@ -369,7 +369,7 @@ def row_reasons(events: pd.DataFrame, failures: list[_Failure]) -> tuple[pd.Seri
     return checks, columns, reasons
 
 
-def assemble(events: pd.DataFrame, reasons: tuple[pd.Series, pd.Series, pd.Series], batch: list[_Failure],
+def assemble(events: pd.DataFrame, reasons: tuple[pd.Series, pd.Series, pd.Series], batch: list[Failure],
              batch_id: str) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
     """Split ``events`` into accepted rows and quarantine records, given per-row reasons (positions
     0..n-1, "" = passed) and the batch-level failures (any: every row is quarantined)."""
@@ -394,19 +394,19 @@ def assemble(events: pd.DataFrame, reasons: tuple[pd.Series, pd.Series, pd.Serie
 
 
 def _profile_failures(frame: pd.DataFrame, checks: tuple[ProfileCheck, ...],
-                      failures: list[_Failure]) -> list[list[_Failure]]:
+                      failures: list[Failure]) -> list[list[Failure]]:
     """Per profile row, the batch-level failures it stands for (in the order of ``checks``)."""
     by_field = {c.field: c for c in checks}
-    out: list[list[_Failure]] = [[] for _ in range(len(frame))]
+    out: list[list[Failure]] = [[] for _ in range(len(frame))]
     for f in failures:
         check = by_field.get(f.column)
         if f.level != ROW or check is None:  # the profile suite itself failed: every profiled batch fails
             for found in out:
-                found.append(f if f.level == BATCH else _Failure(**{**f.__dict__, "level": BATCH}))
+                found.append(f if f.level == BATCH else Failure(**{**f.__dict__, "level": BATCH}))
             continue
         for i in f.rows:
             row = frame.iloc[int(i)]
-            out[int(i)].append(_Failure(expectation=check.expectation, column=check.column(row), level=BATCH,
+            out[int(i)].append(Failure(expectation=check.expectation, column=check.column(row), level=BATCH,
                                         rows=np.empty(0, dtype=np.int64), count=0, detail=check.detail(row),
                                         condition=check.condition))
     order = {c.field: i for i, c in enumerate(checks)}
@@ -464,7 +464,7 @@ class GateSession:
                                                         asset_name=name, result_format=result_format)
         return self._checkpoints[name]
 
-    def _run(self, name: str, frame: pd.DataFrame, run_name: str) -> tuple[list[_Failure], dict]:
+    def _run(self, name: str, frame: pd.DataFrame, run_name: str) -> tuple[list[Failure], dict]:
         from great_expectations.core.run_identifier import RunIdentifier
 
         started = time.perf_counter()
@@ -479,7 +479,7 @@ class GateSession:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def check_rows(self, events: pd.DataFrame, *, run_name: str) -> tuple[list[_Failure], dict]:
+    def check_rows(self, events: pd.DataFrame, *, run_name: str) -> tuple[list[Failure], dict]:
         """Row-level failures of canonical events (positions 0..n-1): the pre-screen, then the GX suite.
 
         Columns the checks need but ``events`` lacks are left to the batch-level column-set check.
@@ -498,7 +498,7 @@ class GateSession:
         failures.sort(key=lambda f: (f.level != BATCH, order.get((f.expectation, f.column), len(order))))
         return failures, stats
 
-    def check_profiles(self, name: str, profiles: list[dict[str, Any]], *, run_name: str) -> list[list[_Failure]]:
+    def check_profiles(self, name: str, profiles: list[dict[str, Any]], *, run_name: str) -> list[list[Failure]]:
         """Validate a profile table (``BATCHES_SUITE`` or ``RAW_SUITE``); the failures of each row."""
         from validation.raw_suite import RAW_CHECKS
 

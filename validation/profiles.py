@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.schema import CANONICAL_COLUMNS
+from base.schema import CANONICAL_COLUMNS
 
 if TYPE_CHECKING:
     from great_expectations.expectations import Expectation

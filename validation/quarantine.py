@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingestion.durable import replace_durably
+from base.durable import replace_durably
 
 QUARANTINE_COLUMNS: tuple[str, ...] = (
     "batch_id",

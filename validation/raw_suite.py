@@ -16,9 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.canonical import required_fields
-from ingestion.text_values import text_array
-from persona.config import ChannelConfig
+from base.text_values import text_array
+from base.config import ChannelConfig
 from validation.profiles import ProfileCheck, fixed
 
 MOSTLY = 0.9
@@ -77,7 +76,7 @@ def _match_share(values: pa.Array | pa.ChunkedArray, pattern: str) -> float:
 
 def raw_profile(rows: pd.DataFrame | pa.Table, cfg: ChannelConfig, limit: int = SAMPLE_ROWS) -> dict[str, Any]:
     """Shape statistics of one raw file (on an evenly spaced sample of at most ``limit`` rows)."""
-    sources = {f: cfg.columns[f] for f in sorted(required_fields(cfg))}
+    sources = {f: cfg.columns[f] for f in sorted(cfg.required_fields())}
     names = rows.column_names if isinstance(rows, pa.Table) else list(rows.columns)
     missing = [src for src in sources.values() if src not in names]
     checked = list(dict.fromkeys(src for src in sources.values() if src in names))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 import typer
 
 if TYPE_CHECKING:
-    from persona.config import Settings
+    from base.config import Settings
 
 ConfigOpt = Annotated[
     Optional[Path], typer.Option("--config", "-c", help="persona.yaml (default: $PERSONA_CONFIG or ./persona.yaml)")
@@ -18,10 +18,13 @@ ConfigOpt = Annotated[
 
 def load(config: Optional[Path]) -> "Settings":
     """Settings, or exit 2 with the configuration error (file and key named)."""
-    from persona.config import ConfigError, load_settings
+    from base.config import ConfigError, load_settings
+    from training.targets import check_target_settings
 
     try:
-        return load_settings(config)
+        settings = load_settings(config)
+        check_target_settings(settings)
+        return settings
     except ConfigError as e:
         typer.secho(f"configuration error: {e}", fg="red", err=True)
         raise typer.Exit(2) from e
@@ -43,3 +46,17 @@ def console() -> Any:
 
     c = Console()
     return c if c.is_terminal else Console(width=140)
+
+
+def serving_check(settings: "Settings") -> Any:
+    """What the service offers a model (features served online, categories), for the gate's check."""
+    from features.store import FEATURE_SERVICE, feature_refs, open_store
+    from training.champions import ServingCheck
+
+    try:
+        served: frozenset[str] | None = frozenset(feature_refs(open_store(settings)))
+    except Exception as exc:  # no feature service registered yet: the features cannot be checked
+        typer.secho(f"note: cannot read the served features of {FEATURE_SERVICE} ({exc}); the gate checks only "
+                    "that the model loads (run `persona apply` first)", fg="yellow", err=True)
+        served = None
+    return ServingCheck(served, tuple(settings.features.categories))

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from persona.commands.common import ConfigOpt, console, load
+from persona.commands.common import ConfigOpt, console, load, serving_check
 
 app = typer.Typer(help="Registered models: list, compare champion and challenger, promote through the gate, "
                        "roll back.", no_args_is_help=True)
@@ -15,17 +15,17 @@ TargetOpt = Annotated[Optional[str], typer.Option("--target", "-t", help="spend 
 
 
 def _ml(config: Any) -> tuple[Any, Any]:
-    from persona.config import load_mlflow_settings
-
     s = load(config)
-    return s, load_mlflow_settings(s)
+    return s, s.ml
 
 
 def _targets(ml: Any, target: Optional[str]) -> list[str]:
+    from training.targets import target_keys
+
     if target is None:
-        return list(ml.models)
-    if target not in ml.models:
-        typer.secho(f"unknown target {target!r}; known: {', '.join(ml.models)}", fg="red", err=True)
+        return target_keys()
+    if target not in target_keys():
+        typer.secho(f"unknown target {target!r}; known: {', '.join(target_keys())}", fg="red", err=True)
         raise typer.Exit(2)
     return [target]
 
@@ -38,6 +38,7 @@ def list_models(config: ConfigOpt = None, target: TargetOpt = None) -> None:
     from rich.table import Table
 
     from training.registry import client, versions
+    from training.targets import target as target_of
 
     _, ml = _ml(config)
     table = Table(title=f"Registered models ({ml.registry_uri})")
@@ -45,11 +46,11 @@ def list_models(config: ConfigOpt = None, target: TargetOpt = None) -> None:
         table.add_column(col)
     c = client(ml)
     for key in _targets(ml, target):
-        primary = ml.gate.primary_metric[key]
+        primary = target_of(key).primary(ml.gate)
         found = versions(ml, key)
         held: dict[str, list[str]] = {}
         if found:
-            for alias, version in c.get_registered_model(ml.models[key]).aliases.items():
+            for alias, version in c.get_registered_model(ml.model_name(key)).aliases.items():
                 held.setdefault(str(version), []).append(alias)
         for mv in found:
             run = c.get_run(mv.run_id)
@@ -78,8 +79,9 @@ def _echo_comparison(c: Any, gate: Any) -> None:
         mark = " *" if k == c.primary else ""
         table.add_row(k + mark, "-" if old is None else f"{old:.4g}", f"{v:.4g}")
     from training.gate import baseline_scores
+    from training.targets import target as target_of
 
-    for metric in [c.primary, *[m for m in gate.baseline_metrics.get(c.target, []) if m != c.primary]]:
+    for metric in [c.primary, *[m for m in target_of(c.target).guarded(gate) if m != c.primary]]:
         for name, value in sorted((baseline_scores(c.logged, metric) or (c.baselines if metric == c.primary else {})).items()):
             table.add_row(f"baseline {name} ({metric})", "", f"{value:.4g}")
     for seg, m in sorted(c.segments["challenger"].items()):
@@ -111,11 +113,12 @@ def promote(config: ConfigOpt = None, target: TargetOpt = None) -> None:
     """Promote the challenger to champion if it passes the gate in mlflow.yaml; refuse with the reasons."""
     from training.gate import GateError, promote as run
 
-    _, ml = _ml(config)
+    s, ml = _ml(config)
+    check = serving_check(s)
     refused = False
     for key in _targets(ml, target):
         try:
-            d = run(ml, key)
+            d = run(ml, key, check)
         except GateError as e:
             typer.secho(str(e), fg="yellow")
             continue
@@ -137,9 +140,9 @@ def rollback(config: ConfigOpt = None,
     """Move champion back to the version it replaced."""
     from training.gate import GateError, rollback as run
 
-    _, ml = _ml(config)
+    s, ml = _ml(config)
     try:
-        old, new = run(ml, _targets(ml, target)[0])
+        old, new = run(ml, _targets(ml, target)[0], serving_check(s))
     except GateError as e:
         typer.secho(str(e), fg="red", err=True)
         raise typer.Exit(1) from e
@@ -150,12 +153,13 @@ def rollback(config: ConfigOpt = None,
 def segments(config: ConfigOpt = None) -> None:
     """Validate the segment rules file (persona.yaml segments_file) and list the personas."""
     from features.store import feature_refs, open_store
-    from persona.config import ConfigError
-    from persona.segments import check_rules
+    from base.config import ConfigError
+    from base.segments import check_rules
+    from training.targets import segment_inputs
 
     s = load(config)
     try:
-        check_rules(s.segments, set(feature_refs(open_store(s))) | {"predicted_spend", "churn_risk"})
+        check_rules(s.segments, set(feature_refs(open_store(s))) | set(segment_inputs()))
     except ConfigError as e:
         typer.secho(f"{s.segments_file or s.config_path}: {e}", fg="red", err=True)
         raise typer.Exit(2) from e

@@ -18,14 +18,13 @@ def package(config: ConfigOpt = None,
             build: Annotated[bool, typer.Option("--build/--no-build", help="run `bentoml build` after the export")] = True,
             output: Annotated[Optional[Path], typer.Option(help="also export the bento to this file")] = None) -> None:
     """Copy the champions into BentoML's model store and build the bento from bentofile.yaml."""
-    from persona.config import load_mlflow_settings
-    from persona.service_process import PROJECT_ROOT, service_env
+    from serving.process import PROJECT_ROOT, service_env
     from serving.bento_models import export_champions
 
     settings = load(config)
     env = service_env(settings)
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]  # the model store the build reads
-    tags = export_champions(load_mlflow_settings(settings))
+    tags = export_champions(settings.ml)
     typer.echo(f"models exported to {env['BENTOML_HOME']}: {', '.join(tags)}")
     if not build:
         return

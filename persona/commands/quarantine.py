@@ -37,7 +37,7 @@ def show(batch_id: Annotated[str, typer.Argument(help="batch id (see `persona qu
          config: ConfigOpt = None,
          limit: Annotated[int, typer.Option(help="rows to show")] = 20) -> None:
     """The quarantined rows of one batch: file, row, failed check, reason and the original row."""
-    from persona.paths import DataPaths
+    from base.paths import DataPaths
     from validation.quarantine import read_quarantine
 
     records = read_quarantine(DataPaths(_settings(config).data_dir).quarantine)

@@ -96,7 +96,7 @@ def history(user_id: Annotated[str, typer.Argument(help="user id")], config: Con
     """One user's persona timeline: every recorded change with its time, scores and model versions."""
     from rich.table import Table
 
-    from persona.history import read_history
+    from scoring.history import read_history
 
     rows = read_history(load(config), user_id)
     if rows.empty:
@@ -122,8 +122,8 @@ def migration(config: ConfigOpt = None,
     import pandas as pd
     from rich.table import Table
 
-    from persona.history import migration as moves
-    from persona.history import update_times
+    from scoring.history import migration as moves
+    from scoring.history import update_times
 
     s = load(config)
     times = update_times(s)

@@ -10,8 +10,8 @@ import pytest
 from ingestion.event_store import read_events
 from ingestion.ingest import ingest
 from ingestion.ledger import read_ledger
-from persona.config import Settings, load_settings
-from persona.paths import DataPaths
+from base.config import Settings, load_settings
+from base.paths import DataPaths
 from validation.quarantine import read_quarantine
 
 CONFIG = """

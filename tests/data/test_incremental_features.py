@@ -8,8 +8,8 @@ import pandas as pd
 
 from features.compute import read_snapshots
 from ingestion.event_store import write_batch
-from ingestion.schema import CANONICAL_COLUMNS
-from persona.paths import DataPaths
+from base.schema import CANONICAL_COLUMNS
+from base.paths import DataPaths
 from persona.pipeline import build_features
 from tests.conftest import settings_in
 

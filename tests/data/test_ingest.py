@@ -13,8 +13,8 @@ import pytest
 from ingestion.event_store import read_events
 from ingestion.ingest import ingest
 from ingestion.ledger import read_ledger
-from persona.config import Settings
-from persona.paths import DataPaths
+from base.config import Settings
+from base.paths import DataPaths
 from persona.sample_data import generate_sample_data
 from tests.conftest import settings_in
 from validation.quarantine import read_quarantine
@@ -100,7 +100,7 @@ def test_broken_file_is_reported_and_the_rest_goes_on(ingested: Settings) -> Non
 def test_visitor_history_stored_before_login_is_rekeyed_on_read(tmp_path: Path) -> None:
     from ingestion.event_store import load_events, write_batch
     from ingestion.identity import links_from, load_graph, merge_links, save_graph
-    from ingestion.schema import CANONICAL_COLUMNS
+    from base.schema import CANONICAL_COLUMNS
 
     s = settings_in(tmp_path / "data")
     paths = DataPaths(s.data_dir)
@@ -129,7 +129,7 @@ TX_FILES = {  # one commit group: a fails a batch-level check, b has a bad row, 
 
 @pytest.mark.parametrize("group_rows", [1, 1_000_000], ids=["a group per file", "one group"])
 def test_failed_rows_and_batches_claim_no_event_ids_in_a_group(tmp_path: Path, group_rows: int) -> None:
-    from persona.config import ChannelConfig
+    from base.config import ChannelConfig
 
     channel = ChannelConfig(path="raw/tx/*.csv", format="csv", columns=TX, event_type="purchase", currency="EUR")
     s = Settings(data_dir=tmp_path, channels={"tx": channel}, validation={"group_rows": group_rows})
@@ -170,7 +170,7 @@ def test_visitor_is_stitched_and_a_displaced_claim_is_recorded_whatever_the_grou
     not re-keyed later: the conflict record shows it)."""
     from ingestion.event_store import load_events
     from ingestion.identity import conflicts_path, load_conflicts, load_graph
-    from persona.config import ChannelConfig
+    from base.config import ChannelConfig
 
     channel = ChannelConfig(path="raw/web/*.jsonl", format="jsonl", columns=WEB,
                             timestamp={"unit": "iso8601", "timezone": "UTC"})
@@ -200,7 +200,7 @@ def test_a_quarantined_login_links_nobody(tmp_path: Path, group_rows: int) -> No
     conflict; the same login delivered valid later does."""
     from ingestion.event_store import load_events
     from ingestion.identity import conflicts_path, load_conflicts, load_graph
-    from persona.config import ChannelConfig
+    from base.config import ChannelConfig
 
     channel = ChannelConfig(path="raw/web/*.jsonl", format="jsonl", columns=WEB,
                             timestamp={"unit": "iso8601", "timezone": "UTC"})
@@ -250,7 +250,7 @@ def test_kept_id_hashes_equal_the_stored_ids_and_stale_ones_are_removed(ingested
 
 def _web_settings(tmp_path: Path, rows_by_file: dict[str, list[dict]]) -> Settings:
     """A web-like JSON-lines channel (with amounts) and files of the given rows."""
-    from persona.config import ChannelConfig
+    from base.config import ChannelConfig
 
     channel = ChannelConfig(path="raw/web/*.jsonl", format="jsonl", columns={**WEB, "amount": "amount"},
                             timestamp={"unit": "iso8601", "timezone": "UTC"}, currency="EUR")

@@ -19,8 +19,8 @@ from ingestion.ingest import ingest
 from ingestion.ledger import read_ledger
 from ingestion.release import release_batch
 from persona.cli import app
-from persona.config import Settings
-from persona.paths import DataPaths
+from base.config import Settings
+from base.paths import DataPaths
 from persona.sample_data import generate_sample_data
 from tests.conftest import PROJECT, settings_in
 from validation.quarantine import read_quarantine

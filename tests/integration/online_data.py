@@ -13,7 +13,7 @@ import pandas as pd
 
 from features.compute import compute_snapshots, write_snapshots
 from features.store import open_store
-from persona.config import Settings
+from base.config import Settings
 from persona.pipeline import register_features
 from tests.conftest import settings_in
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from persona.config import Settings, load_mlflow_settings
+from base.config import Settings
 from persona.pipeline import RunSummary, run_all
-from persona.service_process import ServiceProcess, free_port, start_service
+from serving.process import ServiceProcess, free_port, start_service
 from tests.conftest import settings_in
 from training.registry import alias_version
 
@@ -54,7 +54,7 @@ def test_known_users_get_full_personas_from_the_champions(built: tuple[Settings,
     assert resp.status_code == 200, resp.text
     personas = resp.json()["personas"]
     assert [p["user_id"] for p in personas] == users
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     champions = {t: alias_version(ml, t).version for t in ("spend", "churn", "category")}
     segment_names = {r.name for r in settings.segments}
     for p in personas:
@@ -98,7 +98,7 @@ def test_second_run_reuses_data_and_gates_new_versions(built: tuple[Settings, Ru
     assert again.ingest is not None and again.ingest.batches == []  # every file already in the ledger
     assert again.features is not None and again.features.rows in (0, first.features.rows)  # nothing new
     assert again.training_rows == first.training_rows  # the same training set
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     before = {m.target: m for m in first.train.models}
     for m in again.train.models:
         assert int(m.ref.version) == int(before[m.target].ref.version) + 1
@@ -107,3 +107,43 @@ def test_second_run_reuses_data_and_gates_new_versions(built: tuple[Settings, Ru
         assert m.alias == "challenger" and any("vs champion" in r for r in m.reasons), m.reasons
         assert alias_version(ml, m.target).version == before[m.target].ref.version
         assert alias_version(ml, m.target, ml.challenger_alias).version == m.ref.version
+
+
+def test_champions_with_different_feature_lists_serve_together(built: tuple[Settings, RunSummary]) -> None:
+    """A churn champion trained at another time on another feature list (a subset, in another order)
+    serves beside the spend champion: a real ``bentoml serve`` answers with both versions."""
+    import lightgbm as lgb
+    import mlflow
+    import mlflow.lightgbm
+    import numpy as np
+    import pandas as pd
+
+    from training.registry import ModelRef, ensure_experiment, set_alias, use_tracking
+
+    settings, _ = built
+    ml = settings.ml
+    frame = pd.read_parquet(settings.data_dir / "training" / "training_set.parquet")
+    spend = alias_version(ml, "spend")
+    spend_features = list(mlflow.lightgbm.load_model(spend.uri).feature_name())
+    churn_features = list(reversed(spend_features[: max(3, len(spend_features) // 2)]))
+    booster = lgb.train({"objective": "binary", "verbosity": -1, "num_threads": 1},
+                        lgb.Dataset(frame[churn_features].to_numpy(dtype=float), label=frame["label_churn"],
+                                    feature_name=churn_features), num_boost_round=15)
+    use_tracking(ml)
+    with mlflow.start_run(experiment_id=ensure_experiment(ml), run_name="churn-older-feature-list") as run:
+        mlflow.log_metric("prior_prediction", float(frame["label_churn"].mean()))
+        info = mlflow.lightgbm.log_model(booster, name="model", registered_model_name=ml.model_name("churn"))
+    churn = ModelRef(ml.model_name("churn"), str(info.registered_model_version), run.info.run_id)
+    set_alias(ml, churn, ml.champion_alias, "test: a champion with its own feature list")
+
+    users = sorted(frame["user_id"].unique())[:3]
+    svc = start_service(settings, port=free_port())
+    try:
+        resp = httpx.post(f"{svc.url}/persona", json={"user_ids": users}, timeout=30)
+    finally:
+        svc.stop()
+    assert resp.status_code == 200, resp.text
+    for p in resp.json()["personas"]:
+        assert p["model_versions"]["churn"] == churn.version and p["model_versions"]["spend"] == spend.version
+        assert 0 <= p["churn_risk"] <= 1 and not p["cold_start"]
+        assert {d["feature"] for d in p["drivers"]["churn"]} <= set(churn_features)

@@ -12,7 +12,7 @@ import pytest
 
 from features.realtime import push_activity
 from features.store import open_store
-from persona.config import Settings
+from base.config import Settings
 from persona.pipeline import build_features, ingest_inbox, materialize, register_features
 from persona.sample_data import generate_sample_data
 from tests.conftest import PROJECT, settings_in

@@ -13,7 +13,7 @@ import pytest
 from features.compute import compute_snapshots, write_snapshots
 from features.realtime import push_activity
 from features.store import open_store
-from persona.config import Settings
+from base.config import Settings
 from persona.pipeline import materialize, register_features
 
 T0 = pd.Timestamp("2026-08-01", tz="UTC")

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from ingestion.ledger import BatchRecord, append_record
-from persona.config import Settings, load_mlflow_settings
-from persona.drift import DriftResult, drift_dir, save_result
-from persona.history import append_history
-from persona.paths import DataPaths
+from base.config import Settings
+from scoring.drift import DriftResult, drift_dir, save_result
+from scoring.history import append_history
+from base.paths import DataPaths
 from persona.report import latest_report_path, write_report
 from tests.conftest import settings_in
 from tests.model.conftest import FAST, FEATURES, RULES, synthetic_set
@@ -35,7 +35,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     """Every input of the report, then the report."""
     settings = settings_in(tmp_path_factory.mktemp("report") / "data")
     settings = settings.model_copy(update={"segments": RULES})
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     data, split = synthetic_set(users=300)
     train_all(data, FEATURES, split, FAST, ml, rules=RULES, categories=["home", "sports", "beauty"])
     train_all(synthetic_set(users=300, seed=1)[0], FEATURES, split, FAST, ml, rules=RULES,

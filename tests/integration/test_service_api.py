@@ -17,9 +17,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from persona.config import Settings, load_mlflow_settings
+from base.config import Settings
 from persona.pipeline import ingest_inbox, run_all
-from persona.service_process import ServiceProcess, free_port, start_service
+from serving.process import ServiceProcess, free_port, start_service
 from serving import event_log
 from tests.conftest import settings_in
 from training.registry import ModelRef, alias_version, client, set_alias
@@ -167,7 +167,7 @@ def test_metrics_count_events_personas_and_versions(service: ServiceProcess, use
 
 def _copy_version(settings: Settings, target: str) -> ModelRef:
     """A new registered version with the champion's artifacts (what a retrain that changed nothing gives)."""
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     champ = alias_version(ml, target)
     src = client(ml).get_model_version(champ.name, champ.version)
     mv = client(ml).create_model_version(champ.name, source=src.source, run_id=src.run_id)
@@ -176,7 +176,7 @@ def _copy_version(settings: Settings, target: str) -> ModelRef:
 
 def test_a_promotion_is_swapped_in_live_without_failing_a_request(settings: Settings, service: ServiceProcess,
                                                                    users: list[str]) -> None:
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     old = alias_version(ml, "spend")
     new = _copy_version(settings, "spend")
     seen: list[tuple[int, str | None]] = []
@@ -212,7 +212,7 @@ def test_a_promotion_is_swapped_in_live_without_failing_a_request(settings: Sett
 
 def test_a_version_that_fails_to_load_leaves_the_old_one_serving(settings: Settings, service: ServiceProcess,
                                                                  users: list[str], tmp_path: Path) -> None:
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     good = alias_version(ml, "churn")
     name = good.name
     broken = client(ml).create_model_version(name, source=str(tmp_path / "no-such-model"), run_id=good.run_id)
@@ -246,7 +246,7 @@ def test_schemathesis_finds_no_server_error(service: ServiceProcess) -> None:
 
 def test_rescored_personas_reach_the_history_and_activity_goes_offline(settings: Settings, service: ServiceProcess,
                                                                        users: list[str]) -> None:
-    from persona.history import read_history
+    from scoring.history import read_history
 
     user = users[5]
     resp = _post(service, "/events", {"events": [_purchase(user, 3000.0, event_id="hist-1")]}, AUTH)
@@ -279,9 +279,9 @@ def test_the_bento_packages_the_service_with_its_champions(settings: Settings, u
     from typer.testing import CliRunner
 
     from persona.cli import app
-    from persona.service_process import service_env
+    from serving.process import service_env
 
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     champions = {t: alias_version(ml, t).version for t in ("spend", "churn", "category")}
     env = {"PERSONA_DATA_DIR": str(settings.data_dir)}
     result = CliRunner().invoke(app, ["package", "--config", str(settings.config_path)], env=env)

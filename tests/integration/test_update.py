@@ -17,8 +17,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from persona.config import Settings, load_settings
-from persona.history import latest_personas, read_history
+from base.config import Settings, load_settings
+from scoring.history import latest_personas, read_history
 from persona.pipeline import run_all
 from persona.sample_data import Drift, replay_day
 from persona.update import load_state, run_update
@@ -107,11 +107,9 @@ def test_an_injected_drift_is_found_and_logged(built: tuple[Settings, Path]) -> 
     assert summary.drift_found, summary.drift
     assert "days_since_last_event" in summary.drift["drifted_features"]
     assert "cooldown" in summary.retrain_reason and not summary.trained  # drift, but retraining not due here
-
-    from persona.config import load_mlflow_settings
     from training.registry import client
 
-    ml = load_mlflow_settings(settings)
+    ml = settings.ml
     run = client(ml).get_run(summary.drift["mlflow_run_id"])
     assert run.data.metrics["psi.days_since_last_event"] >= settings.update.drift.alert
 
@@ -137,7 +135,7 @@ def test_a_killed_update_completes_on_rerun_without_duplicates(built: tuple[Sett
     assert len(history) == rows_before + summary.personas_changed
     assert not history.duplicated(["user_id", "event_timestamp"]).any()
     from ingestion.ledger import read_ledger
-    from persona.paths import DataPaths
+    from base.paths import DataPaths
     from persona.pipeline import load_clean_events
 
     ledger = read_ledger(DataPaths(settings.data_dir).ledger)

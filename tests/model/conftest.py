@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona.config import MlflowSettings, SegmentRule, TrainingConfig
+from base.config import MlflowSettings, SegmentRule, TrainingConfig
 from training.labels import Split
 
 CATEGORIES = ["home", "sports", "beauty"]

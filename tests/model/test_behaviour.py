@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.compute import compute_snapshots
-from persona.config import FeatureConfig
+from base.config import FeatureConfig
 from tests.model.conftest import CATEGORIES, FAST, FEATURES, synthetic_set
 from training.explain import contributions, top_drivers
 from training.labels import make_labels

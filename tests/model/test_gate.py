@@ -9,10 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from persona.config import MlflowSettings
+from base.config import MlflowSettings
 from tests.model.conftest import CATEGORIES, FAST, FEATURES, RULES, synthetic_set
 from training.gate import GateError, compare, judge, promote, rollback
 from training.registry import alias_version, client, versions
+from training.targets import target
 from training.train import train_all
 
 
@@ -32,7 +33,7 @@ def _sabotaged(data, split):  # noqa: ANN001, ANN202
 
 
 def _decisions(ml: MlflowSettings, key: str, version: str) -> list[dict]:
-    tags = client(ml).get_model_version(ml.models[key], version).tags
+    tags = client(ml).get_model_version(ml.model_name(key), version).tags
     return [json.loads(v) for k, v in sorted(tags.items()) if k.startswith("decision.")]
 
 
@@ -44,7 +45,7 @@ def test_first_version_is_champion_and_logs_baselines_segments_and_lineage(mlflo
         assert m.alias == "champion", m.reasons
         assert alias_version(mlflow_settings, m.target).version == m.ref.version == "1"
         run = client(mlflow_settings).get_run(m.ref.run_id)
-        primary = mlflow_settings.gate.primary_metric[m.target]
+        primary = target(m.target).primary(mlflow_settings.gate)
         assert f"eval_{primary}" in run.data.metrics
         assert any(k.startswith("baseline.") and k.endswith(primary) for k in run.data.metrics)
         assert any(k.startswith("segment.") for k in run.data.metrics)
@@ -127,12 +128,11 @@ def test_cli_compare_promote_and_rollback_say_what_the_gate_decided(tmp_path, mo
     from typer.testing import CliRunner
 
     from persona.cli import app
-    from persona.config import load_mlflow_settings
     from tests.conftest import PROJECT, settings_in
 
     monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("PERSONA_CONFIG", str(PROJECT / "persona.yaml"))
-    ml = load_mlflow_settings(settings_in(tmp_path / "data"))
+    ml = (settings_in(tmp_path / "data")).ml
     data, split = synthetic_set(users=300, seed=1)
     _train(ml, data, split)
     _train(ml, _sabotaged(data, split), split)
@@ -165,3 +165,25 @@ def test_gate_covers_every_reported_baseline_metric_not_only_the_primary(mlflow_
     assert not any(r.startswith("top_decile_capture") for r in judge(replace(c, logged=close), gate))
     assert not any(r.startswith("top_decile_capture") for r in judge(replace(c, logged=rigged), gate.model_copy(
         update={"baseline_metrics": {"spend": []}})))
+
+
+def test_the_gate_refuses_a_model_the_service_could_not_load(mlflow_settings: MlflowSettings) -> None:
+    """Before moving an alias the gate loads the version as the service would: a model needing a feature
+    the online feature service does not serve, or predicting another number of categories, never becomes
+    champion (not even the bootstrap one), and the reason says so."""
+    from training.champions import ServingCheck
+
+    data, split = synthetic_set(users=400, seed=4)
+    served = frozenset(f for f in FEATURES if f != "product_views_30d")
+    summary = train_all(data, FEATURES, split, FAST, mlflow_settings, rules=RULES, categories=CATEGORIES,
+                        check=ServingCheck(served, (*CATEGORIES, "garden")))
+    for m in summary.models:
+        assert m.alias == "challenger" and alias_version(mlflow_settings, m.target) is None
+        assert any("product_views_30d" in r for r in m.reasons), m.reasons
+        (decision,) = _decisions(mlflow_settings, m.target, m.ref.version)
+        assert decision["action"] == "refused" and "could not use it" in decision["why"]
+    category = next(m for m in summary.models if m.target == "category")
+    assert any("predicts 3 classes but the configuration has 4 categories" in r for r in category.reasons)
+    fine = train_all(data, FEATURES, split, FAST, mlflow_settings, rules=RULES, categories=CATEGORIES,
+                     check=ServingCheck(frozenset(FEATURES), tuple(CATEGORIES)))
+    assert all(m.alias == "champion" for m in fine.models), [m.reasons for m in fine.models]

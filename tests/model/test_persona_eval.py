@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from persona.config import SegmentRule
-from training.persona_eval import recovery, switch_pickup, true_persona_at
+from base.config import SegmentRule, Settings
+from scoring.evaluation import recovery, switch_pickup, true_persona_at
+from scoring.scorer import PersonaScorer
+from training.champions import LoadedModel
+from training.registry import ModelRef
 
 T0 = pd.Timestamp("2026-09-01", tz="UTC")
 TRUTH = pd.DataFrame({"user_id": ["a", "b", "c"], "persona": ["big", "big", "small"],
@@ -20,7 +23,7 @@ class Linear:
     def __init__(self, column: int, scale: float = 1.0) -> None:
         self.column, self.scale = column, scale
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, num_threads: int = 0) -> np.ndarray:
         return x[:, self.column] * self.scale
 
 
@@ -36,14 +39,16 @@ def test_ari_ignores_names_and_same_name_does_not() -> None:
     assert r["ari"] == 1.0 and r["same_name"] == 0.0
 
 
-def test_heavier_smoothing_picks_a_switch_up_later() -> None:
+def test_heavier_smoothing_picks_a_switch_up_later(settings: Settings) -> None:
     rules = [SegmentRule(name="big", all=[{"field": "predicted_spend", "op": ">=", "value": 100}]),
              SegmentRule(name="small", all=[])]
     days = pd.date_range(T0, periods=20, freq="D")
     spend = np.where(days >= pd.Timestamp("2026-09-05", tz="UTC"), 200.0, 10.0)
     snaps = pd.DataFrame({"user_id": "a", "event_timestamp": days, "f": spend, "g": 0.1})
-    models = {"spend": Linear(0), "churn": Linear(1)}
-    fast = switch_pickup(models, snaps, TRUTH, rules, ["f", "g"], alpha=1.0)
-    slow = switch_pickup(models, snaps, TRUTH, rules, ["f", "g"], alpha=0.3)
+    models = {key: LoadedModel(key, ModelRef(f"persona-{key}", "1", "r"), Linear(i), ["f", "g"], 0.0)
+              for i, key in enumerate(("spend", "churn"))}
+    scorer = PersonaScorer(models, settings.model_copy(update={"segments": rules}))
+    fast = switch_pickup(scorer, snaps, TRUTH, alpha=1.0)
+    slow = switch_pickup(scorer, snaps, TRUTH, alpha=0.3)
     assert fast.switched_users == 1 and fast.picked_up == 1 and fast.median_days == 0
     assert slow.median_days > fast.median_days

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from persona.config import MlflowSettings, load_mlflow_settings
+from base.config import MlflowSettings
 from tests.conftest import settings_in
 from tests.model.conftest import CATEGORIES, FAST, FEATURES, RULES, synthetic_set
 from training.registry import alias_version
@@ -30,7 +30,7 @@ def postgres_ml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     monkeypatch.setenv("PERSONA_MLFLOW_TRACKING_URI", f"postgresql+psycopg://{SERVER}?options=-csearch_path%3D{schema}")
     monkeypatch.setenv("PERSONA_MLFLOW_ARTIFACTS", (tmp_path / "artifacts").as_uri())
     try:
-        yield load_mlflow_settings(settings_in(tmp_path / "data")), schema
+        yield settings_in(tmp_path / "data").ml, schema
     finally:
         with psycopg.connect(f"postgresql://{SERVER}", autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -39,10 +39,10 @@ def postgres_ml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
 def test_production_profile_defaults_to_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERSONA_PROFILE", "production")
     monkeypatch.delenv("PERSONA_MLFLOW_TRACKING_URI", raising=False)
-    ml = load_mlflow_settings(settings_in(tmp_path / "data"))
+    ml = settings_in(tmp_path / "data").ml
     assert ml.tracking_uri.startswith("postgresql") and ml.registry_uri == ml.tracking_uri
     monkeypatch.setenv("PERSONA_PROFILE", "default")
-    assert load_mlflow_settings(settings_in(tmp_path / "data")).tracking_uri.startswith("sqlite:///")
+    assert settings_in(tmp_path / "data").ml.tracking_uri.startswith("sqlite:///")
 
 
 def test_runs_aliases_and_decisions_live_in_postgres(postgres_ml: tuple[MlflowSettings, str]) -> None:

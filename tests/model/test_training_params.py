@@ -2,7 +2,7 @@
 
 import pytest
 
-from persona.config import ConfigError, TrainingConfig, load_settings
+from base.config import ConfigError, TrainingConfig, load_settings
 from tests.conftest import PROJECT
 from training.targets import target
 from training.train import lgb_params
@@ -21,6 +21,15 @@ def test_project_config_sets_the_category_learning_rate() -> None:
     assert lgb_params(target("category"), s.training, s.features.categories)["learning_rate"] < s.training.learning_rate
 
 
-def test_unknown_target_in_target_params_is_rejected() -> None:
-    with pytest.raises((ValueError, ConfigError)):
-        TrainingConfig(target_params={"revenue": {"learning_rate": 0.1}})
+def test_unknown_target_in_target_params_is_rejected(tmp_path) -> None:  # noqa: ANN001
+    """Per-target settings name targets of the registry; an unknown one is an error naming file and key."""
+    from training.targets import check_target_settings
+
+    cfg = tmp_path / "persona.yaml"
+    cfg.write_text((PROJECT / "persona.yaml").read_text().replace("category: {learning_rate: 0.02}",
+                                                                   "revenue: {learning_rate: 0.02}"))
+    (tmp_path / "mlflow.yaml").write_text((PROJECT / "mlflow.yaml").read_text())
+    (tmp_path / "segments.yaml").write_text((PROJECT / "segments.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"persona.yaml: training.target_params: unknown target 'revenue'"):
+        check_target_settings(load_settings(cfg))
+    check_target_settings(load_settings(PROJECT / "persona.yaml"))  # the project's own config is fine

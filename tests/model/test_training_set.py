@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.store import open_store
-from persona.config import Settings
+from base.config import Settings
 from persona.pipeline import build_features, ingest_inbox, register_features, training_events, training_set
 from persona.sample_data import generate_sample_data
 from tests.conftest import settings_in

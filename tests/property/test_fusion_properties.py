@@ -17,8 +17,8 @@ from ingestion.event_store import read_events
 from ingestion.identity import links_from, merge_links, resolve, stitch
 from ingestion.ingest import ingest
 from ingestion.ledger import read_ledger
-from persona.config import ChannelConfig, Settings
-from persona.paths import DataPaths
+from base.config import ChannelConfig, Settings
+from base.paths import DataPaths
 from validation.quarantine import read_quarantine
 
 T0 = pd.Timestamp("2026-07-01", tz="UTC")
@@ -160,7 +160,7 @@ _odd_text = st.one_of(
 
 @functools.cache
 def _project_settings() -> Settings:
-    from persona.config import load_settings
+    from base.config import load_settings
     from tests.conftest import PROJECT
 
     return load_settings(PROJECT / "persona.yaml")

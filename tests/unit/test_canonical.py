@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 
 from ingestion.canonical import CanonicalTable, MissingColumns, canonicalise, canonicalise_table, hash_pii, parse_timestamps
-from ingestion.schema import CANONICAL_COLUMNS, CANONICAL_SCHEMA
-from persona.config import ChannelConfig, Settings
+from base.schema import CANONICAL_COLUMNS, CANONICAL_SCHEMA
+from base.config import ChannelConfig, Settings
 
 
 def _orders(rows: list[dict]) -> pd.DataFrame:
@@ -247,7 +247,7 @@ def test_hashed_ids_and_digests_stay_as_stored(settings: Settings) -> None:
 
 
 def test_blank_detection_knows_every_whitespace_character() -> None:
-    from ingestion.text_values import blank_to_null
+    from base.text_values import blank_to_null
 
     spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
     values = spaces + [s * 3 for s in spaces] + ["", " x ", "\u200b", None]

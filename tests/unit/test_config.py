@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from persona.config import ConfigError, expand_env, load_mlflow_settings, load_settings
+from base.config import ConfigError, expand_env, load_settings
 from tests.conftest import PROJECT
 
 
@@ -20,7 +20,7 @@ def test_default_config_loads_with_paths_resolved(monkeypatch: pytest.MonkeyPatc
 def test_env_var_overrides_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PERSONA_DATA_DIR", str(tmp_path))
     assert load_settings(PROJECT / "persona.yaml").data_dir == tmp_path
-    ml = load_mlflow_settings(load_settings(PROJECT / "persona.yaml"))
+    ml = (load_settings(PROJECT / "persona.yaml")).ml
     assert ml.tracking_uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
 
 

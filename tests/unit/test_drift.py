@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona.config import DriftConfig
-from persona.drift import DriftResult, decide, psi
+from base.config import DriftConfig
+from scoring.drift import DriftResult, decide, psi
 from persona.update import retrain_decision
 from tests.conftest import settings_in
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from features.compute import compute_snapshots
-from persona.config import FeatureConfig
+from base.config import FeatureConfig
 
 CFG = FeatureConfig()
 T0 = pd.Timestamp("2026-07-01", tz="UTC")

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingestion.schema import CANONICAL_COLUMNS
+from base.schema import CANONICAL_COLUMNS
 from validation.gate import GateResult, run_gate
-from persona.config import ChannelConfig
+from base.config import ChannelConfig
 from validation.quarantine import QUARANTINE_COLUMNS
 
 NOW = pd.Timestamp("2026-07-01 12:00", tz="UTC")
@@ -213,7 +213,7 @@ def test_one_session_serves_many_batches_and_builds_docs_once(tmp_path: Path) ->
 
 
 def _raw_cfg(unit: str = "ms") -> "ChannelConfig":
-    from persona.config import ChannelConfig
+    from base.config import ChannelConfig
 
     return ChannelConfig(path="x", format="csv", columns={"event_id": "id", "timestamp": "t", "event_type": "e",
                                                           "amount": "total"},

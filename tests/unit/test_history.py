@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from persona.config import Settings
-from persona.history import (
+from base.config import Settings
+from scoring.history import (
     append_history,
     history_root,
     latest_personas,

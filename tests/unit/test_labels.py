@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from persona.config import TrainingConfig
+from base.config import TrainingConfig
 from training.labels import make_labels, rolling_cutoffs
 
 T0 = pd.Timestamp("2026-07-01", tz="UTC")

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from ingestion.outliers import outlier_reasons, robust_z
-from persona.config import OutlierConfig
+from base.config import OutlierConfig
 
 
 def _batch() -> pd.DataFrame:

@@ -4,7 +4,7 @@ import gzip
 from pathlib import Path
 
 from ingestion.readers import read_channel_file
-from persona.config import ChannelConfig
+from base.config import ChannelConfig
 
 
 def _cfg(fmt: str, delimiter: str = ",") -> ChannelConfig:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona.config import Settings, load_settings
+from base.config import Settings, load_settings
 from persona.sample_data import PERSONA_NAMES, SampleSummary, generate_sample_data, has_sample_data
 
 CONFIG = Path(__file__).resolve().parents[2] / "persona.yaml"

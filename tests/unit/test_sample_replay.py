@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from persona.config import Settings
+from base.config import Settings
 from persona.sample_data import Drift, generate_sample_data, next_replay_offset, replay_day, replayed_days
 from tests.conftest import settings_in
 

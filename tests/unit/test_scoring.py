@@ -8,9 +8,9 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from persona.config import Settings
-from serving.models import LoadedModel
-from serving.scoring import PersonaScorer
+from base.config import Settings
+from training.champions import LoadedModel
+from scoring.scorer import PersonaScorer
 from training.registry import ModelRef
 
 FEATURES = ["spend_90d", "purchases_90d", "aov_90d", "product_views_30d", "affinity_home", "affinity_beauty"]
@@ -65,3 +65,30 @@ def test_more_spend_history_predicts_more_spend(models: dict[str, LoadedModel], 
     (lo,) = scorer.score(["u"], scorer.matrix(low, 1), [1.0])
     (hi,) = scorer.score(["u"], scorer.matrix(high, 1), [1.0])
     assert hi.predicted_spend > lo.predicted_spend
+
+
+def test_models_with_different_feature_lists_score_together(models: dict[str, LoadedModel], settings: Settings) -> None:
+    """Champions trained at different times keep their own feature lists: each model gets its own columns."""
+    rng = np.random.default_rng(1)
+    churn_features = ["purchases_90d", "product_views_30d", "spend_90d"]  # another order, a subset
+    x = rng.gamma(2, 20, (400, len(churn_features)))
+    churn = lgb.train({"objective": "binary", "verbosity": -1, "num_threads": 1, "min_data_in_leaf": 5},
+                      lgb.Dataset(x, label=(x[:, 0] < 30).astype(float), feature_name=churn_features),
+                      num_boost_round=20)
+    mixed = {"spend": models["spend"],
+             "churn": LoadedModel("churn", ModelRef("persona-churn", "9", "r3"), churn, churn_features, 0.3)}
+    scorer = PersonaScorer(mixed, settings)
+    assert scorer.features == FEATURES  # the union, in first-use order
+    values = {f: [float(v)] for f, v in zip(FEATURES, [120.0, 2.0, 60.0, 14.0, 0.5, 0.1])}
+    matrix = scorer.matrix(values, 1)
+    (rec,) = scorer.score(["u"], matrix, [1.0])
+    own = np.array([[values[f][0] for f in churn_features]])
+    assert rec.churn_risk == pytest.approx(float(churn.predict(own)[0]), abs=1e-4)
+    assert rec.predicted_spend == pytest.approx(float(models["spend"].booster.predict(matrix)[0]), abs=0.01)
+    assert rec.model_versions.churn == "9"
+    assert {d.feature for d in rec.drivers["churn"]} <= set(churn_features)
+
+
+def test_a_required_target_without_a_model_is_refused(models: dict[str, LoadedModel], settings: Settings) -> None:
+    with pytest.raises(ValueError, match="churn"):
+        PersonaScorer({"spend": models["spend"]}, settings)

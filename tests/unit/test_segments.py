@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from persona.config import ConfigError, SegmentRule
-from persona.segments import assign_segments, check_rules, smooth
+from base.config import ConfigError, SegmentRule
+from base.segments import assign_segments, check_rules, smooth
 
 RULES = [
     SegmentRule(name="vip", all=[{"field": "spend", "op": ">=", "value": 100}]),
@@ -40,7 +40,7 @@ def _write(tmp_path, text: str):  # noqa: ANN001, ANN202
 def test_project_segments_file_is_valid_and_ends_with_a_catch_all() -> None:
     from pathlib import Path
 
-    from persona.config import load_segment_file
+    from base.config import load_segment_file
 
     rules = load_segment_file(Path(__file__).resolve().parents[2] / "segments.yaml")
     assert [r.name for r in rules][-1] == "casual" and rules[-1].all == []
@@ -48,7 +48,7 @@ def test_project_segments_file_is_valid_and_ends_with_a_catch_all() -> None:
 
 
 def test_bad_operator_in_the_yaml_names_the_file_the_rule_and_the_key(tmp_path) -> None:  # noqa: ANN001
-    from persona.config import load_segment_file
+    from base.config import load_segment_file
 
     path = _write(tmp_path, "segments:\n  - name: vip\n    all:\n      - {field: spend_90d, op: '=>', value: 1}\n"
                             "  - name: rest\n    all: []\n")
@@ -64,7 +64,7 @@ def test_bad_operator_in_the_yaml_names_the_file_the_rule_and_the_key(tmp_path) 
     ("segments:\n  - name: vip\n    all:\n      - {field: spend_90d, op: '>', value: lots}\n  - name: r\n", "value"),
 ])
 def test_invalid_segment_files_are_clear_errors(tmp_path, text: str, message: str) -> None:  # noqa: ANN001
-    from persona.config import load_segment_file
+    from base.config import load_segment_file
 
     with pytest.raises(ConfigError, match=message):
         load_segment_file(_write(tmp_path, text))
@@ -73,12 +73,13 @@ def test_invalid_segment_files_are_clear_errors(tmp_path, text: str, message: st
 def test_persona_yaml_loads_segments_from_the_file(tmp_path) -> None:  # noqa: ANN001
     from pathlib import Path
 
-    from persona.config import load_settings
+    from base.config import load_settings
 
     project = Path(__file__).resolve().parents[2]
     cfg = tmp_path / "persona.yaml"
     text = (project / "persona.yaml").read_text().replace("segments_file: segments.yaml", "segments_file: mine.yaml")
     cfg.write_text(text)
     (tmp_path / "mine.yaml").write_text("segments:\n  - name: everyone\n    all: []\n")
+    (tmp_path / "mlflow.yaml").write_text((project / "mlflow.yaml").read_text())  # persona.yaml names it
     s = load_settings(cfg)
     assert [r.name for r in s.segments] == ["everyone"] and s.segments_file == tmp_path / "mine.yaml"

@@ -11,13 +11,14 @@ import pytest
 
 from features.live_behaviour import fold_user
 from ingestion.identity import empty_graph, links_from
-from ingestion.schema import EVENT_TYPES
-from persona.config import Settings
+from base.schema import EVENT_TYPES
+from base.config import Settings
 from serving import event_log
 from serving.auth import check, presented_key, protected_paths
 from serving.events import canonical_frame, check_events, default_event_id, log_records
 from serving.persona_cache import PersonaCache
-from serving.schemas import EventIn, EventType, ModelVersions, PersonaRecord
+from scoring.records import ModelVersions, PersonaRecord
+from serving.schemas import EventIn, EventType
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+REPORT_PREFIX = "persona-report-"
+"""File name prefix of the persona reports (a timestamp follows)."""
+
 
 @dataclass(frozen=True)
 class DataPaths:
@@ -96,3 +99,52 @@ class DataPaths:
     def logs(self) -> Path:
         """Logs of background processes (the service)."""
         return self.root / "logs"
+
+    @property
+    def history(self) -> Path:
+        """The persona history: the Feast ``user_persona`` source, its latest-row cache and its lock."""
+        return self.root / "history" / "user_persona"
+
+    @property
+    def history_cache(self) -> Path:
+        """Each user's latest persona (a cache over the history files)."""
+        return self.root / "history" / "latest.parquet"
+
+    @property
+    def history_lock(self) -> Path:
+        """Lock over the history's compare-and-append."""
+        return self.root / "history" / ".lock"
+
+    @property
+    def drift(self) -> Path:
+        """Drift check results (one JSON per snapshot and champion set)."""
+        return self.root / "monitoring" / "drift"
+
+    @property
+    def update(self) -> Path:
+        """State, lock and run log of the update loop."""
+        return self.root / "update"
+
+    @property
+    def mlflow_db(self) -> Path:
+        """The embedded MLflow tracking and registry store."""
+        return self.mlflow / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        """The embedded MLflow artifact store."""
+        return self.mlflow / "artifacts"
+
+    def event_log(self, folder: str) -> Path:
+        """The service's durable event log (``serving.event_log``, relative to the data directory)."""
+        return self.root / folder
+
+    @property
+    def reports(self) -> Path:
+        """HTML persona reports (``persona report``), newest last by name."""
+        return self.root / "reports"
+
+    def latest_report(self) -> Path | None:
+        """The newest persona report, or None before the first ``persona report``."""
+        found = sorted(self.reports.glob(f"{REPORT_PREFIX}*.html"))
+        return found[-1] if found else None

@@ -5,15 +5,15 @@ Only meaningful on generated sample data (``<data_dir>/sample/ground_truth.csv``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from persona.config import SegmentRule
-from persona.segments import assign_segments, smooth
+from base.segments import smooth
+from scoring.scorer import PersonaScorer
+from training.targets import target
 
 
 def true_persona_at(truth: pd.DataFrame, when: pd.Timestamp) -> pd.Series:
@@ -23,18 +23,16 @@ def true_persona_at(truth: pd.DataFrame, when: pd.Timestamp) -> pd.Series:
     return pd.Series(np.where(switched, truth["persona"], truth["persona_start"]), index=truth["user_id"])
 
 
-def score_frame(models: Mapping[str, Any], frame: pd.DataFrame, features: list[str]) -> dict[str, np.ndarray]:
-    """Predicted spend and churn risk for feature rows."""
-    x = frame[features].to_numpy(dtype=float)
-    return {"predicted_spend": np.asarray(models["spend"].predict(x)), "churn_risk": np.asarray(models["churn"].predict(x))}
+def score_frame(scorer: PersonaScorer, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Finished predictions of the targets that segment rules may name, by target key, for feature rows."""
+    keys = [t.key for t in scorer.targets if t.segment_input]
+    raw = scorer.predict(frame.reindex(columns=scorer.features).to_numpy(dtype=float), keys)
+    return {k: target(k).finish(v) for k, v in raw.items()}
 
 
-def segment_frame(rules: Sequence[SegmentRule], frame: pd.DataFrame, features: list[str],
-                  traits: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Segments from features and (possibly smoothed) predicted traits."""
-    values = {f: frame[f].to_numpy(dtype=float) for f in features}
-    values.update(traits)
-    return assign_segments(rules, values, len(frame))
+def segment_frame(scorer: PersonaScorer, frame: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Segments from features and (possibly smoothed) predictions by target key."""
+    return scorer.segments(frame.reindex(columns=scorer.features).to_numpy(dtype=float), outputs)
 
 
 def recovery(segments: pd.Series, truth: pd.Series) -> dict[str, float]:
@@ -56,10 +54,10 @@ class Pickup:
     p75_days: float
 
 
-def switch_pickup(models: Mapping[str, Any], snapshots: pd.DataFrame, truth: pd.DataFrame,
-                  rules: Sequence[SegmentRule], features: list[str], alpha: float, max_days: int = 45) -> Pickup:
+def switch_pickup(scorer: PersonaScorer, snapshots: pd.DataFrame, truth: pd.DataFrame, alpha: float,
+                  max_days: int = 45) -> Pickup:
     """Replay daily snapshots after each switch with smoothed traits; days until the segment names the new persona."""
-    names = {r.name for r in rules}
+    names = {r.name for r in scorer.rules}
     sw = truth.loc[(truth["switch_day"] != "") & truth["switch_day"].notna() & truth["persona"].isin(names)]
     sw = sw.assign(switch=pd.to_datetime(sw["switch_day"], utc=True)).set_index("user_id")
     snaps = snapshots.loc[snapshots["user_id"].isin(sw.index)].sort_values(["user_id", "event_timestamp"])
@@ -71,15 +69,15 @@ def switch_pickup(models: Mapping[str, Any], snapshots: pd.DataFrame, truth: pd.
                          & (rows["event_timestamp"] < start + pd.Timedelta(days=max_days))]
         if after.empty:
             continue
-        traits = score_frame(models, after, features)
-        prev = score_frame(models, before, features) if len(before) else {k: np.array([np.nan]) for k in traits}
+        traits = score_frame(scorer, after)
+        prev = score_frame(scorer, before) if len(before) else {k: np.array([np.nan]) for k in traits}
         smoothed = {k: np.empty(len(after)) for k in traits}
         for k in traits:
             p = prev[k][-1:]
-            for i, target in enumerate(traits[k]):
-                p = smooth(p, np.array([target]), alpha)
+            for i, goal in enumerate(traits[k]):
+                p = smooth(p, np.array([goal]), alpha)
                 smoothed[k][i] = p[0]
-        seg = segment_frame(rules, after, features, smoothed)
+        seg = segment_frame(scorer, after, smoothed)
         hit = np.flatnonzero(seg == sw.at[user, "persona"])
         if hit.size:
             days.append(float((after["event_timestamp"].iloc[hit[0]] - start).total_seconds() / 86400))

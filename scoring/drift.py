@@ -29,14 +29,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from persona.config import DriftConfig, MlflowSettings, Settings
-from persona.paths import DataPaths
+from base.config import DriftConfig, MlflowSettings, Settings
+from base.paths import DataPaths
+from scoring.scorer import PersonaScorer
+from training.targets import TARGETS
 
 if TYPE_CHECKING:
-    from serving.models import LoadedModel
+    from training.champions import LoadedModel
 
 EPS = 1e-4
-OUTPUTS = ("spend", "churn")
+OUTPUTS = tuple(t.key for t in TARGETS if t.segment_input)
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
 
 def drift_dir(settings: Settings) -> Path:
     """Where drift checks are kept for the report."""
-    return settings.data_dir / "monitoring" / "drift"
+    return DataPaths(settings.data_dir).drift
 
 
 def _partition(settings: Settings, day: str) -> Path:
@@ -101,7 +103,8 @@ def reference_days(settings: Settings, ml: MlflowSettings, models: dict[str, "Lo
     its evaluation cutoff + the label horizon), or its training cutoffs (``training_cutoffs``)."""
     from training.registry import client
 
-    tags = client(ml).get_run(models["spend"].ref.run_id).data.tags
+    lead = next(t.key for t in TARGETS if t.key in models)  # every target of a run shares its cutoffs
+    tags = client(ml).get_run(models[lead].ref.run_id).data.tags
     if settings.update.drift.reference == "training_cutoffs":
         days = [d for d in tags.get("persona.train_cutoffs", "").split(",") if d]
     else:
@@ -118,13 +121,8 @@ def _read_days(settings: Settings, days: list[str], columns: list[str], max_rows
     return frame.sample(n=max_rows, random_state=seed) if len(frame) > max_rows else frame
 
 
-def _outputs(models: dict[str, "LoadedModel"], frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    out = {}
-    for key in OUTPUTS:
-        m = models[key]
-        x = frame.reindex(columns=m.features).to_numpy(dtype=float)
-        out[key] = np.asarray(m.booster.predict(x), dtype=float)
-    return out
+def _outputs(scorer: PersonaScorer, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    return scorer.predict(frame.reindex(columns=scorer.features).to_numpy(dtype=float), OUTPUTS)
 
 
 def decide(features: dict[str, float], outputs: dict[str, float], cfg: DriftConfig) -> tuple[list[str], list[str], bool, str]:
@@ -155,7 +153,7 @@ def check_drift(settings: Settings, ml: MlflowSettings, models: dict[str, "Loade
     if window is None:
         return None
     champions = {k: models[k].ref.version for k in OUTPUTS}
-    key = f"{window}_spend-v{champions['spend']}_churn-v{champions['churn']}"
+    key = window + "".join(f"_{k}-v{v}" for k, v in champions.items())
     stored = load_result(drift_dir(settings) / f"drift_{key}.json")
     if stored is not None:
         return stored
@@ -163,12 +161,13 @@ def check_drift(settings: Settings, ml: MlflowSettings, models: dict[str, "Loade
     if not ref_days:
         return None
     cfg = settings.update.drift
-    names = [f for f in models["spend"].features if f not in cfg.ignore]
-    columns = sorted(set(models["spend"].features) | set(models["churn"].features))
+    scorer = PersonaScorer({k: models[k] for k in models}, settings)
+    names = [f for f in scorer.features if f not in cfg.ignore]
+    columns = sorted(scorer.features)
     ref = _read_days(settings, ref_days, columns, cfg.max_rows, seed=1)
     cur = _read_days(settings, [window], columns, cfg.max_rows, seed=2)
     features = {f: round(psi(ref[f].to_numpy(dtype=float), cur[f].to_numpy(dtype=float), cfg.bins), 5) for f in names}
-    ref_out, cur_out = _outputs(models, ref), _outputs(models, cur)
+    ref_out, cur_out = _outputs(scorer, ref), _outputs(scorer, cur)
     outputs = {k: round(psi(ref_out[k], cur_out[k], cfg.bins), 5) for k in OUTPUTS}
     feats, outs, retrain, why = decide(features, outputs, cfg)
     result = DriftResult(key=key, window=window, reference=ref_days, champions=champions, features=features,

@@ -28,10 +28,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from persona.config import Settings
+from base.config import Settings
+from base.paths import DataPaths
+from training.targets import TARGETS
 
-REQUIRED = ("user_id", "segment", "predicted_spend", "churn_risk", "spend_version", "churn_version",
-            "feature_timestamp", "scored_at")
+
+def version_column(key: str) -> str:
+    """The history column holding the version of target ``key``'s model."""
+    return f"{key}_version"
+
+
+SCORES = tuple(t.record_field for t in TARGETS if t.segment_input)
+"""The predictions kept in the history (the targets that are segment inputs), by record field."""
+VERSIONS = tuple(version_column(t.key) for t in TARGETS if t.segment_input)
+"""The model version of each of them."""
+REQUIRED = ("user_id", "segment", *SCORES, *VERSIONS, "feature_timestamp", "scored_at")
 """Columns a caller of :func:`append_history` provides."""
 COLUMNS = (*REQUIRED, "source", "event_timestamp")
 """Columns stored (``event_timestamp`` = ``feature_timestamp``, the Feast timestamp field)."""
@@ -41,17 +52,17 @@ CACHE_EVERY = 20
 
 def history_root(settings: Settings) -> Path:
     """The folder of the history table (the Feast ``user_persona`` source)."""
-    return settings.data_dir / "history" / "user_persona"
+    return DataPaths(settings.data_dir).history
 
 
 def _cache_path(settings: Settings) -> Path:
-    return settings.data_dir / "history" / "latest.parquet"
+    return DataPaths(settings.data_dir).history_cache
 
 
 @contextmanager
 def _locked(settings: Settings) -> Iterator[None]:
     """An exclusive lock over compare-and-append (other processes wait)."""
-    path = settings.data_dir / "history" / ".lock"
+    path = DataPaths(settings.data_dir).history_lock
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -72,10 +83,8 @@ def _normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     out = pd.DataFrame({
         "user_id": frame["user_id"].astype(str).to_numpy(),
         "segment": frame["segment"].astype(str).to_numpy(),
-        "predicted_spend": pd.to_numeric(frame["predicted_spend"], errors="coerce").astype("float64").to_numpy(),
-        "churn_risk": pd.to_numeric(frame["churn_risk"], errors="coerce").astype("float64").to_numpy(),
-        "spend_version": frame["spend_version"].astype(str).to_numpy(),
-        "churn_version": frame["churn_version"].astype(str).to_numpy(),
+        **{c: pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy() for c in SCORES},
+        **{c: frame[c].astype(str).to_numpy() for c in VERSIONS},
     })
     for col in ("feature_timestamp", "scored_at"):
         try:
@@ -85,7 +94,7 @@ def _normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         bad = out[col].isna().to_numpy()
         if bad.any():
             raise ValueError(f"append_history: column {col} is missing for user {out['user_id'].iloc[int(np.argmax(bad))]}")
-    for col in ("predicted_spend", "churn_risk"):
+    for col in SCORES:
         bad = ~np.isfinite(out[col].to_numpy())
         if bad.any():
             raise ValueError(f"append_history: column {col} is not a finite number for user "
@@ -177,30 +186,37 @@ def _latest(settings: Settings, users: Sequence[str] | None = None, refresh_cach
     return latest
 
 
-def changed(frame: pd.DataFrame, latest: pd.DataFrame, spend_tolerance: float, churn_tolerance: float) -> np.ndarray:
+def changed(frame: pd.DataFrame, latest: pd.DataFrame, tolerances: dict[str, float]) -> np.ndarray:
     """Rows of ``frame`` whose persona differs from the user's latest recorded one: a new user, another
-    segment, or a score that moved by more than its tolerance; rows older than the recorded one are not."""
+    segment, or a score that moved by more than its tolerance (record field → tolerance); rows older
+    than the recorded one are not."""
     prev = latest.set_index("user_id").reindex(frame["user_id"])
     known = prev["segment"].notna().to_numpy()
-    seg = frame["segment"].to_numpy() != prev["segment"].to_numpy()
-    spend = np.abs(frame["predicted_spend"].to_numpy() - prev["predicted_spend"].to_numpy(dtype=float)) > spend_tolerance
-    churn = np.abs(frame["churn_risk"].to_numpy() - prev["churn_risk"].to_numpy(dtype=float)) > churn_tolerance
+    moved = frame["segment"].to_numpy() != prev["segment"].to_numpy()
+    for col in SCORES:
+        moved |= np.abs(frame[col].to_numpy() - prev[col].to_numpy(dtype=float)) > tolerances[col]
     stale = known & (frame["feature_timestamp"].to_numpy() < prev["feature_timestamp"].to_numpy())
-    return (~known | seg | spend | churn) & ~stale
+    return (~known | moved) & ~stale
+
+
+def tolerances(settings: Settings) -> dict[str, float]:
+    """How far each kept prediction must move to count as a change (record field → tolerance)."""
+    return {t.record_field: settings.update.history.tolerance.get(t.key, t.history_tolerance)
+            for t in TARGETS if t.segment_input}
 
 
 def append_history(settings: Settings, frame: pd.DataFrame, source: str) -> int:
     """Append the rows of ``frame`` whose persona changed vs the user's latest recorded one; returns
-    the rows appended. Columns: user_id, segment, predicted_spend, churn_risk, spend_version,
-    churn_version, feature_timestamp (UTC), scored_at (UTC). One new file per day partition per call
+    the rows appended. Columns (:data:`REQUIRED`): user_id, segment, each kept prediction and its model
+    version (predicted_spend, churn_risk, spend_version, churn_version), feature_timestamp (UTC), scored_at (UTC). One new file per day partition per call
     (written atomically); safe to call from several processes."""
     rows = _normalise(frame, source)
     if rows.empty:
         return 0
-    tol = settings.update.history
+    tol = tolerances(settings)
     with _locked(settings):
         latest = _latest(settings, rows["user_id"].tolist())
-        new = rows.loc[changed(rows, latest, tol.spend_tolerance, tol.churn_tolerance)]
+        new = rows.loc[changed(rows, latest, tol)]
         if new.empty:
             return 0
         stamp = new["scored_at"].max()

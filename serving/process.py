@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from persona.config import Settings
-from persona.paths import DataPaths
+from base.config import Settings
+from base.paths import DataPaths
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving.service:PersonaService"

@@ -57,7 +57,6 @@ class ChannelConfig(Strict):
     event_type: str | None = Field(None, description="fixed event type when no event column")
     event_types: dict[str, str] = Field(default_factory=dict, description="source value -> canonical")
     natural_key: list[str] = Field(default_factory=list, description="canonical fields that together identify one event (the event id is built from them)")
-    identify_event: str | None = Field(None, description="canonical event type that links an anonymous id to a user")
     pii: dict[str, str] = Field(default_factory=dict, description="source column -> 'email'|'phone', hashed")
 
     @field_validator("columns")
@@ -66,6 +65,10 @@ class ChannelConfig(Strict):
         if "timestamp" not in v:
             raise ValueError("columns must map 'timestamp'")
         return v
+
+    def required_fields(self) -> set[str]:
+        """Canonical fields whose source column must be present in every file of the channel."""
+        return {"timestamp", "event_id", "event_type", "amount", "user_id"} & set(self.columns)
 
     @model_validator(mode="after")
     def _key_fields_mapped(self) -> "ChannelConfig":
@@ -111,7 +114,6 @@ class FeatureConfig(Strict):
         ["electronics", "fashion", "home", "beauty", "sports", "grocery"], min_length=1
     )
     snapshot_every_days: int = Field(1, ge=1)
-    ttl_days: int = Field(3650, ge=1)
 
 
 class TrainingConfig(Strict):
@@ -126,8 +128,9 @@ class TrainingConfig(Strict):
     num_leaves: int = Field(31, ge=2)
     min_data_in_leaf: int = Field(20, ge=1)
     num_threads: int = Field(1, ge=1, description="LightGBM threads (1: OpenMP spin-waits hurt on shared cores)")
-    target_params: dict[Literal["spend", "churn", "category"], dict[str, int | float]] = Field(
-        default_factory=dict, description="LightGBM parameters for one target, over the ones above")
+    target_params: dict[str, dict[str, int | float]] = Field(
+        default_factory=dict, description="LightGBM parameters for one target (a key of training/targets.py), "
+                                          "over the ones above")
 
 
 class Condition(Strict):
@@ -169,8 +172,19 @@ def load_segment_file(path: Path) -> list[SegmentRule]:
     return rules
 
 
+REQUEST_CEILING = 1000
+"""The most user ids or events one request may carry whatever the configuration (the API schema's bound)."""
 PROFILE_ENV = "PERSONA_PROFILE"
+MODEL_SOURCE_ENV = "PERSONA_MODEL_SOURCE"
+USER_ENV = "PERSONA_USER"
 Profile = Literal["default", "production"]
+
+
+def _model_source(path: Path) -> Literal["registry", "bento"]:
+    value = os.environ.get(MODEL_SOURCE_ENV, "registry") or "registry"
+    if value not in ("registry", "bento"):
+        raise ConfigError(f"{path}: {MODEL_SOURCE_ENV}={value!r}: expected 'registry' or 'bento'")
+    return value  # type: ignore[return-value]
 
 
 def active_profile() -> Profile:
@@ -188,8 +202,8 @@ class ServingConfig(Strict):
     port: int = Field(3000, ge=0, le=65535)
     top_drivers: int = Field(3, ge=1, le=20)
     top_categories: int = Field(3, ge=1)
-    max_batch: int = Field(1000, ge=1)
-    max_events: int = Field(1000, ge=1, description="most events one POST /events may carry")
+    max_batch: int = Field(REQUEST_CEILING, ge=1, le=REQUEST_CEILING, description="most user ids one POST /persona may carry")
+    max_events: int = Field(REQUEST_CEILING, ge=1, le=REQUEST_CEILING, description="most events one POST /events may carry")
     api_key_env: str = Field("PERSONA_API_KEY", description="environment variable that holds the API key")
     require_key_for_persona: bool = Field(False, description="POST /persona needs the API key too")
     event_log: str = Field("raw/api", description="folder (under data_dir) of the durable API event log; "
@@ -220,8 +234,9 @@ class DriftConfig(Strict):
 class HistoryConfig(Strict):
     """When a re-scored persona counts as changed (and is appended to the persona history)."""
 
-    spend_tolerance: float = Field(5.0, ge=0, description="predicted spend must move by more than this (base currency)")
-    churn_tolerance: float = Field(0.05, ge=0, description="churn risk must move by more than this")
+    tolerance: dict[str, float] = Field(
+        default_factory=dict, description="target key -> how far its prediction must move to count as a change "
+                                          "(over the target's default in training/targets.py)")
 
 
 class UpdateConfig(Strict):
@@ -257,6 +272,18 @@ class Settings(Strict):
     feature_repo: Path = Path("feature_repo")
     mlflow_config: Path = Path("mlflow.yaml")
     config_path: Path | None = None
+    mlflow: "MlflowSettings" = Field(default_factory=lambda: MlflowSettings(),
+                                     description="mlflow.yaml as read (see the ``ml`` property for the URIs in use)")
+    profile: Profile = Field("default", description="the stores in use: embedded default or production "
+                                                    "($PERSONA_PROFILE when loaded from a file)")
+    model_source: Literal["registry", "bento"] = Field(
+        "registry", description="where the service takes its models: the registry's champions (followed live) or "
+                                "the ones packaged in a bento ($PERSONA_MODEL_SOURCE, set by bentofile.yaml)")
+
+    @property
+    def ml(self) -> "MlflowSettings":
+        """The MLflow settings with their URIs resolved against this data directory and profile."""
+        return self.mlflow.resolved(self.data_dir, self.profile)
 
     @model_validator(mode="after")
     def _currency_known(self) -> "Settings":
@@ -345,37 +372,39 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
 
     segments_file = absolute(settings.segments_file) if settings.segments_file else None
     segments = load_segment_file(segments_file) if segments_file else settings.segments
+    mlflow_config = absolute(settings.mlflow_config)
     return settings.model_copy(
         update={
+            "mlflow": load_mlflow_file(mlflow_config, required="mlflow_config" in raw),
+            "profile": active_profile(),
+            "model_source": _model_source(cfg_path),
             "segments": segments,
             "segments_file": segments_file,
             "data_dir": absolute(Path(settings.data_dir)),
             "feature_repo": absolute(settings.feature_repo),
-            "mlflow_config": absolute(settings.mlflow_config),
+            "mlflow_config": mlflow_config,
             "config_path": cfg_path,
         }
     )
 
 
-TargetKey = Literal["spend", "churn", "category"]
-
-
 class GateConfig(Strict):
-    """Promotion gate: when a challenger may replace the champion."""
+    """Promotion gate: when a challenger may replace the champion.
 
-    primary_metric: dict[TargetKey, str] = Field(
-        default_factory=lambda: {"spend": "tweedie_deviance", "churn": "log_loss", "category": "log_loss"},
-        description="metric compared per target (its direction comes from the target)")
+    Per-target entries (keys of ``training/targets.py``) override the target's own defaults.
+    """
+
+    primary_metric: dict[str, str] = Field(
+        default_factory=dict, description="metric compared per target, over the target's default "
+                                          "(its direction comes from the metric)")
     min_relative_improvement: float = Field(0.0, ge=0, description="challenger must improve the primary metric by this share")
     segment_tolerance: float = Field(0.05, ge=0, description="largest relative per-segment regression allowed")
     min_segment_rows: int = Field(30, ge=1, description="segments smaller than this are not judged")
     must_beat_baselines: bool = True
-    baseline_metrics: dict[TargetKey, list[str]] = Field(
-        default_factory=lambda: {"spend": ["rmse", "mae", "top_decile_capture"],
-                                 "churn": ["roc_auc", "pr_auc", "brier"],
-                                 "category": ["top1_accuracy", "top3_hit_rate"]},
+    baseline_metrics: dict[str, list[str]] = Field(
+        default_factory=dict,
         description="reported metrics besides the primary one on which the model may not trail any baseline "
-                    "by more than baseline_tolerance (with must_beat_baselines)")
+                    "by more than baseline_tolerance (with must_beat_baselines), over the target's default")
     baseline_tolerance: float = Field(0.02, ge=0, description="largest relative shortfall against a baseline "
                                       "allowed on a baseline_metrics metric (the primary metric must strictly win)")
     bootstrap_champion: bool = Field(
@@ -390,11 +419,12 @@ class MlflowSettings(Strict):
     registry_uri: str = ""
     artifact_location: str = ""
     experiment: str = "persona"
-    models: dict[TargetKey, str] = Field(
-        default_factory=lambda: {"spend": "persona-spend", "churn": "persona-churn", "category": "persona-category"}
-    )
+    models: dict[str, str] = Field(
+        default_factory=dict, description="registered model name per target (default persona-<target>)")
     production_tracking_uri: str = Field("postgresql+psycopg://postgres@127.0.0.1:5432/test",
                                          description="tracking/registry store when PERSONA_PROFILE=production")
+    decided_by: str = Field("", description="who lifecycle decisions are recorded as ($PERSONA_USER, "
+                                            "else the login name)")
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
     gate: GateConfig = GateConfig()
@@ -404,23 +434,37 @@ class MlflowSettings(Strict):
     def _none_to_empty(cls, v: Any) -> Any:
         return "" if v is None else v
 
+    def model_name(self, target: str) -> str:
+        """The registered model name of a target."""
+        return self.models.get(target, f"persona-{target}")
 
-def load_mlflow_settings(settings: Settings) -> MlflowSettings:
-    """Load ``mlflow.yaml`` named by ``settings``; empty URIs become the embedded SQLite default."""
-    path = settings.mlflow_config
-    raw = read_yaml(path)
+    def resolved(self, data_dir: Path, profile: "Profile") -> "MlflowSettings":
+        """Empty URIs become the embedded SQLite store under ``data_dir`` (PostgreSQL in production)."""
+        from base.paths import DataPaths
+
+        paths = DataPaths(data_dir)
+        default = self.production_tracking_uri if profile == "production" else f"sqlite:///{paths.mlflow_db}"
+        tracking = self.tracking_uri or default
+        return self.model_copy(update={
+            "tracking_uri": tracking,
+            "registry_uri": self.registry_uri or tracking,
+            "artifact_location": self.artifact_location or paths.mlflow_artifacts.as_uri(),
+        })
+
+
+def load_mlflow_file(path: Path, required: bool = True) -> MlflowSettings:
+    """``mlflow.yaml`` as written (URIs unresolved); errors name the file and the key. When the file is
+    not ``required`` (persona.yaml does not name one) and absent, the defaults apply."""
+    raw = read_yaml(path) if required or path.exists() else {}
     try:
         ml = MlflowSettings(**raw)
     except ValidationError as e:
         raise ConfigError(f"{path}: invalid configuration:\n{_format_validation(e)}") from e
-    root = settings.data_dir / "mlflow"
-    default = ml.production_tracking_uri if active_profile() == "production" else f"sqlite:///{root / 'mlflow.db'}"
-    tracking = ml.tracking_uri or default
-    artifacts = ml.artifact_location or (root / "artifacts").as_uri()
-    return ml.model_copy(
-        update={
-            "tracking_uri": tracking,
-            "registry_uri": ml.registry_uri or tracking,
-            "artifact_location": artifacts,
-        }
-    )
+    if not ml.decided_by:
+        import getpass
+
+        ml = ml.model_copy(update={"decided_by": os.environ.get(USER_ENV) or getpass.getuser()})
+    return ml
+
+
+Settings.model_rebuild()

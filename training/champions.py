@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
-from persona.config import MlflowSettings
+from base.config import MlflowSettings
 from training.registry import ModelRef, alias_version, client, use_tracking
-from training.targets import TARGETS
+from training.targets import TARGETS, Target, target
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class LoadedModel:
     prior: float
 
 
-REQUIRED = ("spend", "churn")
-"""Targets the service cannot answer without; the others (category) are loaded when they have a champion."""
+REQUIRED = tuple(t.key for t in TARGETS if t.required)
+"""Targets the service cannot answer without; the others are loaded when they have a champion."""
 
 
 class NoChampion(RuntimeError):
@@ -40,7 +40,7 @@ def champion_refs(ml: MlflowSettings) -> dict[str, ModelRef]:
     missing = [t for t in REQUIRED if t not in refs]
     if missing:
         raise NoChampion(
-            f"no '{ml.champion_alias}' version of {', '.join(ml.models[t] for t in missing)} "  # type: ignore[index]
+            f"no '{ml.champion_alias}' version of {', '.join(ml.model_name(t) for t in missing)} "
             f"in {ml.registry_uri}; run `persona train` first"
         )
     return refs
@@ -72,3 +72,38 @@ def load_models(ml: MlflowSettings, refs: Mapping[str, ModelRef],
 def load_champions(ml: MlflowSettings) -> dict[str, LoadedModel]:
     """Every target's champion booster, its feature order and its population prior."""
     return load_models(ml, champion_refs(ml))
+
+
+@dataclass(frozen=True)
+class ServingCheck:
+    """What the service offers a model: the features it serves online and the configured categories."""
+
+    served: frozenset[str] | None = None
+    categories: tuple[str, ...] | None = None
+
+
+def fit_reasons(key: str, features: list[str], num_class: int, served: Set[str] | None,
+                categories: Sequence[str] | None) -> list[str]:
+    """Why the service could not serve a model of ``key`` with these inputs and outputs (empty: it can)."""
+    t: Target = target(key)
+    reasons = []
+    if served is not None:
+        missing = sorted(set(features) - set(served))
+        if missing:
+            reasons.append(f"needs features the online feature service does not serve: {', '.join(missing)}")
+    if t.output == "classes" and categories is not None and num_class != len(categories):
+        reasons.append(f"predicts {num_class} classes but the configuration has {len(categories)} categories")
+    if t.output != "classes" and num_class > 1:
+        reasons.append(f"predicts {num_class} classes where one number is expected")
+    return reasons
+
+
+def servable_reasons(ml: MlflowSettings, ref: ModelRef, key: str, check: ServingCheck | None = None) -> list[str]:
+    """Load a registered version as the service would and say why it could not serve it (empty: it can)."""
+    check = check or ServingCheck()
+    try:
+        model = load_models(ml, {key: ref})[key]
+    except Exception as exc:  # unreadable artifact, wrong flavour, missing run
+        return [f"cannot be loaded from {ref.uri}: {exc}"]
+    return fit_reasons(key, model.features, int(model.booster.num_model_per_iteration()),
+                       check.served, check.categories)

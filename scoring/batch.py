@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from persona.config import Settings
-from persona.history import append_history, latest_personas
-from persona.paths import DataPaths
-from persona.segments import assign_segments, smooth
+from base.config import Settings
+from base.paths import DataPaths
+from base.segments import smooth
+from scoring.history import append_history, latest_personas, version_column
+from scoring.scorer import PersonaScorer
+from training.targets import TARGETS
 
 if TYPE_CHECKING:
-    from serving.models import LoadedModel
+    from training.champions import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -49,26 +51,20 @@ def newest_snapshots(settings: Settings) -> pd.DataFrame:
 def score_personas(settings: Settings, models: dict[str, "LoadedModel"], snaps: pd.DataFrame,
                    previous: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
     """Smoothed personas for the users of ``snaps`` (the frame :func:`append_history` takes)."""
+    scorer = PersonaScorer(models, settings)
     n = len(snaps)
-    raw = {}
-    for key in ("spend", "churn"):
-        m = models[key]
-        x = snaps.reindex(columns=m.features).to_numpy(dtype=float)
-        raw[key] = np.asarray(m.booster.predict(x), dtype=float) if n else np.zeros(0)
+    x = snaps.reindex(columns=scorer.features).to_numpy(dtype=float)
+    kept = [t for t in scorer.targets if t.segment_input]
+    raw = scorer.predict(x, [t.key for t in kept]) if n else {t.key: np.zeros(0) for t in kept}
     prev = previous.set_index("user_id").reindex(snaps["user_id"])
     alpha = settings.smoothing_alpha
-    spend = np.maximum(smooth(prev["predicted_spend"].to_numpy(dtype=float), raw["spend"], alpha), 0.0)
-    churn = np.clip(smooth(prev["churn_risk"].to_numpy(dtype=float), raw["churn"], alpha), 0.0, 1.0)
-    features = models["spend"].features
-    values = {f: snaps[f].to_numpy(dtype=float) if f in snaps else np.full(n, np.nan) for f in features}
-    values.update(predicted_spend=spend, churn_risk=churn)
+    smoothed = {t.key: t.finish(smooth(prev[t.record_field].to_numpy(dtype=float) if t.record_field in prev
+                                       else np.full(n, np.nan), raw[t.key], alpha)) for t in kept}
     return pd.DataFrame({
         "user_id": snaps["user_id"].astype(str).to_numpy(),
-        "segment": assign_segments(settings.segments, values, n),
-        "predicted_spend": np.round(spend, 2),
-        "churn_risk": np.round(churn, 4),
-        "spend_version": models["spend"].ref.version,
-        "churn_version": models["churn"].ref.version,
+        "segment": scorer.segments(x, smoothed),
+        **{t.record_field: np.round(smoothed[t.key], 2 if t.output == "amount" else 4) for t in kept},
+        **{version_column(t.key): models[t.key].ref.version for t in kept},
         "feature_timestamp": pd.to_datetime(snaps["event_timestamp"], utc=True).to_numpy(),
         "scored_at": now or pd.Timestamp.now(tz="UTC"),
     })
@@ -84,7 +80,8 @@ def rescore_all(settings: Settings, models: dict[str, "LoadedModel"]) -> Scoring
     appended = append_history(settings, frame, "batch")
     when = pd.Timestamp(frame["feature_timestamp"].max()) if len(frame) else None
     return ScoringResult(users=len(frame), changed=appended, feature_timestamp=when,
-                         versions={k: models[k].ref.version for k in ("spend", "churn")}, segment_changes=moved)
+                         versions={t.key: models[t.key].ref.version for t in TARGETS if t.segment_input},
+                         segment_changes=moved)
 
 
 def materialize_personas(settings: Settings, store=None) -> int:  # noqa: ANN001

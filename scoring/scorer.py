@@ -1,0 +1,143 @@
+"""The one scorer: champion models + feature rows → predictions, segments and persona records.
+
+The online service, the batch re-score, the evaluation against the sample's hidden personas and drift
+all score through :class:`PersonaScorer`. Each model keeps its own feature list: the scorer reads the
+union of them once and hands every model its own columns, so champions trained at different times
+(with different feature lists) serve together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+
+import numpy as np
+
+from base.config import Settings
+from base.segments import assign_segments, check_rules
+from scoring.records import CategoryAffinity, Driver, ModelVersions, PersonaRecord
+from training.champions import LoadedModel
+from training.targets import TARGETS, Target, segment_inputs
+
+AFFINITY_PREFIX = "affinity_"
+
+
+class PersonaScorer:
+    """Scores users from feature rows with the loaded champion models (no I/O)."""
+
+    def __init__(self, models: Mapping[str, LoadedModel], settings: Settings) -> None:
+        missing = [t.key for t in TARGETS if t.required and t.key not in models]
+        if missing:
+            raise ValueError(f"no model for required target(s): {', '.join(missing)}")
+        self.targets: list[Target] = [t for t in TARGETS if t.key in models]
+        self.models = {t.key: models[t.key] for t in self.targets}
+        features: list[str] = []
+        for m in self.models.values():
+            features += [f for f in m.features if f not in features]
+        self.features = features
+        """Every feature some model needs, in first-use order (the columns of the matrices taken)."""
+        self._columns = {k: np.array([features.index(f) for f in m.features], dtype=int)
+                         for k, m in self.models.items()}
+        self.settings = settings
+        self.rules = settings.segments
+        check_rules(self.rules, set(self.features) | set(segment_inputs()))
+        self.versions = ModelVersions(**{k: m.ref.version for k, m in self.models.items()})
+        self.categories = [f for f in self.features if f.startswith(AFFINITY_PREFIX)]
+        self.category_names = list(settings.features.categories)
+
+    def matrix(self, values: Mapping[str, Sequence[object]], n: int) -> np.ndarray:
+        """Features as a float matrix in ``self.features`` order; missing values are NaN."""
+        x = np.full((n, len(self.features)), np.nan)
+        for j, name in enumerate(self.features):
+            col = values.get(name)
+            if col is not None:
+                x[:, j] = np.array([np.nan if v is None else v for v in col], dtype=float)
+        return x
+
+    def inputs(self, key: str, x: np.ndarray) -> np.ndarray:
+        """The columns of ``x`` (users × ``self.features``) that model ``key`` was trained on, in its order."""
+        return x[:, self._columns[key]]
+
+    def predict(self, x: np.ndarray, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Raw output of every model (or of ``keys``) for the rows of ``x`` (users × ``self.features``)."""
+        return {k: np.asarray(self.models[k].booster.predict(self.inputs(k, x), num_threads=1), dtype=float)
+                for k in (keys if keys is not None else self.models)}
+
+    def contributions(self, key: str, x: np.ndarray) -> np.ndarray:
+        """Per-feature contributions of model ``key`` (LightGBM ``pred_contrib``), mapped onto
+        ``self.features`` columns, plus the bias as the last column."""
+        raw = self.models[key].booster.predict(self.inputs(key, x), pred_contrib=True, num_threads=1)
+        out = np.zeros((len(x), len(self.features) + 1))
+        out[:, self._columns[key]] = raw[:, :-1]
+        out[:, -1] = raw[:, -1]
+        return out
+
+    def segments(self, x: np.ndarray, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Each row's segment from its features and the (finished, possibly smoothed) outputs by target key."""
+        values = {name: x[:, j] for j, name in enumerate(self.features)}
+        values.update({field: outputs[t.key] for field, t in segment_inputs().items() if t.key in outputs})
+        return assign_segments(self.rules, values, len(x))
+
+    def _drivers(self, contrib: np.ndarray, x: np.ndarray, i: int) -> list[Driver]:
+        k = self.settings.serving.top_drivers
+        row = contrib[i, :-1]
+        top = np.argsort(-np.abs(row))[:k]
+        return [Driver(feature=self.features[j], value=None if np.isnan(x[i, j]) else float(x[i, j]),
+                       contribution=float(row[j])) for j in top]
+
+    def _classes(self, i: int, probabilities: np.ndarray | None, x: np.ndarray) -> list[CategoryAffinity]:
+        top = self.settings.serving.top_categories
+        if probabilities is not None:  # the class model's probabilities
+            order = np.argsort(-probabilities[i])[:top]
+            return [CategoryAffinity(category=self.category_names[j], score=round(float(probabilities[i, j]), 4))
+                    for j in order]
+        scores = [(c[len(AFFINITY_PREFIX):], x[i, self.features.index(c)]) for c in self.categories]
+        scores = sorted((s for s in scores if not np.isnan(s[1]) and s[1] > 0), key=lambda s: -s[1])
+        return [CategoryAffinity(category=c, score=round(float(min(s, 1.0)), 4)) for c, s in scores[:top]]
+
+    def score(self, user_ids: Sequence[str], x: np.ndarray, feature_times: Sequence[float | None],
+              now: datetime | None = None) -> list[PersonaRecord]:
+        """Persona records in request order from ``x`` (users × ``self.features``, NaN = missing);
+        users with no features are cold starts (each model's population prior)."""
+        now = now or datetime.now(timezone.utc)
+        n = len(user_ids)
+        known = np.array([bool(t) for t in feature_times], dtype=bool)
+        scalar = [t for t in self.targets if t.scalar]
+        outputs = {t.key: np.full(n, self.models[t.key].prior) for t in scalar}
+        contrib: dict[str, np.ndarray] = {}
+        classes: dict[str, np.ndarray | None] = {t.key: None for t in TARGETS if not t.scalar}
+        if known.any():
+            xk = x[known]
+            raw = self.predict(xk)
+            for t in self.targets:
+                if t.scalar:
+                    outputs[t.key][known] = raw[t.key]
+                    full = np.zeros((n, len(self.features) + 1))
+                    full[known] = self.contributions(t.key, xk)
+                    contrib[t.key] = full
+                else:
+                    probabilities = np.zeros((n, raw[t.key].shape[1]))
+                    probabilities[known] = raw[t.key]
+                    classes[t.key] = probabilities
+        finished = {t.key: t.finish(outputs[t.key]) for t in scalar}
+        segments = self.segments(x, finished)
+        records = []
+        for i, user in enumerate(user_ids):
+            ts = feature_times[i]
+            when = datetime.fromtimestamp(ts, tz=timezone.utc) if ts else None
+            predictions: dict[str, object] = {
+                t.record_field: round(float(finished[t.key][i]), 2 if t.output == "amount" else 4) for t in scalar}
+            predictions.update({t.record_field: self._classes(i, classes[t.key], x) if known[i] else []
+                                for t in TARGETS if not t.scalar})
+            records.append(PersonaRecord(
+                user_id=user,
+                cold_start=not known[i],
+                segment=str(segments[i]) if known[i] else "unknown",
+                **predictions,
+                horizon_days=self.settings.training.horizon_days,
+                drivers={k: self._drivers(c, x, i) for k, c in contrib.items()} if known[i] else {},
+                model_versions=self.versions,
+                feature_timestamp=when,
+                feature_age_seconds=round((now - when).total_seconds(), 3) if when else None,
+            ))
+        return records

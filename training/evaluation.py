@@ -1,0 +1,42 @@
+"""Scores of a model on evaluation rows: overall, against each baseline, within each segment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from training.targets import Target
+
+EVAL_ARTIFACT = "evaluation/evaluation.parquet"
+"""Where a training run logs its evaluation rows (the gate scores champion and challenger on them)."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A target's scores on the evaluation cutoff: the model, each baseline, each segment."""
+
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    segments: dict[str, dict[str, float]]
+
+
+def matrix(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """Features as a float64 matrix in model order."""
+    return frame[features].to_numpy(dtype="float64")
+
+
+def evaluate(target: Target, pred: np.ndarray, rows: pd.DataFrame, baselines: dict[str, np.ndarray],
+             min_rows: int = 1) -> Evaluation:
+    """Metrics of the model, of each baseline, and of the model within each segment of ``rows``."""
+    y = rows[target.label].to_numpy(dtype=float)
+    seg = rows["segment"].to_numpy() if "segment" in rows else np.full(len(rows), "all")
+    segments = {}
+    for name in sorted(set(seg)):
+        m = seg == name
+        if m.sum() >= min_rows:
+            segments[str(name)] = {**target.metrics(y[m], pred[m]), "rows": float(m.sum())}
+    return Evaluation(metrics=target.metrics(y, pred),
+                      baselines={k: target.metrics(y, v) for k, v in baselines.items()},
+                      segments=segments)
