@@ -5,6 +5,7 @@ Every error is raised as :class:`ConfigError` and names the file and the key.
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 from datetime import date
@@ -13,6 +14,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from base.paths import DataPaths
 
 DEFAULT_CONFIG = "persona.yaml"
 CONFIG_ENV = "PERSONA_CONFIG"
@@ -180,19 +183,12 @@ USER_ENV = "PERSONA_USER"
 Profile = Literal["default", "production"]
 
 
-def _model_source(path: Path) -> Literal["registry", "bento"]:
-    value = os.environ.get(MODEL_SOURCE_ENV, "registry") or "registry"
-    if value not in ("registry", "bento"):
-        raise ConfigError(f"{path}: {MODEL_SOURCE_ENV}={value!r}: expected 'registry' or 'bento'")
-    return value  # type: ignore[return-value]
-
-
-def active_profile() -> Profile:
-    """The profile chosen by ``$PERSONA_PROFILE`` (``default`` when unset)."""
-    value = os.environ.get(PROFILE_ENV, "default") or "default"
-    if value not in ("default", "production"):
-        raise ConfigError(f"{PROFILE_ENV}={value!r}: expected 'default' or 'production'")
-    return value  # type: ignore[return-value]
+def env_choice(name: str, allowed: tuple[str, ...]) -> Any:
+    """An environment switch whose value must be one of ``allowed`` (the first when unset or empty)."""
+    value = os.environ.get(name, "") or allowed[0]
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r}: expected {' or '.join(map(repr, allowed))}")
+    return value
 
 
 class ServingConfig(Strict):
@@ -376,8 +372,8 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     return settings.model_copy(
         update={
             "mlflow": load_mlflow_file(mlflow_config, required="mlflow_config" in raw),
-            "profile": active_profile(),
-            "model_source": _model_source(cfg_path),
+            "profile": env_choice(PROFILE_ENV, ("default", "production")),
+            "model_source": env_choice(MODEL_SOURCE_ENV, ("registry", "bento")),
             "segments": segments,
             "segments_file": segments_file,
             "data_dir": absolute(Path(settings.data_dir)),
@@ -423,8 +419,8 @@ class MlflowSettings(Strict):
         default_factory=dict, description="registered model name per target (default persona-<target>)")
     production_tracking_uri: str = Field("postgresql+psycopg://postgres@127.0.0.1:5432/test",
                                          description="tracking/registry store when PERSONA_PROFILE=production")
-    decided_by: str = Field("", description="who lifecycle decisions are recorded as ($PERSONA_USER, "
-                                            "else the login name)")
+    decided_by: str = Field(default_factory=lambda: os.environ.get(USER_ENV) or getpass.getuser(),
+                            description="who lifecycle decisions are recorded as ($PERSONA_USER, else the login name)")
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
     gate: GateConfig = GateConfig()
@@ -440,8 +436,6 @@ class MlflowSettings(Strict):
 
     def resolved(self, data_dir: Path, profile: "Profile") -> "MlflowSettings":
         """Empty URIs become the embedded SQLite store under ``data_dir`` (PostgreSQL in production)."""
-        from base.paths import DataPaths
-
         paths = DataPaths(data_dir)
         default = self.production_tracking_uri if profile == "production" else f"sqlite:///{paths.mlflow_db}"
         tracking = self.tracking_uri or default
@@ -457,14 +451,9 @@ def load_mlflow_file(path: Path, required: bool = True) -> MlflowSettings:
     not ``required`` (persona.yaml does not name one) and absent, the defaults apply."""
     raw = read_yaml(path) if required or path.exists() else {}
     try:
-        ml = MlflowSettings(**raw)
+        return MlflowSettings(**raw)
     except ValidationError as e:
         raise ConfigError(f"{path}: invalid configuration:\n{_format_validation(e)}") from e
-    if not ml.decided_by:
-        import getpass
-
-        ml = ml.model_copy(update={"decided_by": os.environ.get(USER_ENV) or getpass.getuser()})
-    return ml
 
 
 Settings.model_rebuild()

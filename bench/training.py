@@ -135,8 +135,6 @@ def _capture_noise(booster: Any, data: pd.DataFrame, split: Any, features: list[
 def quality(users: int = 5000, data_dir: Path | None = None) -> None:
     """Metrics against baselines, persona recovery (ARI) and switch pick-up on the sample
     (generated afresh in a temporary folder, or an existing built ``data_dir``)."""
-    import mlflow.lightgbm
-
     from features.compute import read_snapshots
     from base.paths import DataPaths
     from scoring.evaluation import recovery, score_frame, segment_frame, switch_pickup, true_persona_at

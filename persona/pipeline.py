@@ -295,14 +295,14 @@ def lineage_tags(settings: Settings, frame: pd.DataFrame) -> dict[str, str]:
 def train(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None) -> "TrainSummary":
     """Build the training set, train every target, register the new versions and let the gate alias them
     (the first version of a model becomes champion; later ones challenger, promoted only by the gate)."""
-    from features.store import feature_refs, open_store
+    from features.store import open_store
     from training.baselines import history_summary
-    from training.champions import ServingCheck
+    from training.champions import serving_check
     from training.labels import exclusion_tags, identity_exclusions
     from training.train import train_all, with_history
 
     store = store or open_store(settings)
-    check = ServingCheck(frozenset(feature_refs(store)), tuple(settings.features.categories))
+    check = serving_check(store, settings.features.categories)
     events = training_events(settings)
     frame, split, features = training_set(settings, store, progress, events)
     history = history_summary(events, split.all, settings.training.horizon_days)

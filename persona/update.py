@@ -173,9 +173,9 @@ def trained_through(settings: Settings, ml: Any) -> pd.Timestamp | None:
     """End of the data the newest registered spend model was trained on (its eval cutoff + horizon)."""
     from training.registry import client, versions
 
-    from training.targets import TARGETS
+    from training.champions import REQUIRED
 
-    found = versions(ml, next(t.key for t in TARGETS if t.required))  # a run trains every target at once
+    found = versions(ml, REQUIRED[0])  # a run trains every target at once
     if not found:
         return None
     cutoff = client(ml).get_run(found[0].run_id).data.tags.get("persona.eval_cutoff")

@@ -53,7 +53,7 @@ def score_personas(settings: Settings, models: dict[str, "LoadedModel"], snaps: 
     """Smoothed personas for the users of ``snaps`` (the frame :func:`append_history` takes)."""
     scorer = PersonaScorer(models, settings)
     n = len(snaps)
-    x = snaps.reindex(columns=scorer.features).to_numpy(dtype=float)
+    x = scorer.frame_matrix(snaps)
     kept = [t for t in scorer.targets if t.segment_input]
     raw = scorer.predict(x, [t.key for t in kept]) if n else {t.key: np.zeros(0) for t in kept}
     prev = previous.set_index("user_id").reindex(snaps["user_id"])

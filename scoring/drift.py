@@ -101,10 +101,10 @@ def newest_snapshot_day(settings: Settings) -> str | None:
 def reference_days(settings: Settings, ml: MlflowSettings, models: dict[str, "LoadedModel"]) -> list[str]:
     """Snapshot days of the reference: the day the champion's training data ends (``training_end``,
     its evaluation cutoff + the label horizon), or its training cutoffs (``training_cutoffs``)."""
+    from training.champions import REQUIRED
     from training.registry import client
 
-    lead = next(t.key for t in TARGETS if t.key in models)  # every target of a run shares its cutoffs
-    tags = client(ml).get_run(models[lead].ref.run_id).data.tags
+    tags = client(ml).get_run(models[REQUIRED[0]].ref.run_id).data.tags  # a run's targets share its cutoffs
     if settings.update.drift.reference == "training_cutoffs":
         days = [d for d in tags.get("persona.train_cutoffs", "").split(",") if d]
     else:
@@ -122,7 +122,7 @@ def _read_days(settings: Settings, days: list[str], columns: list[str], max_rows
 
 
 def _outputs(scorer: PersonaScorer, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    return scorer.predict(frame.reindex(columns=scorer.features).to_numpy(dtype=float), OUTPUTS)
+    return scorer.predict(scorer.frame_matrix(frame), OUTPUTS)
 
 
 def decide(features: dict[str, float], outputs: dict[str, float], cfg: DriftConfig) -> tuple[list[str], list[str], bool, str]:
@@ -161,7 +161,7 @@ def check_drift(settings: Settings, ml: MlflowSettings, models: dict[str, "Loade
     if not ref_days:
         return None
     cfg = settings.update.drift
-    scorer = PersonaScorer({k: models[k] for k in models}, settings)
+    scorer = PersonaScorer(models, settings)
     names = [f for f in scorer.features if f not in cfg.ignore]
     columns = sorted(scorer.features)
     ref = _read_days(settings, ref_days, columns, cfg.max_rows, seed=1)

@@ -26,13 +26,13 @@ def true_persona_at(truth: pd.DataFrame, when: pd.Timestamp) -> pd.Series:
 def score_frame(scorer: PersonaScorer, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Finished predictions of the targets that segment rules may name, by target key, for feature rows."""
     keys = [t.key for t in scorer.targets if t.segment_input]
-    raw = scorer.predict(frame.reindex(columns=scorer.features).to_numpy(dtype=float), keys)
+    raw = scorer.predict(scorer.frame_matrix(frame), keys)
     return {k: target(k).finish(v) for k, v in raw.items()}
 
 
 def segment_frame(scorer: PersonaScorer, frame: pd.DataFrame, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
     """Segments from features and (possibly smoothed) predictions by target key."""
-    return scorer.segments(frame.reindex(columns=scorer.features).to_numpy(dtype=float), outputs)
+    return scorer.segments(scorer.frame_matrix(frame), outputs)
 
 
 def recovery(segments: pd.Series, truth: pd.Series) -> dict[str, float]:

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,9 +39,11 @@ def version_column(key: str) -> str:
     return f"{key}_version"
 
 
-SCORES = tuple(t.record_field for t in TARGETS if t.segment_input)
-"""The predictions kept in the history (the targets that are segment inputs), by record field."""
-VERSIONS = tuple(version_column(t.key) for t in TARGETS if t.segment_input)
+KEPT = tuple(t for t in TARGETS if t.segment_input)
+"""The targets whose predictions the history keeps (the ones segment rules may name)."""
+SCORES = tuple(t.record_field for t in KEPT)
+"""Their predictions, by record field."""
+VERSIONS = tuple(version_column(t.key) for t in KEPT)
 """The model version of each of them."""
 REQUIRED = ("user_id", "segment", *SCORES, *VERSIONS, "feature_timestamp", "scored_at")
 """Columns a caller of :func:`append_history` provides."""
@@ -201,8 +204,17 @@ def changed(frame: pd.DataFrame, latest: pd.DataFrame, tolerances: dict[str, flo
 
 def tolerances(settings: Settings) -> dict[str, float]:
     """How far each kept prediction must move to count as a change (record field → tolerance)."""
-    return {t.record_field: settings.update.history.tolerance.get(t.key, t.history_tolerance)
-            for t in TARGETS if t.segment_input}
+    return {t.record_field: settings.update.history.tolerance.get(t.key, t.history_tolerance) for t in KEPT}
+
+
+def records_frame(personas: Sequence[Any], scored_at: pd.Timestamp) -> pd.DataFrame:
+    """Served persona records as history rows (the frame :func:`append_history` takes); cold starts and
+    records without a feature snapshot are left out."""
+    return pd.DataFrame([{"user_id": p.user_id, "segment": p.segment,
+                          **{t.record_field: getattr(p, t.record_field) for t in KEPT},
+                          **{version_column(t.key): getattr(p.model_versions, t.key) for t in KEPT},
+                          "feature_timestamp": p.feature_timestamp, "scored_at": scored_at}
+                         for p in personas if not p.cold_start and p.feature_timestamp is not None])
 
 
 def append_history(settings: Settings, frame: pd.DataFrame, source: str) -> int:

@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
 import numpy as np
+import pandas as pd
 
 from base.config import Settings
 from base.segments import assign_segments, check_rules
 from scoring.records import CategoryAffinity, Driver, ModelVersions, PersonaRecord
 from training.champions import LoadedModel
-from training.targets import TARGETS, Target, segment_inputs
+from training.targets import TARGETS, Target, segment_inputs, segment_values
 
 AFFINITY_PREFIX = "affinity_"
 
@@ -54,6 +55,11 @@ class PersonaScorer:
                 x[:, j] = np.array([np.nan if v is None else v for v in col], dtype=float)
         return x
 
+    def frame_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The rows of a feature frame (snapshots, a training set) as a float matrix in ``self.features``
+        order; columns the frame lacks are NaN."""
+        return frame.reindex(columns=self.features).to_numpy(dtype=float)
+
     def inputs(self, key: str, x: np.ndarray) -> np.ndarray:
         """The columns of ``x`` (users × ``self.features``) that model ``key`` was trained on, in its order."""
         return x[:, self._columns[key]]
@@ -75,8 +81,7 @@ class PersonaScorer:
     def segments(self, x: np.ndarray, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Each row's segment from its features and the (finished, possibly smoothed) outputs by target key."""
         values = {name: x[:, j] for j, name in enumerate(self.features)}
-        values.update({field: outputs[t.key] for field, t in segment_inputs().items() if t.key in outputs})
-        return assign_segments(self.rules, values, len(x))
+        return assign_segments(self.rules, values | segment_values(outputs), len(x))
 
     def _drivers(self, contrib: np.ndarray, x: np.ndarray, i: int) -> list[Driver]:
         k = self.settings.serving.top_drivers

@@ -86,10 +86,11 @@ def service_settings() -> "Settings":
     """The settings the running service loaded (read once, in its ``__init__``); loaded afresh only when
     no service instance runs in this process (the ASGI pieces used on their own)."""
     import bentoml
+    from bentoml.exceptions import BentoMLException
 
     try:
         return bentoml.get_current_service().settings
-    except Exception:  # no instance yet (or a plain ASGI app in a test)
+    except BentoMLException:  # no instance yet (or a plain ASGI app in a test)
         from base.config import load_settings
 
         return load_settings()

@@ -25,10 +25,9 @@ from base.config import Settings
 from base.paths import DataPaths
 from serving import event_log
 from serving.events import canonical_frame, log_records
-from scoring.history import version_column
+from scoring.history import records_frame
 from scoring.records import PersonaRecord
 from serving.schemas import EventIn
-from training.targets import TARGETS
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -135,16 +134,10 @@ class LiveEvents:
 
     def record(self, personas: Sequence[PersonaRecord]) -> None:
         """Queue re-scored personas for the persona history (written by ``flush_offline``)."""
-        now = pd.Timestamp.now(tz="UTC")
-        kept = [t for t in TARGETS if t.segment_input]
-        rows = [{"user_id": p.user_id, "segment": p.segment,
-                 **{t.record_field: getattr(p, t.record_field) for t in kept},
-                 **{version_column(t.key): getattr(p.model_versions, t.key) for t in kept},
-                 "feature_timestamp": p.feature_timestamp, "scored_at": now}
-                for p in personas if not p.cold_start and p.feature_timestamp is not None]
-        if rows:
+        rows = records_frame(personas, pd.Timestamp.now(tz="UTC"))
+        if not rows.empty:
             with self._pending_lock:
-                self._personas.append(pd.DataFrame(rows))
+                self._personas.append(rows)
 
     def flush_history(self) -> int:
         """Append the queued personas that changed to the persona history; returns rows appended."""

@@ -18,7 +18,7 @@ from typing import Literal
 
 from base.config import MlflowSettings, Settings
 from serving.metrics import ServiceMetrics
-from training.champions import LoadedModel, champion_refs, load_models
+from training.champions import LoadedModel, ServingCheck, champion_refs, load_models
 from scoring.scorer import PersonaScorer
 from training.registry import ModelRef
 
@@ -47,7 +47,8 @@ class ChampionSwitch:
                  packaged: dict[str, LoadedModel] | None = None) -> None:
         """Load the champions from the registry, or use ``packaged`` models (a built bento), which
         are then kept for the life of the process (the registry is not followed)."""
-        self.settings, self.ml, self.served, self.metrics, self._refs = settings, ml, served, metrics, refs
+        self.settings, self.ml, self.metrics, self._refs = settings, ml, metrics, refs
+        self._usable = ServingCheck(frozenset(served))  # the features the online store serves
         self.follows_registry = packaged is None
         self._state = self._checked(packaged) if packaged is not None else self._build(refs(ml), None)
         self._failed: dict[str, ModelRef] | None = None
@@ -64,11 +65,11 @@ class ChampionSwitch:
         return self._checked(load_models(self.ml, refs, reuse))
 
     def _checked(self, models: dict[str, LoadedModel]) -> ModelState:
-        scorer = PersonaScorer(models, self.settings)
-        missing = sorted(set(scorer.features) - set(self.served))
-        if missing:  # a model trained on features the online feature service does not serve
-            raise RuntimeError(f"champion models need features that persona_v1 does not serve: {missing}")
-        return ModelState(models, scorer)
+        unusable = [f"{m.ref.name} v{m.ref.version} {r}" for k, m in models.items()
+                    for r in self._usable.reasons(k, m.booster)]
+        if unusable:  # the gate refuses such models; an alias moved by hand can still point at one
+            raise RuntimeError("champion models the service cannot use: " + "; ".join(unusable))
+        return ModelState(models, PersonaScorer(models, self.settings))
 
     def check(self) -> Outcome:
         """Compare the aliases with the models in use; load and swap in what moved."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from base.config import MlflowSettings
 from training.registry import ModelRef, alias_version, client, use_tracking
-from training.targets import TARGETS, Target, target
+from training.targets import TARGETS, target
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 
 @dataclass(frozen=True)
@@ -76,34 +79,43 @@ def load_champions(ml: MlflowSettings) -> dict[str, LoadedModel]:
 
 @dataclass(frozen=True)
 class ServingCheck:
-    """What the service offers a model: the features it serves online and the configured categories."""
+    """What the service offers a model: the features it serves online and the configured categories
+    (None: not known, not checked)."""
 
     served: frozenset[str] | None = None
     categories: tuple[str, ...] | None = None
 
+    def reasons(self, key: str, booster: Any) -> list[str]:
+        """Why the service could not serve ``booster`` as target ``key`` (empty: it can)."""
+        features = list(booster.feature_name())
+        classes = int(booster.num_model_per_iteration())
+        multiclass = target(key).output == "classes"
+        reasons = []
+        if self.served is not None:
+            missing = sorted(set(features) - self.served)
+            if missing:
+                reasons.append(f"needs features the online feature service does not serve: {', '.join(missing)}")
+        if multiclass and self.categories is not None and classes != len(self.categories):
+            reasons.append(f"predicts {classes} classes but the configuration has {len(self.categories)} categories")
+        if not multiclass and classes > 1:
+            reasons.append(f"predicts {classes} classes where one number is expected")
+        return reasons
 
-def fit_reasons(key: str, features: list[str], num_class: int, served: Set[str] | None,
-                categories: Sequence[str] | None) -> list[str]:
-    """Why the service could not serve a model of ``key`` with these inputs and outputs (empty: it can)."""
-    t: Target = target(key)
-    reasons = []
-    if served is not None:
-        missing = sorted(set(features) - set(served))
-        if missing:
-            reasons.append(f"needs features the online feature service does not serve: {', '.join(missing)}")
-    if t.output == "classes" and categories is not None and num_class != len(categories):
-        reasons.append(f"predicts {num_class} classes but the configuration has {len(categories)} categories")
-    if t.output != "classes" and num_class > 1:
-        reasons.append(f"predicts {num_class} classes where one number is expected")
-    return reasons
+
+def serving_check(store: "FeatureStore", categories: Sequence[str]) -> ServingCheck:
+    """What the service started on ``store`` offers: the features of the served feature service."""
+    from features.store import feature_refs
+
+    return ServingCheck(frozenset(feature_refs(store)), tuple(categories))
 
 
 def servable_reasons(ml: MlflowSettings, ref: ModelRef, key: str, check: ServingCheck | None = None) -> list[str]:
     """Load a registered version as the service would and say why it could not serve it (empty: it can)."""
-    check = check or ServingCheck()
+    import mlflow.lightgbm
+
+    use_tracking(ml)
     try:
-        model = load_models(ml, {key: ref})[key]
-    except Exception as exc:  # unreadable artifact, wrong flavour, missing run
+        booster = mlflow.lightgbm.load_model(ref.uri)
+    except Exception as exc:  # unreadable artifact, wrong flavour, missing version
         return [f"cannot be loaded from {ref.uri}: {exc}"]
-    return fit_reasons(key, model.features, int(model.booster.num_model_per_iteration()),
-                       check.served, check.categories)
+    return (check or ServingCheck()).reasons(key, booster)

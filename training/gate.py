@@ -28,6 +28,7 @@ class Comparison:
     baselines: dict[str, float]  # baseline -> its primary metric (logged with the challenger)
     eval_cutoff: str = ""
     logged: dict[str, float] = field(default_factory=dict)  # every metric logged with the challenger's run
+    challenger_model: Any = None  # the challenger's booster as loaded for the comparison
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def _load_eval_frame(ml: MlflowSettings, run_id: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def _score(ml: MlflowSettings, ref: ModelRef, key: str, frame: pd.DataFrame, min_rows: int) -> Any:
+def _score(ml: MlflowSettings, ref: ModelRef, key: str, frame: pd.DataFrame, min_rows: int) -> tuple[Any, Any]:
+    """The version's evaluation on ``frame`` and its booster (loaded as the service loads it)."""
     import mlflow.lightgbm
 
     t = target(key)
@@ -94,7 +96,7 @@ def _score(ml: MlflowSettings, ref: ModelRef, key: str, frame: pd.DataFrame, min
     booster = mlflow.lightgbm.load_model(ref.uri)
     rows = t.rows(frame)
     pred = np.asarray(booster.predict(matrix(rows, list(booster.feature_name()))))
-    return evaluate(t, pred, rows, {}, min_rows=min_rows)
+    return evaluate(t, pred, rows, {}, min_rows=min_rows), booster
 
 
 def compare(ml: MlflowSettings, key: str, challenger: ModelRef | None = None,
@@ -106,9 +108,11 @@ def compare(ml: MlflowSettings, key: str, challenger: ModelRef | None = None,
     champion = champion or alias_version(ml, key, ml.champion_alias)
     primary = target(key).primary(ml.gate)
     frame = _load_eval_frame(ml, challenger.run_id)
-    scored = {"challenger": _score(ml, challenger, key, frame, ml.gate.min_segment_rows)}
-    if champion is not None:
-        scored["champion"] = _score(ml, champion, key, frame, ml.gate.min_segment_rows)
+    scored, booster = {}, None
+    for role, ref in (("challenger", challenger), ("champion", champion)):
+        if ref is not None:
+            scored[role], loaded = _score(ml, ref, key, frame, ml.gate.min_segment_rows)
+            booster = booster or loaded
     run = client(ml).get_run(challenger.run_id)
     return Comparison(
         target=key, primary=primary, challenger=challenger, champion=champion,
@@ -117,6 +121,7 @@ def compare(ml: MlflowSettings, key: str, challenger: ModelRef | None = None,
         baselines=baseline_scores(dict(run.data.metrics), primary),
         eval_cutoff=run.data.tags.get("persona.eval_cutoff", ""),
         logged=dict(run.data.metrics),
+        challenger_model=booster,
     )
 
 
@@ -149,7 +154,7 @@ def promote(ml: MlflowSettings, key: str, check: ServingCheck | None = None) -> 
     (``check``: the features served online and the categories). Records the decision either way."""
     c = compare(ml, key)
     reasons = judge(c, ml.gate) + [f"the service could not use it: {r}"
-                                   for r in servable_reasons(ml, c.challenger, key, check)]
+                                   for r in (check or ServingCheck()).reasons(key, c.challenger_model)]
     if reasons:
         record_decision(ml, c.challenger, "refused", "; ".join(reasons))
         return Decision(key, False, reasons, c)

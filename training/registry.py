@@ -63,28 +63,24 @@ def alias_version(ml: MlflowSettings, target: str, alias: str | None = None) -> 
 
 def set_alias(ml: MlflowSettings, ref: ModelRef, alias: str, reason: str) -> None:
     """Move ``alias`` to ``ref`` and record the decision as tags on the version."""
-    import getpass
     from datetime import datetime, timezone
 
     c = client(ml)
     c.set_registered_model_alias(ref.name, alias, ref.version)
     stamp = datetime.now(timezone.utc).isoformat()
     c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_at", stamp)
-    c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_by", ml.decided_by or getpass.getuser())
+    c.set_model_version_tag(ref.name, ref.version, f"{alias}.decided_by", ml.decided_by)
     c.set_model_version_tag(ref.name, ref.version, f"{alias}.reason", reason)
 
 
 def record_decision(ml: MlflowSettings, ref: ModelRef, action: str, reason: str) -> None:
     """Record a lifecycle decision on the version: who, when, what, why (kept per decision, plus the latest)."""
-    import getpass
     import json
-    import os
     from datetime import datetime, timezone
 
     c = client(ml)
     stamp = datetime.now(timezone.utc)
-    who = ml.decided_by or getpass.getuser()
-    body = json.dumps({"action": action, "by": who, "at": stamp.isoformat(), "why": reason})
+    body = json.dumps({"action": action, "by": ml.decided_by, "at": stamp.isoformat(), "why": reason})
     c.set_model_version_tag(ref.name, ref.version, f"decision.{stamp:%Y%m%dT%H%M%S%fZ}", body[:5000])
     c.set_model_version_tag(ref.name, ref.version, "last_decision", body[:5000])
 

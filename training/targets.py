@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -221,6 +221,11 @@ def target_keys() -> list[str]:
 def segment_inputs() -> dict[str, Target]:
     """Record field → target, for the predictions that segment rules may name."""
     return {t.record_field: t for t in TARGETS if t.segment_input}
+
+
+def segment_values(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The predictions segment rules may name, under their record field, from outputs by target key."""
+    return {field: outputs[t.key] for field, t in segment_inputs().items() if t.key in outputs}
 
 
 def check_target_settings(settings: Settings) -> None:

@@ -15,7 +15,8 @@ from training.labels import Split
 from training.registry import ModelRef, ensure_experiment, use_tracking
 from training.champions import ServingCheck
 from training.evaluation import EVAL_ARTIFACT, Evaluation, evaluate, matrix
-from training.targets import TARGETS, Target, segment_inputs
+from training.targets import TARGETS, Target, segment_values
+
 
 @dataclass(frozen=True)
 class TrainedModel:
@@ -115,8 +116,8 @@ def assign_eval_segments(rules: Sequence[SegmentRule], evaluation: pd.DataFrame,
     from base.segments import assign_segments
 
     values = {f: evaluation[f].to_numpy(dtype=float) for f in features}
-    values.update({field: t.finish(predictions[t.key]) for field, t in segment_inputs().items()})
-    return assign_segments(rules, values, len(evaluation))
+    finished = {t.key: t.finish(predictions[t.key]) for t in TARGETS if t.key in predictions}
+    return assign_segments(rules, values | segment_values(finished), len(evaluation))
 
 
 def model_requirements() -> list[str]:

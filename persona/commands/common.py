@@ -50,13 +50,14 @@ def console() -> Any:
 
 def serving_check(settings: "Settings") -> Any:
     """What the service offers a model (features served online, categories), for the gate's check."""
-    from features.store import FEATURE_SERVICE, feature_refs, open_store
-    from training.champions import ServingCheck
+    from feast.errors import FeatureServiceNotFoundException
+
+    from features.store import FEATURE_SERVICE, open_store
+    from training.champions import ServingCheck, serving_check
 
     try:
-        served: frozenset[str] | None = frozenset(feature_refs(open_store(settings)))
-    except Exception as exc:  # no feature service registered yet: the features cannot be checked
+        return serving_check(open_store(settings), settings.features.categories)
+    except FeatureServiceNotFoundException as exc:  # nothing applied yet: the features cannot be checked
         typer.secho(f"note: cannot read the served features of {FEATURE_SERVICE} ({exc}); the gate checks only "
                     "that the model loads (run `persona apply` first)", fg="yellow", err=True)
-        served = None
-    return ServingCheck(served, tuple(settings.features.categories))
+        return ServingCheck(None, tuple(settings.features.categories))

@@ -115,7 +115,6 @@ def test_champions_with_different_feature_lists_serve_together(built: tuple[Sett
     import lightgbm as lgb
     import mlflow
     import mlflow.lightgbm
-    import numpy as np
     import pandas as pd
 
     from training.registry import ModelRef, ensure_experiment, set_alias, use_tracking
