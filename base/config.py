@@ -61,6 +61,11 @@ class ChannelConfig(Strict):
     event_types: dict[str, str] = Field(default_factory=dict, description="source value -> canonical")
     natural_key: list[str] = Field(default_factory=list, description="canonical fields that together identify one event (the event id is built from them)")
     pii: dict[str, str] = Field(default_factory=dict, description="source column -> 'email'|'phone', hashed")
+    key_on_line: bool = Field(False, description="without an event_id column: the event id also covers the "
+                              "line's place in its file (content hash + row), so genuinely repeated lines are all "
+                              "kept while the same file re-delivered under another name is still one delivery")
+    optional_columns: list[str] = Field(default_factory=list, description="canonical fields whose source column "
+                                        "a file may lack (read as empty), e.g. a log that leaves out empty fields")
 
     @field_validator("columns")
     @classmethod
@@ -71,13 +76,15 @@ class ChannelConfig(Strict):
 
     def required_fields(self) -> set[str]:
         """Canonical fields whose source column must be present in every file of the channel."""
-        return {"timestamp", "event_id", "event_type", "amount", "user_id"} & set(self.columns)
+        return {"timestamp", "event_id", "event_type", "amount", "user_id"} & set(self.columns) - set(self.optional_columns)
 
     @model_validator(mode="after")
     def _key_fields_mapped(self) -> "ChannelConfig":
         unmapped = [k for k in self.natural_key if k not in self.columns and k != "event_type"]
         if unmapped:
             raise ValueError(f"natural_key names fields not in columns: {unmapped}")
+        if self.key_on_line and "event_id" in self.columns:
+            raise ValueError("key_on_line is for channels without an event_id column")
         return self
 
 
@@ -90,6 +97,23 @@ class OutlierConfig(Strict):
     action: Literal["flag", "quarantine"] = Field("flag", description="keep flagged rows (is_outlier) or quarantine them")
 
 
+class ReaderLimits(Strict):
+    """Bounds a file must keep to be read (a file or row that breaks one is quarantined with the bound named)."""
+
+    max_line_bytes: int = Field(1 << 20, ge=1024, description="longest line (row); a longer one is quarantined "
+                                "as a row before any parser sees it")
+    max_field_bytes: int = Field(1 << 18, ge=64, description="longest value of one field; a row with a longer "
+                                 "one is quarantined, the rest of the file is read")
+    max_nesting: int = Field(32, ge=2, description="deepest JSON nesting of a line; a deeper line is quarantined "
+                             "before the JSON parser sees it")
+    max_decompressed_bytes: int = Field(1 << 30, ge=1 << 20, description="most bytes a compressed file may "
+                                        "expand to; beyond it the file is quarantined whole")
+    max_compression_ratio: float = Field(200.0, gt=1, description="most expansion of a compressed file "
+                                         "(decompressed / compressed bytes); beyond it the file is quarantined whole")
+    max_rows_per_file: int = Field(20_000_000, ge=1, description="most lines in one file; a longer file is "
+                                   "quarantined whole (split it)")
+
+
 class ValidationConfig(Strict):
     """How the data-quality gate runs and what it keeps."""
 
@@ -97,6 +121,9 @@ class ValidationConfig(Strict):
                             "until they hold this many rows (one GX checkpoint and one file per day per group)")
     keep_runs: int = Field(20, ge=1, description="GX validation results (and their Data Docs pages) of this "
                            "many latest ingest runs are kept; older ones are pruned")
+    limits: ReaderLimits = ReaderLimits()
+    lock_wait_seconds: float = Field(300.0, ge=0, description="a writer (ingest, release, run, update, ...) "
+                                     "waits this long for another writer's lock, then exits with code 75")
 
 
 class SampleConfig(Strict):

@@ -41,6 +41,11 @@ class DataPaths:
         return self.root / "ledger" / "batches.jsonl"
 
     @property
+    def inbox_manifest(self) -> Path:
+        """Digest of every inbox file by size, modification time and inode (so a run hashes only new files)."""
+        return self.root / "ledger" / "inbox_manifest.json"
+
+    @property
     def event_ids(self) -> Path:
         """Hashes of the event ids each committed group stored (so a run need not re-read the store)."""
         return self.root / "ledger" / "event_ids"

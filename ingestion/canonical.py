@@ -195,7 +195,8 @@ class _Mapped:
         return pd.Series(self.text[field].to_numpy(zero_copy_only=False), dtype=object)
 
 
-def _event_ids(mapped: _Mapped, channel: str, cfg: ChannelConfig, rejects: _Rejects) -> pa.StringArray:
+def _event_ids(mapped: _Mapped, channel: str, cfg: ChannelConfig, rejects: _Rejects,
+               line: tuple[str, np.ndarray] | None = None) -> pa.StringArray:
     """``channel:id`` (plus ``|`` and the other natural-key fields), or ``channel:h`` + a hash of the natural key."""
     if "event_id" in cfg.columns:
         ids = mapped.text["event_id"]
@@ -213,6 +214,9 @@ def _event_ids(mapped: _Mapped, channel: str, cfg: ChannelConfig, rejects: _Reje
         return pc.binary_join_element_wise(*parts, "")
     fields = cfg.natural_key or sorted(f for f in cfg.columns if f != "event_id")
     keyed = pd.DataFrame({f: mapped.series(f) for f in fields})
+    if cfg.key_on_line and line is not None:  # the line's place: file content + row (not the file's name)
+        keyed["@file"], keyed["@row"] = line[0], line[1]
+        fields = [*fields, "@file", "@row"]
     if "timestamp" in fields:
         ts = keyed["timestamp"]
         # integer nanoseconds (nullable, so one unparseable time cannot turn every key into a float)
@@ -222,8 +226,9 @@ def _event_ids(mapped: _Mapped, channel: str, cfg: ChannelConfig, rejects: _Reje
 
 
 def canonicalise_table(raw: pa.Table, channel: str, cfg: ChannelConfig, settings: Settings,
-                       source_file: str) -> CanonicalTable:
+                       source_file: str, file_digest: str = "") -> CanonicalTable:
     """Map ``raw`` (text columns + ``source_row``) onto canonical events; unmappable rows become rejects.
+    ``file_digest`` (the file's content hash) keys ids on the line for channels with ``key_on_line``.
 
     Checks run in this order and a row's first failure is its reason: event type, timestamp, amount,
     quantity, currency, event id.
@@ -242,7 +247,8 @@ def canonicalise_table(raw: pa.Table, channel: str, cfg: ChannelConfig, settings
     numbers["amount"], text["currency"] = _base_amounts(numbers["amount"], text.get("currency"), cfg, settings,
                                                         rejects)
     mapped = _Mapped(text, ns, numbers)
-    text["event_id"] = _event_ids(mapped, channel, cfg, rejects)
+    line = (file_digest or source_file, raw.column("source_row").to_numpy()) if cfg.key_on_line else None
+    text["event_id"] = _event_ids(mapped, channel, cfg, rejects, line)
     for pii_col, kind in cfg.pii.items():
         if pii_col in raw.column_names:
             text[f"{kind}_hash"] = _hash_pii(text_column(raw, pii_col), settings.hash_salt, kind)

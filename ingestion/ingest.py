@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from ingestion.canonical import MissingColumns, canonicalise_table
 from ingestion.frames import renumber_series
-from ingestion.event_store import EventIdIndex, id_hashes, remove_uncommitted, write_batch, write_id_hashes
+from ingestion.event_store import EventIdIndex, id_hashes, write_batch, write_id_hashes
 from ingestion.identity import (
     IdentityColumns,
     conflicts_from,
@@ -43,12 +43,16 @@ from ingestion.identity import (
     save_table,
     stitch_users,
 )
-from ingestion.ledger import BatchRecord, append_torn_safe, file_digest, read_ledger
+from ingestion.ledger import BatchRecord, append_torn_safe, read_ledger
+from ingestion.manifest import InboxManifest
+from ingestion.api_log import seal_all
 from ingestion.outliers import outlier_reasons
 from ingestion.readers import RawBatch, read_channel_file
+from ingestion.rollback import committed_names, roll_back
 from base.config import ChannelConfig, Settings
 from base.paths import DataPaths
 from base.progress import step
+from base.writer_lock import writer_lock
 from validation.quarantine import quarantine_frame, write_quarantine
 
 if TYPE_CHECKING:
@@ -86,18 +90,23 @@ class PendingFile:
 
 
 def pending_files(settings: Settings, paths: DataPaths) -> list[PendingFile]:
-    """Files in the inbox whose content hash is not in the ledger yet (each content once)."""
+    """Files in the inbox whose content hash is not in the ledger yet (each content once). A file is
+    hashed once: the inbox manifest remembers the digest of every file by its size, time and inode,
+    so a run reads only what is new."""
     done = {r.sha256 for r in read_ledger(paths.ledger)}
+    seal_all(paths.event_log(settings.serving.event_log))  # the service's live log segments become files
+    manifest = InboxManifest.load(paths.inbox_manifest)
     pending, seen = [], set()
     for name, cfg in settings.channels.items():
         for path in sorted(settings.data_dir.glob(cfg.path)):
             if not path.is_file():
                 continue
-            digest = file_digest(path)
+            digest = manifest.digest(path)
             if digest in done or digest in seen:
                 continue
             seen.add(digest)
             pending.append(PendingFile(name, cfg, path, digest))
+    manifest.save()
     return pending
 
 
@@ -173,9 +182,7 @@ class IngestRun:
     def __init__(self, settings: Settings, *, gate: "GateSession | None" = None, with_docs: bool = True) -> None:
         self.settings = settings
         self.paths = DataPaths(settings.data_dir)
-        ledger = read_ledger(self.paths.ledger)
-        remove_uncommitted(self.paths.events, {r.batch_id for r in ledger} | {r.group for r in ledger if r.group},
-                           self.paths.event_ids)
+        self.rolled_back = roll_back(self.paths, committed_names(read_ledger(self.paths.ledger)))
         self.index = EventIdIndex.load(self.paths.events, self.paths.event_ids)
         self.graph = load_graph(self.paths.identity_graph)
         self.conflicts = load_conflicts(conflicts_path(self.paths.identity_graph))
@@ -211,7 +218,7 @@ class IngestRun:
         t = time.perf_counter()
         batch_id = batch_id or f"{item.channel}-{item.digest[:16]}"
         source = self.source_name(item.path)
-        raw = read_channel_file(item.path, item.cfg)
+        raw = read_channel_file(item.path, item.cfg, self.settings.validation.limits)
         staged = Staged(item, batch_id, source, released_from, raw, rows_read=raw.table.num_rows + len(raw.rejects))
         if raw.rejects:
             staged.quarantined.append(_read_rejects(raw, source, batch_id))
@@ -268,9 +275,13 @@ class IngestRun:
             return
         item = staged.item
         try:
-            mapped = canonicalise_table(staged.raw.table, item.channel, item.cfg, self.settings, staged.source)
+            mapped = canonicalise_table(staged.raw.table, item.channel, item.cfg, self.settings, staged.source,
+                                        file_digest=item.digest)
         except MissingColumns as e:
             self._quarantine_raw(staged, "required_columns", str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - one file that breaks the mapping must not stop its group
+            self._quarantine_raw(staged, "canonical_mapping", f"{staged.source}: cannot map: {type(e).__name__}: {e}")
             return
         if not mapped.rejects.empty:
             staged.quarantined.append(_mapping_rejects(mapped.rejects, staged.source, staged.batch_id))
@@ -507,6 +518,12 @@ def ingest(settings: Settings, progress: Any | None = None, *, with_docs: bool =
 
     ``with_docs=False`` keeps GX in memory (no Data Docs); ``gate`` reuses a caller's GX session.
     """
+    with writer_lock(settings.data_dir, "persona ingest", wait=settings.validation.lock_wait_seconds):
+        return _ingest(settings, progress, with_docs=with_docs, gate=gate)
+
+
+def _ingest(settings: Settings, progress: Any | None, *, with_docs: bool,
+            gate: "GateSession | None") -> IngestSummary:
     run = IngestRun(settings, gate=gate, with_docs=with_docs)
     todo = pending_files(settings, run.paths)
     summary = IngestSummary()

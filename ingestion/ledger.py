@@ -47,34 +47,67 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+class LedgerCorrupt(RuntimeError):
+    """A ledger line that is not the torn tail of a crash cannot be read: the run stops (the batches it
+    committed would otherwise look uncommitted and a later run would delete their files)."""
+
+
 def read_ledger(path: Path) -> list[BatchRecord]:
-    """All complete records (a torn last line from a crash is ignored, with every record on it).
+    """All complete records. A torn last line (a crash mid-append: no newline at the end of the file)
+    is ignored with every record on it; any other unreadable line raises :class:`LedgerCorrupt`
+    naming the file and the line.
 
     A line holds one record or a JSON list of the records of one commit group.
     """
     if not path.exists():
         return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    torn = lines.pop()  # b"" when the file ends with a newline, else the torn tail
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():  # one line per commit, not per row
+    for number, line in enumerate(lines, start=1):  # one line per commit, not per row
+        if not line.strip():
+            continue
         try:
             parsed = json.loads(line)
             group = [BatchRecord(**r) for r in (parsed if isinstance(parsed, list) else [parsed])]
-        except (json.JSONDecodeError, TypeError):
-            continue
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, RecursionError) as e:
+            raise LedgerCorrupt(f"{path} line {number} cannot be read ({type(e).__name__}: {str(e)[:200]}); "
+                                "it may record committed batches, so nothing is written until it is repaired "
+                                "(restore the line from a backup, or delete it only if its batches' event files "
+                                "are gone)") from None
         records.extend(group)
+    if torn.strip():
+        try:  # a whole record whose newline was lost still counts; a torn one does not
+            parsed = json.loads(torn)
+            records.extend(BatchRecord(**r) for r in (parsed if isinstance(parsed, list) else [parsed]))
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, RecursionError):
+            pass
     return records
 
 
 def append_torn_safe(path: Path, record: BatchRecord | list[BatchRecord]) -> None:
-    """Append ``record`` (or a group of records, as one line), first ending a torn last line (a crash
-    mid-write) so the new line stays whole."""
+    """Append ``record`` (or a group of records, as one line). A torn last line (a crash mid-write,
+    never committed) is cut off first so it cannot become an unreadable line in the middle; a whole
+    last record that only lost its newline gets it back."""
     if path.exists() and path.stat().st_size:
-        with path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-        if torn:
-            with path.open("a", encoding="utf-8") as f:
-                f.write("\n")
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            tail = data[cut:]
+            try:
+                json.loads(tail)
+                whole = True
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                whole = False
+            with path.open("r+b") as f:
+                if whole:
+                    f.seek(0, os.SEEK_END)
+                    f.write(b"\n")
+                else:
+                    f.truncate(cut)
+                f.flush()
+                os.fsync(f.fileno())
     append_record(path, record)
 
 

@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from base.config import ChannelConfig
+from base.config import ChannelConfig, ReaderLimits
 
 _RUNS_OF_BLANKS = re.compile(rb"[ \t]+")
 _EDGE_BLANKS = re.compile(rb"^[ \t]+|[ \t]+$", re.MULTILINE)
@@ -47,11 +48,45 @@ class RawBatch:
         return self.table.to_pandas() if self.table.num_columns else pd.DataFrame()
 
 
-def _load_bytes(path: Path) -> bytes:
+class LimitBreached(ValueError):
+    """A whole file breaks a reader limit (``validation.limits``); the message names file and bound."""
+
+
+GZIP_FLOOR = 1 << 20
+"""A compressed file may always expand to this many bytes, whatever the ratio (tiny files compress oddly)."""
+
+
+def _gunzip(data: bytes, path: Path, limits: ReaderLimits) -> bytes:
+    """Decompress gzip (every member) in steps, stopping as soon as the output passes the limits: a
+    bomb never takes more memory than the bound allows. A truncated file raises ``EOFError``."""
+    cap = min(limits.max_decompressed_bytes, max(int(limits.max_compression_ratio * len(data)), GZIP_FLOOR))
+    out, size, rest = [], 0, data
+    while rest:
+        d = zlib.decompressobj(wbits=31)
+        pending = rest
+        while pending and not d.eof:
+            chunk = d.decompress(pending, max_length=max(1, cap + 1 - size))
+            out.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                raise LimitBreached(
+                    f"{path}: decompresses to more than {cap} bytes from {len(data)} (limits: "
+                    f"validation.limits.max_decompressed_bytes={limits.max_decompressed_bytes}, "
+                    f"max_compression_ratio={limits.max_compression_ratio:g})")
+            pending = d.unconsumed_tail
+        if not d.eof:
+            raise EOFError(f"{path}: compressed file ended before the end-of-stream marker (truncated)")
+        rest = d.unused_data
+        if rest and rest[:2] != b"\x1f\x8b":
+            break  # trailing bytes after the last member (as gzip tolerates padding)
+    return b"".join(out)
+
+
+def _load_bytes(path: Path, limits: ReaderLimits) -> bytes:
     data = path.read_bytes()
     if path.suffix == ".gz" or data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    return data
+        data = _gunzip(data, path, limits)
+    return data[3:] if data[:3] == b"\xef\xbb\xbf" else data  # a UTF-8 byte-order mark is not data
 
 
 _BLANK_BYTES = np.array([32, 9, 13], dtype=np.uint8)  # space, tab, carriage return
@@ -102,7 +137,8 @@ class _Lines:
         return out if out.endswith(b"\n") or not out else out + b"\n"
 
 
-def _read_csv(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig) -> tuple[pa.Table, list[Reject]]:
+def _read_csv(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig,
+              block: int = 1 << 20) -> tuple[pa.Table, list[Reject]]:
     """Parse the non-blank lines in one go; rows with the wrong field count become rejects."""
     import pyarrow.csv as pcsv
 
@@ -124,7 +160,7 @@ def _read_csv(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig) -> tuple[p
     header = body[: body.find(b"\n")].decode("utf-8").rstrip("\r").split(delimiter)
     table = pcsv.read_csv(
         io.BytesIO(body),
-        read_options=pcsv.ReadOptions(use_threads=False),
+        read_options=pcsv.ReadOptions(use_threads=False, block_size=max(1 << 20, 2 * block + 2)),
         parse_options=pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
         convert_options=pcsv.ConvertOptions(column_types={name: pa.string() for name in header},
                                             strings_can_be_null=True),
@@ -173,6 +209,8 @@ def _line_reject(line: bytes, number: int) -> Reject | None:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         return (number, f"malformed JSON: {e.msg} at column {e.colno}", text)
+    except RecursionError:
+        return (number, "JSON nested too deep to read", _shown(line))
     return None if isinstance(obj, dict) else (number, "JSON line is not an object", text)
 
 
@@ -197,7 +235,7 @@ JSON_PROBE = 1 << 18
 """Bytes of a JSON-lines body parsed first to find the fields Arrow would turn into timestamps."""
 
 
-def _parse_json(body: bytes) -> pa.Table:
+def _parse_json(body: bytes, block: int = JSON_BLOCK) -> pa.Table:
     """Bulk-parse JSON lines keeping date-like strings as text. Arrow's inference would turn
     ``2026-07-01T08:00:00+02:00`` into a zone-less UTC time and lose that it had an offset, so the
     fields it infers as times on a first slice of the file are read as strings (the whole body is
@@ -209,7 +247,7 @@ def _parse_json(body: bytes) -> pa.Table:
     for part in (body[:cut], body, body) if cut else (body, body):
         options = pj.ParseOptions(explicit_schema=pa.schema(list(text.items())) if text else None,
                                   unexpected_field_behavior="infer")
-        table = pj.read_json(io.BytesIO(part), read_options=pj.ReadOptions(block_size=JSON_BLOCK),
+        table = pj.read_json(io.BytesIO(part), read_options=pj.ReadOptions(block_size=block),
                              parse_options=options)
         timed = {f.name: pa.string() for f in table.schema if pa.types.is_temporal(f.type)}
         if part is body and not timed.keys() - text.keys():
@@ -218,7 +256,7 @@ def _parse_json(body: bytes) -> pa.Table:
     return table
 
 
-def _read_jsonl(lines: _Lines, numbers: np.ndarray) -> tuple[pa.Table, list[Reject]]:
+def _read_jsonl(lines: _Lines, numbers: np.ndarray, block: int = JSON_BLOCK) -> tuple[pa.Table, list[Reject]]:
     """Pre-screen lines (``{...}``, vectorised), bulk-parse the good ones with pyarrow, explain the others."""
     import pyarrow.json as pj
 
@@ -235,7 +273,7 @@ def _read_jsonl(lines: _Lines, numbers: np.ndarray) -> tuple[pa.Table, list[Reje
     if not good.any():
         return pa.table({"source_row": pa.array([], type=pa.int64())}), rejects
     try:
-        table = _parse_json(lines.select(good))
+        table = _parse_json(lines.select(good), block=max(JSON_BLOCK, 2 * block + 2))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         table = None
     if table is None or table.num_rows != len(good_numbers):  # mixed types, bad JSON inside braces, ...
@@ -270,27 +308,127 @@ def _utf8_lines(data: bytes) -> tuple[_Lines, np.ndarray, list[Reject]]:
     return _Lines.of(b"\n".join(kept) + b"\n"), np.asarray(numbers, dtype=np.int64), rejects
 
 
-def read_channel_file(path: Path, cfg: ChannelConfig) -> RawBatch:
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPEN = np.zeros(256, dtype=np.int8)
+_OPEN[[ord("{"), ord("[")]] = 1
+_CLOSE = np.zeros(256, dtype=np.int8)
+_CLOSE[[ord("}"), ord("]")]] = 1
+SHOWN = 1000
+"""Bytes of an over-long line kept in its quarantine record."""
+
+
+def nesting_depth(line: bytes) -> int:
+    """Deepest ``{``/``[`` nesting of one JSON text (brackets inside strings do not count)."""
+    body = np.frombuffer(_STRINGS.sub(b'""', line), dtype=np.uint8)
+    if not len(body):
+        return 0
+    return int(np.cumsum(_OPEN[body].astype(np.int64) - _CLOSE[body]).max(initial=0))
+
+
+def _shown(line: bytes) -> str:
+    text = line[:SHOWN].decode("utf-8", "replace")
+    return text + f"... ({len(line)} bytes)" if len(line) > SHOWN else text
+
+
+def _screen(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig,
+            limits: ReaderLimits) -> tuple[_Lines, np.ndarray, list[Reject]]:
+    """Lines no parser may see (longer than ``max_line_bytes``; JSON nested deeper than ``max_nesting``)
+    become rejects before any bulk parse (pyarrow's JSON reader crashes on very deep nesting)."""
+    lengths = lines.ends - lines.starts
+    bad = lengths > limits.max_line_bytes
+    reasons: dict[int, str] = {int(i): f"line is {int(lengths[i])} bytes, above validation.limits.max_line_bytes="
+                                          f"{limits.max_line_bytes}" for i in np.flatnonzero(bad)}
+    if cfg.format == "jsonl" and len(lines.buf):
+        opens = np.concatenate([[0], np.cumsum(_OPEN[lines.buf], dtype=np.int64)])
+        counts = opens[lines.ends] - opens[lines.starts]  # an upper bound of each line's depth
+        for i in np.flatnonzero((counts > limits.max_nesting) & ~bad):
+            depth = nesting_depth(lines.line(int(i)))
+            if depth > limits.max_nesting:
+                bad[i] = True
+                reasons[int(i)] = f"JSON nesting depth {depth} is above validation.limits.max_nesting={limits.max_nesting}"
+    if not bad.any():
+        return lines, numbers, []
+    rejects = [(int(numbers[i]), reasons[i], _shown(lines.line(i))) for i in sorted(reasons)]
+    keep = ~bad
+    if not keep.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return _Lines(np.zeros(0, dtype=np.uint8), empty, empty), empty, rejects
+    return _Lines.of(lines.select(keep)), numbers[keep], rejects
+
+
+def _field_rejects(table: pa.Table, limits: ReaderLimits) -> tuple[pa.Table, list[Reject]]:
+    """Rows with a value longer than ``max_field_bytes`` become rejects (the rest of the file is kept)."""
+    import pyarrow.compute as pc
+
+    if not table.num_rows:
+        return table, []
+    long = np.zeros(table.num_rows, dtype=bool)
+    where: dict[int, str] = {}
+    for name, col in zip(table.column_names, table.columns):
+        if name == "source_row" or not pa.types.is_string(col.type):
+            continue
+        sizes = pc.fill_null(pc.binary_length(col), 0).to_numpy()
+        for i in np.flatnonzero((sizes > limits.max_field_bytes) & ~long):
+            where[int(i)] = f"field {name!r} is {int(sizes[i])} bytes, above validation.limits.max_field_bytes=" \
+                            f"{limits.max_field_bytes}"
+        long |= sizes > limits.max_field_bytes
+    if not long.any():
+        return table, []
+    rows = table.column("source_row").to_numpy()
+    rejects = []
+    for i in sorted(where):
+        values = {n: c[i].as_py() for n, c in zip(table.column_names, table.columns) if n != "source_row"}
+        rejects.append((int(rows[i]), where[i], _shown(json.dumps(values).encode())))
+    return table.filter(pa.array(~long)), rejects
+
+
+def read_channel_file(path: Path, cfg: ChannelConfig, limits: ReaderLimits | None = None) -> RawBatch:
+    """Read ``path`` as the channel's format within ``limits``; never raises for bad content (a bad row
+    becomes a reject, a bad file an error naming the file and the bound it broke)."""
+    try:
+        return _read_channel_file(path, cfg, limits or ReaderLimits())
+    except RecursionError:
+        return RawBatch(path, error=f"{path}: nesting too deep to read (validation.limits.max_nesting)")
+    except Exception as e:  # noqa: BLE001 - one file's reader failure must not stop the others
+        return RawBatch(path, error=f"{path}: reader failed: {type(e).__name__}: {str(e)[:500]}")
+
+
+def _read_channel_file(path: Path, cfg: ChannelConfig, limits: ReaderLimits) -> RawBatch:
     """Read ``path`` as the channel's format; never raises for bad content (it is reported instead)."""
     try:
         if cfg.format == "parquet":
             import pyarrow.parquet as pq
 
+            rows = pq.ParquetFile(path).metadata.num_rows
+            if rows > limits.max_rows_per_file:
+                return RawBatch(path, error=f"{path}: {rows} rows, above validation.limits.max_rows_per_file="
+                                            f"{limits.max_rows_per_file}")
             table = pq.read_table(path)
             if table.num_rows == 0:
                 return RawBatch(path, error=f"{path}: file is empty")
             return RawBatch(path, _strings(table, np.arange(1, table.num_rows + 1, dtype=np.int64)))
-        data = _load_bytes(path)
-    except (OSError, ValueError, EOFError, gzip.BadGzipFile, pa.ArrowException) as e:
+        data = _load_bytes(path, limits)
+    except LimitBreached as e:
+        return RawBatch(path, error=str(e))
+    except (OSError, ValueError, EOFError, gzip.BadGzipFile, zlib.error, pa.ArrowException) as e:
         return RawBatch(path, error=f"{path}: cannot read file: {e}")
     if not data.strip():
         return RawBatch(path, error=f"{path}: file is empty")
+    count = data.count(b"\n") + (not data.endswith(b"\n"))
+    if count > limits.max_rows_per_file:
+        return RawBatch(path, error=f"{path}: {count} lines, above validation.limits.max_rows_per_file="
+                                    f"{limits.max_rows_per_file}")
     lines, numbers, rejects = _utf8_lines(data)
+    lines, numbers, screened = _screen(lines, numbers, cfg, limits)
+    rejects += screened
     try:
-        if cfg.format == "csv":
-            table, more = _read_csv(lines, numbers, cfg)
+        if not len(numbers):
+            table, more = pa.table({"source_row": pa.array([], type=pa.int64())}), []
+        elif cfg.format == "csv":
+            table, more = _read_csv(lines, numbers, cfg, block=limits.max_line_bytes)
         else:
-            table, more = _read_jsonl(lines, numbers)
-    except (ValueError, UnicodeDecodeError, pa.ArrowException) as e:
+            table, more = _read_jsonl(lines, numbers, block=limits.max_line_bytes)
+    except (ValueError, UnicodeDecodeError, RecursionError, pa.ArrowException) as e:
         return RawBatch(path, rejects=rejects, error=f"{path}: cannot parse {cfg.format}: {e}")
-    return RawBatch(path, table, rejects=sorted(rejects + more))
+    table, long = _field_rejects(table, limits)
+    return RawBatch(path, table, rejects=sorted(rejects + more + long))

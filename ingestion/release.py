@@ -17,6 +17,7 @@ from ingestion.ingest import IngestRun, PendingFile
 from ingestion.ledger import BatchRecord, file_digest, read_ledger
 from base.config import Settings
 from base.paths import DataPaths
+from base.writer_lock import writer_lock
 from validation.quarantine import read_quarantine
 
 
@@ -40,7 +41,14 @@ def _original(ledger: list[BatchRecord], batch_id: str) -> BatchRecord:
 
 
 def release_batch(settings: Settings, batch_id: str) -> tuple[BatchRecord, bool]:
-    """Re-admit a quarantined batch under the current rules; returns (release record, newly run)."""
+    """Re-admit a quarantined batch under the current rules; returns (release record, newly run).
+    Holds the writer lock (waits for a running ingest or update)."""
+    with writer_lock(settings.data_dir, f"persona quarantine release {batch_id}",
+                     wait=settings.validation.lock_wait_seconds):
+        return _release(settings, batch_id)
+
+
+def _release(settings: Settings, batch_id: str) -> tuple[BatchRecord, bool]:
     paths = DataPaths(settings.data_dir)
     ledger = read_ledger(paths.ledger)
     original = _original(ledger, batch_id)

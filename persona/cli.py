@@ -18,6 +18,7 @@ from persona.commands.update import register as register_update_commands
 from persona.commands.common import console as _console
 from persona.commands.common import load as _settings
 from persona.commands.common import progress as _progress
+from persona.commands.common import writing
 
 app = typer.Typer(help="Persona: keep user personas current (collect → validate → features → models → serve).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -69,7 +70,7 @@ def ingest(config: ConfigOpt = None) -> None:
     from persona.pipeline import ingest_inbox
 
     s = _settings(config)
-    with _progress() as p:
+    with writing(s, "persona ingest"), _progress() as p:
         summary = ingest_inbox(s, p)
     _echo_ingest(summary)
 
@@ -80,7 +81,7 @@ def build_features(config: ConfigOpt = None) -> None:
     from persona.pipeline import build_features as run
 
     s = _settings(config)
-    with _progress() as p:
+    with writing(s, "persona build-features"), _progress() as p:
         fs = run(s, p)
     typer.echo(f"{fs.rows} snapshot rows for {fs.users} users, {fs.first} → {fs.last}")
 
@@ -90,7 +91,9 @@ def apply(config: ConfigOpt = None) -> None:
     """Register the feature repo's definitions with Feast (feast apply)."""
     from persona.pipeline import register_features
 
-    names = register_features(_settings(config))
+    s = _settings(config)
+    with writing(s, "persona apply"):
+        names = register_features(s)
     typer.echo(f"applied {len(names)} objects: {', '.join(names)}")
 
 
@@ -100,7 +103,7 @@ def materialize(config: ConfigOpt = None) -> None:
     from persona.pipeline import materialize as run
 
     s = _settings(config)
-    with _progress() as p:
+    with writing(s, "persona materialize"), _progress() as p:
         n = run(s, progress=p)
     typer.echo(f"materialized {n} users")
 
@@ -111,7 +114,7 @@ def train(config: ConfigOpt = None) -> None:
     from persona.pipeline import train as run
 
     s = _settings(config)
-    with _progress() as p:
+    with writing(s, "persona train"), _progress() as p:
         summary = run(s, progress=p)
     _echo_models(summary)
 
@@ -177,7 +180,8 @@ def run(config: ConfigOpt = None,
     started = time.perf_counter()
     demo_lines: list[str] = []
     with _progress() as p:
-        summary = run_all(s, p)
+        with writing(s, "persona run"):
+            summary = run_all(s, p)
         task = p.add_task("start service (bentoml serve)", total=1)
         api_key = os.environ.get(s.serving.api_key_env) or secrets.token_urlsafe(24)  # the demo's own key
         svc = start_service(s, port=free_port() if not keep_serving else None, env={s.serving.api_key_env: api_key})

@@ -313,7 +313,15 @@ def train(settings: Settings, store: "FeatureStore | None" = None, progress: Any
 
 
 def run_all(settings: Settings, progress: Any | None = None) -> RunSummary:
-    """Every stage in order: sample (if needed) → ingest → features → apply → materialize → train."""
+    """Every stage in order: sample (if needed) → ingest → features → apply → materialize → train
+    (holding the writer lock throughout)."""
+    from base.writer_lock import writer_lock
+
+    with writer_lock(settings.data_dir, "persona run", wait=settings.validation.lock_wait_seconds):
+        return _run_all(settings, progress)
+
+
+def _run_all(settings: Settings, progress: Any | None = None) -> RunSummary:
     import time
 
     from features.store import open_store

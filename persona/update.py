@@ -35,6 +35,7 @@ from base.config import Settings
 from scoring.drift import DriftResult
 from base.paths import DataPaths
 from base.progress import step
+from base.writer_lock import writer_lock
 
 
 class UpdateBusy(RuntimeError):
@@ -209,7 +210,8 @@ def retrain_decision(settings: Settings, newest: pd.Timestamp, last: pd.Timestam
 def run_update(settings: Settings, progress: Any | None = None,
                should_stop: Callable[[], bool] | None = None) -> UpdateSummary:
     """One update (see the module docstring); raises :class:`UpdateBusy` when another one runs."""
-    with _exclusive(settings):
+    with _exclusive(settings), writer_lock(settings.data_dir, "persona update",
+                                           wait=settings.validation.lock_wait_seconds):
         summary = UpdateSummary(started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         t0 = time.perf_counter()
         try:

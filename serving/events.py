@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
@@ -43,10 +43,13 @@ def _reject_reason(exc: ValidationError) -> tuple[str | None, str]:
 
 
 def default_event_id(event: EventIn) -> str:
-    """A stable id for an event sent without one: the same event re-sent gets the same id."""
-    key = [event.user_id, event.anonymous_id, event.device_id, event.event_type, event.timestamp.isoformat(),
-           event.amount, event.currency, event.product_id, event.session_id, event.category]
-    return "api-" + hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:32]
+    """A stable id for an event sent without one, from its whole content (every field, properties
+    included; the time as an instant): the same event re-sent gets the same id, two events that differ
+    in anything (a quantity, a device, a property) get different ids."""
+    body = event.model_dump(mode="json", exclude={"event_id"})
+    body["timestamp"] = event.timestamp.astimezone(timezone.utc).isoformat()
+    key = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return "api-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def check_events(raw: Sequence[Any], settings: Settings, now: datetime) -> CheckedBatch:
@@ -90,7 +93,7 @@ def log_records(events: Sequence[EventIn]) -> list[dict[str, Any]]:
     """The events as JSON objects for the durable log (the ``api`` channel's file format)."""
     out = []
     for e in events:
-        row = e.model_dump(mode="json", exclude_none=True)
+        row = e.model_dump(mode="json")  # empty fields as null: every file has every column
         if e.properties is not None:
             row["properties"] = json.dumps(e.properties, sort_keys=True)
         out.append(row)

@@ -96,6 +96,7 @@ class LiveEvents:
         paths = DataPaths(settings.data_dir)
         self.log_dir = DataPaths(settings.data_dir).event_log(settings.serving.event_log)
         self.graph = GraphCache(paths.identity_graph)
+        self.log = event_log.EventLog(self.log_dir)
         self.view = BEHAVIOUR_VIEW
         self.fields = [f.name for f in store.get_feature_view(BEHAVIOUR_VIEW).features]
         self.integers = frozenset(f for f in self.fields if f in COUNT_FEATURES)
@@ -120,7 +121,7 @@ class LiveEvents:
             duplicates = len(events) - len(fresh)
             if not fresh:
                 return Taken(0, duplicates, [])
-            event_log.append(self.log_dir, log_records(fresh))  # durable before anything else
+            self.log.append(log_records(fresh))  # durable before anything else
             frame = canonical_frame(fresh, self.settings, self.graph.get())
             update_online(self.store, self.view, frame, self.fields, self.integers, time.time())
             rows = push_activity(self.store, frame, offline=False)

@@ -61,3 +61,17 @@ def serving_check(settings: "Settings") -> Any:
         typer.secho(f"note: cannot read the served features of {FEATURE_SERVICE} ({exc}); the gate checks only "
                     "that the model loads (run `persona apply` first)", fg="yellow", err=True)
         return ServingCheck(None, tuple(settings.features.categories))
+
+
+@contextmanager
+def writing(settings: "Settings", what: str) -> Iterator[None]:
+    """Hold the data directory's writer lock for a command that writes the stores; when another writer
+    keeps it past ``validation.lock_wait_seconds``, exit 75 (EX_TEMPFAIL) naming the holder."""
+    from base.writer_lock import EXIT_BUSY, WriterBusy, writer_lock
+
+    try:
+        with writer_lock(settings.data_dir, what, wait=settings.validation.lock_wait_seconds):
+            yield
+    except WriterBusy as e:
+        typer.secho(str(e), fg="yellow", err=True)
+        raise typer.Exit(EXIT_BUSY) from e

@@ -9,6 +9,7 @@ import typer
 from persona.commands.common import ConfigOpt
 from persona.commands.common import console as _console
 from persona.commands.common import load as _settings
+from persona.commands.common import writing
 
 app = typer.Typer(help="Quarantined rows and batches: list, show, release.", no_args_is_help=True)
 
@@ -58,8 +59,10 @@ def release(batch_id: Annotated[str, typer.Argument(help="batch id to re-admit")
     """Re-run a quarantined batch through the current rules (recorded in the ledger; idempotent)."""
     from ingestion.release import ReleaseError, release_batch
 
+    s = _settings(config)
     try:
-        record, ran = release_batch(_settings(config), batch_id)
+        with writing(s, f"persona quarantine release {batch_id}"):
+            record, ran = release_batch(s, batch_id)
     except ReleaseError as e:
         typer.secho(f"cannot release: {e}", fg="red", err=True)
         raise typer.Exit(1) from e

@@ -34,11 +34,13 @@ def update(config: ConfigOpt = None) -> None:
     """Process whatever arrived since the last run: ingest, features, drift, retrain if due, re-score personas."""
     from persona.update import UpdateBusy, run_update
 
+    from base.writer_lock import WriterBusy
+
     s = load(config)
     try:
         with progress() as p:
             summary = run_update(s, p)
-    except UpdateBusy as e:
+    except (UpdateBusy, WriterBusy) as e:
         typer.secho(str(e), fg="yellow", err=True)
         raise typer.Exit(75) from e  # EX_TEMPFAIL: try again later
     echo_update(summary)
@@ -55,6 +57,7 @@ def watch(config: ConfigOpt = None,
     import time
     from datetime import datetime, timezone
 
+    from base.writer_lock import WriterBusy
     from persona.update import UpdateBusy, run_update
 
     s = load(config)
@@ -79,7 +82,7 @@ def watch(config: ConfigOpt = None,
         typer.echo(f"[{started:%Y-%m-%d %H:%M:%S} UTC] update #{runs + 1}")
         try:
             echo_update(run_update(s, should_stop=should_stop))
-        except UpdateBusy as e:
+        except (UpdateBusy, WriterBusy) as e:
             typer.secho(f"  skipped: {e}", fg="yellow")
         except Exception as e:  # noqa: BLE001 - a failed run is reported; the next one retries (re-runnable)
             typer.secho(f"  update failed: {type(e).__name__}: {e} (the next run carries on)", fg="red", err=True)
