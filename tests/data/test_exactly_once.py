@@ -56,7 +56,7 @@ def test_api_events_without_amount_or_user_reach_the_clean_store(settings: Setti
 
 def test_an_unreadable_ledger_line_stops_ingest_and_deletes_nothing(settings: Settings) -> None:
     raw = settings.data_dir / "raw" / "web"
-    _web(raw, "a.jsonl", range(0, 10))
+    _web(raw, "a.jsonl", range(10))
     _web(raw, "b.jsonl", range(10, 20))
     ingest(settings, with_docs=False)
     paths = DataPaths(settings.data_dir)
@@ -72,7 +72,7 @@ def test_an_unreadable_ledger_line_stops_ingest_and_deletes_nothing(settings: Se
 
 def test_quarantine_and_identity_writes_of_an_uncommitted_batch_are_rolled_back(settings: Settings) -> None:
     raw = settings.data_dir / "raw" / "web"
-    _web(raw, "a.jsonl", range(0, 5))
+    _web(raw, "a.jsonl", range(5))
     ingest(settings, with_docs=False)
     paths = DataPaths(settings.data_dir)
     ghost = pd.DataFrame({"batch_id": ["web-ghost"], "source_file": ["raw/web/x.jsonl"], "source_row": [1],

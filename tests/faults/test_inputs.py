@@ -10,14 +10,13 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from base.config import Settings
 from base.paths import DataPaths
 from ingestion.ingest import ingest
-from ingestion.ledger import LedgerCorrupt, read_ledger
+from ingestion.ledger import LedgerCorrupt
 from tests.conftest import PROJECT
 from tests.faults.books import audit, data_lines, stored_ids
 
@@ -64,7 +63,7 @@ def _poison_inbox(s: Settings) -> tuple[dict[str, int], set[str], set[str]]:
     (web / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\n".join(good_web("m", 5)) + b"\n")
     (web / "crlf.jsonl").write_bytes(b"\r\n".join(good_web("c", 5)) + b"\r\n")
     (web / "latin1.jsonl").write_bytes(b"\n".join([*good_web("l", 4), _web_line("l-bad", "Jos\u00e9").replace(
-        "Jos\\u00e9".encode(), "José".encode("latin-1"))]) + b"\n")
+        b"Jos\\u00e9", "José".encode("latin-1"))]) + b"\n")
     (app / "good.csv").write_text("\n".join([APP_HEADER, *good_app("ag", 20)]) + "\n")
     rows = good_app("ah", 200)
     rows.insert(120, f"huge-1,u2,d-1,screen_view,{EPOCH_MS},{'x' * (2 << 20)},,ios,s-1")
