@@ -18,7 +18,6 @@ import pytest
 
 from base.config import Settings
 from base.paths import DataPaths
-from base.writer_lock import lock_path
 from ingestion.ingest import ingest
 from ingestion.ledger import read_ledger
 from ingestion.release import release_batch
@@ -118,28 +117,32 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
                      sum(r.rows_read for r in ledger) // len(ledger) + 1)
 
 
-def test_concurrent_ingest_release_and_a_killed_update(reference: Reference, tmp_path: Path) -> None:
-    """update (killed -9 at a random moment) + ingest + release, all started together."""
+def _slow_ingest(s: Settings, group_rows: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(s.data_dir), str(group_rows)], cwd=PROJECT,
+                            env=_env(s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_concurrent_ingests_release_and_a_killed_update(reference: Reference, tmp_path: Path) -> None:
+    """update (killed -9 at a random moment) + two ingests + a release, all started together on an
+    inbox whose later files arrived: before the writer lock, the ingests each committed the files
+    they both saw (doubles) and deleted each other's uncommitted files (losses)."""
     s = _copy(reference.inbox, tmp_path / "data")
     aside = _first_part(s)
     ingest(s, with_docs=False)
     assert _target(s) == reference.target
     _bring_back(aside, s)
     update = _cli(s, "update")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "persona update" not in (lock_path(s.data_dir).read_text()
-                                                                   if lock_path(s.data_dir).exists() else ""):
-        time.sleep(0.05)
-    others = [_cli(s, "ingest"), _cli(s, "quarantine", "release", reference.target)]
-    time.sleep(random.Random(13).uniform(1.0, 4.0))
+    others = [_slow_ingest(s, reference.rows_per_file), _slow_ingest(s, reference.rows_per_file),
+              _cli(s, "quarantine", "release", reference.target)]
+    time.sleep(random.Random(13).uniform(2.0, 10.0))
     update.send_signal(signal.SIGKILL)
     update.wait(timeout=60)
     outputs = [p.communicate(timeout=300)[0].decode() for p in others]
-    assert [p.returncode for p in others] == [0, 0], outputs
-    assert "released as" in outputs[1]
+    assert [p.returncode for p in others] == [0, 0, 0], outputs
+    assert "released as" in outputs[2]
     ingest(s, with_docs=False)  # nothing left behind by the killed update
     books = audit(s, reference.released_ids, "concurrent: update (kill -9) + 2 ingests + release",
-                  inbox_rows(s), note="3 processes")
+                  inbox_rows(s), note="4 processes started together")
     assert (books.lost, books.duplicated) == (0, 0) and books.accounted == books.rows_in
     assert stored_ids(s) == reference.released_ids
     releases = [r for r in read_ledger(DataPaths(s.data_dir).ledger) if r.released_from]
