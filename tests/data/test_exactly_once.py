@@ -41,16 +41,23 @@ def test_api_events_without_amount_or_user_reach_the_clean_store(settings: Setti
                "properties": {"q": "shoes"}}]
     events = check_events(posted, settings, NOW).events
     folder = DataPaths(settings.data_dir).event_log(settings.serving.event_log)
-    event_log.EventLog(folder).append(log_records(events))  # the service's write path (one live segment)
+    event_log.append(folder, log_records(events))  # before: logged without empty fields, then quarantined whole
+    summary = ingest(settings, with_docs=False)
+    assert [(b.status, b.accepted) for b in summary.batches] == [("accepted", 4)], summary.messages
+    stored = read_events(DataPaths(settings.data_dir).events)
+    assert sorted(stored["event_id"]) == sorted(f"api:{e.event_id}" for e in events)
+    assert stored.loc[stored["event_type"] == "add_to_cart", "quantity"].tolist() == [2.0, 3.0]  # two events
     old = [{k: v for k, v in r.items() if v is not None} for r in log_records(events[:1])]  # as logs were written
     old[0]["event_id"] = "old-style"
     event_log.append(folder, old)
+    live = check_events([{"anonymous_id": "v2", "event_type": "page_view", "timestamp": "2026-11-29T11:00:00Z"}],
+                        settings, NOW).events
+    event_log.EventLog(folder).append(log_records(live))  # the service's write path (a live segment)
     summary = ingest(settings, with_docs=False)
     assert {b.status for b in summary.batches} == {"accepted"} and all(b.balanced for b in summary.batches)
     stored = read_events(DataPaths(settings.data_dir).events)
-    assert sorted(stored["event_id"]) == sorted(f"api:{e.event_id}" for e in events) + ["api:old-style"]
-    assert stored["event_id"].is_unique and stored.loc[stored["event_type"] == "add_to_cart", "quantity"].tolist() \
-        == [2.0, 3.0]  # two carts that differ only in quantity are two events
+    assert {"api:old-style", f"api:{live[0].event_id}"} < set(stored["event_id"]) and len(stored) == 6
+    assert stored["event_id"].is_unique
     assert not list(folder.glob(".events-live-*"))  # ingest sealed the live segment
 
 
