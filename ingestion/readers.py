@@ -339,8 +339,9 @@ def _screen(lines: _Lines, numbers: np.ndarray, cfg: ChannelConfig,
     reasons: dict[int, str] = {int(i): f"line is {int(lengths[i])} bytes, above validation.limits.max_line_bytes="
                                           f"{limits.max_line_bytes}" for i in np.flatnonzero(bad)}
     if cfg.format == "jsonl" and len(lines.buf):
-        opens = np.concatenate([[0], np.cumsum(_OPEN[lines.buf], dtype=np.int64)])
-        counts = opens[lines.ends] - opens[lines.starts]  # an upper bound of each line's depth
+        opening = np.concatenate([np.flatnonzero(lines.buf == ord("{")), np.flatnonzero(lines.buf == ord("["))])
+        owner = np.searchsorted(lines.starts, opening, side="right") - 1  # the line of each opening bracket
+        counts = np.bincount(owner, minlength=len(lines.starts))  # an upper bound of each line's depth
         for i in np.flatnonzero((counts > limits.max_nesting) & ~bad):
             depth = nesting_depth(lines.line(int(i)))
             if depth > limits.max_nesting:
