@@ -527,6 +527,10 @@ def _ingest(settings: Settings, progress: Any | None, *, with_docs: bool,
     run = IngestRun(settings, gate=gate, with_docs=with_docs)
     todo = pending_files(settings, run.paths)
     summary = IngestSummary()
+    undone = {k: v for k, v in run.rolled_back.items() if v}
+    if undone:
+        summary.messages.append("rolled back what a crashed run left uncommitted: "
+                                + ", ".join(f"{v} {k}" for k, v in undone.items()))
     limit = settings.validation.group_rows
     with step(progress, "ingest + validate", total=len(todo)) as advance:
         group: list[Staged] = []

@@ -23,7 +23,7 @@ class InboxManifest:
         """Files hashed by this run (new or changed since the manifest saw them)."""
 
     @classmethod
-    def load(cls, path: Path) -> "InboxManifest":
+    def load(cls, path: Path) -> InboxManifest:
         """The stored manifest (empty when missing or unreadable: everything is hashed once more)."""
         try:
             entries = json.loads(path.read_text(encoding="utf-8"))

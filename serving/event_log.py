@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from base.durable import replace_durably
-from ingestion.api_log import LIVE_PREFIX, LIVE_SUFFIX, SEGMENT_BYTES, append_live, seal, sealed_name
+from ingestion.api_log import (
+    LIVE_PREFIX,
+    LIVE_SUFFIX,
+    SEGMENT_BYTES,
+    append_live,
+    seal,
+    sealed_name,
+)
 
 
 def _body(records: Sequence[dict[str, Any]]) -> bytes:
