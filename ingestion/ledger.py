@@ -91,8 +91,11 @@ def append_torn_safe(path: Path, record: BatchRecord | list[BatchRecord]) -> Non
     never committed) is cut off first so it cannot become an unreadable line in the middle; a whole
     last record that only lost its newline gets it back."""
     if path.exists() and path.stat().st_size:
-        data = path.read_bytes()
-        if not data.endswith(b"\n"):
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+        data = path.read_bytes() if torn else b""  # the whole file only after a crash mid-append
+        if torn:
             cut = data.rfind(b"\n") + 1
             tail = data[cut:]
             try:
