@@ -90,6 +90,20 @@ class OutlierConfig(Strict):
     action: Literal["flag", "quarantine"] = Field("flag", description="keep flagged rows (is_outlier) or quarantine them")
 
 
+class TimestampBounds(Strict):
+    """Plausible event times: no built-in era, bounds relative to the data (and to now for the future).
+
+    A row is implausible when it is later than now + ``max_future_hours``, or older than the newest
+    plausible event of its commit group minus ``max_span_days`` (an epoch in the wrong unit lands in
+    1970 or far in the future), or older than ``earliest`` when set.
+    """
+
+    max_span_days: int = Field(3650, ge=1, description="events older than the group's newest plausible event "
+                                                        "minus this many days are implausible")
+    max_future_hours: float = Field(24.0, ge=0, description="events later than now plus this are implausible")
+    earliest: date | None = Field(None, description="optional fixed floor (UTC day); none by default")
+
+
 class ValidationConfig(Strict):
     """How the data-quality gate runs and what it keeps."""
 
@@ -97,6 +111,8 @@ class ValidationConfig(Strict):
                             "until they hold this many rows (one GX checkpoint and one file per day per group)")
     keep_runs: int = Field(20, ge=1, description="GX validation results (and their Data Docs pages) of this "
                            "many latest ingest runs are kept; older ones are pruned")
+    timestamps: TimestampBounds = Field(default_factory=TimestampBounds,
+                                          description="plausible event times, relative to the data")
 
 
 class SampleConfig(Strict):
@@ -108,13 +124,17 @@ class SampleConfig(Strict):
     end_date: date = Field(date(2026, 11, 1), description="first day after the history")
     switch_share: float = Field(0.15, ge=0, le=1, description="share of users changing persona")
     mess_rate: float = Field(0.01, ge=0, le=0.2, description="rate of duplicates/malformed rows")
+    generate: bool = Field(False, description="`persona run` writes the sample into an empty inbox (the demo "
+                                              "configuration does; a configuration of real channels should not)")
 
 
 class FeatureConfig(Strict):
     """Feature computation settings."""
 
     categories: list[str] = Field(
-        ["electronics", "fashion", "home", "beauty", "sports", "grocery"], min_length=1
+        ["electronics", "fashion", "home", "beauty", "sports", "grocery"],
+        description="category values with an affinity feature each and the category target's classes; "
+                    "[] = the data has no categories (no affinity features, no category model)"
     )
     snapshot_every_days: int = Field(1, ge=1)
 
@@ -134,6 +154,8 @@ class TrainingConfig(Strict):
     target_params: dict[str, dict[str, int | float]] = Field(
         default_factory=dict, description="LightGBM parameters for one target (a key of training/targets.py), "
                                           "over the ones above")
+    targets: list[str] | None = Field(None, description="targets to train (keys of training/targets.py); "
+                                                        "default: every target the data supports")
 
 
 class Condition(Strict):

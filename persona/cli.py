@@ -18,6 +18,7 @@ from persona.commands.update import register as register_update_commands
 from persona.commands.common import console as _console
 from persona.commands.common import load as _settings
 from persona.commands.common import progress as _progress
+from persona.commands.common import stage_errors
 
 app = typer.Typer(help="Persona: keep user personas current (collect → validate → features → models → serve).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -80,7 +81,7 @@ def build_features(config: ConfigOpt = None) -> None:
     from persona.pipeline import build_features as run
 
     s = _settings(config)
-    with _progress() as p:
+    with stage_errors(), _progress() as p:
         fs = run(s, p)
     typer.echo(f"{fs.rows} snapshot rows for {fs.users} users, {fs.first} → {fs.last}")
 
@@ -111,7 +112,7 @@ def train(config: ConfigOpt = None) -> None:
     from persona.pipeline import train as run
 
     s = _settings(config)
-    with _progress() as p:
+    with stage_errors(), _progress() as p:
         summary = run(s, progress=p)
     _echo_models(summary)
 

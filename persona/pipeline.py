@@ -98,7 +98,9 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
     with step(progress, "compute features", total=2) as advance:
         partitions = event_partitions(paths.events)
         if not partitions:
-            raise RuntimeError(f"no clean events in {paths.events}: run `persona ingest` first")
+            from ingestion.clean_state import NoCleanEvents, no_clean_events
+
+            raise NoCleanEvents(no_clean_events(paths))
         state = load_state(paths.feature_state) if incremental else None
         aliases = linked_aliases(load_graph(paths.identity_graph))
         new_aliases = set(aliases) - set((state or {}).get("aliases", []))
@@ -244,10 +246,15 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
 def training_events(settings: Settings) -> pd.DataFrame:
     """Clean events with ``stitched_at``: when a later identity link attributed each one to its user
     (point-in-time identity for labels and training rows, see training/identity_pit.py)."""
+    from ingestion.clean_state import NoCleanEvents, no_clean_events
     from ingestion.identity import load_graph
     from training.identity_pit import with_stitch_times
 
-    return with_stitch_times(load_clean_events(settings), load_graph(DataPaths(settings.data_dir).identity_graph))
+    paths = DataPaths(settings.data_dir)
+    events = load_clean_events(settings)
+    if events.empty:
+        raise NoCleanEvents(no_clean_events(paths))
+    return with_stitch_times(events, load_graph(paths.identity_graph))
 
 
 def training_set(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None,

@@ -42,7 +42,7 @@ def stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
     paths = [(a_user, a_time), (d_user, events["device_id"].map(device["linked_at"])),
              (via.map(device["user_id"]).astype("string"), b_time)]
     times = pd.concat([t.where(u.eq(user).fillna(False)) for u, t in paths], axis=1)
-    earliest = times.min(axis=1)
+    earliest = pd.to_datetime(times.min(axis=1), utc=True)  # all-NaT (no late link at all) is tz-aware too
     ts = pd.to_datetime(events["timestamp"], utc=True)
     return earliest.where(earliest > ts).astype("datetime64[ns, UTC]").rename(STITCHED_AT)
 

@@ -61,3 +61,16 @@ def serving_check(settings: "Settings") -> Any:
         typer.secho(f"note: cannot read the served features of {FEATURE_SERVICE} ({exc}); the gate checks only "
                     "that the model loads (run `persona apply` first)", fg="yellow", err=True)
         return ServingCheck(None, tuple(settings.features.categories))
+
+
+@contextmanager
+def stage_errors() -> Iterator[None]:
+    """A stage that cannot start on the data it found (e.g. no clean events) exits 1 with the reason,
+    not a traceback."""
+    from ingestion.clean_state import NoCleanEvents
+
+    try:
+        yield
+    except NoCleanEvents as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(1) from e
