@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from base.paths import DataPaths
 
 DEFAULT_CONFIG = "persona.yaml"
+PROJECT_FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
+"""The project's feature definitions: used when a configuration names no ``feature_repo`` and has none beside it."""
+PROJECT_SEGMENTS = PROJECT_FEATURE_REPO.parent / "segments.yaml"
+"""The project's segment rules: used when a configuration has no rules (``segments``/``segments_file``)."""
 CONFIG_ENV = "PERSONA_CONFIG"
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -389,8 +393,13 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         return p if p.is_absolute() else (base / p).resolve()
 
     segments_file = absolute(settings.segments_file) if settings.segments_file else None
+    if segments_file is None and not settings.segments:  # none configured: the project's editable rules
+        segments_file = base / "segments.yaml" if (base / "segments.yaml").is_file() else PROJECT_SEGMENTS
     segments = load_segment_file(segments_file) if segments_file else settings.segments
     mlflow_config = absolute(settings.mlflow_config)
+    feature_repo = absolute(settings.feature_repo)
+    if "feature_repo" not in raw and not feature_repo.is_dir():  # a user's own configuration elsewhere
+        feature_repo = PROJECT_FEATURE_REPO
     return settings.model_copy(
         update={
             "mlflow": load_mlflow_file(mlflow_config, required="mlflow_config" in raw),
@@ -399,7 +408,7 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             "segments": segments,
             "segments_file": segments_file,
             "data_dir": absolute(Path(settings.data_dir)),
-            "feature_repo": absolute(settings.feature_repo),
+            "feature_repo": feature_repo,
             "mlflow_config": mlflow_config,
             "config_path": cfg_path,
         }

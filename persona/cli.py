@@ -118,6 +118,13 @@ def train(config: ConfigOpt = None) -> None:
 
 
 def _echo_models(summary: Any) -> None:
+    split = summary.split
+    if split is not None:
+        typer.echo(f"evaluation cutoff {split.evaluation:%Y-%m-%d}; training cutoffs "
+                   f"{', '.join(f'{c:%Y-%m-%d}' for c in split.train)}; labels from the "
+                   f"{summary.horizon_days} days after each cutoff (training.horizon_days)")
+    for key, reason in summary.skipped.items():
+        typer.secho(f"{key}: not trained: {reason}", fg="yellow")
     for m in summary.models:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in m.metrics.items())
         typer.echo(f"{m.ref.name} v{m.ref.version} ({m.alias or 'registered'}): {metrics}  "
@@ -202,10 +209,13 @@ def run(config: ConfigOpt = None,
         _echo_personas(resp.json()["personas"])
         typer.echo("first record in full:")
         typer.echo(json.dumps(resp.json()["personas"][0], indent=2))
-        from persona.demo import realtime_event
+        if not s.sample.generate:  # real data: no demo purchase, no replayed sample days mixed into it
+            replay_days = 0
+        else:
+            from persona.demo import realtime_event
 
-        for line in realtime_event(svc.url, api_key, sample[0], resp.json()["personas"][0]):
-            typer.echo(line)
+            for line in realtime_event(svc.url, api_key, sample[0], resp.json()["personas"][0]):
+                typer.echo(line)
         if replay_days:
             from persona.commands.update import demo
 

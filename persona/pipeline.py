@@ -47,10 +47,12 @@ class RunSummary:
 
 
 def ensure_sample(settings: Settings, progress: Any | None = None, force: bool = False) -> int | None:
-    """Generate the sample history when the inbox is empty (or when forced); returns its event count."""
+    """Generate the sample history when the configuration asks for it (``sample.generate``) and the inbox
+    is empty, or when forced; returns its event count. A configuration of real channels never gets
+    synthetic users mixed in."""
     from persona.sample_data import generate_sample_data, has_sample_data
 
-    if has_sample_data(settings) and not force:
+    if not force and (not settings.sample.generate or has_sample_data(settings)):
         return None
     with step(progress, "generate sample data", total=1) as advance:
         summary = generate_sample_data(settings)
