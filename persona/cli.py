@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from persona.commands.channels import app as channels_app
 from persona.commands.common import ConfigOpt
 from persona.commands.features import app as features_app
 from persona.commands.models import app as models_app
@@ -25,6 +26,7 @@ app = typer.Typer(help="Persona: keep user personas current (collect → validat
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
+app.add_typer(channels_app, name="channels")
 app.command()(package)
 
 
