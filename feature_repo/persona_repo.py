@@ -155,7 +155,8 @@ def user_recency_now(inputs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-MODEL_FEATURES = [f.name for f in user_behaviour_fv.schema if not f.name.endswith("_ts")]
+MODEL_FEATURES = [f.name for f in user_behaviour_fv.features if not f.name.endswith("_ts")]
+"""In declaration order (``FeatureView.schema`` is rebuilt from a set, in another order in every process)."""
 
 persona_v1 = FeatureService(
     name="persona_v1",

@@ -146,7 +146,7 @@ def ensure_push_batch_files(repo: RepoObjects, data_dir: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         cols: dict[str, Any] = {join_keys[e]: pd.Series(dtype="string") for e in fv.entities}
         cols[batch.timestamp_field] = pd.Series(dtype="datetime64[us, UTC]")
-        for field in fv.schema:
+        for field in fv.features:
             cols[field.name] = pd.Series(dtype="float64" if "Float" in str(field.dtype) else "int64")
         pd.DataFrame(cols).to_parquet(target, index=False)
 
