@@ -46,8 +46,8 @@ CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 HINTS: dict[str, tuple[str, ...]] = {
     "user_id": ("customer", "cust", "user", "client", "member", "account", "buyer", "shopper", "person", "household"),
-    "event_id": ("order", "transaction", "txn", "invoice", "receipt", "event_id", "uuid", "ticket", "interaction"),
-    "timestamp": ("date", "time", "ts", "created", "day", "when", "at"),
+    "event_id": ("id", "order", "transaction", "txn", "invoice", "receipt", "event_id", "uuid", "ticket", "interaction"),
+    "timestamp": ("date", "time", "ts", "created", "day", "when", "at", "epoch", "ms", "timestamp"),
     "amount": ("amount", "price", "total", "revenue", "value", "sales", "spend", "paid", "usd", "eur", "gbp", "dollar"),
     "quantity": ("qty", "quantity", "units", "count", "items", "cds", "pieces"),
     "category": ("category", "cat", "department", "dept", "genre", "family", "segment", "group", "class"),
@@ -362,8 +362,8 @@ def suggest_channel(path: Path, *, name: str | None = None, settings: Settings |
             columns[field] = column
             taken.add(column)
 
-    take("timestamp", lambda p: p.time is not None and not (p.integer and p.distinct == p.rows and
-                                                              not _named(p.name, "timestamp")))
+    take("timestamp", lambda p: p.time is not None and not (  # a unique number read as a date is an id
+        p.time[0]["unit"] == "format" and p.integer and p.distinct == p.rows and not _named(p.name, "timestamp")))
     if "timestamp" not in columns:
         raise ValueError(f"{path}: no column reads as a timestamp (ISO-8601, epoch numbers or a date format); "
                          "a channel needs one")

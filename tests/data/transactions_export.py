@@ -46,7 +46,7 @@ def write_export(path: Path, *, customers: int = 400, start: str = "1997-01-01",
             if rng.random() < repeat_share:  # the same purchase made twice that day: a real second line
                 rows.append(rows[-1])
             gap = rng.exponential(1 / max(rate * np.exp(-(day - first) / fade), 1e-4))
-            day += max(1, int(round(gap)))
+            day += max(1, round(gap))
     lines = [HEADER] + [f"{c},{d},{q},{a:.2f}" for c, d, q, a in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))

@@ -98,8 +98,8 @@ def test_suggested_channel_maps_the_export_as_printed(own: SetUp) -> None:
 
 
 def test_ingest_accepts_1997_dates_and_balances(own: SetUp) -> None:
-    from ingestion.ledger import read_ledger
     from base.paths import DataPaths
+    from ingestion.ledger import read_ledger
 
     (batch,) = read_ledger(DataPaths(own.settings.data_dir).ledger)
     assert batch.status == "accepted" and batch.quarantined == 0 and batch.balanced
