@@ -194,7 +194,8 @@ class IngestRun:
             self._gate = GateSession(base_currency=self.settings.base_currency,
                                      context_root=self.paths.gx if self._with_docs else None,
                                      keep_runs=self.settings.validation.keep_runs,
-                                     timestamps=self.settings.validation.timestamps)
+                                     timestamps=self.settings.validation.timestamps,
+                                     stored=newest_stored_day(self.paths.events))
         return self._gate
 
     def _lap(self, name: str, started: float) -> float:
@@ -455,6 +456,14 @@ class IngestRun:
         docs = self._gate.build_docs()
         self._lap("data docs", t)
         return docs
+
+
+def newest_stored_day(events_root: Path) -> pd.Timestamp | None:
+    """The start of the newest day partition of the clean store (None when empty): a lower reference for
+    the timestamp bounds, so a file of only implausibly old rows is caught after good data arrived."""
+    days = sorted(f.name[5:] for f in events_root.glob("date=*") if any(f.glob("*.parquet"))) \
+        if events_root.exists() else []
+    return pd.Timestamp(days[-1], tz="UTC") if days else None
 
 
 def _claimed(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -98,14 +98,19 @@ class Bounds:
                          index=values.index, dtype=object)
 
 
-def timestamp_bounds(timestamps: pd.Series, cfg: TimestampBounds, now: pd.Timestamp) -> Bounds:
+def timestamp_bounds(timestamps: pd.Series, cfg: TimestampBounds, now: pd.Timestamp,
+                     stored: pd.Timestamp | None = None) -> Bounds:
     """Plausible event times for one group of events, relative to the data: at most now + the future
-    tolerance, at least the newest plausible event of the group minus ``max_span_days`` (and
-    ``earliest`` when configured). No era is built in: a 1997 export passes, a 1970 epoch mix-up does not."""
+    tolerance, at least the newest plausible event (of the group, or ``stored`` in the clean store when
+    newer) minus ``max_span_days`` (and ``earliest`` when configured). No era is built in: a 1997 export
+    passes, a 1970 epoch mix-up does not."""
     high = now + pd.Timedelta(hours=cfg.max_future_hours)
     ts = pd.to_datetime(timestamps, utc=True)
     plausible = ts.loc[ts <= high]
-    newest = plausible.max() if len(plausible) else high
+    newest = plausible.max() if len(plausible) else None
+    if stored is not None and stored <= high and (newest is None or stored > newest):
+        newest = stored
+    newest = high if newest is None or pd.isna(newest) else newest
     low = newest - pd.Timedelta(days=cfg.max_span_days)
     low_text = (f"{low:%Y-%m-%d %H:%M:%S}Z (the newest event {newest:%Y-%m-%d %H:%M:%S}Z minus "
                 f"validation.timestamps.max_span_days={cfg.max_span_days})")
@@ -477,6 +482,8 @@ def _positional(events: pd.DataFrame) -> pd.DataFrame:
 class GateSession:
     """One GX context whose suites and checkpoints are built once and reused by every group of a run.
 
+    ``stored`` is the newest event of the clean store: timestamp bounds are relative to it or to the
+    group's newest plausible event, whichever is later.
     ``context_root`` selects a file-backed context (validation results kept, Data Docs built by
     :meth:`build_docs`, results of older runs than the last ``keep_runs`` pruned); ``None`` keeps
     everything in memory. ``seconds`` adds up the time spent in GX (context set-up, validations, Data
@@ -485,12 +492,14 @@ class GateSession:
 
     def __init__(self, *, base_currency: str = "EUR", now: pd.Timestamp | None = None,
                  context_root: Path | None = None, keep_runs: int | None = None,
-                 timestamps: TimestampBounds | None = None) -> None:
+                 timestamps: TimestampBounds | None = None, stored: pd.Timestamp | None = None) -> None:
         started = time.perf_counter()
         now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
         self.now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
         self.base_currency = base_currency
         self.timestamps = timestamps or TimestampBounds()
+        self.stored = stored
+        """The newest event already in the clean store (a reference for the timestamp bounds), if any."""
         self.context_root = context_root
         self.keep_runs = keep_runs
         self.run_time = datetime.now(timezone.utc)
@@ -540,7 +549,7 @@ class GateSession:
         stats: dict = {"evaluated_expectations": len(PRESCREENED), "successful_expectations":
                        len(PRESCREENED) - len(failures), "unsuccessful_expectations": len(failures)}
         if all(c in events for c in GX_COLUMNS):
-            times = timestamp_bounds(events["timestamp"], self.timestamps, self.now)
+            times = timestamp_bounds(events["timestamp"], self.timestamps, self.now, self.stored)
             found, gx_stats = self._run(ROWS_SUITE, _gx_rows_frame(events), run_name, times)
             bounds = {**value_bounds(self.base_currency), (BETWEEN, "timestamp"): times}
             failures += [replace(f, bounds=bounds.get((f.expectation, f.column))) if f.level == ROW else f

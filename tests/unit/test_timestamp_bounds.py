@@ -68,3 +68,10 @@ def test_bounds_follow_the_newest_plausible_event() -> None:
     bounds = timestamp_bounds(ts, TimestampBounds(max_span_days=365), NOW)
     assert bounds.low == pd.Timestamp("1997-06-30", tz="UTC")
     assert bounds.high == NOW + pd.Timedelta(hours=24)
+
+
+def test_a_file_of_only_1970_rows_is_caught_once_the_store_has_newer_events() -> None:
+    alone = in_1997(5).assign(timestamp=pd.Timestamp("1970-01-11", tz="UTC"))
+    assert gate(alone).success  # its own newest event is the only reference: `earliest` guards this case
+    bounds = timestamp_bounds(alone["timestamp"], TimestampBounds(), NOW, stored=pd.Timestamp("1997-06-01", tz="UTC"))
+    assert bounds.low == pd.Timestamp("1987-06-04", tz="UTC") and "the newest event 1997-06-01" in bounds.low_text
