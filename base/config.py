@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from base.paths import DataPaths
 
 DEFAULT_CONFIG = "persona.yaml"
+PROJECT_FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
+"""The project's feature definitions: used when a configuration names no ``feature_repo`` and has none beside it."""
+PROJECT_SEGMENTS = PROJECT_FEATURE_REPO.parent / "segments.yaml"
+"""The project's segment rules: used when a configuration has no rules (``segments``/``segments_file``)."""
 CONFIG_ENV = "PERSONA_CONFIG"
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -114,6 +118,20 @@ class ReaderLimits(Strict):
                                    "quarantined whole (split it)")
 
 
+class TimestampBounds(Strict):
+    """Plausible event times: no built-in era, bounds relative to the data (and to now for the future).
+
+    A row is implausible when it is later than now + ``max_future_hours``, or older than the newest
+    plausible event of its commit group minus ``max_span_days`` (an epoch in the wrong unit lands in
+    1970 or far in the future), or older than ``earliest`` when set.
+    """
+
+    max_span_days: int = Field(3650, ge=1, description="events older than the group's newest plausible event "
+                                                        "minus this many days are implausible")
+    max_future_hours: float = Field(24.0, ge=0, description="events later than now plus this are implausible")
+    earliest: date | None = Field(None, description="optional fixed floor (UTC day); none by default")
+
+
 class ValidationConfig(Strict):
     """How the data-quality gate runs and what it keeps."""
 
@@ -124,6 +142,8 @@ class ValidationConfig(Strict):
     limits: ReaderLimits = ReaderLimits()
     lock_wait_seconds: float = Field(300.0, ge=0, description="a writer (ingest, release, run, update, ...) "
                                      "waits this long for another writer's lock, then exits with code 75")
+    timestamps: TimestampBounds = Field(default_factory=TimestampBounds,
+                                          description="plausible event times, relative to the data")
 
 
 class SampleConfig(Strict):
@@ -135,13 +155,17 @@ class SampleConfig(Strict):
     end_date: date = Field(date(2026, 11, 1), description="first day after the history")
     switch_share: float = Field(0.15, ge=0, le=1, description="share of users changing persona")
     mess_rate: float = Field(0.01, ge=0, le=0.2, description="rate of duplicates/malformed rows")
+    generate: bool = Field(False, description="`persona run` writes the sample into an empty inbox (the demo "
+                                              "configuration does; a configuration of real channels should not)")
 
 
 class FeatureConfig(Strict):
     """Feature computation settings."""
 
     categories: list[str] = Field(
-        ["electronics", "fashion", "home", "beauty", "sports", "grocery"], min_length=1
+        ["electronics", "fashion", "home", "beauty", "sports", "grocery"],
+        description="category values with an affinity feature each and the category target's classes; "
+                    "[] = the data has no categories (no affinity features, no category model)"
     )
     snapshot_every_days: int = Field(1, ge=1)
 
@@ -161,6 +185,8 @@ class TrainingConfig(Strict):
     target_params: dict[str, dict[str, int | float]] = Field(
         default_factory=dict, description="LightGBM parameters for one target (a key of training/targets.py), "
                                           "over the ones above")
+    targets: list[str] | None = Field(None, description="targets to train (keys of training/targets.py); "
+                                                        "default: every target the data supports")
 
 
 class Condition(Strict):
@@ -394,8 +420,13 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         return p if p.is_absolute() else (base / p).resolve()
 
     segments_file = absolute(settings.segments_file) if settings.segments_file else None
+    if segments_file is None and not settings.segments:  # none configured: the project's editable rules
+        segments_file = base / "segments.yaml" if (base / "segments.yaml").is_file() else PROJECT_SEGMENTS
     segments = load_segment_file(segments_file) if segments_file else settings.segments
     mlflow_config = absolute(settings.mlflow_config)
+    feature_repo = absolute(settings.feature_repo)
+    if "feature_repo" not in raw and not feature_repo.is_dir():  # a user's own configuration elsewhere
+        feature_repo = PROJECT_FEATURE_REPO
     return settings.model_copy(
         update={
             "mlflow": load_mlflow_file(mlflow_config, required="mlflow_config" in raw),
@@ -404,7 +435,7 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             "segments": segments,
             "segments_file": segments_file,
             "data_dir": absolute(Path(settings.data_dir)),
-            "feature_repo": absolute(settings.feature_repo),
+            "feature_repo": feature_repo,
             "mlflow_config": mlflow_config,
             "config_path": cfg_path,
         }

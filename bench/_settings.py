@@ -11,11 +11,11 @@ if TYPE_CHECKING:
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def bench_settings(data_dir: Path, **sample: int) -> "Settings":
-    """``persona.yaml`` with its data directory, and optionally the sample size, replaced."""
+def bench_settings(data_dir: Path, config: Path | None = None, **sample: int) -> "Settings":
+    """``persona.yaml`` (or ``config``) with its data directory, and optionally the sample size, replaced."""
     from base.config import load_settings
 
-    s = load_settings(PROJECT / "persona.yaml")
+    s = load_settings(config or PROJECT / "persona.yaml")
     update: dict = {"data_dir": data_dir}
     if sample:
         update["sample"] = s.sample.model_copy(update=sample)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None, days: int = 120) -> None:
         from validation.gate import GateSession
 
         gate = GateSession(base_currency=settings.base_currency, context_root=DataPaths(settings.data_dir).gx,
-                           keep_runs=settings.validation.keep_runs)
+                           keep_runs=settings.validation.keep_runs, timestamps=settings.validation.timestamps)
         setup = time.perf_counter() - t
         t = time.perf_counter()
         summary = ingest(settings, gate=gate)

@@ -6,7 +6,9 @@
   evaluation, baselines and the gate) as a ratio to ``lightgbm.train`` alone on the same matrix.
 
 ``python -m bench training`` runs both; ``python -m bench training quality|timing [users]`` runs one;
-``python -m bench training quality-at|timing-at DATA_DIR`` reuses a data directory built earlier.
+``python -m bench training quality-at|timing-at DATA_DIR`` reuses a data directory built earlier, with the
+configuration in ``$PERSONA_CONFIG`` when set (your own data: the persona recovery and switch figures need
+the sample's hidden personas and are left out without them).
 """
 
 from __future__ import annotations
@@ -100,10 +102,15 @@ def _lgb_alone(summary: Any, data: pd.DataFrame, split: Any, features: list[str]
 
 
 def _existing(data_dir: Path) -> tuple[Any, Any]:
-    """Settings and store over an already-built data directory (e.g. one left by an earlier bench run)."""
+    """Settings and store over an already-built data directory (e.g. one left by an earlier bench run),
+    with ``$PERSONA_CONFIG`` when set, else the project's persona.yaml."""
+    import os
+
+    from base.config import CONFIG_ENV
     from features.store import open_store
 
-    s = bench_settings(data_dir)
+    config = os.environ.get(CONFIG_ENV)
+    s = bench_settings(data_dir, Path(config).resolve() if config else None)
     return s, open_store(s)
 
 
@@ -147,8 +154,12 @@ def quality(users: int = 5000, data_dir: Path | None = None) -> None:
         s, store = _existing(data_dir) if data_dir else _prepare(Path(tmp), users)[:2]
         summary, _, data, split, features = _train(s, store)
         users = int(data["user_id"].nunique())
-        print(f"\n== model quality on the sample ({users} users, {s.sample.days} days, horizon "
-              f"{s.training.horizon_days} d, evaluation cutoff {split.evaluation:%Y-%m-%d}) ==")
+        source = "the sample" if DataPaths(s.data_dir).ground_truth.exists() else str(s.data_dir)
+        print(f"\n== model quality on {source} ({users} users, horizon {s.training.horizon_days} d, "
+              f"training cutoffs {min(split.train):%Y-%m-%d}..{max(split.train):%Y-%m-%d}, "
+              f"evaluation cutoff {split.evaluation:%Y-%m-%d}) ==")
+        for key, reason in summary.skipped.items():
+            print(f"{key}: not trained: {reason}")
         for m in summary.models:
             print(f"{m.target} v{m.ref.version} [{m.alias}] ({m.rows_train} train / {m.rows_eval} eval rows)")
             print(f"  {'model':22s} " + "  ".join(f"{k}={v:.4g}" for k, v in m.metrics.items()))
@@ -158,6 +169,9 @@ def quality(users: int = 5000, data_dir: Path | None = None) -> None:
         use_tracking(s.ml)
         scorer = PersonaScorer(load_models(s.ml, {m.target: m.ref for m in summary.models}), s)
         _capture_noise(scorer.models["spend"].booster, data, split, features, s.training.horizon_days)
+        if not DataPaths(s.data_dir).ground_truth.exists():
+            print("no hidden personas (not the sample): persona recovery and switch pick-up are left out")
+            return
         truth = pd.read_csv(DataPaths(s.data_dir).ground_truth, dtype=str, keep_default_na=False)
         _, evaluation = split_frames(data, split)
         snaps = read_snapshots(DataPaths(s.data_dir).behaviour_snapshots)

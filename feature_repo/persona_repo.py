@@ -25,6 +25,11 @@ from feast import (
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
+from features.store import repo_categories
+
+CATEGORIES = repo_categories()
+"""``features.categories`` of the configuration in use: one affinity feature each (none: no affinity features)."""
+
 OWNER = "persona-data-science"
 TAGS = {"owner": OWNER, "team": "persona"}
 
@@ -85,12 +90,7 @@ user_behaviour_fv = FeatureView(
         _f("share_web_30d", Float64, "Share of the last 30 days' events from the web"),
         _f("spend_trend", Float64, "Spend over 30 days vs the 90-day monthly average"),
         _f("events_trend", Float64, "Events over 7 days vs the 30-day weekly average"),
-        _f("affinity_electronics", Float64, "Share of 90-day category interactions in electronics"),
-        _f("affinity_fashion", Float64, "Share of 90-day category interactions in fashion"),
-        _f("affinity_home", Float64, "Share of 90-day category interactions in home"),
-        _f("affinity_beauty", Float64, "Share of 90-day category interactions in beauty"),
-        _f("affinity_sports", Float64, "Share of 90-day category interactions in sports"),
-        _f("affinity_grocery", Float64, "Share of 90-day category interactions in grocery"),
+        *[_f(f"affinity_{c}", Float64, f"Share of 90-day category interactions in {c}") for c in CATEGORIES],
         _f("last_event_ts", Float64, "Unix time of the user's last event before the snapshot"),
         _f("last_purchase_ts", Float64, "Unix time of the user's last purchase before the snapshot (null if none)"),
     ],
@@ -155,7 +155,8 @@ def user_recency_now(inputs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-MODEL_FEATURES = [f.name for f in user_behaviour_fv.schema if not f.name.endswith("_ts")]
+MODEL_FEATURES = [f.name for f in user_behaviour_fv.features if not f.name.endswith("_ts")]
+"""In declaration order (``FeatureView.schema`` is rebuilt from a set, in another order in every process)."""
 
 persona_v1 = FeatureService(
     name="persona_v1",

@@ -71,7 +71,7 @@ def _metrics(events: pd.DataFrame, categories: list[str]) -> dict[str, pd.Series
     cat_event = et.isin(_CATEGORY_EVENTS)
     for cat in categories:
         out[f"cat_{cat}"] = (cat_event & (events["category"] == cat)).astype(float)
-    out["cat_total"] = sum(out[f"cat_{c}"] for c in categories)
+    out["cat_total"] = sum((out[f"cat_{c}"] for c in categories), start=pd.Series(0.0, index=events.index))
     return out
 
 

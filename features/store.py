@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from base.config import ConfigError, Settings, read_yaml
 from base.paths import DataPaths
@@ -16,6 +18,37 @@ if TYPE_CHECKING:
 
 FEATURE_SERVICE = "persona_v1"
 BEHAVIOUR_VIEW = "user_behaviour"
+CATEGORIES_ENV = "PERSONA_FEATURE_CATEGORIES"
+"""Set (comma-separated, empty = none) while ``persona`` imports the feature repo: the categories of the
+settings in use, so the repo's views follow the configuration the store is opened with."""
+
+
+def repo_categories() -> list[str]:
+    """The categories the feature repo declares affinity features for: those of the settings ``persona``
+    imports it with, else ``features.categories`` of ``$PERSONA_CONFIG`` (or ./persona.yaml)."""
+    value = os.environ.get(CATEGORIES_ENV)
+    if value is not None:
+        return [c for c in value.split(",") if c]
+    from base.config import load_settings
+
+    return list(load_settings().features.categories)
+
+
+@contextmanager
+def _categories_set(categories: list[str] | None) -> Iterator[None]:
+    """:data:`CATEGORIES_ENV` set for the duration of an import of the feature repo (then restored)."""
+    if categories is None:
+        yield
+        return
+    before = os.environ.get(CATEGORIES_ENV)
+    os.environ[CATEGORIES_ENV] = ",".join(categories)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CATEGORIES_ENV, None)
+        else:
+            os.environ[CATEGORIES_ENV] = before
 
 
 def repo_yaml(settings: Settings, profile: str | None = None) -> Path:
@@ -58,8 +91,9 @@ class RepoObjects:
         return [o for o in self.objects if isinstance(o, kind)]
 
 
-def load_definitions(repo_dir: Path) -> RepoObjects:
-    """Import every module of the feature repo and collect its Feast objects (like ``feast apply``)."""
+def load_definitions(repo_dir: Path, categories: list[str] | None = None) -> RepoObjects:
+    """Import every module of the feature repo and collect its Feast objects (like ``feast apply``);
+    ``categories``: the configured categories the repo declares affinity features for."""
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
     from feast.data_source import DataSource
 
@@ -70,11 +104,12 @@ def load_definitions(repo_dir: Path) -> RepoObjects:
     found: list[Any] = []
     sys.path.insert(0, str(repo_dir))  # definitions may import each other, as with `feast apply`
     try:
-        for file in files:
-            module = sys.modules.get(file.stem) or _import_file(file)
-            for value in vars(module).values():
-                if isinstance(value, kinds) and not any(value is o for o in found):
-                    found.append(value)
+        with _categories_set(categories):
+            for file in files:
+                module = sys.modules.get(file.stem) or _import_file(file)
+                for value in vars(module).values():
+                    if isinstance(value, kinds) and not any(value is o for o in found):
+                        found.append(value)
     finally:
         sys.path.remove(str(repo_dir))
     return RepoObjects(found)
@@ -111,7 +146,7 @@ def ensure_push_batch_files(repo: RepoObjects, data_dir: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         cols: dict[str, Any] = {join_keys[e]: pd.Series(dtype="string") for e in fv.entities}
         cols[batch.timestamp_field] = pd.Series(dtype="datetime64[us, UTC]")
-        for field in fv.schema:
+        for field in fv.features:
             cols[field.name] = pd.Series(dtype="float64" if "Float" in str(field.dtype) else "int64")
         pd.DataFrame(cols).to_parquet(target, index=False)
 
@@ -121,7 +156,7 @@ def store_objects(settings: Settings, store: "FeatureStore") -> RepoObjects:
     (feature_store.yaml may rename it per environment), with the declared description."""
     from feast import Project
 
-    repo = load_definitions(settings.feature_repo)
+    repo = load_definitions(settings.feature_repo, list(settings.features.categories))
     declared = repo.named(Project)
     description = declared[0].description if declared else ""
     objects = [o for o in repo.objects if not isinstance(o, Project)]

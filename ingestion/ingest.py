@@ -53,7 +53,7 @@ from base.config import ChannelConfig, Settings
 from base.paths import DataPaths
 from base.progress import step
 from base.writer_lock import writer_lock
-from validation.quarantine import quarantine_frame, write_quarantine
+from validation.quarantine import quarantine_frame, top_reasons, write_quarantine
 
 if TYPE_CHECKING:
     from validation.gate import GateSession, Failure
@@ -200,7 +200,9 @@ class IngestRun:
 
             self._gate = GateSession(base_currency=self.settings.base_currency,
                                      context_root=self.paths.gx if self._with_docs else None,
-                                     keep_runs=self.settings.validation.keep_runs)
+                                     keep_runs=self.settings.validation.keep_runs,
+                                     timestamps=self.settings.validation.timestamps,
+                                     stored=newest_stored_day(self.paths.events))
         return self._gate
 
     def _lap(self, name: str, started: float) -> float:
@@ -425,11 +427,16 @@ class IngestRun:
         for s in group:
             held = pd.concat(s.quarantined, ignore_index=True) if s.quarantined else pd.DataFrame()
             write_quarantine(held, self.paths.quarantine, s.batch_id)
-            status = "partially_quarantined" if s.status == "accepted" and len(held) else s.status
+            status, message = s.status, s.message
+            if status == "accepted" and len(held):
+                whole = not len(s.accepted_rows) and not s.duplicates  # every row read was quarantined
+                status = "quarantined" if whole else "partially_quarantined"
+                if whole:
+                    message = f"{s.source}: all {len(held)} rows quarantined: " + "; ".join(top_reasons(held))
             records.append(BatchRecord(
                 batch_id=s.batch_id, channel=s.item.channel, file=s.source, sha256=s.item.digest,
                 rows_read=s.rows_read, accepted=len(s.accepted_rows), quarantined=len(held), duplicates=s.duplicates,
-                status=status, message=s.message, processed_at=now, outliers=s.outliers,
+                status=status, message=message, processed_at=now, outliers=s.outliers,
                 released_from=s.released_from, group=name if len(group) > 1 else ""))
         accepted = [s for s in group if len(s.accepted_rows)]
         write_batch([s.events for s in accepted], self.paths.events, name,  # type: ignore[misc]
@@ -460,6 +467,14 @@ class IngestRun:
         docs = self._gate.build_docs()
         self._lap("data docs", t)
         return docs
+
+
+def newest_stored_day(events_root: Path) -> pd.Timestamp | None:
+    """The start of the newest day partition of the clean store (None when empty): a lower reference for
+    the timestamp bounds, so a file of only implausibly old rows is caught after good data arrived."""
+    days = sorted(f.name[5:] for f in events_root.glob("date=*") if any(f.glob("*.parquet"))) \
+        if events_root.exists() else []
+    return pd.Timestamp(days[-1], tz="UTC") if days else None
 
 
 def _claimed(hashes: np.ndarray, owner: np.ndarray, claims: np.ndarray, valid: np.ndarray) -> np.ndarray:

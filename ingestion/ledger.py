@@ -21,7 +21,7 @@ class BatchRecord:
     accepted: int
     quarantined: int
     duplicates: int
-    status: str  # "accepted" | "partially_quarantined" | "batch_quarantined"
+    status: str  # "accepted" | "partially_quarantined" | "quarantined" (every row) | "batch_quarantined"
     message: str
     processed_at: str
     outliers: int = 0

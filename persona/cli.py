@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from persona.commands.channels import app as channels_app
 from persona.commands.common import ConfigOpt
 from persona.commands.features import app as features_app
 from persona.commands.models import app as models_app
@@ -19,12 +20,14 @@ from persona.commands.common import console as _console
 from persona.commands.common import load as _settings
 from persona.commands.common import progress as _progress
 from persona.commands.common import writing
+from persona.commands.common import stage_errors
 
 app = typer.Typer(help="Persona: keep user personas current (collect → validate → features → models → serve).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
+app.add_typer(channels_app, name="channels")
 app.command()(package)
 
 
@@ -81,7 +84,7 @@ def build_features(config: ConfigOpt = None) -> None:
     from persona.pipeline import build_features as run
 
     s = _settings(config)
-    with writing(s, "persona build-features"), _progress() as p:
+    with writing(s, "persona build-features"), stage_errors(), _progress() as p:
         fs = run(s, p)
     typer.echo(f"{fs.rows} snapshot rows for {fs.users} users, {fs.first} → {fs.last}")
 
@@ -114,12 +117,19 @@ def train(config: ConfigOpt = None) -> None:
     from persona.pipeline import train as run
 
     s = _settings(config)
-    with writing(s, "persona train"), _progress() as p:
+    with writing(s, "persona train"), stage_errors(), _progress() as p:
         summary = run(s, progress=p)
     _echo_models(summary)
 
 
 def _echo_models(summary: Any) -> None:
+    split = summary.split
+    if split is not None:
+        typer.echo(f"evaluation cutoff {split.evaluation:%Y-%m-%d}; training cutoffs "
+                   f"{', '.join(f'{c:%Y-%m-%d}' for c in split.train)}; labels from the "
+                   f"{summary.horizon_days} days after each cutoff (training.horizon_days)")
+    for key, reason in summary.skipped.items():
+        typer.secho(f"{key}: not trained: {reason}", fg="yellow")
     for m in summary.models:
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in m.metrics.items())
         typer.echo(f"{m.ref.name} v{m.ref.version} ({m.alias or 'registered'}): {metrics}  "
@@ -205,10 +215,13 @@ def run(config: ConfigOpt = None,
         _echo_personas(resp.json()["personas"])
         typer.echo("first record in full:")
         typer.echo(json.dumps(resp.json()["personas"][0], indent=2))
-        from persona.demo import realtime_event
+        if not s.sample.generate:  # real data: no demo purchase, no replayed sample days mixed into it
+            replay_days = 0
+        else:
+            from persona.demo import realtime_event
 
-        for line in realtime_event(svc.url, api_key, sample[0], resp.json()["personas"][0]):
-            typer.echo(line)
+            for line in realtime_event(svc.url, api_key, sample[0], resp.json()["personas"][0]):
+                typer.echo(line)
         if replay_days:
             from persona.commands.update import demo
 

@@ -47,10 +47,12 @@ class RunSummary:
 
 
 def ensure_sample(settings: Settings, progress: Any | None = None, force: bool = False) -> int | None:
-    """Generate the sample history when the inbox is empty (or when forced); returns its event count."""
+    """Generate the sample history when the configuration asks for it (``sample.generate``) and the inbox
+    is empty, or when forced; returns its event count. A configuration of real channels never gets
+    synthetic users mixed in."""
     from persona.sample_data import generate_sample_data, has_sample_data
 
-    if has_sample_data(settings) and not force:
+    if not force and (not settings.sample.generate or has_sample_data(settings)):
         return None
     with step(progress, "generate sample data", total=1) as advance:
         summary = generate_sample_data(settings)
@@ -98,7 +100,9 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
     with step(progress, "compute features", total=2) as advance:
         partitions = event_partitions(paths.events)
         if not partitions:
-            raise RuntimeError(f"no clean events in {paths.events}: run `persona ingest` first")
+            from ingestion.clean_state import NoCleanEvents, no_clean_events
+
+            raise NoCleanEvents(no_clean_events(paths))
         state = load_state(paths.feature_state) if incremental else None
         aliases = linked_aliases(load_graph(paths.identity_graph))
         new_aliases = set(aliases) - set((state or {}).get("aliases", []))
@@ -244,10 +248,15 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
 def training_events(settings: Settings) -> pd.DataFrame:
     """Clean events with ``stitched_at``: when a later identity link attributed each one to its user
     (point-in-time identity for labels and training rows, see training/identity_pit.py)."""
+    from ingestion.clean_state import NoCleanEvents, no_clean_events
     from ingestion.identity import load_graph
     from training.identity_pit import with_stitch_times
 
-    return with_stitch_times(load_clean_events(settings), load_graph(DataPaths(settings.data_dir).identity_graph))
+    paths = DataPaths(settings.data_dir)
+    events = load_clean_events(settings)
+    if events.empty:
+        raise NoCleanEvents(no_clean_events(paths))
+    return with_stitch_times(events, load_graph(paths.identity_graph))
 
 
 def training_set(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None,

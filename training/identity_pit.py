@@ -42,14 +42,15 @@ def stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
     paths = [(a_user, a_time), (d_user, events["device_id"].map(device["linked_at"])),
              (via.map(device["user_id"]).astype("string"), b_time)]
     times = pd.concat([t.where(u.eq(user).fillna(False)) for u, t in paths], axis=1)
-    earliest = times.min(axis=1)
+    earliest = pd.to_datetime(times.min(axis=1), utc=True)
     ts = pd.to_datetime(events["timestamp"], utc=True)
     return earliest.where(earliest > ts).astype("datetime64[ns, UTC]").rename(STITCHED_AT)
 
 
 def with_stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.DataFrame:
     """``events`` with the :data:`STITCHED_AT` column."""
-    return events.assign(**{STITCHED_AT: stitch_times(events, graph).to_numpy()})
+    times = stitch_times(events, graph)  # tz-aware; ``.array`` keeps the zone even when every value is NaT
+    return events.assign(**{STITCHED_AT: pd.Series(times.array, index=events.index)})
 
 
 def counted_at(events: pd.DataFrame, cutoff: pd.Timestamp) -> np.ndarray:

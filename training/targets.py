@@ -235,9 +235,15 @@ def check_target_settings(settings: Settings) -> None:
                (settings.config_path, "update.history.tolerance", settings.update.history.tolerance),
                (settings.mlflow_config, "models", settings.mlflow.models),
                (settings.mlflow_config, "gate.primary_metric", settings.mlflow.gate.primary_metric),
-               (settings.mlflow_config, "gate.baseline_metrics", settings.mlflow.gate.baseline_metrics)]
+               (settings.mlflow_config, "gate.baseline_metrics", settings.mlflow.gate.baseline_metrics),
+               (settings.config_path, "training.targets", settings.training.targets or [])]
     for path, where, mapping in entries:
         unknown = sorted(set(mapping) - known)
         if unknown:
             raise ConfigError(f"{path}: {where}: unknown target {', '.join(map(repr, unknown))}; "
                               f"known: {', '.join(sorted(known))} (training/targets.py)")
+    chosen = settings.training.targets
+    off = [t.key for t in TARGETS if t.required and chosen is not None and t.key not in chosen]
+    if off:
+        raise ConfigError(f"{settings.config_path}: training.targets: {', '.join(off)} cannot be switched off "
+                          "(the service needs them for every persona); only optional targets can")

@@ -37,6 +37,12 @@ class TrainSummary:
     """What a training run produced."""
 
     models: list[TrainedModel] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Targets not trained, with the reason (switched off, or not trainable on this data)."""
+    split: Split | None = None
+    """The cutoffs the models were trained and evaluated at."""
+    horizon_days: int = 0
+    """Days after each cutoff the labels come from."""
     seconds_fit: float = 0.0
     seconds_log: float = 0.0
 
@@ -211,23 +217,25 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
     import time
 
     from training.gate import settle
+    from training.target_choice import choose_targets
 
     train, evaluation = split_frames(dataset, split)
     if train.empty or evaluation.empty:
         raise ValueError(f"empty split: {len(train)} training rows, {len(evaluation)} evaluation rows")
-    summary = TrainSummary()
     categories = list(categories)
-    with step(progress, "train + register models", total=2 * len(TARGETS)) as advance:
+    targets, skipped = choose_targets(cfg, train, evaluation, categories)  # before any time is spent
+    summary = TrainSummary(skipped=skipped, split=split, horizon_days=cfg.horizon_days)
+    with step(progress, "train + register models", total=2 * len(targets)) as advance:
         t0 = time.perf_counter()
-        boosters = {t.key: fit(t, train, features, cfg, categories) for t in TARGETS}
+        boosters = {t.key: fit(t, train, features, cfg, categories) for t in targets}
         summary.seconds_fit = time.perf_counter() - t0
-        advance(len(TARGETS))
+        advance(len(targets))
         x_eval = matrix(evaluation, features)
         full = {k: np.asarray(b.predict(x_eval)) for k, b in boosters.items()}
         evaluation = evaluation.assign(segment=assign_eval_segments(rules, evaluation, features, full)
                                        if rules else "all")
         t0 = time.perf_counter()
-        for t in TARGETS:
+        for t in targets:
             mask = (evaluation[t.label] >= 0).to_numpy() if t.labelled_only else np.ones(len(evaluation), bool)
             rows, pred = evaluation.loc[mask], full[t.key][mask]
             ev = evaluate(t, pred, rows, t.baselines(train, rows, cfg.horizon_days, categories),

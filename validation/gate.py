@@ -22,7 +22,7 @@ Great Expectations is imported lazily (it takes seconds), only when a session is
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from base.schema import CANONICAL_COLUMNS, EVENT_TYPES, MONETARY_EVENTS
-from base.config import ChannelConfig
+from base.config import ChannelConfig, TimestampBounds
 from validation.profiles import BATCH_CHECKS, MAX_AMOUNT, ProfileCheck, batch_profile, profile_expectations, profile_frame
 from validation.quarantine import QUARANTINE_COLUMNS, quarantine_frame
 
@@ -49,8 +49,6 @@ ROWS_SUITE = "persona_canonical_rows"
 BATCHES_SUITE = "persona_canonical_batches"
 RAW_SUITE = "persona_raw_files"
 
-MIN_TIMESTAMP = pd.Timestamp("2000-01-01", tz="UTC")
-FUTURE_TOLERANCE = pd.Timedelta(days=1)
 MAX_QUANTITY = 1_000.0
 
 ROW, BATCH = "row", "batch"
@@ -85,6 +83,54 @@ class GateResult:
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The bounds a ``between`` check applied, each with the text a quarantine reason quotes."""
+
+    low: Any
+    high: Any
+    low_text: str
+    high_text: str
+
+    def broken(self, values: pd.Series) -> pd.Series:
+        """Per value, which bound it broke (as text; the upper one unless it lies below the lower)."""
+        below = (values < self.low).to_numpy(dtype=bool)
+        return pd.Series(np.where(below, f"below the minimum {self.low_text}", f"above the maximum {self.high_text}"),
+                         index=values.index, dtype=object)
+
+
+def timestamp_bounds(timestamps: pd.Series, cfg: TimestampBounds, now: pd.Timestamp,
+                     stored: pd.Timestamp | None = None) -> Bounds:
+    """Plausible event times for one group of events, relative to the data: at most now + the future
+    tolerance, at least the newest plausible event (of the group, or ``stored`` in the clean store when
+    newer) minus ``max_span_days`` (and ``earliest`` when configured). No era is built in: a 1997 export
+    passes, a 1970 epoch mix-up does not."""
+    high = now + pd.Timedelta(hours=cfg.max_future_hours)
+    ts = pd.to_datetime(timestamps, utc=True)
+    plausible = ts.loc[ts <= high]
+    newest = plausible.max() if len(plausible) else None
+    if stored is not None and stored <= high and (newest is None or stored > newest):
+        newest = stored
+    newest = high if newest is None or pd.isna(newest) else newest
+    low = newest - pd.Timedelta(days=cfg.max_span_days)
+    low_text = (f"{low:%Y-%m-%d %H:%M:%S}Z (the newest event {newest:%Y-%m-%d %H:%M:%S}Z minus "
+                f"validation.timestamps.max_span_days={cfg.max_span_days})")
+    if cfg.earliest is not None and pd.Timestamp(cfg.earliest, tz="UTC") > low:
+        low = pd.Timestamp(cfg.earliest, tz="UTC")
+        low_text = f"{low:%Y-%m-%d}Z (validation.timestamps.earliest)"
+    high_text = (f"{high:%Y-%m-%d %H:%M:%S}Z (now plus validation.timestamps.max_future_hours="
+                 f"{cfg.max_future_hours:g})")
+    return Bounds(low, high, low_text, high_text)
+
+
+def value_bounds(base_currency: str) -> dict[tuple[str, str], Bounds]:
+    """The fixed ``between`` bounds of the row suite (amount in the base currency, quantity)."""
+    return {
+        (BETWEEN, "amount"): Bounds(0.0, MAX_AMOUNT, "0", f"{MAX_AMOUNT:g} {base_currency}"),
+        (BETWEEN, "quantity"): Bounds(0.0, MAX_QUANTITY, "0", f"{MAX_QUANTITY:g}"),
+    }
+
+
+@dataclass(frozen=True)
 class Failure:
     """One failed expectation, parsed from a GX validation result."""
 
@@ -95,6 +141,8 @@ class Failure:
     count: int
     detail: str
     condition: str = ""
+    bounds: Bounds | None = None
+    """For a ``between`` check: the bounds it applied (quarantine reasons name the one a row broke)."""
 
     @property
     def label(self) -> str:
@@ -171,13 +219,12 @@ def _result_format() -> dict[str, Any]:
     return {"result_format": "COMPLETE", "return_unexpected_index_query": False, "partial_unexpected_count": 20}
 
 
-def _expectation_parameters(base_currency: str, now: pd.Timestamp) -> dict[str, Any]:
-    """Values for the ``$PARAMETER`` placeholders of the suites."""
-    return {
-        "min_timestamp": MIN_TIMESTAMP,
-        "max_timestamp": now + FUTURE_TOLERANCE,
-        "currencies": [base_currency],
-    }
+def _expectation_parameters(base_currency: str, times: Bounds | None) -> dict[str, Any]:
+    """Values for the ``$PARAMETER`` placeholders of the suites (``times``: the timestamp bounds)."""
+    parameters: dict[str, Any] = {"currencies": [base_currency]}
+    if times is not None:
+        parameters.update(min_timestamp=times.low, max_timestamp=times.high)
+    return parameters
 
 
 # --------------------------------------------------------------------------- GX objects
@@ -365,7 +412,12 @@ def row_reasons(events: pd.DataFrame, failures: list[Failure]) -> tuple[pd.Serie
         values.index = checks.index[f.rows]
         _append(checks, f.rows, f.expectation, "; ")
         _append(columns, f.rows, f.column, ",")
-        _append(reasons, f.rows, f.label + ": got " + values, "; ")
+        text = f.label + ": got " + values
+        if f.bounds is not None:
+            broken = f.bounds.broken(events[f.column].iloc[f.rows])
+            broken.index = values.index
+            text = text + ", " + broken
+        _append(reasons, f.rows, text, "; ")
     return checks, columns, reasons
 
 
@@ -430,6 +482,8 @@ def _positional(events: pd.DataFrame) -> pd.DataFrame:
 class GateSession:
     """One GX context whose suites and checkpoints are built once and reused by every group of a run.
 
+    ``stored`` is the newest event of the clean store: timestamp bounds are relative to it or to the
+    group's newest plausible event, whichever is later.
     ``context_root`` selects a file-backed context (validation results kept, Data Docs built by
     :meth:`build_docs`, results of older runs than the last ``keep_runs`` pruned); ``None`` keeps
     everything in memory. ``seconds`` adds up the time spent in GX (context set-up, validations, Data
@@ -437,11 +491,15 @@ class GateSession:
     """
 
     def __init__(self, *, base_currency: str = "EUR", now: pd.Timestamp | None = None,
-                 context_root: Path | None = None, keep_runs: int | None = None) -> None:
+                 context_root: Path | None = None, keep_runs: int | None = None,
+                 timestamps: TimestampBounds | None = None, stored: pd.Timestamp | None = None) -> None:
         started = time.perf_counter()
         now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
         self.now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
         self.base_currency = base_currency
+        self.timestamps = timestamps or TimestampBounds()
+        self.stored = stored
+        """The newest event already in the clean store (a reference for the timestamp bounds), if any."""
         self.context_root = context_root
         self.keep_runs = keep_runs
         self.run_time = datetime.now(timezone.utc)
@@ -464,14 +522,15 @@ class GateSession:
                                                         asset_name=name, result_format=result_format)
         return self._checkpoints[name]
 
-    def _run(self, name: str, frame: pd.DataFrame, run_name: str) -> tuple[list[Failure], dict]:
+    def _run(self, name: str, frame: pd.DataFrame, run_name: str,
+             times: Bounds | None = None) -> tuple[list[Failure], dict]:
         from great_expectations.core.run_identifier import RunIdentifier
 
         started = time.perf_counter()
         try:
             result = self._checkpoint(name).run(
                 batch_parameters={"dataframe": frame},
-                expectation_parameters=_expectation_parameters(self.base_currency, self.now),
+                expectation_parameters=_expectation_parameters(self.base_currency, times),
                 run_id=RunIdentifier(run_name=run_name, run_time=self.run_time),  # batch/group id in Data Docs
             )
             self._results.extend(result.run_results.keys())
@@ -490,8 +549,11 @@ class GateSession:
         stats: dict = {"evaluated_expectations": len(PRESCREENED), "successful_expectations":
                        len(PRESCREENED) - len(failures), "unsuccessful_expectations": len(failures)}
         if all(c in events for c in GX_COLUMNS):
-            found, gx_stats = self._run(ROWS_SUITE, _gx_rows_frame(events), run_name)
-            failures += found
+            times = timestamp_bounds(events["timestamp"], self.timestamps, self.now, self.stored)
+            found, gx_stats = self._run(ROWS_SUITE, _gx_rows_frame(events), run_name, times)
+            bounds = {**value_bounds(self.base_currency), (BETWEEN, "timestamp"): times}
+            failures += [replace(f, bounds=bounds.get((f.expectation, f.column))) if f.level == ROW else f
+                         for f in found]
             for key in ("evaluated_expectations", "successful_expectations", "unsuccessful_expectations"):
                 stats[key] += gx_stats.get(key) or 0
         order = {key: i for i, key in enumerate(ROW_ORDER)}
@@ -559,6 +621,7 @@ def run_gate(
     base_currency: str = "EUR",
     now: pd.Timestamp | None = None,
     context_root: Path | None = None,
+    timestamps: TimestampBounds | None = None,
 ) -> GateResult:
     """Validate one batch of canonical events with a GX checkpoint; split accepted / quarantined.
 
@@ -566,7 +629,7 @@ def run_gate(
     kept, Data Docs built); ``None`` uses an in-memory one. ``now`` (default: current UTC time)
     bounds future timestamps.
     """
-    session = GateSession(base_currency=base_currency, now=now, context_root=context_root)
+    session = GateSession(base_currency=base_currency, now=now, context_root=context_root, timestamps=timestamps)
     result = session.check_events(events, batch_id=batch_id)
     session.build_docs()
     return result

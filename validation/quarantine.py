@@ -63,3 +63,19 @@ def read_quarantine(quarantine_dir: Path) -> pd.DataFrame:
     if not files:
         return pd.DataFrame(columns=list(QUARANTINE_COLUMNS))
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def top_reasons(records: pd.DataFrame, limit: int = 3) -> list[str]:
+    """The most frequent failed checks of some quarantine records, each with its row count and the
+    first reason as an example (what a person needs to see first when everything was quarantined)."""
+    if records.empty:
+        return []
+    keyed = records.assign(key=records["check"].astype(str) + records["column"].astype(str).map(
+        lambda c: f"({c})" if c else ""))
+    counts = keyed["key"].value_counts(sort=True)
+    first = keyed.drop_duplicates("key").set_index("key")["reason"]
+    def example(key: str) -> str:
+        reason = str(first[key])
+        return reason[len(key) + 2:] if reason.startswith(f"{key}: ") else reason
+
+    return [f"{key}: {n} rows, e.g. {example(key)}" for key, n in counts.head(limit).items()]

@@ -75,3 +75,16 @@ def writing(settings: "Settings", what: str) -> Iterator[None]:
     except WriterBusy as e:
         typer.secho(str(e), fg="yellow", err=True)
         raise typer.Exit(EXIT_BUSY) from e
+
+
+@contextmanager
+def stage_errors() -> Iterator[None]:
+    """A stage that cannot start on the data it found (e.g. no clean events) exits 1 with the reason,
+    not a traceback."""
+    from ingestion.clean_state import NoCleanEvents
+
+    try:
+        yield
+    except NoCleanEvents as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(1) from e

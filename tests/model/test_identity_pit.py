@@ -119,3 +119,13 @@ def test_bridged_visitor_counts_from_the_later_of_its_two_links() -> None:
     resolved = resolve(raw, graph)
     assert list(resolved["user_id"]) == ["u1", "u1", "u1"]
     assert list(stitch_times(resolved, graph)) == [ts[2], ts[2], pd.NaT]
+
+
+def test_an_export_without_logins_keeps_stitch_times_tz_aware() -> None:
+    """No event was stitched late (no logins at all): the column is all NaT yet comparable with cutoffs."""
+    raw = raw_events(people=20).assign(anonymous_id=None, device_id=None)
+    raw = raw.loc[raw["event_type"] != "identify"].assign(user_id=lambda f: f["user_id"].fillna("u0000"))
+    events = with_stitch_times(raw.set_axis(raw.index + 1000), empty_graph())
+    assert str(events[STITCHED_AT].dtype) == "datetime64[ns, UTC]" and events[STITCHED_AT].isna().all()
+    labels = make_labels(events, CUTOFFS, 30)
+    assert len(labels) and identity_exclusions(events, CUTOFFS).empty
