@@ -376,14 +376,14 @@ def test_the_service_class_directly(settings: Settings, users: list[str], monkey
     svc = PersonaService.inner()
     try:
         ids = [users[7], "nobody", users[8]]
-        records = svc.persona(ids).personas
-        assert [r.user_id for r in records] == ids and [r.cold_start for r in records] == [False, True, False]
-        assert len({r.model_versions.model_dump_json() for r in records}) == 1
-        again = svc.persona(ids).personas  # served from the cache: the same answer, a newer age
-        assert [r.predicted_spend for r in again] == [r.predicted_spend for r in records]
+        records = json.loads(svc.persona(ids).body)["personas"]  # the stored records' JSON, as sent
+        assert [r["user_id"] for r in records] == ids and [r["cold_start"] for r in records] == [False, True, False]
+        assert len({json.dumps(r["model_versions"]) for r in records}) == 1
+        again = json.loads(svc.persona(ids).body)["personas"]  # read from the records: the same answer
+        assert [r["predicted_spend"] for r in again] == [r["predicted_spend"] for r in records]
         out = svc.events([_purchase(users[7], 75.0, event_id="direct-1")])
         assert out.accepted == 1 and out.personas[0].user_id == users[7]
-        assert out.personas[0].feature_timestamp > records[0].feature_timestamp
+        assert out.personas[0].feature_timestamp > datetime.fromisoformat(records[0]["feature_timestamp"])
         assert svc.__is_ready__()
     finally:
         svc.shutdown()
