@@ -181,8 +181,6 @@ def main(argv: list[str]) -> None:
               f"contributions): {n} users in {seconds:.2f}s = {n / seconds:.0f} users/s")
     finally:
         if redis_store is not None:  # leave nothing behind in the shared servers
-            from features.online_records import RecordStore
-
             from features.online_layout import redis_client
 
             project = redis_store.project
