@@ -262,7 +262,17 @@ class ServingConfig(Strict):
     max_event_age_days: int = Field(366, ge=1, description="older events are rejected as implausible")
     max_future_seconds: int = Field(300, ge=0, description="events further in the future are rejected")
     max_amount: float = Field(1_000_000.0, gt=0, description="larger amounts are rejected as implausible")
-    score_cache_size: int = Field(100_000, ge=0, description="personas kept per (user, feature time, models); 0 = off")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body; larger ones get a 413 "
+                                                                     "before they are read")
+    max_property_bytes: int = Field(2048, ge=1, description="largest value of an event's properties (UTF-8 bytes)")
+    max_property_depth: int = Field(1, ge=1, le=16, description="deepest nesting of an event's properties")
+    dedup_retention_days: float = Field(7.0, gt=0, description="how long event ids are remembered online so a re-sent "
+                                                               "event is not folded twice (the next snapshot is exact)")
+    model_retry_seconds: float = Field(5.0, gt=0, description="first wait before a champion that failed to load is "
+                                                              "tried again (doubling up to model_retry_max_seconds)")
+    model_retry_max_seconds: float = Field(300.0, gt=0, description="longest wait between two load attempts")
+    read_records: bool = Field(True, description="POST /persona answers from the stored records (score on write); "
+                                                 "false scores every request (for comparison)")
 
 
 class DriftConfig(Strict):

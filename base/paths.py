@@ -153,3 +153,13 @@ class DataPaths:
         """The newest persona report, or None before the first ``persona report``."""
         found = sorted(self.reports.glob(f"{REPORT_PREFIX}*.html"))
         return found[-1] if found else None
+
+    @property
+    def access_keys(self) -> Path:
+        """The service's client keys, hashed, with their scopes (``persona keys``; mode 0600)."""
+        return self.root / "secrets" / "access_keys.json"
+
+    @property
+    def demo_key(self) -> Path:
+        """The key ``persona run --keep-serving`` generated for its service (mode 0600)."""
+        return self.root / "secrets" / "demo_api_key"

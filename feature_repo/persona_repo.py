@@ -104,7 +104,7 @@ user_activity_push_source = PushSource(
     name="user_activity_push_source",
     batch_source=FileSource(
         name="user_activity_batch_source",
-        path="features/user_activity.parquet",
+        path="features/user_activity",  # a folder: each offline push appends one file
         timestamp_field="event_timestamp",
     ),
     description="Real-time activity pushed by the serving path (online and offline)",

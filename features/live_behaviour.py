@@ -14,15 +14,11 @@ replaces these values with exact ones.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from features.compute import _COUNTED, MOBILE_DEVICES
-
-if TYPE_CHECKING:
-    from feast import FeatureStore
 
 _COUNTS_30D = {"page_views_30d": ("page_view",), "product_views_30d": ("product_view",),
                "searches_30d": ("search",), "add_to_cart_30d": ("add_to_cart",),
@@ -86,29 +82,20 @@ def fold_user(current: Mapping[str, float | None], events: pd.DataFrame, now_s: 
     return out
 
 
-def update_online(store: "FeatureStore", view: str, events: pd.DataFrame, fields: list[str],
-                  integer_fields: frozenset[str], now_s: float) -> list[str]:
-    """Fold the events of known users into their online ``view`` values; returns the users updated."""
+def folded_rows(events: pd.DataFrame, current: Mapping[str, Mapping[str, float | None]],
+                stored_ts: Mapping[str, float | None], fields: list[str], now_s: float) -> pd.DataFrame:
+    """New behaviour rows of the known users among ``events``: each user's ``current`` values (by
+    user; missing users start empty) folded with their events, stamped with the newer of their newest
+    event and their stored row time (``stored_ts``, epoch seconds)."""
     from features.compute import is_known_user
 
     events = events.loc[is_known_user(events["user_id"])]
-    if events.empty:
-        return []
-    users = sorted(events["user_id"].unique())
-    resp = store.get_online_features(features=[f"{view}:{f}" for f in fields],
-                                     entity_rows=[{"user_id": u} for u in users]).to_dict(include_event_timestamps=True)
-    ts_key = f"{fields[0]}__ts"  # the view's row time (``user_id__ts`` is the entity's, always 0)
     rows = []
-    for i, (user, group) in enumerate(events.groupby("user_id", sort=True)):
-        current = {f: resp[f][i] for f in fields}
-        folded = fold_user(current, group, now_s)
+    for user, group in events.groupby("user_id", sort=True):
+        folded = fold_user(current.get(user, {}), group, now_s)
         newest = group["timestamp"].max()
-        stored = resp[ts_key][i]
+        stored = stored_ts.get(user)
         stamp = max(newest, pd.Timestamp(stored, unit="s", tz="UTC")) if stored else newest
         rows.append({"user_id": user, "event_timestamp": stamp, **{f: folded.get(f) for f in fields}})
-    frame = pd.DataFrame(rows)
-    frame["created"] = frame["event_timestamp"]
-    for f in fields:
-        frame[f] = pd.to_numeric(frame[f], errors="coerce").astype("Int64" if f in integer_fields else float)
-    store.write_to_online_store(view, frame)
-    return users
+    return pd.DataFrame(rows, columns=["user_id", "event_timestamp", *fields])
+

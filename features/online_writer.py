@@ -9,9 +9,11 @@ newest partition *is* the latest value of every user: this writer takes only tha
 - SQLite: binds one staging row per entity (all its values) and lets SQLite fan them out into
   Feast's one-row-per-feature table with a single ``INSERT ... SELECT`` upsert in key order, in one
   transaction (binding one row per value from Python was the bottleneck);
-- Redis: ``HSET`` of each entity's hash in pipelined chunks, with Feast's key and field layout and
-  its rule of never overwriting a stored event as new or newer (unless ``skip_dedup`` is
-  configured; SQLite, like Feast's, always overwrites);
+- Redis: ``HSET`` of each entity's hash in pipelined chunks, with Feast's key and field layout;
+- one rule on both: a stored row as new as or newer than the snapshot is kept (Feast's Redis rule;
+  on Redis ``skip_dedup`` turns it off). Values the real-time path folded in after the snapshot's time
+  stay until a newer snapshot (built from the clean store those events reach) replaces them. (Feast's
+  own SQLite write always overwrites, so the two profiles used to disagree.)
 - any other online store: Feast's own ``online_write_batch``.
 
 It then records the interval in the registry, so ``materialize_incremental`` and freshness stay right.
@@ -151,7 +153,8 @@ def _sqlite_pass(conn: sqlite3.Connection, table: str, keys: list[bytes], column
         f"SELECT s.k, f.name, {pick('v')}, {pick('t')}, s.e, s.c "
         "FROM persona_stage AS s CROSS JOIN persona_stage_names AS f WHERE true "
         "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-        "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts")
+        "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts "
+        f'WHERE excluded.event_ts > "{table}".event_ts')  # newer wins: live values after the snapshot stay
     conn.execute("DROP TABLE temp.persona_stage")
     conn.execute("DROP TABLE temp.persona_stage_names")
 
@@ -224,7 +227,7 @@ def _feast_write(store: "FeatureStore", fv: "FeatureView", key_name: str, ids: l
 def write_latest(store: "FeatureStore", view: str, frame: pd.DataFrame) -> int:
     """Write one row per entity (the newest) of ``frame`` to the online store; returns the entities.
 
-    On Redis an entity whose stored event is as new or newer is left as it is, as Feast does.
+    On both stores an entity whose stored event is as new or newer is left as it is (Feast's Redis rule).
     """
     fv = store.get_feature_view(view)
     key_name = join_key(fv)

@@ -4,10 +4,17 @@ Counters are per UTC day: a push for a user whose stored ``activity_day`` is tod
 counts; otherwise the day starts again from the new events. ``events_last_hour`` counts the new
 events in the hour before the newest one, plus the stored count when the stored newest event is
 within that hour (an approximation that never counts an event twice).
+
+The offline copy is append-only: each push adds one Parquet file to the push source's folder
+(written under a hidden name, flushed, then renamed), so concurrent writers never lose each other's
+rows and a crash mid-write leaves at most a hidden temporary file, never a truncated table.
+(Feast's own offline push rewrites the whole table in place.)
 """
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -84,8 +91,38 @@ def fold(new: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def offline_folder(store: "FeatureStore") -> Path:
+    """The folder of the activity push source's offline table (one Parquet file per push)."""
+    batch = store.get_feature_view(ACTIVITY_VIEW).stream_source.batch_source
+    path = Path(batch.path)
+    return path if path.is_absolute() else Path(store.config.repo_path) / path
+
+
+def append_offline(store: "FeatureStore", rows: pd.DataFrame) -> Path | None:
+    """Add activity rows to the offline table as one new file (nothing existing is rewritten)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from base.durable import replace_durably
+
+    if rows.empty:
+        return None
+    folder = offline_folder(store)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = rows[["user_id", "event_timestamp", *COUNTERS]].copy()
+    frame["user_id"] = frame["user_id"].astype(str)
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype("datetime64[us, UTC]")
+    for c in COUNTERS:
+        frame[c] = frame[c].astype("float64" if c in ("spend_today", "last_event_ts") else "int64")
+    name = f"part-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
+    tmp = folder / f".{name}.tmp"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+    return replace_durably(tmp, folder / name)
+
+
 def push_activity(store: "FeatureStore", events: pd.DataFrame, *, offline: bool = True) -> pd.DataFrame:
-    """Push the users' updated activity online (and offline); returns the rows pushed."""
+    """Push the users' updated activity online (Feast's push, one process at a time; the service
+    folds through features/online_fold.py) and append it offline; returns the rows pushed."""
     from feast.data_source import PushMode
 
     if events.empty:
@@ -94,5 +131,7 @@ def push_activity(store: "FeatureStore", events: pd.DataFrame, *, offline: bool 
     rows = fold(new, current_activity(store, list(new.index)))
     if rows.empty:
         return rows
-    store.push(PUSH_SOURCE, rows, to=PushMode.ONLINE_AND_OFFLINE if offline else PushMode.ONLINE)
+    store.push(PUSH_SOURCE, rows, to=PushMode.ONLINE)
+    if offline:
+        append_offline(store, rows)
     return rows

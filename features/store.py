@@ -141,6 +141,8 @@ def ensure_push_batch_files(repo: RepoObjects, data_dir: Path) -> None:
             continue
         batch = fv.stream_source.batch_source
         target = data_dir / batch.path
+        if target.suffix != ".parquet":  # a folder of files, appended to (features/realtime.py)
+            target = target / "part-00000000-empty.parquet"
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)

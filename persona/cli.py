@@ -14,6 +14,7 @@ from persona.commands.common import ConfigOpt
 from persona.commands.features import app as features_app
 from persona.commands.models import app as models_app
 from persona.commands.quarantine import app as quarantine_app
+from persona.commands.keys import app as keys_app
 from persona.commands.package import package
 from persona.commands.update import register as register_update_commands
 from persona.commands.common import console as _console
@@ -28,6 +29,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
 app.add_typer(channels_app, name="channels")
+app.add_typer(keys_app, name="keys")
 app.command()(package)
 
 
@@ -238,7 +240,13 @@ def run(config: ConfigOpt = None,
     typer.echo(f"  MLflow UI:      uv run mlflow ui --backend-store-uri {tracking}")
     typer.echo("  the service:    uv run persona serve   (then POST /persona {\"user_ids\": [\"u000001\"]})")
     if keep_serving:
-        shown = "from $" + s.serving.api_key_env if os.environ.get(s.serving.api_key_env) else api_key
+        from base.access_keys import write_secret
+        from base.paths import DataPaths
+
+        if os.environ.get(s.serving.api_key_env):
+            shown = "from $" + s.serving.api_key_env
+        else:  # a generated key goes to a file only this user can read, never to the console
+            shown = f"in {write_secret(DataPaths(s.data_dir).demo_key, api_key)} (readable only by you)"
         typer.echo(f"serving at {svc.url} (Ctrl-C to stop); API key for /events: {shown}")
         try:
             svc.process.wait()

@@ -9,7 +9,10 @@ the history with source ``batch``: the same snapshot scored twice appends nothin
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +26,7 @@ from scoring.scorer import PersonaScorer
 from training.targets import TARGETS
 
 if TYPE_CHECKING:
+    from features.online_records import RecordStore
     from training.champions import LoadedModel
 
 
@@ -94,3 +98,46 @@ def materialize_personas(settings: Settings, store=None) -> int:  # noqa: ANN001
         return 0
     store = store or open_store(settings)
     return write_latest(store, "user_persona", latest.assign(created=latest["scored_at"]))
+
+
+# -- score on write: finished records in the online store --------------------------------------
+
+
+@dataclass(frozen=True)
+class RescoreResult:
+    """One re-score of stored records."""
+
+    users: int
+    seconds: float
+
+    @property
+    def users_per_second(self) -> float:
+        """Throughput of the re-score."""
+        return self.users / self.seconds if self.seconds > 0 else 0.0
+
+
+def stored_records(scorer: PersonaScorer, user_ids: list[str], x: np.ndarray, times: list[float | None],
+                   now: datetime | None = None) -> tuple[list, list]:
+    """Score users and give their records and what the record store keeps of each."""
+    from features.online_records import StoredRecord
+    from scoring.records import record_body, versions_key
+
+    records = scorer.score(user_ids, x, times, now)
+    versions = versions_key(scorer.versions.model_dump())
+    return records, [(r.user_id, StoredRecord(times[i] or 0.0, versions, r.segment, record_body(r)))
+                     for i, r in enumerate(records)]
+
+
+def rescore_records(scorer: PersonaScorer, read: Callable[[list[str]], tuple[np.ndarray, list[float | None]]],
+                    records: "RecordStore", users: list[str], chunk: int = 2000,
+                    progress: Callable[[int], None] | None = None) -> RescoreResult:
+    """Score ``users`` from their online features (``read``) in vectorised chunks and store their
+    records (a record scored from newer features, by the real-time path meanwhile, is kept)."""
+    started = time.perf_counter()
+    for start in range(0, len(users), chunk):
+        ids = users[start:start + chunk]
+        x, times = read(ids)
+        records.write(stored_records(scorer, ids, x, times)[1])
+        if progress is not None:
+            progress(len(ids))
+    return RescoreResult(len(users), time.perf_counter() - started)

@@ -62,3 +62,24 @@ PersonaRecord = create_model(  # type: ignore[call-overload]
     feature_timestamp=(datetime | None, Field(None, description="Time of the feature snapshot used")),
     feature_age_seconds=(float | None, Field(None, description="Age of that snapshot when served")),
 )
+
+
+# -- stored records (score on write): the record's JSON, finished with its age when served --------
+
+AGE_FIELD = b',"feature_age_seconds":'
+
+
+def versions_key(versions: dict[str, str | None]) -> str:
+    """One text for a set of model versions (``category=3,churn=2,spend=5``; targets without a model left out)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(versions.items()) if v is not None)
+
+
+def record_body(record: Any) -> bytes:
+    """A record's JSON without its age (added when served) and without the closing brace."""
+    return record.model_dump_json(exclude={"feature_age_seconds"})[:-1].encode()
+
+
+def served_json(body: bytes, feature_ts: float, now: float) -> bytes:
+    """The stored body finished with the feature age as of ``now`` (null for a cold start)."""
+    age = b"null" if not feature_ts else repr(round(now - feature_ts, 3)).encode()
+    return body + AGE_FIELD + age + b"}"

@@ -1,24 +1,31 @@
-"""API-key check for the persona service, as a plain ASGI middleware (cheap on the hot path).
+"""Access keys for the persona service, as a plain ASGI middleware (cheap on the hot path).
 
-The key comes from the environment variable named by ``serving.api_key_env`` (never from a file).
-``/events`` and ``/admin/*`` always need it, ``/persona`` when ``serving.require_key_for_persona`` is
-set. Send it as ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``. A missing or wrong key gets a
-401 with a JSON error; so does every protected call while the server has no key configured.
+Each client has its own key with scopes (``persona keys add NAME --scope events``; kept hashed in
+the keys file, see base/access_keys.py, re-read when it changes). The single key of older set-ups,
+from the environment variable named by ``serving.api_key_env``, still works as an admin key.
+
+What needs which scope: ``POST /events`` → ``events``; ``/admin/*`` → ``admin``; ``GET /report`` (a
+page with per-user rows) → ``viewer``; ``POST /persona`` → ``persona`` when
+``serving.require_key_for_persona`` is set (open by default: see the README). ``admin`` holds every
+scope. Send the key as ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``. A missing or wrong key
+gets a 401, a key without the scope a 403, both with a JSON error; while no key exists at all every
+protected call is refused.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
+    from base.access_keys import AccessKeys
     from base.config import Settings
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Any]
-ALWAYS_PROTECTED = ("/events", "/admin")
+ALWAYS_PROTECTED = ("/events", "/admin", "/report")
+PATH_SCOPES = {"/events": "events", "/admin": "admin", "/report": "viewer", "/persona": "persona"}
 
 
 async def send_json_error(send: Send, status: int, message: str,
@@ -32,8 +39,13 @@ async def send_json_error(send: Send, status: int, message: str,
 
 
 def protected_paths(require_key_for_persona: bool) -> tuple[str, ...]:
-    """Path prefixes that need the key."""
+    """Path prefixes that need a key."""
     return ALWAYS_PROTECTED + (("/persona",) if require_key_for_persona else ())
+
+
+def path_scope(path: str) -> str:
+    """The scope a protected path needs."""
+    return next(s for p, s in PATH_SCOPES.items() if path.startswith(p))
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -46,38 +58,52 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def check(expected: str | None, given: str | None, env: str) -> str | None:
-    """Why the request is refused, or None when the key is right."""
-    if not expected:
-        return f"the server has no API key configured (set {env}); protected calls are refused"
+def refusal(keys: "AccessKeys", given: str | None, scope: str, env: str) -> tuple[int, str] | None:
+    """Why the request is refused (status, message), or None when the key holds the scope."""
+    if not keys.configured:
+        return 401, (f"the server has no API keys (add one with `persona keys add NAME --scope {scope}`, "
+                     f"or set {env}); protected calls are refused")
     if not given:
-        return "missing API key: send it in the X-API-Key header (or Authorization: Bearer)"
-    if not hmac.compare_digest(expected.encode(), given.encode()):
-        return "wrong API key"
+        return 401, "missing API key: send it in the X-API-Key header (or Authorization: Bearer)"
+    holder = keys.holder(given)
+    if holder is None:
+        return 401, "wrong API key"
+    if scope not in holder[1]:
+        return 403, f"the key of client {holder[0]!r} lacks the scope {scope!r} this call needs"
     return None
 
 
+def service_keys(settings: "Settings") -> "AccessKeys":
+    """The service's keys: the keys file under the data directory plus the environment's admin key."""
+    from base.access_keys import AccessKeys
+    from base.paths import DataPaths
+
+    return AccessKeys.load(DataPaths(settings.data_dir).access_keys,
+                           admin_key=os.environ.get(settings.serving.api_key_env) or None)
+
+
 class ApiKeyMiddleware:
-    """Refuses protected paths without the right key; everything else passes straight through."""
+    """Refuses protected paths without a key holding their scope; everything else passes straight through."""
 
     def __init__(self, app: Callable[..., Any]) -> None:
         self.app = app
         self.env = ""
-        self.expected: str | None = None
+        self.keys: "AccessKeys | None" = None
         self.paths: tuple[str, ...] | None = None  # read on the first request, from the service's settings
 
     def _configure(self) -> tuple[str, ...]:
-        cfg = service_settings().serving
-        self.env = cfg.api_key_env
-        self.expected = os.environ.get(cfg.api_key_env) or None
-        self.paths = protected_paths(cfg.require_key_for_persona)
+        settings = service_settings()
+        self.env = settings.serving.api_key_env
+        self.keys = service_keys(settings)
+        self.paths = protected_paths(settings.serving.require_key_for_persona)
         return self.paths
 
     async def __call__(self, scope: Scope, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] == "http" and scope["path"].startswith(self.paths or self._configure()):
-            reason = check(self.expected, presented_key(scope["headers"]), self.env)
-            if reason is not None:
-                await send_json_error(send, 401, reason, [(b"www-authenticate", b'Bearer realm="persona"')])
+            assert self.keys is not None
+            why = refusal(self.keys, presented_key(scope["headers"]), path_scope(scope["path"]), self.env)
+            if why is not None:
+                await send_json_error(send, why[0], why[1], [(b"www-authenticate", b'Bearer realm="persona"')])
                 return
         await self.app(scope, receive, send)
 

@@ -1,19 +1,19 @@
 """The real-time event path of the service: log durably, resolve identities, update online features.
 
-``LiveEvents.take`` does, in order: drop events this service already took (by event id), append the
-rest to the durable log (the ``api`` channel's inbox, so batch ingest gates and stores them too),
-resolve identities, fold them into the users' online behaviour features and push their activity
-counters to Feast's push source online. The offline side of the push is batched: rows queue up and
-``flush_offline`` (run every few seconds, and at shutdown) pushes them with one offline write,
-because Feast's file offline store rewrites the whole table on every write.
+``LiveEvents.take`` does, in order: skip events already folded online (by event id, in a table
+shared by every worker: features/online_fold.py), append the rest to the durable log (the ``api``
+channel's inbox, so batch ingest gates and stores them too), resolve identities, then fold them into
+the users' online behaviour features and activity counters in one atomic step of the online store that
+also records their ids (so a re-sent event, a second worker, a restart or a retry after a failure
+never folds an event twice). The offline copy of the activity rows is batched: rows queue up (at most
+``MAX_PENDING_ROWS``; beyond that the oldest are dropped and logged, they stay in the event log) and
+``flush_offline`` (every few seconds, and at shutdown) appends them as one new file.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,24 +33,8 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 log = logging.getLogger("persona.serving.events")
-
-
-class RecentIds:
-    """The last ``size`` event ids taken, so a re-sent event is not counted online twice."""
-
-    def __init__(self, size: int = 200_000) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def __contains__(self, event_id: str) -> bool:
-        return event_id in self._ids
-
-    def add(self, ids: Sequence[str]) -> None:
-        """Remember ids, forgetting the oldest beyond ``size``."""
-        for i in ids:
-            self._ids[i] = None
-        while len(self._ids) > self.size:
-            self._ids.popitem(last=False)
+MAX_PENDING_ROWS = 200_000
+"""Activity rows kept for the offline copy while appends fail; older ones are dropped (and logged)."""
 
 
 class GraphCache:
@@ -88,50 +72,39 @@ class LiveEvents:
     """Takes validated events into the durable log and the online store (thread-safe)."""
 
     def __init__(self, settings: Settings, store: "FeatureStore") -> None:
-        from features.compute import COUNT_FEATURES
+        from features.online_fold import OnlineFold
+        from features.realtime import ACTIVITY_VIEW
         from features.store import BEHAVIOUR_VIEW
 
         self.settings = settings
         self.store = store
         paths = DataPaths(settings.data_dir)
-        self.log_dir = DataPaths(settings.data_dir).event_log(settings.serving.event_log)
+        self.log_dir = paths.event_log(settings.serving.event_log)
         self.graph = GraphCache(paths.identity_graph)
         self.log = event_log.EventLog(self.log_dir)
-        self.view = BEHAVIOUR_VIEW
-        self.fields = [f.name for f in store.get_feature_view(BEHAVIOUR_VIEW).features]
-        self.integers = frozenset(f for f in self.fields if f in COUNT_FEATURES)
-        self.seen = RecentIds()
-        self._lock = threading.Lock()  # one read-modify-write of online values at a time
+        self.fold = OnlineFold(store, BEHAVIOUR_VIEW, ACTIVITY_VIEW, settings.serving.dedup_retention_days * 86400.0)
         self._pending: list[pd.DataFrame] = []
         self._personas: list[pd.DataFrame] = []
         self._pending_lock = threading.Lock()
+        self.dropped_rows = 0
 
     def take(self, events: Sequence[EventIn]) -> Taken:
         """Log, resolve and apply the events; returns counts and the users they touched."""
-        from features.live_behaviour import update_online
-        from features.realtime import push_activity
-
-        with self._lock:
-            fresh, batch_ids = [], set()
-            for e in events:
-                if e.event_id in self.seen or e.event_id in batch_ids:
-                    continue
-                batch_ids.add(e.event_id)
-                fresh.append(e)
-            duplicates = len(events) - len(fresh)
-            if not fresh:
-                return Taken(0, duplicates, [])
-            self.log.append(log_records(fresh))  # durable before anything else
-            frame = canonical_frame(fresh, self.settings, self.graph.get())
-            update_online(self.store, self.view, frame, self.fields, self.integers, time.time())
-            rows = push_activity(self.store, frame, offline=False)
-            # only now: a batch that failed above may be re-sent (the log dedupes by event id at ingest)
-            self.seen.add([e.event_id for e in fresh])  # type: ignore[misc]
-        if not rows.empty:
+        unique = list({e.event_id: e for e in events}.values())
+        done = self.fold.seen([e.event_id for e in unique])  # type: ignore[misc]
+        fresh = [e for e in unique if e.event_id not in done]
+        if not fresh:
+            return Taken(0, len(events), [])
+        self.log.append(log_records(fresh))  # durable before anything else
+        frame = canonical_frame(fresh, self.settings, self.graph.get())
+        # atomic in the store: ids claimed and values folded together (a failure above or here leaves
+        # nothing claimed, so a retry is folded once; the log's copies are de-duplicated at ingest)
+        result = self.fold.apply(frame, pd.Timestamp.now(tz="UTC").timestamp())
+        if not result.activity.empty:
             with self._pending_lock:
-                self._pending.append(rows)
-        users = sorted(frame["user_id"].dropna().unique())
-        return Taken(len(fresh), duplicates, users)
+                self._pending.append(result.activity)
+                self._bound()
+        return Taken(len(result.fresh), len(events) - len(result.fresh), result.users)
 
     def record(self, personas: Sequence[PersonaRecord]) -> None:
         """Queue re-scored personas for the persona history (written by ``flush_offline``)."""
@@ -155,11 +128,9 @@ class LiveEvents:
             return 0
 
     def flush_offline(self) -> int:
-        """Push the queued activity rows to the offline store in one write and the re-scored personas
-        to the history; returns activity rows pushed."""
-        from feast.data_source import PushMode
-
-        from features.realtime import PUSH_SOURCE
+        """Append the queued activity rows to the offline store as one file and the re-scored personas
+        to the history; returns activity rows written."""
+        from features.realtime import append_offline
 
         self.flush_history()
         with self._pending_lock:
@@ -167,15 +138,25 @@ class LiveEvents:
         if not pending:
             return 0
         rows = pd.concat(pending, ignore_index=True)
-        rows["event_timestamp"] = rows["event_timestamp"].dt.floor("us")  # the offline table keeps microseconds
         try:
-            self.store.push(PUSH_SOURCE, rows, to=PushMode.OFFLINE)
+            append_offline(self.store, rows)
         except Exception:
-            log.exception("offline push of %d activity rows failed; they stay in the event log", len(rows))
+            log.exception("offline append of %d activity rows failed; kept for the next flush", len(rows))
             with self._pending_lock:
                 self._pending[:0] = [rows]
+                self._bound()
             return 0
         return len(rows)
+
+    def _bound(self) -> None:
+        """Drop the oldest queued rows beyond ``MAX_PENDING_ROWS`` (they stay in the event log)."""
+        total = sum(len(p) for p in self._pending)
+        while total > MAX_PENDING_ROWS and self._pending:
+            oldest = self._pending.pop(0)
+            total -= len(oldest)
+            self.dropped_rows += len(oldest)
+            log.error("offline activity queue over %d rows: dropped %d (they stay in the event log)",
+                      MAX_PENDING_ROWS, len(oldest))
 
     def flush_every(self, stop: threading.Event, every: float) -> None:
         """Flush the offline queue every ``every`` seconds until ``stop`` is set, then once more."""

@@ -36,6 +36,17 @@ class ServiceMetrics:
                                      labelnames=["outcome"])
         self.staleness = _metric("Histogram", "persona_feature_staleness_seconds",
                                  "Age of the feature snapshot behind each persona served", buckets=STALENESS_BUCKETS)
+        self.champion_pending = _metric("Gauge", "persona_champion_pending",
+                                        "1 while the registry's champions failed to load and are being retried",
+                                        multiprocess_mode="livemax")
+        self.events_duplicate = _metric("Counter", "persona_events_duplicate",
+                                        "Events POST /events had already taken (not folded again)")
+        self.records_served = _metric("Counter", "persona_records_served",
+                                      "Personas answered, by how: stored record or scored on the request",
+                                      labelnames=["source"])
+        self.rescore_users_per_second = _metric("Gauge", "persona_rescore_users_per_second",
+                                                "Throughput of the last re-score of every user's stored record",
+                                                multiprocess_mode="livemax")
 
     def models_in_use(self, old: dict[str, str], new: dict[str, str]) -> None:
         """Move the version gauge from the old versions to the new ones."""
@@ -44,9 +55,14 @@ class ServiceMetrics:
         for target, version in new.items():
             self.model_version.labels(target=target, version=version).set(1)
 
-    def served(self, records: list[Any]) -> None:
-        """Count personas by segment and observe the age of their features."""
-        for r in records:
-            self.personas_served.labels(segment=r.segment).inc()
-            if r.feature_age_seconds is not None:
-                self.staleness.observe(max(r.feature_age_seconds, 0.0))
+    def served(self, segments: list[str], ages: list[float | None], scored: int) -> None:
+        """Count personas by segment and by source (``scored`` of them on the request), and observe
+        the age of their features."""
+        for segment, age in zip(segments, ages):
+            self.personas_served.labels(segment=segment).inc()
+            if age is not None:
+                self.staleness.observe(max(age, 0.0))
+        if scored:
+            self.records_served.labels(source="scored").inc(scored)
+        if len(segments) > scored:
+            self.records_served.labels(source="record").inc(len(segments) - scored)

@@ -92,9 +92,14 @@ def port_is_free(host: str, port: int) -> bool:
 
 def start_service(settings: Settings, port: int | None = None, timeout: float = 120.0,
                   env: dict[str, str] | None = None, bento: str | None = None,
-                  service: str = SERVICE) -> ServiceProcess:
+                  service: str = SERVICE, workers: int | None = None, name: str = "persona") -> ServiceProcess:
     """Start ``bentoml serve`` and wait until ``/readyz`` answers 200 (raises with the log otherwise);
-    ``env`` adds environment variables (the API key, overrides of ``${VAR}`` settings)."""
+    ``env`` adds environment variables (the API key, overrides of ``${VAR}`` settings); ``workers``
+    sets the number of worker processes of the service called ``name`` (BentoML's ``services.<name>.workers``)."""
+    if workers is not None:
+        import json
+
+        env = (env or {}) | {"BENTOML_CONFIG_OVERRIDES": json.dumps({"services": {name: {"workers": workers}}})}
     if settings.config_path is None:
         raise ValueError("settings have no config_path: the service reads its configuration from that file")
     host = settings.serving.host

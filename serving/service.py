@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
+from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel, ConfigDict, Field
 
 from base.config import REQUEST_CEILING
 from serving.auth import ApiKeyMiddleware
 from serving.content_type import JsonOnlyMiddleware
+from serving.limits import BodyLimitMiddleware
 from serving.openapi_fix import OpenApiFixMiddleware
 from serving.report_app import report_app
 from serving.schemas import EventsResponse, PersonaResponse, ReloadResponse
+
+if TYPE_CHECKING:
+    from serving.live_models import ModelState
 
 log = logging.getLogger("persona.serving")
 
@@ -69,14 +75,15 @@ class PersonaService:
     """Answers applications with each user's persona and takes their new events in real time."""
 
     def __init__(self) -> None:
-        from features.store import feature_refs, open_store
         from base.config import load_settings
-        from training.targets import check_target_settings
+        from features.online_records import RecordStore
+        from features.store import feature_refs, open_store
         from serving.live_events import LiveEvents
         from serving.live_models import ChampionSwitch
         from serving.metrics import ServiceMetrics
         from serving.online import OnlineFeatures
-        from serving.persona_cache import PersonaCache
+        from serving.score_on_write import RecordKeeper
+        from training.targets import check_target_settings
 
         self.settings = load_settings()
         check_target_settings(self.settings)
@@ -91,36 +98,57 @@ class PersonaService:
         self.models = ChampionSwitch(self.settings, self.settings.ml, set(feature_refs(store)),
                                      self.metrics, packaged=packaged)
         self.live = LiveEvents(self.settings, store)
-        self.cache = PersonaCache(self.settings.serving.score_cache_size)
+        self.records = RecordStore(store)
+        self.keeper = RecordKeeper(self.settings, store, self.models, self.online, self.records, self.metrics)
         self._stop = threading.Event()
         cfg = self.settings.serving
-        for target, every in ((self.models.watch, cfg.model_poll_seconds), (self.live.flush_every, cfg.offline_push_seconds)):
+        for target, every in ((self.models.watch, cfg.model_poll_seconds), (self.live.flush_every, cfg.offline_push_seconds),
+                              (self.keeper.watch, cfg.model_poll_seconds)):
             threading.Thread(target=target, args=(self._stop, every), daemon=True).start()
-        log.info("persona service ready: models %s", self.models.current.versions)
+        state = self.models.current
+        log.info("persona service started: models %s", state.versions if state else f"not loaded ({self.models.last_error})")
 
-    def _personas(self, user_ids: list[str]) -> PersonaResponse:
-        state = self.models.current  # one model state per response, even across a swap
+    def _state(self) -> "ModelState":
+        """The models for this request (one state per response, even across a swap); 503 while none loaded."""
+        state = self.models.current
+        if state is None:
+            raise ModelsNotLoaded(self.models.last_error or "the champion models are loading")
+        return state
+
+    def _score(self, state: "ModelState", user_ids: list[str]) -> tuple[list[Any], list[Any]]:
+        """Score users from their online features now; their records are stored (cold starts are not)."""
+        from scoring.batch import stored_records
+
         x, times = self.online.read(user_ids, state.scorer.features)
-        now = datetime.now(timezone.utc)
-        versions = tuple(sorted(state.versions.items()))
-        keys = [(u, t or 0.0, versions) for u, t in zip(user_ids, times)]
-        records = [self.cache.get(k, now) for k in keys]
-        miss = [i for i, r in enumerate(records) if r is None]
-        if miss:
-            scored = state.scorer.score([user_ids[i] for i in miss], x[miss], [times[i] for i in miss], now)
-            self.cache.put([keys[i] for i in miss], scored)
-            for i, record in zip(miss, scored):
-                records[i] = record
-        self.metrics.served(records)
-        return PersonaResponse(personas=records)
+        records, stored = stored_records(state.scorer, user_ids, x, times)
+        self.records.write([(u, r) for u, r in stored if r.feature_ts])
+        return records, stored
+
+    def _answer(self, user_ids: list[str]) -> bytes:
+        """The response body: each user's stored record when its versions may be served, scored on the
+        request otherwise (no record yet, or a record of other models)."""
+        from scoring.records import served_json
+
+        state = self._state()
+        accepted = self.keeper.accepted(state)
+        stored = self.records.read(user_ids) if self.settings.serving.read_records else {}
+        misses = [u for u in dict.fromkeys(user_ids) if (r := stored.get(u)) is None or r.versions not in accepted]
+        if misses:
+            stored.update(self._score(state, misses)[1])
+        now = time.time()
+        chosen = [stored[u] for u in user_ids]
+        missed = set(misses)
+        self.metrics.served([r.segment for r in chosen], [now - r.feature_ts if r.feature_ts else None for r in chosen],
+                            sum(1 for u in user_ids if u in missed) if missed else 0)
+        return b'{"personas":[' + b",".join(served_json(r.body, r.feature_ts, now) for r in chosen) + b"]}"
 
     @bentoml.api(route="/persona", input_spec=PersonaRequest)
     def persona(self, user_ids: UserIds) -> PersonaResponse:
         """Personas for the given users, in request order; unknown users come back as cold starts."""
-        limit = self.settings.serving.max_batch
-        if len(user_ids) > limit:
-            return _too_many(len(user_ids), limit, "user ids", "serving.max_batch")  # type: ignore[return-value]
-        return self._personas(user_ids)
+        from starlette.responses import Response
+
+        # serving.max_batch is enforced before parsing (serving/limits.py)
+        return Response(self._answer(user_ids), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/events", input_spec=EventsRequest)
     def events(self, events: Events, all_or_nothing: bool = False) -> EventsResponse:
@@ -129,9 +157,7 @@ class PersonaService:
         with ``all_or_nothing``, one invalid event refuses the whole batch (400)."""
         from serving.events import check_events
 
-        limit = self.settings.serving.max_events
-        if len(events) > limit:
-            return _too_many(len(events), limit, "events", "serving.max_events")  # type: ignore[return-value]
+        state = self._state()  # 503 before anything is taken while no models are loaded
         checked = check_events(events, self.settings, datetime.now(timezone.utc))
         for r in checked.rejected:
             self.metrics.events_rejected.labels(field=r.field or "event").inc()
@@ -142,9 +168,9 @@ class PersonaService:
                 "error": f"batch refused: {len(checked.rejected)} of {len(events)} events are invalid (all_or_nothing)",
                 "detail": [r.model_dump() for r in checked.rejected]})
         taken = self.live.take(checked.events)
-        self.cache.drop(taken.users)
         self.metrics.events_accepted.inc(taken.accepted)
-        personas = self._personas(taken.users).personas if taken.users else []
+        self.metrics.events_duplicate.inc(taken.duplicates)
+        personas = self._score(state, taken.users)[0] if taken.users else []  # their records are stored
         self.live.record(personas)  # the persona history, appended in the background
         return EventsResponse(accepted=taken.accepted, duplicates=taken.duplicates, rejected=checked.rejected,
                               personas=personas)
@@ -152,12 +178,13 @@ class PersonaService:
     @bentoml.api(route="/admin/reload-models", input_spec=EmptyRequest)
     def reload_models(self) -> ReloadResponse:
         """Check the registry's champion aliases now and swap in any that moved."""
-        outcome = self.models.check()
-        return ReloadResponse(outcome=outcome, versions=self.models.current.versions,
+        outcome = self.models.check(force=True)
+        state = self.models.current
+        return ReloadResponse(outcome=outcome, versions=state.versions if state else {},
                               error=(self.models.last_error or "") if outcome == "failed" else "")
 
     def __is_ready__(self) -> bool:
-        """Ready once the models and the feature store are loaded (``__init__`` has finished)."""
+        """Ready once the champion models are loaded (503 while a failed load is retried)."""
         return self.models.current is not None
 
     @bentoml.on_shutdown
@@ -167,14 +194,11 @@ class PersonaService:
         self.live.flush_offline()
 
 
-def _too_many(n: int, limit: int, what: str, setting: str) -> Any:
-    """The 400 answer for a request over the configured bound (the schema's bound is the ceiling)."""
-    from starlette.responses import JSONResponse
-
-    return JSONResponse(status_code=400, content={"error": f"{n} {what} in one request; at most {limit} "
-                                                           f"({setting} in persona.yaml)"})
+class ModelsNotLoaded(ServiceUnavailable):
+    """No champion models loaded yet (a failed load is being retried): answered 503."""
 
 
 PersonaService.add_asgi_middleware(ApiKeyMiddleware)
 PersonaService.add_asgi_middleware(OpenApiFixMiddleware)
 PersonaService.add_asgi_middleware(JsonOnlyMiddleware)
+PersonaService.add_asgi_middleware(BodyLimitMiddleware)

@@ -95,7 +95,7 @@ def test_push_updates_online_features_at_once(store_settings: Settings) -> None:
     after_late = store.get_online_features(features=["user_activity:events_today"],
                                            entity_rows=[{"user_id": "u000003"}]).to_dict()
     assert after_late["events_today"] == [4]
-    offline = pd.read_parquet(store_settings.data_dir / "features" / "user_activity.parquet")
+    offline = pd.read_parquet(store_settings.data_dir / "features" / "user_activity")
     assert (offline["user_id"] == "u000003").sum() >= 2  # pushed offline too
     assert elapsed < 30  # sanity only; latency is measured in bench/, not here
 

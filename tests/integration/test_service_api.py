@@ -40,7 +40,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 def service(settings: Settings) -> Iterator[ServiceProcess]:
     """A real bentoml serve with an API key, checking the champion aliases every second."""
-    svc = start_service(settings, port=free_port(), env={"PERSONA_API_KEY": KEY, "PERSONA_MODEL_POLL_SECONDS": "1"})
+    svc = start_service(settings, port=free_port(), env={"PERSONA_API_KEY": KEY, "PERSONA_MODEL_POLL_SECONDS": "1",
+                                                                "PERSONA_MODEL_RETRY_SECONDS": "1"})
     yield svc
     svc.stop()
 
@@ -106,6 +107,36 @@ def test_an_event_changes_the_persona_at_once(settings: Settings, service: Servi
     again = _post(service, "/persona", {"user_ids": [user]}).json()["personas"][0]
     assert again["feature_timestamp"] == persona["feature_timestamp"]
     assert again["predicted_spend"] == persona["predicted_spend"] and again["churn_risk"] == persona["churn_risk"]
+
+
+def _served(service: ServiceProcess, source: str) -> float:
+    metrics = httpx.get(f"{service.url}/metrics", timeout=30).text
+    found = re.search(rf'^persona_records_served_total{{source="{source}"}} (\S+)$', metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_personas_are_read_from_records_scored_on_write(settings: Settings, service: ServiceProcess,
+                                                         users: list[str]) -> None:
+    from features.online_records import RecordStore
+    from features.store import open_store
+
+    records = RecordStore(open_store(settings))
+    user = users[20]
+    first = _post(service, "/persona", {"user_ids": [user]}).json()["personas"][0]
+    stored = records.read([user])[user]  # written by the start-up re-score or by this request
+    versions = ",".join(f"{k}={v}" for k, v in sorted(first["model_versions"].items()) if v)
+    assert stored.versions == versions and stored.segment == first["segment"]
+    before = _served(service, "record")
+    again = _post(service, "/persona", {"user_ids": [user, user]}).json()["personas"]
+    assert _served(service, "record") == before + 2  # read, not scored
+    assert again[0] == again[1] and {k: v for k, v in again[0].items() if k != "feature_age_seconds"} == {
+        k: v for k, v in first.items() if k != "feature_age_seconds"}
+    records.delete([user])  # no record: scored on the request, and the record is stored again
+    scored = _served(service, "scored")
+    third = _post(service, "/persona", {"user_ids": [user]}).json()["personas"][0]
+    assert _served(service, "scored") == scored + 1 and third["predicted_spend"] == first["predicted_spend"]
+    assert records.read([user])[user].versions == versions
+    records.close()
 
 
 def test_events_are_durable_and_reach_the_clean_store_once(settings: Settings, service: ServiceProcess,
@@ -199,23 +230,29 @@ def test_a_promotion_is_swapped_in_live_without_failing_a_request(settings: Sett
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not any(v == new.version for _, v in seen[-20:]):
         time.sleep(0.2)
-    time.sleep(1.0)
+    time.sleep(3.0)  # the re-score of every stored record for the new champion (300 users) finishes
     stop.set()
     for w in workers:
         w.join()
     assert seen and all(status == 200 for status, _ in seen), {s for s, _ in seen}
     versions = [v for _, v in seen]
     assert versions[0] == old.version and versions[-1] == new.version
-    first_new = versions.index(new.version)
-    assert set(versions[first_new + 40:]) == {new.version}  # a few in-flight requests may finish on the old one
+    # while the re-score runs, records of the old version are still served; afterwards only the new one
+    assert set(versions[-100:]) == {new.version}
+    metrics = httpx.get(f"{service.url}/metrics", timeout=30).text
+    rate = re.search(r"^persona_rescore_users_per_second (\S+)$", metrics, re.M)
+    assert rate and float(rate.group(1)) > 0
 
 
-def test_a_version_that_fails_to_load_leaves_the_old_one_serving(settings: Settings, service: ServiceProcess,
-                                                                 users: list[str], tmp_path: Path) -> None:
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving_and_is_retried(
+        settings: Settings, service: ServiceProcess, users: list[str], tmp_path: Path) -> None:
+    import mlflow
+
     ml = settings.ml
     good = alias_version(ml, "churn")
     name = good.name
-    broken = client(ml).create_model_version(name, source=str(tmp_path / "no-such-model"), run_id=good.run_id)
+    later = tmp_path / "model-not-there-yet"
+    broken = client(ml).create_model_version(name, source=str(later), run_id=good.run_id)
     set_alias(ml, ModelRef(name, str(broken.version), good.run_id), ml.champion_alias, "test: broken model")
     try:
         reload = _post(service, "/admin/reload-models", {}, AUTH).json()
@@ -225,10 +262,38 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(settings: Setti
         assert persona["model_versions"]["churn"] == good.version
         metrics = httpx.get(f"{service.url}/metrics", timeout=30).text
         assert 'persona_model_reloads_total{outcome="failed"}' in metrics
+        assert re.search(r"^persona_champion_pending 1\.0$", metrics, re.M)
         assert "cannot load champions" in service.log_tail(200)
+        assert httpx.get(f"{service.url}/readyz", timeout=10).status_code == 200  # the old models still serve
+        # the artifacts appear (a slow upload finished): the service retries on its own, with back-off
+        mlflow.set_tracking_uri(ml.tracking_uri)
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=client(ml).get_model_version(name, good.version).source, dst_path=str(later))
+        deadline = time.monotonic() + 30
+        version = good.version
+        while time.monotonic() < deadline and version != str(broken.version):
+            time.sleep(0.5)
+            version = _post(service, "/persona", {"user_ids": users[:1]}).json()["personas"][0]["model_versions"]["churn"]
+        assert version == str(broken.version)  # no alias move, no reload call: the retry loaded it
+        metrics = httpx.get(f"{service.url}/metrics", timeout=30).text
+        assert re.search(r"^persona_champion_pending 0\.0$", metrics, re.M)
     finally:
         set_alias(ml, good, ml.champion_alias, "test: restore")
     assert _post(service, "/admin/reload-models", {}, AUTH).json()["outcome"] in ("swapped", "unchanged")
+
+
+def test_oversized_bodies_get_a_413_before_they_are_read(service: ServiceProcess) -> None:
+    big = b'{"user_ids": ["' + b"u" * (5 * 1024 * 1024) + b'"]}'
+    t = time.perf_counter()
+    resp = httpx.post(f"{service.url}/persona", content=big, headers={"content-type": "application/json"}, timeout=30)
+    assert resp.status_code == 413 and "serving.max_body_bytes" in resp.json()["error"]
+    assert time.perf_counter() - t < 10  # sanity only
+    over = _post(service, "/persona", {"user_ids": [f"u{i}" for i in range(1001)]})
+    assert over.status_code == 400 and "serving.max_batch" in over.json()["error"]
+    prop = {"user_id": "u1", "event_type": "page_view", "timestamp": datetime.now(timezone.utc).isoformat(),
+            "properties": {"blob": "x" * 5000}}
+    refused = _post(service, "/events", {"events": [prop]}, AUTH)
+    assert refused.status_code == 400 and "serving.max_property_bytes" in refused.json()["error"]
 
 
 def test_schemathesis_finds_no_server_error(service: ServiceProcess) -> None:
@@ -260,7 +325,7 @@ def test_rescored_personas_reach_the_history_and_activity_goes_offline(settings:
             break
         time.sleep(0.5)
     assert len(rows) >= 1 and rows["segment"].iloc[-1] == resp.json()["personas"][0]["segment"]
-    activity = pd.read_parquet(settings.data_dir / "features" / "user_activity.parquet")
+    activity = pd.read_parquet(settings.data_dir / "features" / "user_activity")
     assert user in set(activity["user_id"])  # the push's offline side, batched
 
 
@@ -268,7 +333,8 @@ def test_the_service_serves_the_latest_report(settings: Settings, service: Servi
     from persona.report import write_report
 
     path = write_report(settings)
-    resp = httpx.get(f"{service.url}/report/", timeout=30)
+    assert httpx.get(f"{service.url}/report/", timeout=30).status_code == 401  # per-user rows: the key is needed
+    resp = httpx.get(f"{service.url}/report/", headers=AUTH, timeout=30)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
     assert resp.content == path.read_bytes()
 
@@ -310,14 +376,14 @@ def test_the_service_class_directly(settings: Settings, users: list[str], monkey
     svc = PersonaService.inner()
     try:
         ids = [users[7], "nobody", users[8]]
-        records = svc.persona(ids).personas
-        assert [r.user_id for r in records] == ids and [r.cold_start for r in records] == [False, True, False]
-        assert len({r.model_versions.model_dump_json() for r in records}) == 1
-        again = svc.persona(ids).personas  # served from the cache: the same answer, a newer age
-        assert [r.predicted_spend for r in again] == [r.predicted_spend for r in records]
+        records = json.loads(svc.persona(ids).body)["personas"]  # the stored records' JSON, as sent
+        assert [r["user_id"] for r in records] == ids and [r["cold_start"] for r in records] == [False, True, False]
+        assert len({json.dumps(r["model_versions"]) for r in records}) == 1
+        again = json.loads(svc.persona(ids).body)["personas"]  # read from the records: the same answer
+        assert [r["predicted_spend"] for r in again] == [r["predicted_spend"] for r in records]
         out = svc.events([_purchase(users[7], 75.0, event_id="direct-1")])
         assert out.accepted == 1 and out.personas[0].user_id == users[7]
-        assert out.personas[0].feature_timestamp > records[0].feature_timestamp
+        assert out.personas[0].feature_timestamp > datetime.fromisoformat(records[0]["feature_timestamp"])
         assert svc.__is_ready__()
     finally:
         svc.shutdown()

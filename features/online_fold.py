@@ -1,0 +1,316 @@
+"""Fold real-time events into the online store atomically, once per event id, across workers.
+
+One call of :meth:`OnlineFold.apply` is one atomic unit in the online store itself:
+
+1. claim the batch's event ids in a durable table of ids already folded (kept
+   ``serving.dedup_retention_days``); ids already there are duplicates and are not folded again;
+2. read the users' current ``user_behaviour`` and ``user_activity`` values;
+3. fold the new events in (features/live_behaviour.py, features/realtime.py);
+4. write both views' rows and the claimed ids.
+
+SQLite: all four steps run in one ``BEGIN IMMEDIATE`` transaction on Feast's online database
+(the id table lives in the same file), so two workers, two threads or a crash never apply an event
+twice or lose an update: the transaction commits whole or not at all. Redis: an optimistic
+transaction (``WATCH`` the users' hashes and the ids' keys, read, fold, ``MULTI``/``EXEC``), retried
+when another writer touched a watched key in between; ids are keys with an expiry. Values and keys are
+written in Feast's own layout (features/online_layout.py), so Feast and the fast reader read them.
+
+The retention only has to outlast the next snapshot: the snapshot built from the clean store (where
+ingest de-duplicates by event id for good) replaces the folded values with exact ones.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from features.online_layout import (
+    entity_keys,
+    from_redis_timestamp,
+    from_sqlite_epoch,
+    join_key,
+    key_version,
+    number,
+    online_name,
+    plain_redis,
+    plain_sqlite,
+    redis_client,
+    redis_field,
+    redis_timestamp,
+    redis_ts_field,
+    sqlite_epoch,
+    sqlite_path,
+    sqlite_table,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+REDIS_ATTEMPTS = 100
+PRUNE_EVERY = 500  # SQLite: forget expired ids every this many folds
+Current = dict[str, dict[str, float | None]]
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """What one atomic fold did."""
+
+    fresh: list[str]
+    """Event ids folded now (the others of the batch had been folded before)."""
+    users: list[str]
+    """Users whose online values changed."""
+    activity: pd.DataFrame
+    """The ``user_activity`` rows written (for the append-only offline copy)."""
+
+
+@dataclass
+class _View:
+    """One view as the fold reads and writes it."""
+
+    name: str
+    fields: list[str]
+    types: list[Any]  # Feast ValueType per field
+    table: str
+    hash_fields: list[bytes]
+    ts_field: bytes
+
+
+class OnlineFold:
+    """Atomic, de-duplicated folds of events into the behaviour and activity views (thread-safe)."""
+
+    def __init__(self, store: "FeatureStore", behaviour_view: str, activity_view: str, retention_s: float) -> None:
+        self.store = store
+        self.retention_s = retention_s
+        self._sqlite = plain_sqlite(store)
+        if not (self._sqlite or plain_redis(store)):
+            raise ValueError(f"the real-time fold needs a SQLite or Redis online store, not "
+                             f"{store.config.online_store.type!r}")
+        views = [store.get_feature_view(behaviour_view), store.get_feature_view(activity_view)]
+        self._key_name = join_key(views[0])
+        self._version = key_version(store)
+        self.behaviour, self.activity = (self._layout(fv) for fv in views)
+        self._project = store.project
+        self._lock = threading.Lock()
+        self._folds = 0
+        self._conn: sqlite3.Connection | None = None
+        self._ids_table = f"{self._project}_persona_event_ids"
+        self._client = None if self._sqlite else redis_client(store)
+
+    def _layout(self, fv: Any) -> _View:
+        stored = online_name(self.store, fv)
+        names = [f.name for f in fv.features]
+        return _View(name=fv.name, fields=names, types=[f.dtype.to_value_type() for f in fv.features],
+                     table=sqlite_table(self.store, fv) if self._sqlite else "",
+                     hash_fields=[redis_field(stored, n) for n in names], ts_field=redis_ts_field(stored))
+
+    # -- the fold itself (no I/O) -------------------------------------------------------------
+
+    def _fold(self, frame: pd.DataFrame, behaviour: Current, behaviour_ts: dict[str, float | None],
+              activity: Current, now_s: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+        from features.live_behaviour import folded_rows
+        from features.realtime import COUNTERS, fold, summarise
+
+        rows = folded_rows(frame, behaviour, behaviour_ts, self.behaviour.fields, now_s)
+        with_user = frame.loc[frame["user_id"].notna()]
+        if with_user.empty:
+            return rows, pd.DataFrame(columns=["user_id", "event_timestamp", *COUNTERS])
+        new = summarise(with_user)
+        stored = pd.DataFrame([{c: _nan(activity.get(u, {}).get(c)) for c in COUNTERS} for u in new.index],
+                              index=new.index, columns=list(COUNTERS), dtype=float)
+        return rows, fold(new, stored)
+
+    def apply(self, frame: pd.DataFrame, now_s: float) -> FoldResult:
+        """Fold the canonical events of ``frame`` whose ids were never folded; atomic in the store."""
+        if frame.empty:
+            return FoldResult([], [], pd.DataFrame())
+        frame = frame.drop_duplicates("event_id")
+        with self._lock:
+            if self._sqlite:
+                return self._sqlite_apply(frame, now_s)
+            return self._redis_apply(frame, now_s)
+
+    def seen(self, ids: Sequence[str]) -> set[str]:
+        """The ids among ``ids`` already folded (a quick look, outside any transaction)."""
+        if not ids:
+            return set()
+        with self._lock:
+            if self._sqlite:
+                conn = self._connection()
+                found: set[str] = set()
+                for start in range(0, len(ids), 500):
+                    chunk = list(ids[start:start + 500])
+                    found |= {r[0] for r in conn.execute(
+                        f'SELECT event_id FROM "{self._ids_table}" WHERE event_id IN ({", ".join("?" * len(chunk))})',
+                        chunk)}
+                return found
+            assert self._client is not None
+            got = self._client.mget([self._id_key(i) for i in ids])
+            return {i for i, v in zip(ids, got) if v is not None}
+
+    # -- SQLite ---------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            path = sqlite_path(self.store)
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no online store yet: run `persona materialize` first")
+            conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute(f'CREATE TABLE IF NOT EXISTS "{self._ids_table}" '
+                         "(event_id TEXT PRIMARY KEY, seen REAL NOT NULL) WITHOUT ROWID")
+            conn.execute(f'CREATE INDEX IF NOT EXISTS "{self._ids_table}_seen" ON "{self._ids_table}" (seen)')
+            self._conn = conn
+        return self._conn
+
+    def _sqlite_read(self, conn: sqlite3.Connection, view: _View, users: list[str]) -> tuple[Current, dict]:
+        keys = entity_keys(self._key_name, users, self._version)
+        user_of = dict(zip(keys, users))
+        values: Current = {u: {} for u in users}
+        stamps: dict[str, float | None] = {}
+        wanted = set(view.fields)
+        for start in range(0, len(keys), 400):
+            chunk = keys[start:start + 400]
+            for key, name, raw, ts in conn.execute(
+                    f'SELECT entity_key, feature_name, value, event_ts FROM "{view.table}" '
+                    f"WHERE entity_key IN ({', '.join('?' * len(chunk))})", chunk):
+                user = user_of[bytes(key)]
+                if name in wanted:
+                    values[user][name] = _none(number(raw))
+                when = from_sqlite_epoch(ts)
+                stamps[user] = max(stamps.get(user) or when, when)
+        return values, stamps
+
+    def _sqlite_write(self, conn: sqlite3.Connection, view: _View, rows: pd.DataFrame) -> None:
+        from features.online_writer import encode_column
+
+        if rows.empty:
+            return
+        keys = entity_keys(self._key_name, rows["user_id"].astype(str).tolist(), self._version)
+        stamps = [sqlite_epoch(t.to_pydatetime()) for t in pd.to_datetime(rows["event_timestamp"], utc=True)]
+        cells = []
+        for name, kind in zip(view.fields, view.types):
+            col = encode_column(name, rows[name], kind)
+            cells += [(k, name, v, t, s, s) for k, v, t, s in zip(keys, col.values.tolist(), col.texts.tolist(), stamps)]
+        conn.executemany(
+            f'INSERT INTO "{view.table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+            "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+            cells)
+
+    def _sqlite_apply(self, frame: pd.DataFrame, now_s: float) -> FoldResult:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")  # one writer at a time, across processes
+        try:
+            ids = frame["event_id"].astype(str).tolist()
+            done: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                done |= {r[0] for r in conn.execute(
+                    f'SELECT event_id FROM "{self._ids_table}" WHERE event_id IN ({", ".join("?" * len(chunk))})',
+                    chunk)}
+            fresh = frame.loc[~frame["event_id"].isin(done)]
+            users = sorted(fresh["user_id"].dropna().astype(str).unique())
+            if fresh.empty:
+                conn.execute("COMMIT")
+                return FoldResult([], [], pd.DataFrame())
+            behaviour, stamps = self._sqlite_read(conn, self.behaviour, users)
+            activity, _ = self._sqlite_read(conn, self.activity, users)
+            rows, act = self._fold(fresh, behaviour, stamps, activity, now_s)
+            self._sqlite_write(conn, self.behaviour, rows)
+            self._sqlite_write(conn, self.activity, act)
+            conn.executemany(f'INSERT INTO "{self._ids_table}" (event_id, seen) VALUES (?, ?)',
+                             [(i, now_s) for i in fresh["event_id"].astype(str)])
+            self._folds += 1
+            if self._folds % PRUNE_EVERY == 0:
+                conn.execute(f'DELETE FROM "{self._ids_table}" WHERE seen < ?', (now_s - self.retention_s,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return FoldResult(fresh["event_id"].astype(str).tolist(), users, act)
+
+    # -- Redis ----------------------------------------------------------------------------------
+
+    def _id_key(self, event_id: str) -> bytes:
+        return f"persona:event_id:{self._project}:{event_id}".encode()
+
+    def _redis_read(self, pipe: Any, view: _View, keys: list[bytes], users: list[str]) -> tuple[Current, dict]:
+        values: Current = {}
+        stamps: dict[str, float | None] = {}
+        for user, key in zip(users, keys):
+            reply = pipe.hmget(key, [*view.hash_fields, view.ts_field])
+            values[user] = {n: _none(number(raw)) if raw else None for n, raw in zip(view.fields, reply)}
+            stamps[user] = from_redis_timestamp(reply[-1]) if reply[-1] else None
+        return values, stamps
+
+    def _redis_write(self, pipe: Any, view: _View, rows: pd.DataFrame, ttl: int | None) -> None:
+        from features.online_writer import encode_column
+
+        if rows.empty:
+            return
+        keys = entity_keys(self._key_name, rows["user_id"].astype(str).tolist(), self._version)
+        project = self._project.encode()
+        columns = [encode_column(n, rows[n], k).values for n, k in zip(view.fields, view.types)]
+        times = pd.to_datetime(rows["event_timestamp"], utc=True)
+        for i, (key, when) in enumerate(zip(keys, times)):
+            pairs: list[bytes] = [view.ts_field, redis_timestamp(when.to_pydatetime())]
+            for f, col in zip(view.hash_fields, columns):
+                pairs += [f, bytes(col[i])]
+            pipe.execute_command("HSET", key + project, *pairs)
+            if ttl:
+                pipe.expire(key + project, ttl)
+
+    def _redis_apply(self, frame: pd.DataFrame, now_s: float) -> FoldResult:
+        from redis.exceptions import WatchError
+
+        assert self._client is not None
+        ttl = getattr(self.store.config.online_store, "key_ttl_seconds", None)
+        all_users = sorted(frame["user_id"].dropna().astype(str).unique())
+        keys = [k + self._project.encode() for k in entity_keys(self._key_name, all_users, self._version)]
+        ids = frame["event_id"].astype(str).tolist()
+        id_keys = [self._id_key(i) for i in ids]
+        for _ in range(REDIS_ATTEMPTS):
+            with self._client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(*keys, *id_keys)
+                    done = {i for i, v in zip(ids, pipe.mget(id_keys)) if v is not None}
+                    fresh = frame.loc[~frame["event_id"].isin(done)]
+                    if fresh.empty:
+                        pipe.unwatch()
+                        return FoldResult([], [], pd.DataFrame())
+                    users = sorted(fresh["user_id"].dropna().astype(str).unique())
+                    mine = [keys[all_users.index(u)] for u in users]
+                    behaviour, stamps = self._redis_read(pipe, self.behaviour, mine, users)
+                    activity, _ = self._redis_read(pipe, self.activity, mine, users)
+                    rows, act = self._fold(fresh, behaviour, stamps, activity, now_s)
+                    pipe.multi()
+                    self._redis_write(pipe, self.behaviour, rows, ttl)
+                    self._redis_write(pipe, self.activity, act, ttl)
+                    for i in fresh["event_id"].astype(str):
+                        pipe.set(self._id_key(i), b"1", ex=max(1, int(self.retention_s)))
+                    pipe.execute()
+                    return FoldResult(fresh["event_id"].astype(str).tolist(), users, act)
+                except WatchError:
+                    continue
+        raise RuntimeError(f"online fold: {REDIS_ATTEMPTS} attempts lost to concurrent writers of the same users")
+
+    def close(self) -> None:
+        """Close the SQLite connection."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _none(value: float) -> float | None:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else float(value)
