@@ -45,6 +45,7 @@ from ingestion.identity import (
 )
 from ingestion.ledger import BatchRecord, append_torn_safe, file_digest, read_ledger
 from ingestion.outliers import outlier_reasons
+from ingestion.privacy import admit_files
 from ingestion.readers import RawBatch, read_channel_file
 from base.config import ChannelConfig, Settings
 from base.paths import DataPaths
@@ -508,7 +509,7 @@ def ingest(settings: Settings, progress: Any | None = None, *, with_docs: bool =
     ``with_docs=False`` keeps GX in memory (no Data Docs); ``gate`` reuses a caller's GX session.
     """
     run = IngestRun(settings, gate=gate, with_docs=with_docs)
-    todo = pending_files(settings, run.paths)
+    todo = admit_files(settings, pending_files(settings, run.paths))  # personal data scrubbed at the door
     summary = IngestSummary()
     limit = settings.validation.group_rows
     with step(progress, "ingest + validate", total=len(todo)) as advance:

@@ -1,7 +1,7 @@
 """API-key check for the persona service, as a plain ASGI middleware (cheap on the hot path).
 
 The key comes from the environment variable named by ``serving.api_key_env`` (never from a file).
-``/events`` and ``/admin/*`` always need it, ``/persona`` when ``serving.require_key_for_persona`` is
+``/events``, ``/admin/*`` and ``/users/*`` (erasure) always need it, ``/persona`` when ``serving.require_key_for_persona`` is
 set. Send it as ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``. A missing or wrong key gets a
 401 with a JSON error; so does every protected call while the server has no key configured.
 """
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Any]
-ALWAYS_PROTECTED = ("/events", "/admin")
+ALWAYS_PROTECTED = ("/events", "/admin", "/users")
 
 
 async def send_json_error(send: Send, status: int, message: str,

@@ -24,6 +24,7 @@ from serving.auth import ApiKeyMiddleware
 from serving.content_type import JsonOnlyMiddleware
 from serving.openapi_fix import OpenApiFixMiddleware
 from serving.report_app import report_app
+from serving.erasure import erasure_app, refuse_suppressed
 from serving.schemas import EventsResponse, PersonaResponse, ReloadResponse
 
 log = logging.getLogger("persona.serving")
@@ -64,6 +65,7 @@ class EmptyRequest(BaseModel):
 
 
 @bentoml.asgi_app(report_app, path="/report")
+@bentoml.asgi_app(erasure_app, path="/users")
 @bentoml.service(name="persona", traffic={"timeout": 30})
 class PersonaService:
     """Answers applications with each user's persona and takes their new events in real time."""
@@ -77,6 +79,8 @@ class PersonaService:
         from serving.metrics import ServiceMetrics
         from serving.online import OnlineFeatures
         from serving.persona_cache import PersonaCache
+        from base.paths import DataPaths
+        from base.suppression import Suppression
 
         self.settings = load_settings()
         check_target_settings(self.settings)
@@ -92,6 +96,7 @@ class PersonaService:
                                      self.metrics, packaged=packaged)
         self.live = LiveEvents(self.settings, store)
         self.cache = PersonaCache(self.settings.serving.score_cache_size)
+        self.suppression = Suppression(DataPaths(self.settings.data_dir).suppression, self.settings.hash_salt)
         self._stop = threading.Event()
         cfg = self.settings.serving
         for target, every in ((self.models.watch, cfg.model_poll_seconds), (self.live.flush_every, cfg.offline_push_seconds)):
@@ -132,7 +137,7 @@ class PersonaService:
         limit = self.settings.serving.max_events
         if len(events) > limit:
             return _too_many(len(events), limit, "events", "serving.max_events")  # type: ignore[return-value]
-        checked = check_events(events, self.settings, datetime.now(timezone.utc))
+        checked = refuse_suppressed(check_events(events, self.settings, datetime.now(timezone.utc)), self.suppression)
         for r in checked.rejected:
             self.metrics.events_rejected.labels(field=r.field or "event").inc()
         if checked.rejected and all_or_nothing:  # the documented 400 shape: error + detail

@@ -123,7 +123,7 @@ def test_an_event_older_than_a_window_only_counts_in_longer_ones() -> None:
 
 
 def test_api_key_rules() -> None:
-    assert protected_paths(False) == ("/events", "/admin")
+    assert protected_paths(False) == ("/events", "/admin", "/users")  # /users: erasure (DELETE /users/{id})
     assert "/persona" in protected_paths(True)
     assert presented_key([(b"x-api-key", b" k ")]) == "k"
     assert presented_key([(b"authorization", b"Bearer k2")]) == "k2"
