@@ -367,6 +367,7 @@ def _finish(settings: Settings, erasure: Erasure, journal: Path, caller: str) ->
     paths = DataPaths(settings.data_dir)
     t = time.perf_counter()
     erase_files(settings, erasure)
+    erasure.counts = +erasure.counts  # only the stores where something was erased
     erasure.seconds += time.perf_counter() - t
     paths.audit_log.parent.mkdir(parents=True, exist_ok=True)
     with paths.audit_log.open("a", encoding="utf-8") as fh:

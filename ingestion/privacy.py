@@ -148,10 +148,11 @@ def scrub_file(path: Path, cfg: ChannelConfig, settings: Settings, tokens: froze
 def admit_files(settings: Settings, todo: list[Any]) -> list[Any]:
     """The door: scrub each pending file (``ingestion.ingest.PendingFile``) in place; a file whose scrubbed content the ledger already
     holds (an export delivered again) is dropped from the run."""
-    if not todo:
-        return todo
     paths = DataPaths(settings.data_dir)
     tokens = read_tokens(paths.suppression)
+    _scrub_redelivered(settings, paths, {item.path for item in todo}, tokens)
+    if not todo:
+        return todo
     done = {r.sha256 for r in read_ledger(paths.ledger)}
     out, seen = [], set()
     for item in todo:
@@ -162,3 +163,20 @@ def admit_files(settings: Settings, todo: list[Any]) -> list[Any]:
         seen.add(digest)
         out.append(replace(item, digest=digest) if changed else item)
     return out
+
+
+def _scrub_redelivered(settings: Settings, paths: DataPaths, pending: set[Path], tokens: frozenset[str]) -> int:
+    """An export delivered again byte for byte is not pending (the ledger has its digest), yet it may hold
+    people forgotten since: files changed after the last erasure are scrubbed too (their suppressed lines
+    removed; the remainder is content the ledger already holds or new rows ingest dedupes). Returns files
+    rewritten."""
+    if not tokens:
+        return 0
+    since = paths.suppression.stat().st_mtime
+    rewritten = 0
+    for cfg in settings.channels.values():
+        for path in settings.data_dir.glob(cfg.path):
+            if path in pending or not path.is_file() or path.stat().st_mtime <= since:
+                continue
+            rewritten += scrub_file(path, cfg, settings, tokens)[0]
+    return rewritten

@@ -30,4 +30,6 @@ def forget(user_ids: Annotated[list[str], typer.Argument(help="user ids to erase
                    f"identifier(s), {erasure.seconds:.2f} s")
         for store, n in sorted(erasure.counts.items()):
             typer.echo(f"  {store}: {n}")
+        if not erasure.counts:
+            typer.echo("  nothing left to erase (already forgotten)")
     typer.echo("recorded in the audit log (privacy/audit.jsonl); the service answers them as unknown")

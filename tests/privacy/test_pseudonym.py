@@ -70,3 +70,25 @@ def test_suppression_checker_follows_the_file(tmp_path: Path) -> None:
     add_tokens(path, [suppression_token("u1", "key-" * 5)])
     assert check.suppressed("u1") and not check.suppressed("u2")
     assert add_tokens(path, [suppression_token("u1", "key-" * 5)]) == 0
+
+
+def test_an_export_delivered_again_byte_for_byte_loses_forgotten_people(settings: Settings) -> None:
+    import os
+
+    from base.paths import DataPaths
+    from ingestion.ingest import pending_files
+    from ingestion.ledger import BatchRecord, append_record, file_digest
+    from ingestion.privacy import admit_files
+
+    paths = DataPaths(settings.data_dir)
+    crm = settings.data_dir / "raw" / "crm"
+    crm.mkdir(parents=True)
+    text = "ticket customer opened topic\nT1 u1 2026-10-01T10:00:00Z a\nT2 u2 2026-10-01T10:00:00Z b\n"
+    (crm / "a.txt").write_text(text)
+    append_record(paths.ledger, BatchRecord("crm-a", "crm", "raw/crm/a.txt", file_digest(crm / "a.txt"), 2, 2, 0, 0,
+                                            "accepted", "", "t"))
+    add_tokens(paths.suppression, [suppression_token("u1", settings.hash_salt)])
+    os.utime(paths.suppression, (1, 1))  # the erasure happened before the delivery below
+    (crm / "again.txt").write_text(text)
+    assert admit_files(settings, pending_files(settings, paths)) == []  # nothing to ingest
+    assert "u1" not in (crm / "again.txt").read_text() and "u2" in (crm / "again.txt").read_text()
