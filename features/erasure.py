@@ -29,6 +29,8 @@ import sqlite3
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -363,10 +365,40 @@ def _journal(paths: DataPaths, erasure: Erasure) -> Path:
     return replace_durably(tmp, path)
 
 
-def _finish(settings: Settings, erasure: Erasure, journal: Path, caller: str) -> Erasure:
+class ErasureBusy(RuntimeError):
+    """An update held the data directory for too long; the erasure stays journaled (run it again)."""
+
+
+@contextmanager
+def _no_update(paths: DataPaths, wait_seconds: float) -> Iterator[None]:
+    """Hold the update loop's lock (``update/.lock``) so no update reads a store half erased and writes
+    the person back (an update that starts meanwhile is skipped as busy; ``watch`` retries)."""
+    import fcntl
+
+    path = paths.update / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    with open(path, "a+") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ErasureBusy(f"an update has held {path} for {wait_seconds:.0f} s; the erasure is journaled "
+                                      "and its people suppressed: run `persona forget` again to complete it") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _finish(settings: Settings, erasure: Erasure, journal: Path, caller: str, wait_seconds: float) -> Erasure:
     paths = DataPaths(settings.data_dir)
-    t = time.perf_counter()
-    erase_files(settings, erasure)
+    with _no_update(paths, wait_seconds):
+        t = time.perf_counter()
+        erase_files(settings, erasure)
     erasure.counts = +erasure.counts  # only the stores where something was erased
     erasure.seconds += time.perf_counter() - t
     paths.audit_log.parent.mkdir(parents=True, exist_ok=True)
@@ -384,14 +416,15 @@ def pending(settings: Settings) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.exists() else []
 
 
-def forget(settings: Settings, user_ids: list[str], caller: str) -> list[Erasure]:
-    """Erase the users everywhere (finishing any erasure a crash interrupted first); idempotent."""
+def forget(settings: Settings, user_ids: list[str], caller: str, wait_seconds: float = 600.0) -> list[Erasure]:
+    """Erase the users everywhere (finishing any erasure a crash interrupted first); idempotent. Waits up to
+    ``wait_seconds`` for a running update to finish (:class:`ErasureBusy` after that)."""
     paths = DataPaths(settings.data_dir)
     done = []
     for journal in pending(settings):
         saved = json.loads(journal.read_text(encoding="utf-8"))
         erasure = Erasure(saved["request"], saved["user_ids"], saved["identifiers"])
-        done.append(_finish(settings, erasure, journal, caller))
+        done.append(_finish(settings, erasure, journal, caller, wait_seconds))
     if not user_ids:
         return done
     t = time.perf_counter()
@@ -401,5 +434,5 @@ def forget(settings: Settings, user_ids: list[str], caller: str) -> list[Erasure
     journal = _journal(paths, erasure)
     erasure.counts["suppression list: new tokens"] += add_tokens(
         paths.suppression, suppression_tokens(erasure.identifiers, settings.hash_salt))
-    done.append(_finish(settings, erasure, journal, caller))
+    done.append(_finish(settings, erasure, journal, caller, wait_seconds))
     return done

@@ -83,3 +83,22 @@ def test_properties_text_mentioning_an_id_is_erased(settings: Settings, tmp_path
     pd.DataFrame({"original": ['{"customer":"u1"}', '{"customer":"u10"}'], "reason": ["x", "y"]}).to_parquet(path)
     assert erase_parquet(path, ["u1"]) == 1
     assert pd.read_parquet(path)["original"].tolist() == ['{"customer":"u10"}']
+
+
+def test_a_running_update_holds_the_erasure_back_until_it_ends(settings: Settings) -> None:
+    import fcntl
+
+    from features.erasure import ErasureBusy, pending
+
+    paths = _stores(settings)
+    lock = paths.update / ".lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # an update is running
+        with pytest.raises(ErasureBusy, match="persona forget"):
+            forget(settings, ["u1"], "tester", wait_seconds=0.6)
+        assert pending(settings) and suppression_token("u1", settings.hash_salt) in read_tokens(paths.suppression)
+        assert "u1" in pd.read_parquet(paths.events)["user_id"].tolist()  # nothing erased under the update
+    done = forget(settings, [], "tester")  # the update ended: the journal is completed
+    assert len(done) == 1 and not pending(settings)
+    assert pd.read_parquet(paths.events)["event_id"].tolist() == ["e2"]

@@ -20,7 +20,13 @@ import pytest
 
 from base.config import Settings
 from tests.conftest import settings_in
-from tests.privacy.scan import forms, scan_contacts, scan_files, scan_postgres, scan_redis
+from tests.privacy.scan import (
+    forms,
+    scan_contacts,
+    scan_files,
+    scan_postgres,
+    scan_redis,
+)
 
 pytestmark = pytest.mark.privacy
 KEY = "privacy-test-key-0123456789"
