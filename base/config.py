@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from base.paths import DataPaths
+from base.pseudonym import PseudonymKeyError, check_key
 
 DEFAULT_CONFIG = "persona.yaml"
 PROJECT_FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
@@ -310,13 +311,35 @@ class UpdateConfig(Strict):
     report_top_users: int = Field(20, ge=1, description="rows in the report's table of most-changed users")
 
 
+class RetentionConfig(Strict):
+    """How long each store keeps personal data, in days (``None``: kept until erased); applied by ``persona update``."""
+
+    raw: int | None = Field(None, ge=1, description="inbox files (channel drops) already ingested, by modification time")
+    event_log: int | None = Field(None, ge=1, description="files of the service's event log already ingested")
+    quarantine: int | None = Field(None, ge=1, description="quarantine records, by the time their batch was processed")
+    history: int | None = Field(None, ge=1, description="persona history rows, by their time (each user's latest row is kept)")
+
+
+class PrivacyConfig(Strict):
+    """Personal data: which event ``properties`` keys are personal, and retention."""
+
+    personal_properties: dict[str, Literal["hash", "drop"]] = Field(
+        default_factory=lambda: {"email": "hash", "phone": "hash", "name": "drop", "first_name": "drop",
+                                 "last_name": "drop", "address": "drop", "ip": "drop"},
+        description="properties key (any case) -> 'hash' (keyed pseudonym) or 'drop', applied at the door "
+                    "(file channels and POST /events)")
+    retention_days: RetentionConfig = RetentionConfig()
+    audit_caller_env: str = Field("PERSONA_USER", description="who an erasure is recorded as (else the login name)")
+
+
 class Settings(Strict):
     """The whole ``persona.yaml``."""
 
     data_dir: Path
     base_currency: str = "EUR"
     fx_rates: dict[str, float] = Field(default_factory=lambda: {"EUR": 1.0})
-    hash_salt: str = "persona"
+    hash_salt: str = Field("persona", description="secret key of the keyed pseudonyms (HMAC-SHA256); "
+                                                  "$PERSONA_HASH_SALT, required in production")
     sample: SampleConfig = SampleConfig()
     channels: dict[str, ChannelConfig]
     outliers: OutlierConfig = OutlierConfig()
@@ -338,6 +361,7 @@ class Settings(Strict):
     model_source: Literal["registry", "bento"] = Field(
         "registry", description="where the service takes its models: the registry's champions (followed live) or "
                                 "the ones packaged in a bento ($PERSONA_MODEL_SOURCE, set by bentofile.yaml)")
+    privacy: PrivacyConfig = PrivacyConfig()
 
     @property
     def ml(self) -> "MlflowSettings":
@@ -437,10 +461,15 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     feature_repo = absolute(settings.feature_repo)
     if "feature_repo" not in raw and not feature_repo.is_dir():  # a user's own configuration elsewhere
         feature_repo = PROJECT_FEATURE_REPO
+    profile = env_choice(PROFILE_ENV, ("default", "production"))
+    try:
+        check_key(settings.hash_salt, profile)
+    except PseudonymKeyError as e:
+        raise ConfigError(f"{cfg_path}: hash_salt: {e}") from e
     return settings.model_copy(
         update={
             "mlflow": load_mlflow_file(mlflow_config, required="mlflow_config" in raw),
-            "profile": env_choice(PROFILE_ENV, ("default", "production")),
+            "profile": profile,
             "model_source": env_choice(MODEL_SOURCE_ENV, ("registry", "bento")),
             "segments": segments,
             "segments_file": segments_file,

@@ -149,6 +149,26 @@ class DataPaths:
         """HTML persona reports (``persona report``), newest last by name."""
         return self.root / "reports"
 
+    @property
+    def privacy(self) -> Path:
+        """Suppression list, erasure audit log and the journal of erasures in progress."""
+        return self.root / "privacy"
+
+    @property
+    def suppression(self) -> Path:
+        """One-way tokens of forgotten people's identifiers (checked at ingest and by the service)."""
+        return self.privacy / "suppressed.txt"
+
+    @property
+    def audit_log(self) -> Path:
+        """One JSON line per erasure: time, caller, counts per store (no personal data)."""
+        return self.privacy / "audit.jsonl"
+
+    @property
+    def erasures_pending(self) -> Path:
+        """Erasures begun and not finished (a re-run of ``persona forget`` completes them)."""
+        return self.privacy / "pending"
+
     def latest_report(self) -> Path | None:
         """The newest persona report, or None before the first ``persona report``."""
         found = sorted(self.reports.glob(f"{REPORT_PREFIX}*.html"))

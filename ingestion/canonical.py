@@ -8,7 +8,6 @@ for those rows only; hashed natural keys go through pandas.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -18,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from base.pseudonym import pseudonym
 from base.schema import CANONICAL_SCHEMA, EVENT_TYPES, MAPPABLE_FIELDS
 from base.text_values import blank_to_null, distinct, message, python_values, text_array, text_column, to_float
 from ingestion.timestamps import NAT, parse_ns, parse_timestamps, timestamp_reasons
@@ -53,7 +53,7 @@ class MissingColumns(ValueError):
 
 
 def hash_pii(values: pd.Series, salt: str, kind: str) -> pd.Series:
-    """Salted SHA-256 of normalised emails/phones; null stays null. Hashes each distinct value once."""
+    """Keyed pseudonyms (HMAC-SHA256) of normalised emails/phones; null stays null. Hashes each distinct value once."""
     hashed = _hash_pii(text_array(values), salt, kind)
     return pd.Series(hashed.to_numpy(zero_copy_only=False), index=values.index, dtype=object)
 
@@ -70,14 +70,14 @@ def _pii_key(value: str, kind: str) -> str | None:
 
 
 def _hash_pii(arr: pa.StringArray, salt: str, kind: str) -> pa.StringArray:
-    """Salted SHA-256 digests of ``arr``'s normalised values (normalised and hashed once per distinct value)."""
+    """Keyed pseudonyms (HMAC-SHA256) of ``arr``'s normalised values (normalised and hashed once per distinct value)."""
     values, codes = distinct(arr)
     digests: dict[str | None, str | None] = {None: None}
     out = []
     for value in values:
         key = _pii_key(value, kind)
         if key not in digests:
-            digests[key] = hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()
+            digests[key] = pseudonym(value, salt, kind)  # keyed HMAC-SHA256 (base/pseudonym.py)
         out.append(digests[key])
     return pa.array(out + [None], type=pa.string()).take(codes)
 

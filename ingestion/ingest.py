@@ -47,6 +47,7 @@ from ingestion.ledger import BatchRecord, append_torn_safe, read_ledger
 from ingestion.manifest import InboxManifest
 from ingestion.api_log import seal_all
 from ingestion.outliers import outlier_reasons
+from ingestion.privacy import admit_files
 from ingestion.readers import RawBatch, read_channel_file
 from ingestion.rollback import committed_names, roll_back
 from base.config import ChannelConfig, Settings
@@ -540,7 +541,7 @@ def ingest(settings: Settings, progress: Any | None = None, *, with_docs: bool =
 def _ingest(settings: Settings, progress: Any | None, *, with_docs: bool,
             gate: "GateSession | None") -> IngestSummary:
     run = IngestRun(settings, gate=gate, with_docs=with_docs)
-    todo = pending_files(settings, run.paths)
+    todo = admit_files(settings, pending_files(settings, run.paths))  # personal data scrubbed at the door
     summary = IngestSummary()
     undone = {k: v for k, v in run.rolled_back.items() if v}
     if undone:

@@ -16,6 +16,7 @@ from persona.commands.models import app as models_app
 from persona.commands.quarantine import app as quarantine_app
 from persona.commands.keys import app as keys_app
 from persona.commands.package import package
+from persona.commands.forget import forget
 from persona.commands.update import register as register_update_commands
 from persona.commands.common import console as _console
 from persona.commands.common import load as _settings
@@ -255,6 +256,7 @@ def run(config: ConfigOpt = None,
 
 
 register_update_commands(app)  # update, watch, history, migration, report
+app.command()(forget)  # persona forget USER_ID...
 
 
 def main() -> None:

@@ -250,6 +250,11 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
     summary.quarantined, summary.duplicates = ingest.total("quarantined"), ingest.total("duplicates")
     done("ingest", f"{summary.files_in} new file(s), {summary.events_in} events accepted" if ingest.batches
          else "skipped: no new files")
+    from persona.retention import apply_retention
+
+    gone = apply_retention(settings)  # privacy.retention_days (ingested files, quarantine, history)
+    done("retention", "removed " + ", ".join(f"{n} {what}" for what, n in gone.items()) if gone
+         else "skipped: nothing past privacy.retention_days")
     if not event_partitions(paths.events):
         done("features", "skipped: no clean events yet (drop files into the inbox or run `persona sample-data`)")
         return

@@ -4,7 +4,7 @@ Each client has its own key with scopes (``persona keys add NAME --scope events`
 the keys file, see base/access_keys.py, re-read when it changes). The single key of older set-ups,
 from the environment variable named by ``serving.api_key_env``, still works as an admin key.
 
-What needs which scope: ``POST /events`` → ``events``; ``/admin/*`` → ``admin``; ``GET /report`` (a
+What needs which scope: ``POST /events`` → ``events``; ``/admin/*`` and ``/users/*`` (erasure, ``DELETE /users/{id}``) → ``admin``; ``GET /report`` (a
 page with per-user rows) → ``viewer``; ``POST /persona`` → ``persona`` when
 ``serving.require_key_for_persona`` is set (open by default: see the README). ``admin`` holds every
 scope. Send the key as ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``. A missing or wrong key
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Any]
-ALWAYS_PROTECTED = ("/events", "/admin", "/report")
-PATH_SCOPES = {"/events": "events", "/admin": "admin", "/report": "viewer", "/persona": "persona"}
+ALWAYS_PROTECTED = ("/events", "/admin", "/report", "/users")
+PATH_SCOPES = {"/events": "events", "/admin": "admin", "/users": "admin", "/report": "viewer", "/persona": "persona"}
 
 
 async def send_json_error(send: Send, status: int, message: str,

@@ -13,6 +13,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from base.config import Settings
+from base.pseudonym import scrub_properties
 from serving.schemas import EventIn, RejectedEvent
 
 API_CHANNEL = "api"
@@ -84,9 +85,17 @@ def check_events(raw: Sequence[Any], settings: Settings, now: datetime) -> Check
             continue
         if event.event_id is None:
             event = event.model_copy(update={"event_id": default_event_id(event)})
+        if event.properties:  # personal keys hashed or dropped at the door (privacy.personal_properties)
+            event = event.model_copy(update={"properties": personal_properties_scrubbed(event.properties, settings)})
         events.append(event)
         positions.append(i)
     return CheckedBatch(events, positions, rejected)
+
+
+def personal_properties_scrubbed(properties: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """``properties`` with the configured personal keys hashed or dropped and e-mails/phones tokenised."""
+    personal = {k.lower(): v for k, v in settings.privacy.personal_properties.items()}
+    return json.loads(scrub_properties(json.dumps(properties), personal, settings.hash_salt) or "{}")
 
 
 def log_records(events: Sequence[EventIn]) -> list[dict[str, Any]]:

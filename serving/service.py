@@ -27,6 +27,7 @@ from serving.content_type import JsonOnlyMiddleware
 from serving.limits import BodyLimitMiddleware
 from serving.openapi_fix import OpenApiFixMiddleware
 from serving.report_app import report_app
+from serving.erasure import erasure_app, refuse_suppressed
 from serving.schemas import EventsResponse, PersonaResponse, ReloadResponse
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class EmptyRequest(BaseModel):
 
 
 @bentoml.asgi_app(report_app, path="/report")
+@bentoml.asgi_app(erasure_app, path="/users")
 @bentoml.service(name="persona", traffic={"timeout": 30})
 class PersonaService:
     """Answers applications with each user's persona and takes their new events in real time."""
@@ -84,6 +86,8 @@ class PersonaService:
         from serving.online import OnlineFeatures
         from serving.score_on_write import RecordKeeper
         from training.targets import check_target_settings
+        from base.paths import DataPaths
+        from base.suppression import Suppression
 
         self.settings = load_settings()
         check_target_settings(self.settings)
@@ -100,6 +104,7 @@ class PersonaService:
         self.live = LiveEvents(self.settings, store)
         self.records = RecordStore(store)
         self.keeper = RecordKeeper(self.settings, store, self.models, self.online, self.records, self.metrics)
+        self.suppression = Suppression(DataPaths(self.settings.data_dir).suppression, self.settings.hash_salt)
         self._stop = threading.Event()
         cfg = self.settings.serving
         for target, every in ((self.models.watch, cfg.model_poll_seconds), (self.live.flush_every, cfg.offline_push_seconds),
@@ -158,7 +163,7 @@ class PersonaService:
         from serving.events import check_events
 
         state = self._state()  # 503 before anything is taken while no models are loaded
-        checked = check_events(events, self.settings, datetime.now(timezone.utc))
+        checked = refuse_suppressed(check_events(events, self.settings, datetime.now(timezone.utc)), self.suppression)
         for r in checked.rejected:
             self.metrics.events_rejected.labels(field=r.field or "event").inc()
         if checked.rejected and all_or_nothing:  # the documented 400 shape: error + detail

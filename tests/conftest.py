@@ -13,6 +13,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("PERSONA_HASH_SALT", "tests-only-pseudonym-key-0f3c9a")  # production refuses the public default
 
 
 def settings_in(data_dir: Path, **sample: int) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,14 @@ from training.targets import Target
 
 EVAL_ARTIFACT = "evaluation/evaluation.parquet"
 """Where a training run logs its evaluation rows (the gate scores champion and challenger on them)."""
+EVAL_ROWS_TAG = "persona.evaluation_rows"
+"""Run tag naming the file of the run's per-user evaluation rows (kept in the data directory, not in MLflow)."""
+
+
+def eval_rows_path(data_dir: Path, run_id: str) -> Path:
+    """Where a run's per-user evaluation rows are kept (``training/evaluation/<run id>.parquet``)."""
+    return data_dir / "training" / "evaluation" / f"{run_id}.parquet"
+
 
 
 @dataclass(frozen=True)

@@ -26,3 +26,14 @@ def top_drivers(booster: Any, x: np.ndarray, features: list[str], k: int = 3) ->
         top = np.argsort(-np.abs(row))[:k]
         out.append([{"feature": features[j], "contribution": float(row[j])} for j in top])
     return out
+
+
+def driver_summary(booster: Any, x: np.ndarray, features: list[str]) -> dict[str, Any]:
+    """Aggregate explanation over rows: mean absolute contribution per feature and how often each is a
+    row's top driver (no per-row values, so nothing in it is about one person)."""
+    contrib = np.abs(contributions(booster, x)[:, :-1]) if len(x) else np.zeros((0, len(features)))
+    top = np.bincount(contrib.argmax(axis=1), minlength=len(features)) if len(x) else np.zeros(len(features))
+    order = np.argsort(-contrib.mean(axis=0)) if len(x) else np.arange(len(features))
+    return {"rows": len(x),
+            "mean_abs_contribution": {features[j]: float(contrib[:, j].mean()) if len(x) else 0.0 for j in order},
+            "top_driver_share": {features[j]: float(top[j] / max(1, len(x))) for j in order}}

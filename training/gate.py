@@ -11,7 +11,7 @@ import pandas as pd
 from base.config import GateConfig, MlflowSettings
 from training.registry import ModelRef, alias_version, client, record_decision, set_alias, use_tracking
 from training.champions import ServingCheck, servable_reasons
-from training.evaluation import EVAL_ARTIFACT, evaluate, matrix
+from training.evaluation import EVAL_ARTIFACT, EVAL_ROWS_TAG, evaluate, matrix
 from training.targets import better, target
 
 
@@ -80,8 +80,16 @@ def baseline_shortfalls(model: dict[str, float], logged: dict[str, float], key: 
 
 
 def _load_eval_frame(ml: MlflowSettings, run_id: str) -> pd.DataFrame:
+    """The run's evaluation rows: the data-directory file its tag names, else (older runs) its artifact."""
     import mlflow.artifacts
 
+    kept = client(ml).get_run(run_id).data.tags.get(EVAL_ROWS_TAG)
+    if kept:
+        try:
+            return pd.read_parquet(kept)
+        except FileNotFoundError as e:
+            raise GateError(f"run {run_id}: its evaluation rows {kept} are gone (retention or erasure); "
+                            "train again to compare") from e
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=EVAL_ARTIFACT,
                                                tracking_uri=ml.tracking_uri)
     return pd.read_parquet(path)

@@ -14,7 +14,7 @@ from base.progress import step
 from training.labels import Split
 from training.registry import ModelRef, ensure_experiment, use_tracking
 from training.champions import ServingCheck
-from training.evaluation import EVAL_ARTIFACT, Evaluation, evaluate, matrix
+from training.evaluation import EVAL_ARTIFACT, EVAL_ROWS_TAG, Evaluation, eval_rows_path, evaluate, matrix
 from training.targets import TARGETS, Target, segment_values
 
 
@@ -148,7 +148,7 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
     import mlflow.lightgbm
     from mlflow.models import infer_signature
 
-    from training.explain import top_drivers
+    from training.explain import driver_summary
     from training.plots import calibration_figure, close_figure, importance_figure, lift_figure
 
     use_tracking(ml)
@@ -187,16 +187,22 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
         for path, fig in figures.items():
             mlflow.log_figure(fig, path)
             close_figure(fig)
-        mlflow.log_dict({"users": rows["user_id"].head(20).tolist(),
-                         "drivers": top_drivers(booster, x[:20], features)}, "explanations/top_drivers.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            keep = ["user_id", "event_timestamp", *[c for c in evaluation if c.startswith("label_")], "segment", *features]
-            path = Path(tmp) / Path(EVAL_ARTIFACT).name
-            evaluation[[c for c in keep if c in evaluation]].to_parquet(path, index=False)
-            mlflow.log_artifact(str(path), artifact_path=str(Path(EVAL_ARTIFACT).parent))
-        info = mlflow.lightgbm.log_model(
+        mlflow.log_dict(driver_summary(booster, x, features), "explanations/top_drivers.json")  # aggregates only
+        keep = ["user_id", "event_timestamp", *[c for c in evaluation if c.startswith("label_")], "segment", *features]
+        eval_rows = evaluation[[c for c in keep if c in evaluation]]
+        if lineage.get("data_dir"):  # per-user rows stay in the data directory, where erasure reaches them
+            path = eval_rows_path(Path(lineage["data_dir"]), run.info.run_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            eval_rows.to_parquet(path, index=False)
+            mlflow.set_tag(EVAL_ROWS_TAG, str(path))
+        else:  # no data directory named: rows without user ids or times (no per-user identifier in MLflow)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / Path(EVAL_ARTIFACT).name
+                eval_rows.drop(columns=["user_id", "event_timestamp"], errors="ignore").to_parquet(path, index=False)
+                mlflow.log_artifact(str(path), artifact_path=str(Path(EVAL_ARTIFACT).parent))
+        info = mlflow.lightgbm.log_model(  # no input example: it would be per-user feature rows
             booster, name="model", registered_model_name=ml.model_name(target.key),
-            signature=infer_signature(example, booster.predict(example.to_numpy())), input_example=example,
+            signature=infer_signature(example, booster.predict(example.to_numpy())),
             pip_requirements=model_requirements(),  # explicit: skips slow environment inference
         )
     version = str(info.registered_model_version)

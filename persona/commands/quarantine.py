@@ -33,23 +33,54 @@ def list_batches(config: ConfigOpt = None) -> None:
     _console().print(table)
 
 
+def _id_values(original: str, settings: object) -> list[str]:
+    """Values of the identifier columns (user, anonymous and device ids of any channel) in an original row."""
+    import json
+
+    fields = {"user_id", "anonymous_id", "device_id"}
+    columns = {src for ch in settings.channels.values() for f, src in ch.columns.items() if f in fields}  # type: ignore[attr-defined]
+    try:
+        row = json.loads(original)
+    except json.JSONDecodeError:
+        return []
+    return [str(v) for k, v in row.items() if k in columns and v] if isinstance(row, dict) else []
+
+
 @app.command()
 def show(batch_id: Annotated[str, typer.Argument(help="batch id (see `persona quarantine list`)")],
          config: ConfigOpt = None,
-         limit: Annotated[int, typer.Option(help="rows to show")] = 20) -> None:
-    """The quarantined rows of one batch: file, row, failed check, reason and the original row."""
+         limit: Annotated[int, typer.Option(help="rows to show")] = 20,
+         admin_key: Annotated[str, typer.Option(envvar="PERSONA_ADMIN_KEY",
+                                                help="the service's API key: show identifiers and pseudonyms "
+                                                     "unmasked")] = "") -> None:
+    """The quarantined rows of one batch: file, row, failed check, reason and the original row
+    (identifiers and pseudonyms masked unless the admin key is given)."""
+    import hmac
+    import os
+
     from base.paths import DataPaths
+    from base.pseudonym import mask_text
     from validation.quarantine import read_quarantine
 
-    records = read_quarantine(DataPaths(_settings(config).data_dir).quarantine)
+    settings = _settings(config)
+    expected = os.environ.get(settings.serving.api_key_env, "")
+    if admin_key and not (expected and hmac.compare_digest(admin_key.encode(), expected.encode())):
+        typer.secho(f"wrong admin key (it is the service's key, ${settings.serving.api_key_env})", fg="red", err=True)
+        raise typer.Exit(1)
+    reveal = bool(admin_key)
+    records = read_quarantine(DataPaths(settings.data_dir).quarantine)
     rows = records.loc[records["batch_id"] == batch_id].sort_values("source_row")
     if rows.empty:
         typer.secho(f"no quarantined rows for batch {batch_id!r}", fg="red", err=True)
         raise typer.Exit(1)
     typer.echo(f"{len(rows)} quarantined rows in {batch_id} ({rows['source_file'].iloc[0]}):")
     for r in rows.head(limit).itertuples(index=False):
-        typer.echo(f"  {r.source_file}:{r.source_row}  [{r.check}]  {r.reason}")
-        typer.echo(f"      original: {r.original[:300]}")
+        ids = [] if reveal else _id_values(r.original, settings)
+        reason, original = (r.reason, r.original) if reveal else (mask_text(r.reason, ids), mask_text(r.original, ids))
+        typer.echo(f"  {r.source_file}:{r.source_row}  [{r.check}]  {reason}")
+        typer.echo(f"      original: {original[:300]}")
+    if not reveal:
+        typer.echo("  (identifiers masked; --admin-key shows them)")
     if len(rows) > limit:
         typer.echo(f"  ... {len(rows) - limit} more (--limit)")
 

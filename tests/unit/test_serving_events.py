@@ -121,7 +121,7 @@ def test_an_event_older_than_a_window_only_counts_in_longer_ones() -> None:
 
 
 def test_api_key_rules() -> None:
-    assert protected_paths(False) == ("/events", "/admin", "/report")
+    assert protected_paths(False) == ("/events", "/admin", "/report", "/users")  # /users: erasure (DELETE /users/{id})
     assert "/persona" in protected_paths(True)
     assert [path_scope(p) for p in ("/events", "/admin/reload-models", "/report/", "/persona")] == [
         "events", "admin", "viewer", "persona"]
