@@ -4,6 +4,7 @@ cell for cell, Feast's Spark retrieval, ``spark.engine`` materialization and the
 from __future__ import annotations
 
 import sqlite3
+import uuid
 
 import lightgbm as lgb
 import numpy as np
@@ -149,7 +150,8 @@ def test_spark_engine_materializes_every_feature_of_every_user(spark_built: Sett
 @pytest.fixture(scope="module")
 def models(reference: pd.DataFrame) -> dict[str, LoadedModel]:
     """Small real boosters trained on the sample's snapshots."""
-    features = ["spend_90d", "purchases_90d", "events_30d", "days_since_last_event", "affinity_home"]
+    features = ["spend_90d", "purchases_90d", "aov_90d", "product_views_30d", "events_30d", "days_since_last_event",
+                "affinity_home"]  # every feature segments.yaml reads, and a few more
     x = reference[features].to_numpy(dtype=float)
     params = {"verbosity": -1, "num_threads": 1, "min_data_in_leaf": 20}
     spend = lgb.train({**params, "objective": "tweedie"}, lgb.Dataset(x, reference["spend_30d"], feature_name=features), 15)
@@ -177,3 +179,31 @@ def test_spark_batch_scores_equal_the_scorers(spark_built: Settings, spark: obje
     expected = expected.sort_values("user_id").reset_index(drop=True)
     assert len(got) == len(snaps) > 50 and expected["segment"].nunique() > 1
     pd.testing.assert_frame_equal(got, expected[got.columns], check_dtype=False)
+
+
+def test_spark_engine_materializes_into_redis(spark_built: Settings) -> None:
+    """The production profile's online store (Redis at 127.0.0.1:6379, registry on PostgreSQL) under a
+    project of its own, removed afterwards."""
+    import redis
+
+    from features.spark_store import (
+        apply_spark_definitions,
+        materialize_spark,
+        open_spark_store,
+    )
+
+    settings = spark_built.model_copy(update={"profile": "production"})
+    project = f"persona_spark_{uuid.uuid4().hex[:8]}"
+    store = open_spark_store(settings, project=project)
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        apply_spark_definitions(settings, store)
+        users = materialize_spark(settings, store)
+        keys = [k for k in client.scan_iter(match=f"*{project}", count=1000)]
+        values = sum(len([f for f in client.hkeys(k) if not f.startswith(b"_ts:")]) for k in keys)
+        assert len(keys) == users > 50
+        assert values == users * len(store.get_feature_view("user_behaviour").features)
+    finally:  # leave nothing behind in the shared PostgreSQL and Redis
+        store._get_provider().teardown_infra(project, store.list_feature_views(), store.list_entities())
+        store.registry.delete_project(project, commit=True)
+    assert not list(client.scan_iter(match=f"*{project}", count=1000))
