@@ -33,7 +33,8 @@ class Books:
 
     def row(self) -> str:
         """The markdown table row."""
-        return f"| {self.scenario} | {self.rows_in} | {self.accounted} | {self.lost} | {self.duplicated} | {self.note} |"
+        cells = (self.scenario, self.rows_in, self.accounted, self.lost, self.duplicated, self.note)
+        return "| " + " | ".join(map(str, cells)) + " |"
 
 
 def data_lines(path: Path, header: bool) -> int:

@@ -55,7 +55,7 @@ def _poison_inbox(s: Settings) -> tuple[dict[str, int], set[str], set[str]]:
     deep = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
     (web / "deep.jsonl").write_bytes(b"\n".join([*good_web("d", 5), deep]) + b"\n")
     (web / "brackets.jsonl").write_bytes(b"\n".join([*good_web("b", 5), b"[" * 100_000]) + b"\n")
-    (web / "bomb.jsonl.gz").write_bytes(gzip.compress(b'{"a":1}\n' * (8 << 20), compresslevel=9))
+    (web / "bomb.jsonl.gz").write_bytes(gzip.compress(b'{"a":1}\n' * (2 << 20), compresslevel=9))
     whole = gzip.compress(b"\n".join(_web_line(f"t{k}") for k in range(5)) + b"\n")
     (web / "truncated.jsonl.gz").write_bytes(whole[: len(whole) // 2])
     (web / "garbage.jsonl").write_bytes(bytes(range(256)) * 16)

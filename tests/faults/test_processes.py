@@ -40,7 +40,7 @@ from pathlib import Path
 
 write = pq.write_table
 def slow_write(*args, **kwargs):
-    time.sleep(0.05)
+    time.sleep(float(sys.argv[3]))
     return write(*args, **kwargs)
 store.pq.write_table = slow_write
 s = settings_in(Path(sys.argv[1]))
@@ -118,8 +118,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
 
 
 def _slow_ingest(s: Settings, group_rows: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(s.data_dir), str(group_rows)], cwd=PROJECT,
-                            env=_env(s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(s.data_dir), str(group_rows), "0.01"],
+                            cwd=PROJECT, env=_env(s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def test_concurrent_ingests_release_and_a_killed_update(reference: Reference, tmp_path: Path) -> None:
@@ -156,7 +156,8 @@ def test_ingest_killed_at_random_points(reference: Reference, tmp_path: Path, se
     files = sum(1 for cfg in s.channels.values() for _ in s.data_dir.glob(cfg.path))
     kills = 0
     for _ in range(2):  # two kills in a row at random points, then a clean finish
-        child = subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(s.data_dir), str(reference.rows_per_file)],
+        child = subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(s.data_dir), str(reference.rows_per_file),
+                                  "0.05"],
                                  cwd=PROJECT, env=_env(s), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.5, 6.0))
         if child.poll() is None:
