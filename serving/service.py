@@ -6,7 +6,7 @@ environment variable named by ``serving.api_key_env``.
 
 Endpoints: ``POST /persona`` (personas of 1 to 1,000 users), ``POST /events`` (real-time events,
 key required), ``POST /admin/reload-models`` (check the champion aliases now, key required),
-``GET /report`` (the latest persona report), and BentoML's own ``/healthz``, ``/readyz``, ``/metrics``.
+``GET /report`` (the latest persona report), ``/studio`` (the persona studio), and BentoML's own ``/healthz``, ``/readyz``, ``/metrics``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from serving.auth import ApiKeyMiddleware
 from serving.content_type import JsonOnlyMiddleware
 from serving.openapi_fix import OpenApiFixMiddleware
 from serving.report_app import report_app
+from serving.studio_app import studio_app
 from serving.schemas import EventsResponse, PersonaResponse, ReloadResponse
 
 log = logging.getLogger("persona.serving")
@@ -64,6 +65,7 @@ class EmptyRequest(BaseModel):
 
 
 @bentoml.asgi_app(report_app, path="/report")
+@bentoml.asgi_app(studio_app, path="/studio")
 @bentoml.service(name="persona", traffic={"timeout": 30})
 class PersonaService:
     """Answers applications with each user's persona and takes their new events in real time."""
@@ -71,7 +73,8 @@ class PersonaService:
     def __init__(self) -> None:
         from features.store import feature_refs, open_store
         from base.config import load_settings
-        from training.targets import check_target_settings
+        from base.segments import check_rules
+        from training.targets import check_target_settings, segment_inputs
         from serving.live_events import LiveEvents
         from serving.live_models import ChampionSwitch
         from serving.metrics import ServiceMetrics
@@ -92,6 +95,10 @@ class PersonaService:
                                      self.metrics, packaged=packaged)
         self.live = LiveEvents(self.settings, store)
         self.cache = PersonaCache(self.settings.serving.score_cache_size)
+        from studio.rule_versions import RulesWatch  # segment rules saved in the studio apply without a restart
+
+        self.rules = RulesWatch(self.settings.segments_file, self.settings.segments,
+                                lambda rules: check_rules(rules, set(self.models.current.scorer.features) | set(segment_inputs())))
         self._stop = threading.Event()
         cfg = self.settings.serving
         for target, every in ((self.models.watch, cfg.model_poll_seconds), (self.live.flush_every, cfg.offline_push_seconds)):
@@ -100,9 +107,10 @@ class PersonaService:
 
     def _personas(self, user_ids: list[str]) -> PersonaResponse:
         state = self.models.current  # one model state per response, even across a swap
+        state.scorer.rules = self.rules.current()  # as the segments file says now (studio edits apply live)
         x, times = self.online.read(user_ids, state.scorer.features)
         now = datetime.now(timezone.utc)
-        versions = tuple(sorted(state.versions.items()))
+        versions = (*sorted(state.versions.items()), self.rules.version)
         keys = [(u, t or 0.0, versions) for u, t in zip(user_ids, times)]
         records = [self.cache.get(k, now) for k in keys]
         miss = [i for i, r in enumerate(records) if r is None]

@@ -1,0 +1,222 @@
+"""What the studio's pages show, computed at update time (``persona update`` calls :func:`build`), never
+per request: each user's current persona with its features, each user's segment as of every batch
+update, and the overview's numbers (segment sizes and profiles, drift, data quality, model versions).
+
+Files under ``<data>/studio`` (each written atomically; derived, may be deleted and rebuilt):
+``current.parquet`` (one row per user), ``segments_by_update.parquet`` (user × update),
+``overview.json``, ``emails.parquet`` (hashed e-mail → user, for the person search).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from base.config import Settings
+from base.paths import DataPaths
+from studio.files import read_json, studio_dir, write_atomic, write_json
+
+PROFILE_FEATURES = ("spend_90d", "purchases_90d", "aov_90d", "product_views_30d", "days_since_last_purchase",
+                    "sessions_30d", "cart_conversion_30d", "support_tickets_90d")
+"""Features whose segment means the overview sets against the population (those present are shown)."""
+UPDATES_KEPT = 60
+"""Batch updates kept in the segment-by-update table (the newest)."""
+SKIPPED = ("event_timestamp", "created", "last_event_ts", "last_purchase_ts")
+
+
+def _parquet(frame: pd.DataFrame, path: Path) -> None:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    write_atomic(path, buf.getvalue())
+
+
+def current_frame(settings: Settings) -> pd.DataFrame:
+    """Each user's current persona (history) joined with the numeric features of the newest snapshot."""
+    from scoring.history import latest_personas
+
+    personas = latest_personas(settings)
+    try:
+        from scoring.batch import newest_snapshots
+
+        snaps = newest_snapshots(settings)
+    except RuntimeError:  # no snapshots yet
+        return personas
+    numeric = [c for c in snaps.columns if c not in SKIPPED and c != "user_id"
+               and pd.api.types.is_numeric_dtype(snaps[c])]
+    feats = snaps[["user_id", *numeric]].copy()
+    for c in numeric:
+        feats[c] = pd.to_numeric(feats[c], errors="coerce").astype("float64")
+    clash = [c for c in numeric if c in personas.columns]
+    return personas.merge(feats.drop(columns=clash), on="user_id", how="left")
+
+
+def segments_by_update(settings: Settings) -> pd.DataFrame:
+    """Users × batch updates: each user's segment as of each update's feature time (one pass over the history)."""
+    from scoring.history import read_history, update_times
+
+    times = update_times(settings)[-UPDATES_KEPT:]
+    if not times:
+        return pd.DataFrame({"user_id": pd.Series(dtype=object)})
+    rows = read_history(settings)  # oldest first (feature time, then scoring time)
+    state = pd.Series(dtype=object)
+    columns: dict[str, pd.Series] = {}
+    start = None
+    ts = rows["event_timestamp"]
+    for t in times:
+        chunk = rows.loc[(ts <= t) if start is None else ((ts > start) & (ts <= t))]
+        newest = chunk.drop_duplicates("user_id", keep="last").set_index("user_id")["segment"]
+        state = pd.concat([state.drop(newest.index, errors="ignore"), newest])
+        columns[_label(t)] = state.copy()
+        start = t
+    frame = pd.DataFrame(columns)
+    frame.index.name = "user_id"
+    return frame.reset_index()
+
+
+def _label(t: pd.Timestamp) -> str:
+    return f"{pd.Timestamp(t):%Y-%m-%d %H:%M}"
+
+
+def profiles(current: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per segment: users, spend share, mean churn risk, and feature means against the population's."""
+    if current.empty:
+        return []
+    feats = [f for f in PROFILE_FEATURES if f in current.columns]
+    population = current[feats].mean()
+    total_spend = float(current["predicted_spend"].sum()) or 1.0
+    out = []
+    for seg, part in current.groupby("segment", sort=True):
+        means = part[feats].mean()
+        out.append({
+            "segment": str(seg), "users": len(part),
+            "spend_share": round(float(part["predicted_spend"].sum()) / total_spend, 4),
+            "mean_spend": round(float(part["predicted_spend"].mean()), 2),
+            "churn_risk": round(float(part["churn_risk"].mean()), 4),
+            "features": {f: {"segment": _num(means[f]), "population": _num(population[f])} for f in feats},
+        })
+    return out
+
+
+def _num(v: Any) -> float | None:
+    return None if pd.isna(v) else round(float(v), 4)
+
+
+def drift_status(settings: Settings) -> dict[str, Any] | None:
+    """The newest drift check in short."""
+    from scoring.drift import drift_history
+
+    found = drift_history(settings)
+    if not found:
+        return None
+    d = found[-1]
+    top = sorted(d.features.items(), key=lambda kv: -kv[1])[:8]
+    return {"window": d.window, "checked_at": d.checked_at, "reason": d.reason, "retrain": d.retrain,
+            "drifted_features": d.drifted_features, "drifted_outputs": d.drifted_outputs, "alert": d.alert,
+            "warn": d.warn, "top": [[k, round(v, 4)] for k, v in top], "outputs": d.outputs}
+
+
+def data_quality(settings: Settings, last: int = 10) -> dict[str, Any]:
+    """Ledger totals and the newest batches (accepted, quarantined, duplicates)."""
+    from ingestion.ledger import read_ledger
+
+    batches = read_ledger(DataPaths(settings.data_dir).ledger)
+    total = {k: int(sum(getattr(b, k) for b in batches)) for k in ("rows_read", "accepted", "quarantined", "duplicates")}
+    recent = [{"batch": b.batch_id, "channel": b.channel, "status": b.status, "rows": b.rows_read,
+               "accepted": b.accepted, "quarantined": b.quarantined, "duplicates": b.duplicates,
+               "at": b.processed_at} for b in batches[-last:]]
+    return {"batches": len(batches), **total, "recent": recent[::-1],
+            "quarantined_share": round(total["quarantined"] / total["rows_read"], 4) if total["rows_read"] else 0.0}
+
+
+def versions_in_use(current: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Model version → users whose current persona it produced, per kept target."""
+    from scoring.history import KEPT, version_column
+
+    return {t.key: {str(k): int(v) for k, v in current[version_column(t.key)].value_counts().items()}
+            for t in KEPT if version_column(t.key) in current.columns}
+
+
+def email_index(settings: Settings) -> pd.DataFrame:
+    """Hashed e-mail → user, from the clean events (only hashes are stored there)."""
+    import pyarrow.dataset as ds
+
+    root = DataPaths(settings.data_dir).events
+    files = sorted(root.glob("date=*/*.parquet")) if root.exists() else []
+    if not files:
+        return pd.DataFrame({"email_hash": pd.Series(dtype=object), "user_id": pd.Series(dtype=object)})
+    table = ds.dataset([str(f) for f in files], format="parquet").to_table(
+        columns=["email_hash", "user_id"], filter=ds.field("email_hash").is_valid())
+    return table.to_pandas().drop_duplicates().reset_index(drop=True)
+
+
+def build(settings: Settings) -> str:
+    """Compute and store every aggregate the pages show; returns a one-line summary."""
+    out = studio_dir(settings)
+    current = current_frame(settings)
+    by_update = segments_by_update(settings)
+    sizes = {c: {str(k): int(v) for k, v in by_update[c].value_counts().items()}
+             for c in by_update.columns if c != "user_id"}
+    overview = {"built_at": datetime.now(UTC).isoformat(timespec="seconds"), "users": len(current),
+                "updates": [c for c in by_update.columns if c != "user_id"], "sizes": sizes,
+                "profiles": profiles(current), "drift": drift_status(settings),
+                "quality": data_quality(settings), "versions": versions_in_use(current),
+                "feature_time": str(current["feature_timestamp"].max()) if len(current) else None}
+    _parquet(current, out / "current.parquet")
+    _parquet(by_update, out / "segments_by_update.parquet")
+    _parquet(email_index(settings), out / "emails.parquet")
+    write_json(out / "overview.json", overview)  # last: its time stamps the set
+    return f"studio aggregates for {len(current)} users over {len(sizes)} update(s)"
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """The stored aggregates, loaded once per build (pages read them from memory)."""
+
+    overview: dict[str, Any]
+    current: pd.DataFrame  # indexed by user_id
+    by_update: pd.DataFrame  # indexed by user_id, one column per update
+    emails: pd.DataFrame
+    stamp: int
+
+    def person(self, user_id: str) -> dict[str, Any] | None:
+        """The user's current row (features and persona), or None."""
+        if user_id not in self.current.index:
+            return None
+        row = self.current.loc[user_id]
+        return {k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in row.items()}
+
+    def user_of_email(self, digest: str) -> str | None:
+        """The user a hashed e-mail belongs to."""
+        hit = self.emails.loc[self.emails["email_hash"] == digest, "user_id"]
+        return str(hit.iloc[0]) if len(hit) else None
+
+
+class AggregateCache:
+    """Loads the aggregates when the stored set changes (the overview file's modification time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: Aggregates | None = None
+
+    def get(self, settings: Settings) -> Aggregates | None:
+        """The newest stored aggregates, or None before the first update built them."""
+        folder = studio_dir(settings)
+        try:
+            stamp = (folder / "overview.json").stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        with self._lock:
+            if self._loaded is None or self._loaded.stamp != stamp:
+                self._loaded = Aggregates(
+                    overview=read_json(folder / "overview.json", {}),
+                    current=pd.read_parquet(folder / "current.parquet").set_index("user_id", drop=False),
+                    by_update=pd.read_parquet(folder / "segments_by_update.parquet").set_index("user_id"),
+                    emails=pd.read_parquet(folder / "emails.parquet"), stamp=stamp)
+            return self._loaded
