@@ -4,7 +4,9 @@ update, and the overview's numbers (segment sizes and profiles, drift, data qual
 
 Files under ``<data>/studio`` (each written atomically; derived, may be deleted and rebuilt):
 ``current.parquet`` (one row per user), ``segments_by_update.parquet`` (user × update),
-``overview.json``, ``emails.parquet`` (hashed e-mail → user, for the person search).
+``overview.json``, ``emails.parquet`` (hashed e-mail → user, for the person search), ``timelines.parquet``
+(the persona history) and ``recent_events.parquet`` (the last days' events), both sorted by user in small
+row groups so one person's rows are read without scanning everyone's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ PROFILE_FEATURES = ("spend_90d", "purchases_90d", "aov_90d", "product_views_30d"
 UPDATES_KEPT = 60
 """Batch updates kept in the segment-by-update table (the newest)."""
 SKIPPED = ("event_timestamp", "created", "last_event_ts", "last_purchase_ts")
+RECENT_DAYS = 30
+"""Days of events the person page shows from."""
+EVENT_COLUMNS = ("user_id", "timestamp", "event_type", "channel", "amount", "currency", "category", "product_id", "device")
+TIMELINE_COLUMNS = ("user_id", "event_timestamp", "segment", "predicted_spend", "churn_risk", "source", "scored_at")
+ROW_GROUP = 16_384
 
 
 def _parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -57,14 +64,46 @@ def current_frame(settings: Settings) -> pd.DataFrame:
     return personas.merge(feats.drop(columns=clash), on="user_id", how="left")
 
 
-def segments_by_update(settings: Settings) -> pd.DataFrame:
-    """Users × batch updates: each user's segment as of each update's feature time (one pass over the history)."""
-    from scoring.history import read_history, update_times
+def _by_user(frame: pd.DataFrame, path: Path, order: list[str], ascending: list[bool]) -> None:
+    """A per-user lookup table: sorted by user, small row groups (a reader filters by their statistics)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame.sort_values(order, ascending=ascending, kind="stable"), preserve_index=False)
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, row_group_size=ROW_GROUP)
+    write_atomic(path, buf.getvalue().to_pybytes())
+
+
+def recent_events(settings: Settings) -> pd.DataFrame:
+    """Every event of the last :data:`RECENT_DAYS` day partitions of the clean store."""
+    import pyarrow.dataset as ds
+
+    root = DataPaths(settings.data_dir).events
+    days = sorted(root.glob("date=*"))[-RECENT_DAYS:] if root.exists() else []
+    files = [str(f) for d in days for f in d.glob("*.parquet")]
+    if not files:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in EVENT_COLUMNS})
+    return ds.dataset(files, format="parquet").to_table(columns=list(EVENT_COLUMNS)).to_pandas()
+
+
+def user_rows(path: Path, user: str) -> pd.DataFrame:
+    """One user's rows of a per-user lookup table (empty when the table is missing)."""
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        return pd.DataFrame()
+    return pq.read_table(path, filters=[("user_id", "==", user)]).to_pandas()
+
+
+def segments_by_update(settings: Settings, rows: pd.DataFrame) -> pd.DataFrame:
+    """Users × batch updates: each user's segment as of each update's feature time (one pass over the
+    history ``rows``, oldest first)."""
+    from scoring.history import update_times
 
     times = update_times(settings)[-UPDATES_KEPT:]
     if not times:
         return pd.DataFrame({"user_id": pd.Series(dtype=object)})
-    rows = read_history(settings)  # oldest first (feature time, then scoring time)
     state = pd.Series(dtype=object)
     columns: dict[str, pd.Series] = {}
     start = None
@@ -158,9 +197,12 @@ def email_index(settings: Settings) -> pd.DataFrame:
 
 def build(settings: Settings) -> str:
     """Compute and store every aggregate the pages show; returns a one-line summary."""
+    from scoring.history import read_history
+
     out = studio_dir(settings)
     current = current_frame(settings)
-    by_update = segments_by_update(settings)
+    rows = read_history(settings)
+    by_update = segments_by_update(settings, rows)
     sizes = {c: {str(k): int(v) for k, v in by_update[c].value_counts().items()}
              for c in by_update.columns if c != "user_id"}
     overview = {"built_at": datetime.now(UTC).isoformat(timespec="seconds"), "users": len(current),
@@ -171,6 +213,9 @@ def build(settings: Settings) -> str:
     _parquet(current, out / "current.parquet")
     _parquet(by_update, out / "segments_by_update.parquet")
     _parquet(email_index(settings), out / "emails.parquet")
+    _by_user(rows[list(TIMELINE_COLUMNS)], out / "timelines.parquet", ["user_id", "event_timestamp", "scored_at"],
+             [True, True, True])
+    _by_user(recent_events(settings), out / "recent_events.parquet", ["user_id", "timestamp"], [True, False])
     write_json(out / "overview.json", overview)  # last: its time stamps the set
     return f"studio aggregates for {len(current)} users over {len(sizes)} update(s)"
 
@@ -184,6 +229,7 @@ class Aggregates:
     by_update: pd.DataFrame  # indexed by user_id, one column per update
     emails: pd.DataFrame
     stamp: int
+    folder: Path
 
     def person(self, user_id: str) -> dict[str, Any] | None:
         """The user's current row (features and persona), or None."""
@@ -191,6 +237,14 @@ class Aggregates:
             return None
         row = self.current.loc[user_id]
         return {k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in row.items()}
+
+    def timeline(self, user_id: str) -> pd.DataFrame:
+        """The user's persona history, oldest first."""
+        return user_rows(self.folder / "timelines.parquet", user_id)
+
+    def events(self, user_id: str, last: int = 20) -> pd.DataFrame:
+        """The user's newest events of the last days."""
+        return user_rows(self.folder / "recent_events.parquet", user_id).head(last).drop(columns="user_id", errors="ignore")
 
     def user_of_email(self, digest: str) -> str | None:
         """The user a hashed e-mail belongs to."""
@@ -218,5 +272,5 @@ class AggregateCache:
                     overview=read_json(folder / "overview.json", {}),
                     current=pd.read_parquet(folder / "current.parquet").set_index("user_id", drop=False),
                     by_update=pd.read_parquet(folder / "segments_by_update.parquet").set_index("user_id"),
-                    emails=pd.read_parquet(folder / "emails.parquet"), stamp=stamp)
+                    emails=pd.read_parquet(folder / "emails.parquet"), stamp=stamp, folder=folder)
             return self._loaded

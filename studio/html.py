@@ -35,7 +35,7 @@ def page(title: str, body: str, base: str, who: str = "", charts: bool = False) 
                     (("Overview", "/"), ("Person", "/person"), ("Segment rules", "/rules"),
                      ("Audiences", "/audiences"), ("Models", "/models")))
     me = f"<span class='who'>{esc(who)} · <a href='{base}/logout'>sign out</a></span>" if who else ""
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)} · Persona studio</title>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'><title>{esc(title)} · Persona studio</title>"
             f"<style>{CSS}</style>{script}</head><body><nav>{links}{me}</nav><main><h1>{esc(title)}</h1>"
             f"{body}</main></body></html>")
 

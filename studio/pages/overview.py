@@ -35,8 +35,8 @@ def overview(r: Req) -> str:
     parts.append(f"<h2>Data quality</h2><p>{q['batches']} batches, {q['rows_read']:,} rows read, "
                  f"{q['accepted']:,} accepted, {q['quarantined']:,} quarantined ({q['quarantined_share']:.2%}), "
                  f"{q['duplicates']:,} duplicates</p>")
-    parts.append(rows_table(["batch", "channel", "status", "rows", "accepted", "quarantined", "duplicates", "at"],
-                            [tuple(b.values()) for b in q["recent"]]))
+    cols = ["batch", "channel", "status", "rows", "accepted", "quarantined", "duplicates", "at"]
+    parts.append(rows_table(cols, [tuple(b[c] for c in cols) for b in q["recent"]], "quality"))
     parts.append("<h2>Model versions in use</h2>" + rows_table(
         ["target", "version", "users"], [(t, v, n) for t, found in ov["versions"].items() for v, n in found.items()],
         "versions"))

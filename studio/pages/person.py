@@ -13,29 +13,12 @@ from studio import charts
 from studio.context import Req
 from studio.html import error, esc, options, page, rows_table, table
 
-RECENT_DAYS = 30
-RECENT_EVENTS = 20
-
 
 def hash_email(email: str, settings: Settings) -> str | None:
     """The e-mail's pseudonym as the clean store keeps it."""
     from ingestion.canonical import hash_pii
 
     return hash_pii(pd.Series([email]), settings.hash_salt, "email").iloc[0]
-
-
-def recent_events(settings: Settings, user: str) -> pd.DataFrame:
-    """The user's newest events from the last day partitions of the clean store."""
-    import pyarrow.dataset as ds
-
-    root = DataPaths(settings.data_dir).events
-    days = sorted(root.glob("date=*"))[-RECENT_DAYS:] if root.exists() else []
-    files = [str(f) for d in days for f in d.glob("*.parquet")]
-    if not files:
-        return pd.DataFrame()
-    cols = ["timestamp", "event_type", "channel", "amount", "currency", "category", "product_id", "device"]
-    frame = ds.dataset(files, format="parquet").to_table(columns=cols, filter=ds.field("user_id") == user).to_pandas()
-    return frame.sort_values("timestamp", ascending=False).head(RECENT_EVENTS)
 
 
 def identities(settings: Settings, user: str) -> pd.DataFrame:
@@ -65,7 +48,7 @@ def person(r: Req) -> str:
             return page("Person", form + error("no user has this e-mail (it was hashed and looked up; "
                                                "nothing was stored)"), r.base, r.caller.name)
     assert user is not None
-    history = _history(r.settings, user)
+    history = agg.timeline(user) if agg is not None else pd.DataFrame()
     row = agg.person(user) if agg is not None else None
     live = r.hooks.personas([user])[0] if r.hooks.personas is not None else None
     if row is None and history.empty and (live is None or live.cold_start):
@@ -75,15 +58,10 @@ def person(r: Req) -> str:
         parts.append(charts.to_html(charts.timeline_chart(history), height=320))
         parts.append(table(history[["event_timestamp", "segment", "predicted_spend", "churn_risk", "source"]]
                            .iloc[::-1].head(30), "timeline"))
-    parts.append("<h2>Recent events</h2>" + table(recent_events(r.settings, user), "events"))
+    events = agg.events(user) if agg is not None else pd.DataFrame()
+    parts.append("<h2>Recent events</h2>" + table(events, "events"))
     parts.append("<h2>Linked identities</h2>" + table(identities(r.settings, user), "identities"))
     return page("Person", "".join(parts), r.base, r.caller.name, charts=not history.empty)
-
-
-def _history(settings: Settings, user: str) -> pd.DataFrame:
-    from scoring.history import read_history
-
-    return read_history(settings, user)
 
 
 def _current(row: dict[str, Any] | None, live: Any) -> str:
