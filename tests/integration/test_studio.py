@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pandas as pd
@@ -151,10 +151,10 @@ def test_rule_edit_previews_and_saving_changes_what_post_persona_answers(page: A
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[tuple[dict, str, bytes]] = []
+    received: ClassVar[list[tuple[dict, str, bytes]]] = []
     fail_next = 1
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((json.loads(body), self.headers.get(SIGNATURE_HEADER, ""), body))
         status = 500 if type(self).fail_next > 0 else 200
