@@ -220,9 +220,12 @@ def run(config: ConfigOpt = None,
     typer.echo("where to look next:")
     typer.echo(f"  MLflow UI:      uv run mlflow ui --backend-store-uri {tracking}")
     typer.echo("  the service:    uv run persona serve   (then POST /persona {\"user_ids\": [\"u000001\"]})")
+    typer.echo(f"  the studio:     http://{s.serving.host}:{s.serving.port}/studio   (with persona serve; sign in "
+               f"with the key in ${s.serving.api_key_env})")
     if keep_serving:
         shown = "from $" + s.serving.api_key_env if os.environ.get(s.serving.api_key_env) else api_key
         typer.echo(f"serving at {svc.url} (Ctrl-C to stop); API key for /events: {shown}")
+        typer.echo(f"studio at {svc.url}/studio (sign in with the same key)")
         try:
             svc.process.wait()
         except KeyboardInterrupt:

@@ -195,17 +195,38 @@ def email_index(settings: Settings) -> pd.DataFrame:
     return table.to_pandas().drop_duplicates().reset_index(drop=True)
 
 
-def build(settings: Settings) -> str:
-    """Compute and store every aggregate the pages show; returns a one-line summary."""
+def inputs_key(settings: Settings) -> str:
+    """A fingerprint of what the aggregates are built from (history files, ledger, drift checks, the newest
+    events, the identity graph); equal keys mean a rebuild would store the same aggregates."""
+    import hashlib
+
+    paths = DataPaths(settings.data_dir)
+    found: list[str] = []
+    for pattern, root in (("date=*/*.parquet", paths.history), ("drift_*.json", paths.drift),
+                          ("date=*/*.parquet", paths.events)):
+        found += sorted(str(p.relative_to(root)) for p in root.glob(pattern)) if root.exists() else []
+    for path in (paths.ledger, paths.identity_graph, *sorted(paths.behaviour_snapshots.glob("date=*"))[-1:]):
+        if path.exists():
+            st = path.stat()
+            found.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(found).encode()).hexdigest()[:16]
+
+
+def build(settings: Settings, force: bool = False) -> str:
+    """Compute and store every aggregate the pages show (unless their inputs did not change since the last
+    build); returns a one-line summary."""
     from scoring.history import read_history
 
     out = studio_dir(settings)
+    key = inputs_key(settings)
+    if not force and read_json(out / "overview.json", {}).get("inputs") == key:
+        return "skipped: studio aggregates up to date"
     current = current_frame(settings)
     rows = read_history(settings)
     by_update = segments_by_update(settings, rows)
     sizes = {c: {str(k): int(v) for k, v in by_update[c].value_counts().items()}
              for c in by_update.columns if c != "user_id"}
-    overview = {"built_at": datetime.now(UTC).isoformat(timespec="seconds"), "users": len(current),
+    overview = {"built_at": datetime.now(UTC).isoformat(timespec="seconds"), "users": len(current), "inputs": key,
                 "updates": [c for c in by_update.columns if c != "user_id"], "sizes": sizes,
                 "profiles": profiles(current), "drift": drift_status(settings),
                 "quality": data_quality(settings), "versions": versions_in_use(current),

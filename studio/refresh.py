@@ -27,6 +27,8 @@ def after_update(settings: Settings) -> str:
         log.exception("audience syncs not run")
         results, parts = [], [*parts, f"audience syncs NOT run: {e}"]
     for r in results:
+        if r.status == "nothing to send":
+            continue
         parts.append(f"audience {r.audience}: {r.status} (+{r.entered} -{r.left}"
                      + (f", {r.attempts} tries: {r.error}" if r.status == "failed" else "") + ")")
     return "; ".join(parts)
