@@ -10,12 +10,11 @@ records the file as it was found as version 1, so the original can always be res
 from __future__ import annotations
 
 import difflib
-import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from base.config import (
     load_segment_file,
     segment_rules,
 )
+from base.durable import exclusive_lock
 from base.segments import check_rules
 from studio.files import append_line, read_lines, studio_dir, write_atomic
 
@@ -112,16 +112,9 @@ def version_text(settings: Settings, version: int) -> str:
     return path.read_text(encoding="utf-8")
 
 
-@contextmanager
-def _locked(settings: Settings) -> Iterator[None]:
-    path = _dir(settings) / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _locked(settings: Settings) -> AbstractContextManager[None]:
+    """One save at a time (read, compare, write, record)."""
+    return exclusive_lock(_dir(settings) / ".lock")
 
 
 def _record(settings: Settings, text: str, previous: str, by: str, note: str, number: int) -> RuleVersion:
