@@ -56,6 +56,8 @@ def service(settings: Settings) -> Iterator[ServiceProcess]:
     """The service with the studio mounted, reading the copied rules."""
     svc = start_service(settings, port=free_port(), env={
         "PERSONA_API_KEY": KEY, "PERSONA_SEGMENTS_FILE": str(settings.segments_file), "PERSONA_HOOK_SECRET": SECRET})
+    for path in ("/studio/", "/studio/static/plotly.js"):  # first use: plotly imported, aggregates loaded
+        assert httpx.get(f"{svc.url}{path}", headers={"X-API-Key": KEY}, timeout=120).status_code == 200
     yield svc
     svc.stop()
 
@@ -74,6 +76,7 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, service: ServiceProcess) -> Iterator[Any]:
     """A signed-in page that records console errors, page errors and requests leaving 127.0.0.1."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(90_000)  # generous: CI machines are shared
     pg = ctx.new_page()
     pg.problems, pg.outside = [], []
     pg.on("console", lambda m: pg.problems.append(m.text) if m.type == "error" else None)
