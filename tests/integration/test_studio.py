@@ -222,3 +222,20 @@ def test_audience_sync_delivers_entered_and_left_and_retries(page: Any, service:
     assert sorted(second["entered"]) == sorted(into) and sorted(second["left"]) == sorted(out)
     assert second["previous_as_of"] == first["as_of"]
     assert not page.problems, page.problems
+
+
+def test_model_actions_need_a_confirmation_and_show_the_gates_answer(page: Any, service: ServiceProcess) -> None:
+    page.goto(f"{service.url}/studio/models")
+    page.click("#promote-spend")
+    assert "promote" in page.locator("main").inner_text() and page.locator("#confirm").count() == 1
+    page.click("#confirm")  # only version 1 exists: there is no challenger to promote
+    assert "has no 'challenger' version" in page.locator(".error").inner_text()
+    page.click("#rollback-spend")
+    page.click("#confirm")
+    assert "replaced no earlier champion" in page.locator(".error").inner_text()
+    refused = httpx.post(f"{service.url}/studio/models/act", data={"target": "spend", "action": "rollback"},
+                         headers={"X-API-Key": KEY}, timeout=30)
+    assert "needs its confirmation" in refused.text
+    assert httpx.post(f"{service.url}/studio/models/act", data={"target": "spend", "action": "rollback",
+                                                                 "confirm": "yes"}, timeout=30).status_code == 401
+    assert not page.problems, page.problems

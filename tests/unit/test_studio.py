@@ -157,3 +157,24 @@ def test_a_destination_that_is_down_is_logged_and_the_next_sync_sends_everything
     assert (result.status, result.entered, result.left) == ("delivered", 1, 1)
     newest = max((tmp_path / "crm").glob("risky-*.csv"), key=lambda p: p.stat().st_mtime_ns)
     assert pd.read_csv(newest).sort_values("user_id").values.tolist() == [["u0", "left"], ["u3", "entered"]]
+
+
+def test_roles_include_the_weaker_ones_and_unsigned_calls_change_nothing(studio_settings: Settings, monkeypatch) -> None:  # noqa: ANN001
+    from starlette.testclient import TestClient
+
+    from studio.access import Caller
+    from studio.app import build_app
+    from studio.context import Hooks
+
+    assert Caller("editor", "e").may("viewer") and not Caller("editor", "e").may("admin")
+    assert Caller("admin", "a").may("editor") and not Caller("viewer", "v").may("editor")
+    monkeypatch.setenv(studio_settings.serving.api_key_env, "right")
+    client = TestClient(build_app(Hooks(settings=lambda: studio_settings)))
+    original = Path(studio_settings.segments_file).read_text()
+    form = {"rules": "1", "r0.name": "everyone", "r0.conds": "0"}
+    for headers in ({}, {"X-API-Key": "wrong"}):
+        resp = client.post("/rules/save", data=form, headers=headers)
+        assert resp.status_code == 401 and "sign in" in resp.text
+    assert Path(studio_settings.segments_file).read_text() == original
+    assert client.get("/", follow_redirects=False).headers["location"].startswith("/login")
+    assert client.get("/rules", headers={"X-API-Key": "right"}).status_code == 200
