@@ -19,16 +19,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bench._settings import PROJECT, bench_settings
 
+if TYPE_CHECKING:
+    from base.config import Settings
+
 KEY = "bench-key"
 
 
-def _fill(s, users: int, updates: int, rng: np.random.Generator) -> list[str]:  # noqa: ANN001
+def _fill(s: Settings, users: int, updates: int, rng: np.random.Generator) -> list[str]:
+    """Fill the stores the studio reads with generated data; returns the user ids."""
     from base.paths import DataPaths
     from scoring.history import append_history
 
