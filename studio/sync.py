@@ -15,6 +15,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,16 +69,33 @@ def deliveries(settings: Settings, audience: str | None = None, last: int = 50) 
     return rows[-last:][::-1]
 
 
-def changes(settings: Settings, audience: Audience, since: pd.Timestamp | None) -> tuple[list[str], list[str], pd.Timestamp | None]:
-    """Users who entered and left the audience between ``since`` (feature time of the last delivered sync;
-    None: never synced) and now, from the persona history; and the feature time of now."""
+PersonasAsOf = Callable[[pd.Timestamp | None], pd.DataFrame]
+
+
+def personas_as_of(settings: Settings) -> PersonasAsOf:
+    """Each user's persona as of a feature time (None: now), from the history; each time is read once."""
     from scoring.history import latest_personas
 
-    now = latest_personas(settings)
+    memo: dict[pd.Timestamp | None, pd.DataFrame] = {}
+
+    def at(when: pd.Timestamp | None) -> pd.DataFrame:
+        if when not in memo:
+            memo[when] = latest_personas(settings, as_of=when)
+        return memo[when]
+
+    return at
+
+
+def changes(settings: Settings, audience: Audience, since: pd.Timestamp | None,
+            personas: PersonasAsOf | None = None) -> tuple[list[str], list[str], pd.Timestamp | None]:
+    """Users who entered and left the audience between ``since`` (feature time of the last delivered sync;
+    None: never synced) and now, from the persona history; and the feature time of now."""
+    personas = personas or personas_as_of(settings)
+    now = personas(None)
     if now.empty:
         return [], [], since
     as_of = pd.Timestamp(now["event_timestamp"].max())
-    before = latest_personas(settings, as_of=since) if since is not None else now.iloc[0:0]
+    before = personas(since) if since is not None else now.iloc[0:0]
     inside_now = set(now.loc[audience.members(now), "user_id"].astype(str))
     inside_before = set(before.loc[audience.members(before), "user_id"].astype(str)) if len(before) else set()
     return sorted(inside_now - inside_before), sorted(inside_before - inside_now), as_of
@@ -104,11 +122,12 @@ def _drop_csv(settings: Settings, audience: Audience, payload: dict[str, Any]) -
                  buf.getvalue().encode())
 
 
-def sync_audience(settings: Settings, audience: Audience, sleep: Any = time.sleep) -> SyncResult:
+def sync_audience(settings: Settings, audience: Audience, sleep: Callable[[float], Any] = time.sleep,
+                  personas: PersonasAsOf | None = None) -> SyncResult:
     """Deliver the audience's changes since its last delivered sync, with retries; log every try."""
     state = read_json(_state_path(settings, audience.name), {})
     since = pd.Timestamp(state["as_of"]) if state.get("as_of") else None
-    entered, left, as_of = changes(settings, audience, since)
+    entered, left, as_of = changes(settings, audience, since, personas)
     if audience.destination == "none":
         return SyncResult(audience.name, "no destination", len(entered), len(left), 0)
     if not entered and not left:
@@ -144,4 +163,6 @@ def sync_audience(settings: Settings, audience: Audience, sleep: Any = time.slee
 
 def sync_all(settings: Settings) -> list[SyncResult]:
     """Sync every audience that has a destination."""
-    return [sync_audience(settings, a) for a in load_audiences(settings).values() if a.destination != "none"]
+    personas = personas_as_of(settings)  # audiences synced together read each point in time once
+    return [sync_audience(settings, a, personas=personas) for a in load_audiences(settings).values()
+            if a.destination != "none"]
