@@ -178,3 +178,25 @@ def test_roles_include_the_weaker_ones_and_unsigned_calls_change_nothing(studio_
     assert Path(studio_settings.segments_file).read_text() == original
     assert client.get("/", follow_redirects=False).headers["location"].startswith("/login")
     assert client.get("/rules", headers={"X-API-Key": "right"}).status_code == 200
+
+
+def test_person_search_by_email_hashes_it_like_the_clean_store(settings: Settings) -> None:
+    from base.paths import DataPaths
+    from studio.aggregates import AggregateCache, build
+    from studio.pages.person import hash_email
+
+    append_history(settings, _personas("2026-11-01", [0.9, 0.1]), "batch")
+    digest = hash_email("  Ana@Example.COM ", settings)
+    assert digest and "ana" not in digest and digest == hash_email("ana@example.com", settings)
+    part = DataPaths(settings.data_dir).events / "date=2026-10-31"
+    part.mkdir(parents=True)
+    pd.DataFrame({"user_id": ["u1", "u0"], "email_hash": [digest, None],
+                  "timestamp": pd.Timestamp("2026-10-31 10:00", tz="UTC"), "event_type": "purchase",
+                  "channel": "crm", "amount": [12.5, None], "currency": "EUR", "category": "home",
+                  "product_id": None, "device": None}).to_parquet(part / "crm.parquet", index=False)
+    assert build(settings).startswith("studio aggregates for 2 users")
+    assert build(settings).startswith("skipped")  # nothing changed since
+    agg = AggregateCache().get(settings)
+    assert agg is not None and agg.user_of_email(digest) == "u1" and agg.user_of_email("nope") is None
+    assert agg.events("u1")["amount"].tolist() == [12.5] and len(agg.timeline("u1")) == 1
+    assert agg.person("u1")["segment"] == "casual"
