@@ -213,19 +213,25 @@ def load_segment_file(path: Path) -> list[SegmentRule]:
     if unknown or not isinstance(raw.get("segments"), list):
         raise ConfigError(f"{path}: expected a top-level 'segments:' list of rules"
                           + (f" (unknown keys: {', '.join(sorted(unknown))})" if unknown else ""))
+    return segment_rules(raw["segments"], str(path))
+
+
+def segment_rules(items: list[Any], where: str) -> list[SegmentRule]:
+    """Validated segment rules from their plain form (a file's ``segments:`` list, a studio form); errors
+    start with ``where`` and name the rule and key."""
     rules = []
-    for i, item in enumerate(raw["segments"]):
+    for i, item in enumerate(items):
         label = item.get("name", "?") if isinstance(item, dict) else "?"
         try:
             rules.append(SegmentRule.model_validate(item))
         except ValidationError as e:
-            raise ConfigError(f"{path}: invalid segment rule segments[{i}] ({label}):\n{_format_validation(e)}") from e
+            raise ConfigError(f"{where}: invalid segment rule segments[{i}] ({label}):\n{_format_validation(e)}") from e
     names = [r.name for r in rules]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError(f"{path}: segment names must be unique; repeated: {', '.join(dupes)}")
+        raise ConfigError(f"{where}: segment names must be unique; repeated: {', '.join(dupes)}")
     if not rules or rules[-1].all:
-        raise ConfigError(f"{path}: the last segment rule must be a catch-all (empty 'all:')")
+        raise ConfigError(f"{where}: the last segment rule must be a catch-all (empty 'all:')")
     return rules
 
 
@@ -351,6 +357,14 @@ class SparkConfig(Strict):
                                                                 "the same at every cutoff) in the training set")
 
 
+class StudioConfig(Strict):
+    """The persona studio: how audience syncs deliver (the audiences themselves are made in the studio)."""
+
+    sync_attempts: int = Field(3, ge=1, le=10, description="tries per delivery before it is logged as failed")
+    sync_timeout_seconds: float = Field(5.0, gt=0, le=120, description="time allowed per webhook request")
+    sync_backoff_seconds: float = Field(0.5, ge=0, le=60, description="wait before the first retry (doubles after)")
+
+
 class Settings(Strict):
     """The whole ``persona.yaml``."""
 
@@ -385,6 +399,7 @@ class Settings(Strict):
     engine: Literal["default", "spark"] = Field(
         "default", description="what builds features, retrieves training sets, materializes and batch-scores: "
                                "the embedded default or Spark ($PERSONA_ENGINE)")
+    studio: StudioConfig = StudioConfig()
 
     @property
     def ml(self) -> "MlflowSettings":

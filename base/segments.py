@@ -32,14 +32,20 @@ def assign_segments(rules: Sequence[SegmentRule], values: Mapping[str, np.ndarra
     out = np.full(n, default, dtype=object)
     open_rows = np.ones(n, dtype=bool)
     for rule in rules:
-        match = open_rows.copy()
-        for cond in rule.all:
-            col = np.asarray(values[cond.field], dtype=float)
-            with np.errstate(invalid="ignore"):
-                match &= ~np.isnan(col) & _OPS[cond.op](col, cond.value)
+        match = open_rows & rule_matches(rule, values, n)
         out[match] = rule.name
         open_rows &= ~match
     return out
+
+
+def rule_matches(rule: SegmentRule, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """Rows that satisfy every condition of ``rule``, whatever the rules before it say; NaN never does."""
+    match = np.ones(n, dtype=bool)
+    for cond in rule.all:
+        col = np.asarray(values[cond.field], dtype=float)
+        with np.errstate(invalid="ignore"):
+            match &= ~np.isnan(col) & _OPS[cond.op](col, cond.value)
+    return match
 
 
 def smooth(previous: np.ndarray, target: np.ndarray, alpha: float) -> np.ndarray:

@@ -240,6 +240,8 @@ def run(config: ConfigOpt = None,
     typer.echo("where to look next:")
     typer.echo(f"  MLflow UI:      uv run mlflow ui --backend-store-uri {tracking}")
     typer.echo("  the service:    uv run persona serve   (then POST /persona {\"user_ids\": [\"u000001\"]})")
+    typer.echo(f"  the studio:     http://{s.serving.host}:{s.serving.port}/studio   (with persona serve; sign in "
+               f"with the key in ${s.serving.api_key_env})")
     if keep_serving:
         from base.access_keys import write_secret
         from base.paths import DataPaths
@@ -249,6 +251,7 @@ def run(config: ConfigOpt = None,
         else:  # a generated key goes to a file only this user can read, never to the console
             shown = f"in {write_secret(DataPaths(s.data_dir).demo_key, api_key)} (readable only by you)"
         typer.echo(f"serving at {svc.url} (Ctrl-C to stop); API key for /events: {shown}")
+        typer.echo(f"studio at {svc.url}/studio (sign in with the same key)")
         try:
             svc.process.wait()
         except KeyboardInterrupt:

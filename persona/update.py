@@ -299,7 +299,9 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
         return
     from training.targets import TARGETS
 
-    key = "|".join([str(summary.snapshot_day), *(models[t.key].ref.version for t in TARGETS if t.segment_input)])
+    rules = hashlib.sha256(json.dumps([r.model_dump() for r in settings.segments]).encode()).hexdigest()[:8]
+    key = "|".join([str(summary.snapshot_day), *(models[t.key].ref.version for t in TARGETS if t.segment_input),
+                    rules])  # re-score when the segment rules (edited in the studio) changed
     if state.get("scored") != key:
         from scoring.batch import rescore_all
         from scoring.spark_batch import rescore_all_spark
@@ -319,6 +321,9 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
         done("personas online", f"{n} current personas in the online store", personas_online=key)
     else:
         done("personas online", "skipped: unchanged")
+    from studio.refresh import after_update
+
+    done("studio", after_update(settings))  # aggregates for the pages, then audience syncs (never fails the update)
 
 
 def _champions(ml: Any) -> dict[str, Any] | None:

@@ -120,10 +120,10 @@ def stored_records(scorer: PersonaScorer, user_ids: list[str], x: np.ndarray, ti
                    now: datetime | None = None) -> tuple[list, list]:
     """Score users and give their records and what the record store keeps of each."""
     from features.online_records import StoredRecord
-    from scoring.records import record_body, versions_key
+    from scoring.records import record_body
 
     records = scorer.score(user_ids, x, times, now)
-    versions = versions_key(scorer.versions.model_dump())
+    versions = scorer.record_key()
     return records, [(r.user_id, StoredRecord(times[i] or 0.0, versions, r.segment, record_body(r)))
                      for i, r in enumerate(records)]
 

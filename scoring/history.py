@@ -17,12 +17,11 @@ A user's "current" persona is the row with the newest feature timestamp (ties: n
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from base.config import Settings
+from base.durable import exclusive_lock
 from base.paths import DataPaths
 from training.targets import TARGETS
 
@@ -62,17 +62,9 @@ def _cache_path(settings: Settings) -> Path:
     return DataPaths(settings.data_dir).history_cache
 
 
-@contextmanager
-def _locked(settings: Settings) -> Iterator[None]:
+def _locked(settings: Settings) -> AbstractContextManager[None]:
     """An exclusive lock over compare-and-append (other processes wait)."""
-    path = DataPaths(settings.data_dir).history_lock
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive_lock(DataPaths(settings.data_dir).history_lock)
 
 
 def _normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -43,8 +43,22 @@ class PersonaScorer:
         self.rules = settings.segments
         check_rules(self.rules, set(self.features) | set(segment_inputs()))
         self.versions = ModelVersions(**{k: m.ref.version for k, m in self.models.items()})
+        self.rules_version = "0"
+        """Which edit of the segment rules segments now ("0": the rules the scorer was built with)."""
         self.categories = [f for f in self.features if f.startswith(AFFINITY_PREFIX)]
         self.category_names = list(settings.features.categories)
+
+    def use_rules(self, rules: list, version: str) -> None:
+        """Segment with these (already checked) rules from now on: the studio's saved edits, picked up live."""
+        if version != self.rules_version:
+            self.rules, self.rules_version = rules, version
+
+    def record_key(self) -> str:
+        """What a stored record made by this scorer is valid for: the model versions and the rules' edit."""
+        from scoring.records import versions_key
+
+        key = versions_key(self.versions.model_dump())
+        return key if self.rules_version == "0" else f"{key};rules={self.rules_version}"
 
     def matrix(self, values: Mapping[str, Sequence[object]], n: int) -> np.ndarray:
         """Features as a float matrix in ``self.features`` order; missing values are NaN."""

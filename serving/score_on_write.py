@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from base.paths import DataPaths
 from features.online_records import RecordStore
-from scoring.records import versions_key
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -34,8 +33,8 @@ log = logging.getLogger("persona.serving.records")
 
 
 def state_key(state: "ModelState") -> str:
-    """The versions text of a model state (as stored with each record)."""
-    return versions_key(dict(state.versions))
+    """The versions text of a model state (as stored with each record): models and segment rules."""
+    return state.scorer.record_key()
 
 
 class RecordKeeper:

@@ -6,7 +6,7 @@ environment variable named by ``serving.api_key_env``.
 
 Endpoints: ``POST /persona`` (personas of 1 to 1,000 users), ``POST /events`` (real-time events,
 key required), ``POST /admin/reload-models`` (check the champion aliases now, key required),
-``GET /report`` (the latest persona report), and BentoML's own ``/healthz``, ``/readyz``, ``/metrics``.
+``GET /report`` (the latest persona report), ``/studio`` (the persona studio), and BentoML's own ``/healthz``, ``/readyz``, ``/metrics``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from serving.limits import BodyLimitMiddleware
 from serving.openapi_fix import OpenApiFixMiddleware
 from serving.report_app import report_app
 from serving.erasure import erasure_app, refuse_suppressed
+from serving.studio_app import studio_app
 from serving.schemas import EventsResponse, PersonaResponse, ReloadResponse
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class EmptyRequest(BaseModel):
 
 @bentoml.asgi_app(report_app, path="/report")
 @bentoml.asgi_app(erasure_app, path="/users")
+@bentoml.asgi_app(studio_app, path="/studio")
 @bentoml.service(name="persona", traffic={"timeout": 30})
 class PersonaService:
     """Answers applications with each user's persona and takes their new events in real time."""
@@ -80,6 +82,8 @@ class PersonaService:
         from base.config import load_settings
         from features.online_records import RecordStore
         from features.store import feature_refs, open_store
+        from base.segments import check_rules
+        from training.targets import segment_inputs
         from serving.live_events import LiveEvents
         from serving.live_models import ChampionSwitch
         from serving.metrics import ServiceMetrics
@@ -105,6 +109,10 @@ class PersonaService:
         self.records = RecordStore(store)
         self.keeper = RecordKeeper(self.settings, store, self.models, self.online, self.records, self.metrics)
         self.suppression = Suppression(DataPaths(self.settings.data_dir).suppression, self.settings.hash_salt)
+        from studio.rule_versions import RulesWatch  # segment rules saved in the studio apply without a restart
+
+        self.rules = RulesWatch(self.settings.segments_file, self.settings.segments,
+                                lambda rules: check_rules(rules, set(self.models.current.scorer.features if self.models.current else []) | set(segment_inputs())))
         self._stop = threading.Event()
         cfg = self.settings.serving
         for target, every in ((self.models.watch, cfg.model_poll_seconds), (self.live.flush_every, cfg.offline_push_seconds),
@@ -118,6 +126,7 @@ class PersonaService:
         state = self.models.current
         if state is None:
             raise ModelsNotLoaded(self.models.last_error or "the champion models are loading")
+        state.scorer.use_rules(self.rules.current(), self.rules.version)  # studio edits apply live
         return state
 
     def _score(self, state: "ModelState", user_ids: list[str]) -> tuple[list[Any], list[Any]]:

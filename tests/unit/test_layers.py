@@ -22,7 +22,7 @@ def test_a_wrong_way_import_is_caught(tmp_path: Path) -> None:
     """The layer contract really bites: a copy of the tree where the base layer imports serving fails."""
     import shutil
 
-    for name in ("base", "validation", "ingestion", "features", "training", "scoring", "serving", "persona"):
+    for name in ("base", "validation", "ingestion", "features", "training", "scoring", "studio", "serving", "persona"):
         shutil.copytree(PROJECT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PROJECT / "pyproject.toml", tmp_path / "pyproject.toml")
     (tmp_path / "base" / "wrong_way.py").write_text("from serving.schemas import PersonaResponse\n")

@@ -77,7 +77,7 @@ def test_persona_yaml_loads_segments_from_the_file(tmp_path) -> None:  # noqa: A
 
     project = Path(__file__).resolve().parents[2]
     cfg = tmp_path / "persona.yaml"
-    text = (project / "persona.yaml").read_text().replace("segments_file: segments.yaml", "segments_file: mine.yaml")
+    text = (project / "persona.yaml").read_text().replace("segments_file: ${PERSONA_SEGMENTS_FILE:-segments.yaml}", "segments_file: mine.yaml")
     cfg.write_text(text)
     (tmp_path / "mine.yaml").write_text("segments:\n  - name: everyone\n    all: []\n")
     (tmp_path / "mlflow.yaml").write_text((project / "mlflow.yaml").read_text())  # persona.yaml names it

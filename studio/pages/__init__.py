@@ -1,0 +1,1 @@
+"""The studio's pages, one module each; every handler takes a :class:`studio.context.Req` and returns HTML."""
