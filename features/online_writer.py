@@ -10,10 +10,12 @@ newest partition *is* the latest value of every user: this writer takes only tha
   Feast's one-row-per-feature table with a single ``INSERT ... SELECT`` upsert in key order, in one
   transaction (binding one row per value from Python was the bottleneck);
 - Redis: ``HSET`` of each entity's hash in pipelined chunks, with Feast's key and field layout;
-- one rule on both: a stored row as new as or newer than the snapshot is kept (Feast's Redis rule;
-  on Redis ``skip_dedup`` turns it off). Values the real-time path folded in after the snapshot's time
+- one rule on both: a stored row with a *newer* event time is kept, a row of the same time is replaced
+  (so a persona re-scored for the same snapshot with new models replaces the old one); on Redis
+  ``skip_dedup`` turns the check off. Values the real-time path folded in after the snapshot's time
   stay until a newer snapshot (built from the clean store those events reach) replaces them. (Feast's
-  own SQLite write always overwrites, so the two profiles used to disagree.)
+  own SQLite write always overwrites and its Redis write skips equal times, so the two profiles used
+  to disagree.)
 - any other online store: Feast's own ``online_write_batch``.
 
 It then records the interval in the registry, so ``materialize_incremental`` and freshness stay right.
@@ -154,7 +156,7 @@ def _sqlite_pass(conn: sqlite3.Connection, table: str, keys: list[bytes], column
         "FROM persona_stage AS s CROSS JOIN persona_stage_names AS f WHERE true "
         "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
         "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts "
-        f'WHERE excluded.event_ts > "{table}".event_ts')  # newer wins: live values after the snapshot stay
+        f'WHERE excluded.event_ts >= "{table}".event_ts')  # a newer stored row (live values after the snapshot) stays
     conn.execute("DROP TABLE temp.persona_stage")
     conn.execute("DROP TABLE temp.persona_stage_names")
 
@@ -163,8 +165,8 @@ def _redis_write(store: "FeatureStore", fv: "FeatureView", keys: list[bytes], co
                  times: pd.Series) -> None:
     """HSET each entity's hash in pipelined chunks.
 
-    As Feast does, an entity whose stored event is as new or newer is left alone unless the store
-    sets ``skip_dedup``.
+    An entity whose stored event is newer is left alone unless the store sets ``skip_dedup`` (Feast
+    also skips equal times; here a row of the same time is replaced, as on SQLite).
     """
     from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -192,7 +194,7 @@ def _redis_write(store: "FeatureStore", fv: "FeatureView", keys: list[bytes], co
                 for j, raw in enumerate(pipe.execute(), start):
                     if raw:
                         prev.ParseFromString(raw)
-                        keep[j] = nanos[j] > prev.seconds * 1_000_000_000 + prev.nanos
+                        keep[j] = nanos[j] >= prev.seconds * 1_000_000_000 + prev.nanos
     ttl = getattr(cfg, "key_ttl_seconds", None)
     rows = cells.tolist()
     chosen = np.flatnonzero(keep).tolist()
@@ -227,7 +229,7 @@ def _feast_write(store: "FeatureStore", fv: "FeatureView", key_name: str, ids: l
 def write_latest(store: "FeatureStore", view: str, frame: pd.DataFrame) -> int:
     """Write one row per entity (the newest) of ``frame`` to the online store; returns the entities.
 
-    On both stores an entity whose stored event is as new or newer is left as it is (Feast's Redis rule).
+    On both stores an entity whose stored event is newer is left as it is.
     """
     fv = store.get_feature_view(view)
     key_name = join_key(fv)

@@ -113,10 +113,12 @@ class PersonaService:
 
         self.rules = RulesWatch(self.settings.segments_file, self.settings.segments,
                                 lambda rules: check_rules(rules, set(self.models.current.scorer.features if self.models.current else []) | set(segment_inputs())))
+        self._later: list[Any] = []
+        self._later_lock = threading.Lock()
         self._stop = threading.Event()
         cfg = self.settings.serving
         for target, every in ((self.models.watch, cfg.model_poll_seconds), (self.live.flush_every, cfg.offline_push_seconds),
-                              (self.keeper.watch, cfg.model_poll_seconds)):
+                              (self.keeper.watch, cfg.model_poll_seconds), (self._write_later, 0.5)):
             threading.Thread(target=target, args=(self._stop, every), daemon=True).start()
         state = self.models.current
         log.info("persona service started: models %s", state.versions if state else f"not loaded ({self.models.last_error})")
@@ -129,14 +131,35 @@ class PersonaService:
         state.scorer.use_rules(self.rules.current(), self.rules.version)  # studio edits apply live
         return state
 
-    def _score(self, state: "ModelState", user_ids: list[str]) -> tuple[list[Any], list[Any]]:
-        """Score users from their online features now; their records are stored (cold starts are not)."""
+    def _score(self, state: "ModelState", user_ids: list[str], now: bool = True) -> tuple[list[Any], list[Any]]:
+        """Score users from their online features; their records are stored (cold starts are not), at
+        once (``now``: the real-time path, whose next read must see them) or by the background writer
+        (a request that had no record: the record only saves the next request some work)."""
         from scoring.batch import stored_records
 
         x, times = self.online.read(user_ids, state.scorer.features)
         records, stored = stored_records(state.scorer, user_ids, x, times)
-        self.records.write([(u, r) for u, r in stored if r.feature_ts])
+        keep = [(u, r) for u, r in stored if r.feature_ts]
+        if now:
+            self.records.write(keep)
+        elif keep:
+            with self._later_lock:
+                self._later.extend(keep)
         return records, stored
+
+    def _write_later(self, stop: threading.Event, every: float) -> None:
+        """Store the records scored on requests, in one transaction every ``every`` seconds."""
+        while True:
+            stopping = stop.wait(every)
+            with self._later_lock:
+                rows, self._later = self._later, []
+            if rows:
+                try:
+                    self.records.write(rows)
+                except Exception:  # noqa: BLE001 - they are scored again on the next request
+                    log.exception("storing %d records scored on requests failed", len(rows))
+            if stopping:
+                return
 
     def _answer(self, user_ids: list[str]) -> bytes:
         """The response body: each user's stored record when its versions may be served, scored on the
@@ -148,7 +171,7 @@ class PersonaService:
         stored = self.records.read(user_ids) if self.settings.serving.read_records else {}
         misses = [u for u in dict.fromkeys(user_ids) if (r := stored.get(u)) is None or r.versions not in accepted]
         if misses:
-            stored.update(self._score(state, misses)[1])
+            stored.update(self._score(state, misses, now=False)[1])
         now = time.time()
         chosen = [stored[u] for u in user_ids]
         missed = set(misses)

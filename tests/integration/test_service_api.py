@@ -135,6 +135,9 @@ def test_personas_are_read_from_records_scored_on_write(settings: Settings, serv
     scored = _served(service, "scored")
     third = _post(service, "/persona", {"user_ids": [user]}).json()["personas"][0]
     assert _served(service, "scored") == scored + 1 and third["predicted_spend"] == first["predicted_spend"]
+    deadline = time.monotonic() + 10
+    while user not in records.read([user]) and time.monotonic() < deadline:  # stored by the background writer
+        time.sleep(0.2)
     assert records.read([user])[user].versions == versions
     records.close()
 
