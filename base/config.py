@@ -108,6 +108,9 @@ class SampleConfig(Strict):
     end_date: date = Field(date(2026, 11, 1), description="first day after the history")
     switch_share: float = Field(0.15, ge=0, le=1, description="share of users changing persona")
     mess_rate: float = Field(0.01, ge=0, le=0.2, description="rate of duplicates/malformed rows")
+    mode: Literal["personas", "btyd"] = Field(
+        "personas", description="personas: purchases driven by hidden personas; btyd: purchases follow "
+                                "BG/NBD and order values Gamma-Gamma (persona/sample_btyd.py)")
 
 
 class FeatureConfig(Strict):
@@ -134,6 +137,17 @@ class TrainingConfig(Strict):
     target_params: dict[str, dict[str, int | float]] = Field(
         default_factory=dict, description="LightGBM parameters for one target (a key of training/targets.py), "
                                           "over the ones above")
+    refit_on_newest: bool = Field(True, description="after the evaluation, refit on every labelled cutoff "
+                                                    "including the evaluation window and register that fit")
+    cutoff_spread: Literal["recent", "whole_history"] = Field(
+        "recent", description="recent: cutoffs every cutoff_step_days before the newest; whole_history: "
+                              "the step grows so the training cutoffs span the whole history")
+    stacking: bool = Field(False, description="BG/NBD + Gamma-Gamma predictions (fitted at each cutoff on "
+                                              "data before it) as model features (training/stacking.py)")
+    calibrate: bool = Field(True, description="level calibration of amounts and isotonic calibration of "
+                                              "probabilities, fitted on the newest training cutoff")
+    search_seconds: float = Field(0.0, ge=0, description="time budget of the hyperparameter search per "
+                                                         "target (Optuna); 0 = no search")
 
 
 class Condition(Strict):

@@ -112,3 +112,32 @@ def update_online(store: "FeatureStore", view: str, events: pd.DataFrame, fields
         frame[f] = pd.to_numeric(frame[f], errors="coerce").astype("Int64" if f in integer_fields else float)
     store.write_to_online_store(view, frame)
     return users
+
+
+def update_lifetime_online(store: "FeatureStore", events: pd.DataFrame, now_s: float) -> list[str]:
+    """Fold the purchases of known users into their online ``user_lifetime`` values; returns the users
+    updated. Ages count to the end of the current day, as in a snapshot taken at the next midnight.
+    Call it before the behaviour fold (features/live_behaviour.py), which moves ``last_purchase_ts``."""
+    from features.compute import is_known_user
+    from features.lifetime import COLUMNS, DAY_S, INTEGER_COLUMNS, LIFETIME_VIEW, fold_lifetime
+
+    buys = events.loc[is_known_user(events["user_id"]) & (events["event_type"] == "purchase")]
+    if buys.empty:
+        return []
+    users = sorted(buys["user_id"].unique())
+    fields = list(COLUMNS)
+    resp = store.get_online_features(
+        features=[f"{LIFETIME_VIEW}:{f}" for f in fields] + ["user_behaviour:last_purchase_ts"],
+        entity_rows=[{"user_id": u} for u in users]).to_dict()
+    midnight = (np.floor(now_s / DAY_S) + 1) * DAY_S
+    rows = []
+    for i, (user, group) in enumerate(buys.groupby("user_id", sort=True)):
+        current = {f: resp[f][i] for f in fields}
+        folded = fold_lifetime(current, group, resp["last_purchase_ts"][i], midnight)
+        rows.append({"user_id": user, "event_timestamp": group["timestamp"].max(), **folded})
+    frame = pd.DataFrame(rows)
+    frame["created"] = frame["event_timestamp"]
+    for f in fields:
+        frame[f] = pd.to_numeric(frame[f], errors="coerce").astype("Int64" if f in INTEGER_COLUMNS else float)
+    store.write_to_online_store(LIFETIME_VIEW, frame)
+    return users

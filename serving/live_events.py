@@ -107,7 +107,7 @@ class LiveEvents:
 
     def take(self, events: Sequence[EventIn]) -> Taken:
         """Log, resolve and apply the events; returns counts and the users they touched."""
-        from features.live_behaviour import update_online
+        from features.live_behaviour import update_lifetime_online, update_online
         from features.realtime import push_activity
 
         with self._lock:
@@ -122,6 +122,7 @@ class LiveEvents:
                 return Taken(0, duplicates, [])
             event_log.append(self.log_dir, log_records(fresh))  # durable before anything else
             frame = canonical_frame(fresh, self.settings, self.graph.get())
+            update_lifetime_online(self.store, frame, time.time())  # reads last_purchase_ts before the next fold
             update_online(self.store, self.view, frame, self.fields, self.integers, time.time())
             rows = push_activity(self.store, frame, offline=False)
             # only now: a batch that failed above may be re-sent (the log dedupes by event id at ingest)

@@ -133,8 +133,11 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
 
 def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, train: pd.DataFrame,
               evaluation: pd.DataFrame, features: list[str], split: Split, cfg: TrainingConfig,
-              ml: MlflowSettings, lineage: dict[str, str], categories: Sequence[str] = ()) -> ModelRef:
-    """Log params, metrics (model, baselines, segments), figures, drivers, lineage and the model; register it."""
+              ml: MlflowSettings, lineage: dict[str, str], categories: Sequence[str] = (),
+              served: Any | None = None, extra: dict[str, Any] | None = None) -> ModelRef:
+    """Log params, metrics (model, baselines, segments), figures, drivers, lineage and the model; register it.
+    ``served``: the refit on the newest data (training/refit.py), registered instead of ``booster``, which
+    is then kept as the run's evaluated model; ``extra``: more params/metrics/tags/dicts/figures to log."""
     import tempfile
     from pathlib import Path
 
@@ -188,13 +191,59 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
             path = Path(tmp) / Path(EVAL_ARTIFACT).name
             evaluation[[c for c in keep if c in evaluation]].to_parquet(path, index=False)
             mlflow.log_artifact(str(path), artifact_path=str(Path(EVAL_ARTIFACT).parent))
+        from training.refit import EVALUATED_MODEL, SERVES_TAG
+
+        mlflow.set_tag(SERVES_TAG, "refit" if served is not None else "evaluated")
+        if served is not None:
+            mlflow.lightgbm.log_model(booster, name=EVALUATED_MODEL, pip_requirements=model_requirements())
+        log_extra(extra or {})
         info = mlflow.lightgbm.log_model(
-            booster, name="model", registered_model_name=ml.model_name(target.key),
+            served if served is not None else booster, name="model", registered_model_name=ml.model_name(target.key),
             signature=infer_signature(example, booster.predict(example.to_numpy())), input_example=example,
             pip_requirements=model_requirements(),  # explicit: skips slow environment inference
         )
     version = str(info.registered_model_version)
     return ModelRef(name=ml.model_name(target.key), version=version, run_id=run.info.run_id)
+
+
+def refit_all(boosters: dict[str, Any], dataset: pd.DataFrame, split: Split, features: list[str],
+              cfg: TrainingConfig, categories: Sequence[str] = ()) -> dict[str, Any]:
+    """The served refits (training/refit.py): same parameters and rounds, every labelled cutoff."""
+    from training.refit import refit_frame, rounds_of
+
+    if not cfg.refit_on_newest:
+        return {}
+    rows = refit_frame(dataset, split)
+    return {t.key: fit(t, rows, features, cfg, categories, rounds=rounds_of(boosters[t.key])) for t in TARGETS}
+
+
+def refit_record(dataset: pd.DataFrame, split: Split, t: Target) -> dict[str, Any]:
+    """What the run records about the refit beside the evaluated fit."""
+    from training.refit import refit_frame
+
+    cutoffs = sorted({*split.train, *split.refit, split.evaluation})
+    return {"metrics": {"rows_refit": len(t.rows(refit_frame(dataset, split)))},
+            "tags": {"persona.refit_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in cutoffs),
+                     "persona.refit_newest_label_cutoff": f"{split.evaluation:%Y-%m-%d}"}}
+
+
+def log_extra(extra: dict[str, Any]) -> None:
+    """Log ``{"params", "metrics", "tags": {...}, "dicts": {path: obj}, "figures": {path: fig}}`` to the active run."""
+    import mlflow
+
+    from training.plots import close_figure
+
+    if extra.get("params"):
+        mlflow.log_params(extra["params"])
+    if extra.get("metrics"):
+        mlflow.log_metrics(_finite(extra["metrics"]))
+    if extra.get("tags"):
+        mlflow.set_tags(extra["tags"])
+    for path, obj in extra.get("dicts", {}).items():
+        mlflow.log_dict(obj, path)
+    for path, fig in extra.get("figures", {}).items():
+        mlflow.log_figure(fig, path)
+        close_figure(fig)
 
 
 def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: TrainingConfig,
@@ -220,6 +269,7 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
     with step(progress, "train + register models", total=2 * len(TARGETS)) as advance:
         t0 = time.perf_counter()
         boosters = {t.key: fit(t, train, features, cfg, categories) for t in TARGETS}
+        refits = refit_all(boosters, dataset, split, features, cfg, categories)
         summary.seconds_fit = time.perf_counter() - t0
         advance(len(TARGETS))
         x_eval = matrix(evaluation, features)
@@ -233,7 +283,8 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
             ev = evaluate(t, pred, rows, t.baselines(train, rows, cfg.horizon_days, categories),
                           min_rows=ml.gate.min_segment_rows)
             ref = log_model(t, boosters[t.key], ev, pred, train, evaluation, features, split, cfg, ml,
-                            lineage or {}, categories)
+                            lineage or {}, categories, served=refits.get(t.key),
+                            extra=refit_record(dataset, split, t) if t.key in refits else None)
             alias, reasons = settle(ml, t.key, ref, check) if gate else ("", ())
             summary.models.append(TrainedModel(t.key, ref, ev.metrics, len(t.rows(train)), len(rows),
                                                ev.baselines, alias, tuple(reasons)))
