@@ -144,8 +144,9 @@ class TrainingConfig(Strict):
                               "the step grows so the training cutoffs span the whole history")
     stacking: bool = Field(False, description="BG/NBD + Gamma-Gamma predictions (fitted at each cutoff on "
                                               "data before it) as model features (training/stacking.py)")
-    calibrate: bool = Field(True, description="level calibration of amounts and isotonic calibration of "
-                                              "probabilities, fitted on the newest training cutoff")
+    calibrate: bool = Field(False, description="level calibration of amounts and Platt scaling of "
+                                               "probabilities, fitted on the newest training cutoff "
+                                               "(training/calibration.py)")
     search_seconds: float = Field(0.0, ge=0, description="time budget of the hyperparameter search per "
                                                          "target (Optuna); 0 = no search")
 

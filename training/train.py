@@ -180,7 +180,10 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
         if pred.ndim == 1:
             figures["plots/lift.png"] = lift_figure(y, pred)
         if target.objective["objective"] == "binary":
+            from training.calibration import reliability
+
             figures["plots/calibration.png"] = calibration_figure(y, pred)
+            mlflow.log_dict(reliability(y, np.asarray(pred, dtype=float)), "calibration/reliability_curve.json")
         for path, fig in figures.items():
             mlflow.log_figure(fig, path)
             close_figure(fig)
@@ -227,6 +230,47 @@ def refit_record(dataset: pd.DataFrame, split: Split, t: Target) -> dict[str, An
                      "persona.refit_newest_label_cutoff": f"{split.evaluation:%Y-%m-%d}"}}
 
 
+def stacking_step(dataset: pd.DataFrame, features: list[str],
+                  cfg: TrainingConfig) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """With ``cfg.stacking``: BTYD predictions per cutoff as features (training/stacking.py), and what to log."""
+    if not cfg.stacking:
+        return dataset, features, {}
+    from training.stacking import STACK_FEATURES, stack
+
+    stacked, params = stack(dataset, cfg.horizon_days)
+    return stacked, [*features, *STACK_FEATURES], {"dicts": {"stacking/btyd_params_per_cutoff.json": params},
+                                                   "tags": {"persona.stacking": "bgnbd+gamma_gamma"}}
+
+
+def calibration_step(boosters: dict[str, Any], refits: dict[str, Any], train: pd.DataFrame, features: list[str],
+                     cfg: TrainingConfig, categories: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """With ``cfg.calibrate``: calibrate each evaluated fit and its refit in place (training/calibration.py);
+    returns what to log per target."""
+    if not cfg.calibrate:
+        return {}
+    from training.calibration import apply_calibration, fit_calibration
+
+    out: dict[str, dict[str, Any]] = {}
+    for t in TARGETS:
+        found = fit_calibration(t, boosters[t.key], train, features, cfg, categories)
+        if found is None:
+            continue
+        boosters[t.key] = apply_calibration(boosters[t.key], *found)
+        if t.key in refits:
+            refits[t.key] = apply_calibration(refits[t.key], *found)
+        out[t.key] = {"params": {"calibration_scale": found[0], "calibration_shift": found[1]}}
+    return out
+
+
+def merge_extra(*parts: dict[str, Any]) -> dict[str, Any]:
+    """One ``extra`` for :func:`log_extra` from several (their sections merged)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for section, values in part.items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
 def log_extra(extra: dict[str, Any]) -> None:
     """Log ``{"params", "metrics", "tags": {...}, "dicts": {path: obj}, "figures": {path: fig}}`` to the active run."""
     import mlflow
@@ -261,15 +305,20 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
 
     from training.gate import settle
 
+    dataset, features, stacked = stacking_step(dataset, list(features), cfg)
     train, evaluation = split_frames(dataset, split)
     if train.empty or evaluation.empty:
         raise ValueError(f"empty split: {len(train)} training rows, {len(evaluation)} evaluation rows")
     summary = TrainSummary()
     categories = list(categories)
+    from training.search import search_step
+
+    cfg, searched = search_step(train, features, cfg, ml, TARGETS, categories)
     with step(progress, "train + register models", total=2 * len(TARGETS)) as advance:
         t0 = time.perf_counter()
         boosters = {t.key: fit(t, train, features, cfg, categories) for t in TARGETS}
         refits = refit_all(boosters, dataset, split, features, cfg, categories)
+        calibrated = calibration_step(boosters, refits, train, features, cfg, categories)
         summary.seconds_fit = time.perf_counter() - t0
         advance(len(TARGETS))
         x_eval = matrix(evaluation, features)
@@ -284,7 +333,8 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
                           min_rows=ml.gate.min_segment_rows)
             ref = log_model(t, boosters[t.key], ev, pred, train, evaluation, features, split, cfg, ml,
                             lineage or {}, categories, served=refits.get(t.key),
-                            extra=refit_record(dataset, split, t) if t.key in refits else None)
+                            extra=merge_extra(refit_record(dataset, split, t) if t.key in refits else {},
+                                              calibrated.get(t.key, {}), stacked, searched.get(t.key, {})))
             alias, reasons = settle(ml, t.key, ref, check) if gate else ("", ())
             summary.models.append(TrainedModel(t.key, ref, ev.metrics, len(t.rows(train)), len(rows),
                                                ev.baselines, alias, tuple(reasons)))
