@@ -185,7 +185,14 @@ LIFETIME_FEATURES = [f.name for f in user_lifetime_fv.schema if not f.name.endsw
 
 persona_v1 = FeatureService(
     name="persona_v1",
-    features=[user_behaviour_fv[MODEL_FEATURES], user_lifetime_fv[LIFETIME_FEATURES]],
+    features=[user_behaviour_fv[MODEL_FEATURES]],
     description="Exactly the features the persona models use (version 1)",
+    tags=TAGS,
+)
+
+persona_v2 = FeatureService(
+    name="persona_v2",
+    features=[user_behaviour_fv[MODEL_FEATURES], user_lifetime_fv[LIFETIME_FEATURES]],
+    description="The persona models' features, version 2: version 1 plus the lifetime and BTYD summary",
     tags=TAGS,
 )

@@ -165,7 +165,7 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
         mlflow.log_metrics(_finite(metrics))
         mlflow.set_tags({
             "persona.target": target.key,
-            "persona.feature_service": lineage.get("feature_service", "persona_v1"),
+            "persona.feature_service": lineage.get("feature_service", "persona_v2"),
             "persona.features": ",".join(features),
             "persona.train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in split.train),
             "persona.eval_cutoff": f"{split.evaluation:%Y-%m-%d}",

@@ -94,3 +94,38 @@ def test_real_time_fold_equals_the_next_snapshot() -> None:
             assert (folded[c] is None and pd.isna(want)) or folded[c] == pytest.approx(float(want), abs=0.011), c
         checked += 1
     assert checked >= 5
+
+
+def test_lifetime_view_is_served_online_and_folds_posted_purchases(tmp_path) -> None:  # noqa: ANN001
+    from features.live_behaviour import update_lifetime_online, update_online
+    from features.store import FEATURE_SERVICE, open_store
+    from persona.pipeline import materialize, register_features
+
+    s = settings_in(tmp_path / "data")
+    events = _events(np.random.default_rng(3), 1500, 0, 100, "h")
+    write_batch(events, DataPaths(s.data_dir).events, "b1")
+    build_features(s)
+    store = open_store(s)
+    register_features(s, store)
+    materialize(s, store)
+    snaps = read_snapshots(DataPaths(s.data_dir).behaviour_snapshots)
+    newest = snaps.loc[snaps["event_timestamp"] == snaps["event_timestamp"].max()].set_index("user_id")
+    user = newest["lifetime_purchases"].idxmax()
+    refs = [f"user_lifetime:{c}" for c in COLUMNS]
+    online = store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE),
+                                       entity_rows=[{"user_id": user}]).to_dict()
+    assert online["lifetime_purchases"] == [newest.loc[user, "lifetime_purchases"]]
+    assert online["btyd_frequency"] == [newest.loc[user, "btyd_frequency"]]
+    when = newest["event_timestamp"].max() + pd.Timedelta(hours=5)
+    post = pd.DataFrame({"user_id": [user, user], "timestamp": [when, when + pd.Timedelta(minutes=3)],
+                         "event_type": ["purchase", "purchase"], "amount": [10.0, 5.5], "channel": "api",
+                         "device": None, "category": "home"})
+    assert update_lifetime_online(store, post, when.timestamp()) == [user]
+    fields = [f.name for f in store.get_feature_view("user_behaviour").features]
+    update_online(store, "user_behaviour", post, fields, frozenset(), when.timestamp())
+    after = store.get_online_features(features=refs, entity_rows=[{"user_id": user}]).to_dict()
+    assert after["lifetime_purchases"] == [newest.loc[user, "lifetime_purchases"] + 2]
+    assert after["lifetime_spend"][0] == pytest.approx(newest.loc[user, "lifetime_spend"] + 15.5)
+    assert after["lifetime_purchase_days"] == [newest.loc[user, "lifetime_purchase_days"] + 1]  # one new day
+    assert after["btyd_frequency"] == [newest.loc[user, "btyd_frequency"] + 1]
+    assert after["btyd_recency_days"][0] == after["btyd_age_days"][0] - 1  # bought today, T counts to midnight
