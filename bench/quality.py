@@ -105,7 +105,7 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
     boosters = {k: fit(target(k), st_train, feats, cfg) for k in ("spend", "churn")}
     out["+ BTYD stacking"] = {k: np.asarray(b.predict(matrix(st_eval, feats))) for k, b in boosters.items()}
     out["+ BTYD stacking + calibration"] = {
-        k: calibrate_predictions(target(k), b, st_train, st_eval, feats, cfg) for k, b in boosters.items()}
+        k: calibrate_predictions(target(k), b, st_train, st_eval, feats, cfg, fit) for k, b in boosters.items()}
     return out
 
 

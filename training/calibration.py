@@ -10,7 +10,7 @@ the registry, the scorer and ``pred_contrib`` handle as before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,12 +28,24 @@ def calibration_split(target: Target, train: pd.DataFrame) -> tuple[pd.DataFrame
     return rows.loc[ts < ts.max()], rows.loc[ts == ts.max()]
 
 
+Fit = Callable[..., Any]
+"""training.train.fit: (target, rows, features, cfg, categories, rounds=...) -> booster."""
+
+
 def fit_calibration(target: Target, booster: Any, train: pd.DataFrame, features: list[str], cfg: TrainingConfig,
-                    categories: Sequence[str] = ()) -> tuple[float, float] | None:
-    """(scale, shift) of the raw score, from a fit on the older training cutoffs scored on the newest
-    (None for targets without a link to calibrate or without two cutoffs)."""
+                    fit: Fit | None = None, categories: Sequence[str] = ()) -> tuple[float, float] | None:
+    """(scale, shift) of the raw score, from a fit with the booster's rounds (``fit``, or LightGBM with the
+    booster's own parameters) on the older training cutoffs, scored on the newest (None for targets
+    without a link to calibrate or without two cutoffs)."""
+    import lightgbm as lgb
+
     from training.refit import rounds_of
-    from training.train import fit
+
+    if fit is None:
+        def fit(t: Target, rows: pd.DataFrame, feats: list[str], c: TrainingConfig, cats: Sequence[str] = (),
+                rounds: int = 1) -> Any:
+            data = lgb.Dataset(matrix(rows, feats), label=rows[t.label].to_numpy(dtype="float64"))
+            return lgb.train(dict(booster.params), data, num_boost_round=rounds)
 
     kind = target.objective["objective"]
     older, newest = calibration_split(target, train)
@@ -74,9 +86,9 @@ def apply_calibration(booster: Any, scale: float, shift: float) -> Any:
 
 
 def calibrate_predictions(target: Target, booster: Any, train: pd.DataFrame, evaluation: pd.DataFrame,
-                          features: list[str], cfg: TrainingConfig) -> np.ndarray:
+                          features: list[str], cfg: TrainingConfig, fit: Fit | None = None) -> np.ndarray:
     """Predictions of the calibrated booster on ``evaluation`` (uncalibrated when nothing to fit)."""
-    found = fit_calibration(target, booster, train, features, cfg)
+    found = fit_calibration(target, booster, train, features, cfg, fit)
     model = apply_calibration(booster, *found) if found else booster
     return np.asarray(model.predict(matrix(evaluation, features)))
 

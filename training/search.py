@@ -10,7 +10,7 @@ are part of ``lgb_params``) and tags the search run it came from.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -34,15 +34,14 @@ def _space(trial: Any, target: Target) -> dict[str, float | int]:
 
 
 def search(target: Target, train: pd.DataFrame, features: list[str], cfg: TrainingConfig, ml: MlflowSettings,
-           categories: Sequence[str] = (), seed: int = 7) -> tuple[dict[str, float | int], str, int]:
-    """Best parameters found within ``cfg.search_seconds`` (with the configured ones as the first trial);
-    returns (parameters, parent run id, trials)."""
+           base: dict[str, Any], seed: int = 7) -> tuple[dict[str, float | int], str, int]:
+    """Best parameters found within ``cfg.search_seconds``, starting from ``base`` (the target's LightGBM
+    parameters, tried first); returns (parameters, parent run id, trials)."""
     import lightgbm as lgb
     import mlflow
     import optuna
 
     from training.registry import ensure_experiment, use_tracking
-    from training.train import lgb_params
 
     rows = target.rows(train)
     ts = pd.to_datetime(rows["event_timestamp"], utc=True)
@@ -57,7 +56,6 @@ def search(target: Target, train: pd.DataFrame, features: list[str], cfg: Traini
     use_tracking(ml)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
-    base = lgb_params(target, cfg, categories)
     study.enqueue_trial({k: base[k] for k in ("num_leaves", "min_data_in_leaf", "learning_rate",
                                               "feature_fraction") if k in base})
 
@@ -90,15 +88,17 @@ def search(target: Target, train: pd.DataFrame, features: list[str], cfg: Traini
 
 
 def search_step(train: pd.DataFrame, features: list[str], cfg: TrainingConfig, ml: MlflowSettings,
-                targets: Sequence[Target], categories: Sequence[str] = ()) -> tuple[TrainingConfig, dict[str, Any]]:
+                targets: Sequence[Target], params: Callable[[Target, TrainingConfig], dict[str, Any]],
+                ) -> tuple[TrainingConfig, dict[str, Any]]:
     """With ``cfg.search_seconds``: the configuration with each target's best parameters, and what each
-    target's model run records about its search (target key -> ``extra`` for ``log_extra``)."""
+    target's model run records about its search (target key -> ``extra`` for ``log_extra``); ``params``
+    gives a target's LightGBM parameters under a configuration (training.train.lgb_params)."""
     if cfg.search_seconds <= 0:
         return cfg, {}
     chosen = {k: dict(v) for k, v in cfg.target_params.items()}
     record: dict[str, Any] = {}
     for t in targets:
-        best, run_id, trials = search(t, train, features, cfg, ml, categories)
+        best, run_id, trials = search(t, train, features, cfg, ml, params(t, cfg))
         if best:
             chosen[t.key] = {**chosen.get(t.key, {}), **best}
             record[t.key] = {"tags": {"persona.search_run": run_id, "persona.search_trials": str(trials)}}

@@ -252,7 +252,7 @@ def calibration_step(boosters: dict[str, Any], refits: dict[str, Any], train: pd
 
     out: dict[str, dict[str, Any]] = {}
     for t in TARGETS:
-        found = fit_calibration(t, boosters[t.key], train, features, cfg, categories)
+        found = fit_calibration(t, boosters[t.key], train, features, cfg, fit=fit, categories=categories)
         if found is None:
             continue
         boosters[t.key] = apply_calibration(boosters[t.key], *found)
@@ -313,7 +313,8 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
     categories = list(categories)
     from training.search import search_step
 
-    cfg, searched = search_step(train, features, cfg, ml, TARGETS, categories)
+    cfg, searched = search_step(train, features, cfg, ml, TARGETS,
+                                lambda t, c: lgb_params(t, c, categories))
     with step(progress, "train + register models", total=2 * len(TARGETS)) as advance:
         t0 = time.perf_counter()
         boosters = {t.key: fit(t, train, features, cfg, categories) for t in TARGETS}

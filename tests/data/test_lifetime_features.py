@@ -96,7 +96,7 @@ def test_real_time_fold_equals_the_next_snapshot() -> None:
     assert checked >= 5
 
 
-def test_lifetime_view_is_served_online_and_folds_posted_purchases(tmp_path) -> None:  # noqa: ANN001
+def test_lifetime_view_is_served_online_and_folds_posted_purchases(tmp_path) -> None:
     from features.live_behaviour import update_lifetime_online, update_online
     from features.store import FEATURE_SERVICE, open_store
     from persona.pipeline import materialize, register_features

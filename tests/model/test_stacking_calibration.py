@@ -92,7 +92,7 @@ def test_level_calibration_puts_the_newest_cutoffs_total_on_target() -> None:
     from training.train import fit
 
     booster = fit(target("spend"), train, ["f"], cfg)
-    scale, shift = fit_calibration(target("spend"), booster, train, ["f"], cfg)
+    scale, shift = fit_calibration(target("spend"), booster, train, ["f"], cfg, fit)
     assert scale == 1.0 and shift == pytest.approx(np.log(0.5), abs=0.2)
 
 
