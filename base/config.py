@@ -158,6 +158,9 @@ class SampleConfig(Strict):
     mess_rate: float = Field(0.01, ge=0, le=0.2, description="rate of duplicates/malformed rows")
     generate: bool = Field(False, description="`persona run` writes the sample into an empty inbox (the demo "
                                               "configuration does; a configuration of real channels should not)")
+    mode: Literal["personas", "btyd"] = Field(
+        "personas", description="personas: purchases driven by hidden personas; btyd: purchases follow "
+                                "BG/NBD and order values Gamma-Gamma (persona/sample_btyd.py)")
 
 
 class FeatureConfig(Strict):
@@ -188,6 +191,18 @@ class TrainingConfig(Strict):
                                           "over the ones above")
     targets: list[str] | None = Field(None, description="targets to train (keys of training/targets.py); "
                                                         "default: every target the data supports")
+    refit_on_newest: bool = Field(True, description="after the evaluation, refit on every labelled cutoff "
+                                                    "including the evaluation window and register that fit")
+    cutoff_spread: Literal["recent", "whole_history"] = Field(
+        "recent", description="recent: cutoffs every cutoff_step_days before the newest; whole_history: "
+                              "the step grows so the training cutoffs span the whole history")
+    stacking: bool = Field(False, description="BG/NBD + Gamma-Gamma predictions (fitted at each cutoff on "
+                                              "data before it) as model features (training/stacking.py)")
+    calibrate: bool = Field(False, description="level calibration of amounts and Platt scaling of "
+                                               "probabilities, fitted on the newest training cutoff "
+                                               "(training/calibration.py)")
+    search_seconds: float = Field(0.0, ge=0, description="time budget of the hyperparameter search per "
+                                                         "target (Optuna); 0 = no search")
 
 
 class Condition(Strict):

@@ -158,9 +158,42 @@ def user_recency_now(inputs: pd.DataFrame) -> pd.DataFrame:
 MODEL_FEATURES = [f.name for f in user_behaviour_fv.features if not f.name.endswith("_ts")]
 """In declaration order (``FeatureView.schema`` is rebuilt from a set, in another order in every process)."""
 
+user_lifetime_fv = FeatureView(
+    name="user_lifetime",
+    entities=[user],
+    ttl=timedelta(days=3650),
+    schema=[  # computed by features/lifetime.py into the same daily snapshots
+        _f("lifetime_purchases", Int64, "Purchases before the snapshot, ever"),
+        _f("lifetime_spend", Float64, "Spend (base currency) before the snapshot, ever"),
+        _f("lifetime_purchase_days", Int64, "Days with a purchase before the snapshot, ever"),
+        _f("first_purchase_ts", Float64, "Unix time of the user's first purchase (null if none)"),
+        _f("first_purchase_day_spend", Float64, "Spend on the day of the first purchase (null if none)"),
+        _f("btyd_frequency", Int64, "BTYD frequency: repeat purchase days (purchase days - 1)"),
+        _f("btyd_recency_days", Float64, "BTYD recency: days from the first to the last purchase day (null if none)"),
+        _f("btyd_age_days", Float64, "BTYD age T: days from the first purchase day to the snapshot (null if none)"),
+        _f("avg_order_value", Float64, "Lifetime spend per purchase (null without purchases)"),
+        _f("btyd_monetary", Float64, "Mean spend of the repeat purchase days (0 without repeats)"),
+        _f("lifetime_purchase_rate", Float64, "Purchase days per day since the first purchase"),
+        _f("lifetime_spend_per_day", Float64, "Lifetime spend per day since the first purchase"),
+    ],
+    online=True,
+    source=user_behaviour_source,
+    description="What a user bought over their whole history, and the buy-till-you-die summary",
+    tags=TAGS,
+)
+
+LIFETIME_FEATURES = [f.name for f in user_lifetime_fv.schema if not f.name.endswith("_ts")]
+
 persona_v1 = FeatureService(
     name="persona_v1",
     features=[user_behaviour_fv[MODEL_FEATURES]],
     description="Exactly the features the persona models use (version 1)",
+    tags=TAGS,
+)
+
+persona_v2 = FeatureService(
+    name="persona_v2",
+    features=[user_behaviour_fv[MODEL_FEATURES], user_lifetime_fv[LIFETIME_FEATURES]],
+    description="The persona models' features, version 2: version 1 plus the lifetime and BTYD summary",
     tags=TAGS,
 )

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from base.config import FeatureConfig
+from features.lifetime import daily_first_purchase, lifetime_columns
 
 DAY = np.timedelta64(1, "D")
 _COUNTED = ("page_view", "product_view", "search", "add_to_cart", "purchase", "refund",
@@ -168,6 +169,7 @@ def iter_snapshots(
     metrics = {k: v.to_numpy(dtype=float) for k, v in _metrics(events, cfg.categories).items()}
     sessions = session_table(events, codes, day0)
     last_ts = _daily_last(events, codes, day, len(users), n_days)
+    first_buy = daily_first_purchase(events, codes, day, len(users), n_days)
     snap_days = np.arange(n_days - 1, -1, -cfg.snapshot_every_days)[::-1]
     if first_snapshot is not None:
         min_day = int(np.ceil((first_snapshot - day0) / pd.Timedelta(days=1))) - 1
@@ -196,6 +198,10 @@ def iter_snapshots(
             ld = last[ui, si]
             values = last_ts[kind][start:start + n_u][ui, np.maximum(ld, 0)]
             frame[f"last_{kind}_ts"] = np.where(ld >= 0, values, np.nan)
+        snap_s = (day0 - pd.Timestamp("1970-01-01", tz="UTC")).total_seconds() + (si + 1) * 86400.0
+        life = lifetime_columns(cs["purchases"], cs["spend"], ui, si, snap_s, first_buy[start:start + n_u],
+                                frame["last_purchase_ts"].to_numpy())
+        frame = pd.concat([frame, life], axis=1)
         out = frame.assign(user_id=users[start:start + n_u][ui].to_numpy(),
                            event_timestamp=day0 + pd.to_timedelta(si + 1, unit="D"))
         out["created"] = out["event_timestamp"]

@@ -30,9 +30,13 @@ def event_partitions(events_root: Path) -> dict[str, list[str]]:
     return out
 
 
+SNAPSHOT_LAYOUT = "lifetime-1"
+"""Changes when the snapshot columns change, so the next build recomputes everything."""
+
+
 def config_digest(cfg: FeatureConfig) -> str:
     """A digest of the feature configuration (a change forces a full rebuild)."""
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
+    return hashlib.sha256((cfg.model_dump_json() + SNAPSHOT_LAYOUT).encode()).hexdigest()[:16]
 
 
 def load_state(path: Path) -> dict[str, Any] | None:

@@ -14,11 +14,15 @@ replaces these values with exact ones.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from features.compute import _COUNTED, MOBILE_DEVICES
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 _COUNTS_30D = {"page_views_30d": ("page_view",), "product_views_30d": ("product_view",),
                "searches_30d": ("search",), "add_to_cart_30d": ("add_to_cart",),
@@ -99,3 +103,47 @@ def folded_rows(events: pd.DataFrame, current: Mapping[str, Mapping[str, float |
         rows.append({"user_id": user, "event_timestamp": stamp, **{f: folded.get(f) for f in fields}})
     return pd.DataFrame(rows, columns=["user_id", "event_timestamp", *fields])
 
+
+def last_purchase_times(store: "FeatureStore", events: pd.DataFrame) -> dict[str, float | None]:
+    """The online ``last_purchase_ts`` of the buyers in ``events`` (read before the behaviour fold moves it)."""
+    from features.compute import is_known_user
+
+    buys = events.loc[is_known_user(events["user_id"]) & (events["event_type"] == "purchase")]
+    users = sorted(buys["user_id"].unique())
+    if not users:
+        return {}
+    resp = store.get_online_features(features=["user_behaviour:last_purchase_ts"],
+                                     entity_rows=[{"user_id": u} for u in users]).to_dict()
+    return dict(zip(users, resp["last_purchase_ts"]))
+
+
+def update_lifetime_online(store: "FeatureStore", events: pd.DataFrame, now_s: float,
+                           last_purchase: dict[str, float | None] | None = None) -> list[str]:
+    """Fold the purchases of known users into their online ``user_lifetime`` values; returns the users
+    updated. Ages count to the end of the current day, as in a snapshot taken at the next midnight.
+    ``last_purchase``: each buyer's ``last_purchase_ts`` before the behaviour fold (read now when not given)."""
+    from features.compute import is_known_user
+    from features.lifetime import COLUMNS, DAY_S, INTEGER_COLUMNS, LIFETIME_VIEW, fold_lifetime
+
+    buys = events.loc[is_known_user(events["user_id"]) & (events["event_type"] == "purchase")]
+    if buys.empty:
+        return []
+    users = sorted(buys["user_id"].unique())
+    fields = list(COLUMNS)
+    resp = store.get_online_features(
+        features=[f"{LIFETIME_VIEW}:{f}" for f in fields],
+        entity_rows=[{"user_id": u} for u in users]).to_dict()
+    if last_purchase is None:
+        last_purchase = last_purchase_times(store, buys)
+    midnight = (np.floor(now_s / DAY_S) + 1) * DAY_S
+    rows = []
+    for i, (user, group) in enumerate(buys.groupby("user_id", sort=True)):
+        current = {f: resp[f][i] for f in fields}
+        folded = fold_lifetime(current, group, last_purchase.get(user), midnight)
+        rows.append({"user_id": user, "event_timestamp": group["timestamp"].max(), **folded})
+    frame = pd.DataFrame(rows)
+    frame["created"] = frame["event_timestamp"]
+    for f in fields:
+        frame[f] = pd.to_numeric(frame[f], errors="coerce").astype("Int64" if f in INTEGER_COLUMNS else float)
+    store.write_to_online_store(LIFETIME_VIEW, frame)
+    return users

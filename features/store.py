@@ -16,7 +16,7 @@ from base.paths import DataPaths
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-FEATURE_SERVICE = "persona_v1"
+FEATURE_SERVICE = "persona_v2"  # persona_v1 plus the lifetime features (issue 17)
 BEHAVIOUR_VIEW = "user_behaviour"
 CATEGORIES_ENV = "PERSONA_FEATURE_CATEGORIES"
 """Set (comma-separated, empty = none) while ``persona`` imports the feature repo: the categories of the

@@ -88,6 +88,7 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
         built, start = build_features_spark(settings, incremental)
         return FeatureSummary(built.rows, built.users, built.first, built.last, start is not None, start)
     from features.compute import compute_snapshots, iter_snapshots, read_snapshots, write_snapshots
+    from features.lifetime import carry_lifetime
     from features.incremental import (
         WINDOW_DAYS,
         carry_history,
@@ -137,9 +138,13 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
             # only the last window of events is read; older history comes from the previous snapshot
             events = load_clean_events(settings, since=start - pd.Timedelta(days=WINDOW_DAYS + 1))
             advance(1)
-            computed = compute_snapshots(events, settings.features, first_snapshot=start)
+            computed = compute_snapshots(events, settings.features, first_snapshot=start - pd.Timedelta(days=1))
+            base = computed.loc[computed["event_timestamp"] < start]  # the window's sums at the previous snapshot
+            computed = computed.loc[computed["event_timestamp"] >= start].reset_index(drop=True)
             end = pd.Timestamp(max(partitions), tz="UTC") + pd.Timedelta(days=1)
-            chunks = iter([carry_history(computed, read_snapshots(previous), pd.date_range(start, end, freq="D"))])
+            prev = read_snapshots(previous)
+            carried = carry_history(computed, prev, pd.date_range(start, end, freq="D"))
+            chunks = iter([carry_lifetime(carried, prev, base)])
         else:
             start = None if mode == "full" else start
             events = load_clean_events(settings)
@@ -207,10 +212,11 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
     """Load the newest snapshot of every user into the online store; returns users loaded.
 
     By default the newest day partition (every user's latest snapshot) goes straight to the online
-    store (features/online_writer.py); ``use_feast`` (or a view other than user_behaviour) runs
+    store for both snapshot views (features/online_writer.py); ``use_feast`` (or another view) runs
     Feast's own ``materialize`` over the whole offline table instead.
     """
     from features.compute import read_snapshots
+    from features.lifetime import LIFETIME_VIEW
     from features.online_writer import write_latest
     from features.store import BEHAVIOUR_VIEW, open_store
 
@@ -219,12 +225,14 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
 
         return materialize_spark(settings, engine_store(settings, store), views)
     store = store or open_store(settings)
-    views = views or [BEHAVIOUR_VIEW]
+    snapshot_views = [BEHAVIOUR_VIEW, LIFETIME_VIEW]  # two views over the same daily snapshots
+    views = views or snapshot_views
     root = DataPaths(settings.data_dir).behaviour_snapshots
     with step(progress, "materialize online store", total=len(views)) as advance:
-        if views == [BEHAVIOUR_VIEW] and not use_feast:
-            users = write_latest(store, BEHAVIOUR_VIEW, read_snapshots(_newest_partition(settings)))
-            advance(1)
+        if set(views) <= set(snapshot_views) and not use_feast:
+            newest = read_snapshots(_newest_partition(settings))
+            users = max(write_latest(store, view, newest) for view in views)
+            advance(len(views))
             return users
         snaps = read_snapshots(root, columns=["user_id", "event_timestamp"])
         end = snaps["event_timestamp"].max() + pd.Timedelta(seconds=1)
@@ -243,6 +251,7 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
     records the interval); otherwise nothing is written.
     """
     from features.compute import read_snapshots
+    from features.lifetime import LIFETIME_VIEW
     from features.online_writer import write_latest
     from features.store import BEHAVIOUR_VIEW, open_store
 
@@ -253,7 +262,9 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
     mark = max((pd.to_datetime(end, utc=True) for _, end in intervals), default=None)
     with step(progress, "materialize (incremental)", total=1) as advance:
         if mark is None or newest > mark:
-            write_latest(store, BEHAVIOUR_VIEW, read_snapshots(partition))
+            latest = read_snapshots(partition)
+            write_latest(store, BEHAVIOUR_VIEW, latest)
+            write_latest(store, LIFETIME_VIEW, latest)
             mark = newest
         advance(1)
     return mark

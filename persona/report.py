@@ -309,6 +309,9 @@ def build_report(settings: Settings) -> str:
     metrics = model_metrics(settings)
     sections.append(_section("Model metrics per version", _figure_html(model_metrics_chart(metrics)) if not metrics.empty
                              else _empty("no registered models (run `persona train`)")))
+    from persona.report_models import champion_table
+
+    sections.append(_section("Champions beside every baseline, and which fit serves", champion_table(settings)))
     checks = drift_history(settings)
     sections.append(_section("Drift per feature", _figure_html(drift_chart(checks[-1])) if checks
                              else _empty("no drift check yet (run `persona update`)")))

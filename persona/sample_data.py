@@ -391,6 +391,9 @@ class _Daily:
     session_rate: np.ndarray
     purchase_prob: np.ndarray
     sale: np.ndarray  # (D,) True on sale days
+    purchases: np.ndarray | None = None  # (U, D) purchases a day, drawn elsewhere (persona/sample_btyd.py)
+    value_rate: np.ndarray | None = None  # (U,) Gamma rate of each user's order values (with ``purchases``)
+    value_shape: float = 0.0
 
 
 def _daily(pop: _Population, tl: _Timeline) -> _Daily:
@@ -443,6 +446,8 @@ class _Sessions:
 def _sessions(pop: _Population, daily: _Daily, tl: _Timeline, rng: np.random.Generator) -> _Sessions:
     """Draw sessions per user-day and their shape (size, channel, login, purchase)."""
     counts = rng.poisson(daily.session_rate)
+    if daily.purchases is not None:  # a purchase is a session's checkout: as many sessions as purchases
+        counts = np.maximum(counts, daily.purchases)
     uu, dd = np.nonzero(counts)
     reps = counts[uu, dd]
     user, day = np.repeat(uu, reps), np.repeat(dd, reps)
@@ -451,6 +456,9 @@ def _sessions(pop: _Population, daily: _Daily, tl: _Timeline, rng: np.random.Gen
     mean_events = np.array([p.events_per_session for p in PROFILES])[base]
     n_events = 1 + rng.poisson(mean_events - 1.0)
     purchase = rng.random(n) < daily.purchase_prob[user, day]
+    if daily.purchases is not None:
+        rank = np.arange(n) - np.repeat(np.cumsum(reps) - reps, reps)
+        purchase = rank < daily.purchases[user, day]
     attached = purchase & (rng.random(n) < 0.9)
     n_events = np.where(attached, np.maximum(n_events, 3), n_events)
     app = rng.random(n) < pop.app_share[user]
@@ -617,6 +625,8 @@ def _orders(s: _Sessions, ev: _Events, pop: _Population, daily: _Daily, cat: _Ca
     level = cat.price_level[category] / np.mean(cat.price_level)
     eur = median * np.exp(sigma * rng.standard_normal(len(o))) * level ** 0.5
     eur *= np.where(daily.sale[s.day[o]], 0.85, 1.0)
+    if daily.value_rate is not None:  # Gamma-Gamma order values (persona/sample_btyd.py)
+        eur = rng.gamma(daily.value_shape, 1.0 / daily.value_rate[user])
     eur = np.maximum(eur, 2.5)
     qty = np.clip(np.round(eur / cat.prices[category, product]), 1, 12).astype(np.int64)
     cur = pop.currency[user]
@@ -1033,7 +1043,13 @@ def generate_sample_data(settings: Settings, *, users: int | None = None, days: 
         raise ValueError("users and days must be positive")
     tl = _Timeline(sample.end_date - timedelta(days=n_days), n_days)
     currencies, fx, pop, ids, cat = _world(settings, n_users, n_days, seed)
-    daily = _daily(pop, tl)
+    if sample.mode == "btyd":  # purchases and order values from a buy-till-you-die process
+        from persona.sample_btyd import btyd_daily, btyd_population
+
+        pop = btyd_population(pop, n_days, seed)
+        daily = btyd_daily(_daily(pop, tl), pop, seed)
+    else:
+        daily = _daily(pop, tl)
     sessions = _sessions(pop, daily, tl, _rng(seed, "sessions"))
     events = _events(sessions, pop, cat, tl, _rng(seed, "events"))
     web, app = _behaviour_frames(sessions, events, pop, cat, ids, _rng(seed, "ids"))

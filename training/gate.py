@@ -96,12 +96,14 @@ def _load_eval_frame(ml: MlflowSettings, run_id: str) -> pd.DataFrame:
 
 
 def _score(ml: MlflowSettings, ref: ModelRef, key: str, frame: pd.DataFrame, min_rows: int) -> tuple[Any, Any]:
-    """The version's evaluation on ``frame`` and its booster (loaded as the service loads it)."""
+    """The version's evaluation on ``frame`` and its booster (its evaluated fit, loaded as the service loads it)."""
     import mlflow.lightgbm
+
+    from training.refit import evaluated_uri
 
     t = target(key)
     use_tracking(ml)
-    booster = mlflow.lightgbm.load_model(ref.uri)
+    booster = mlflow.lightgbm.load_model(evaluated_uri(ml, ref))  # a refit has seen the window: never judged
     rows = t.rows(frame)
     pred = np.asarray(booster.predict(matrix(rows, list(booster.feature_name()))))
     return evaluate(t, pred, rows, {}, min_rows=min_rows), booster

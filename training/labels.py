@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,11 +18,14 @@ class Split:
 
     train: list[pd.Timestamp]
     evaluation: pd.Timestamp
+    refit: list[pd.Timestamp] = field(default_factory=list)
+    """Labelled cutoffs after the training ones, up to the evaluation cutoff: the served model's refit
+    learns from them too (training/refit.py); the evaluated fit never sees them."""
 
     @property
     def all(self) -> list[pd.Timestamp]:
         """Every cutoff, oldest first."""
-        return [*self.train, self.evaluation]
+        return sorted({*self.train, *self.refit, self.evaluation})
 
 
 def rolling_cutoffs(history_end: pd.Timestamp, history_start: pd.Timestamp, cfg: TrainingConfig,
@@ -32,7 +35,10 @@ def rolling_cutoffs(history_end: pd.Timestamp, history_start: pd.Timestamp, cfg:
     evaluation = (history_end - horizon).floor("D")
     last_train = evaluation - horizon
     earliest = history_start.floor("D") + pd.Timedelta(days=min_history_days)
-    train = [last_train - pd.Timedelta(days=cfg.cutoff_step_days * i) for i in range(cfg.train_cutoffs)]
+    step = cfg.cutoff_step_days
+    if cfg.cutoff_spread == "whole_history":  # the step grows with the history, so cutoffs span all of it
+        step = max(step, (last_train - earliest).days // max(1, cfg.train_cutoffs - 1))
+    train = [last_train - pd.Timedelta(days=step * i) for i in range(cfg.train_cutoffs)]
     train = sorted(c for c in train if c >= earliest)
     if not train:
         span = (history_end - history_start).days
@@ -40,7 +46,9 @@ def rolling_cutoffs(history_end: pd.Timestamp, history_start: pd.Timestamp, cfg:
             f"history of {span} days is too short for a {cfg.horizon_days}-day horizon: need at least "
             f"{2 * cfg.horizon_days + min_history_days} days"
         )
-    return Split(train=train, evaluation=evaluation)
+    refit = [evaluation - pd.Timedelta(days=step * i) for i in range(1, max(1, cfg.horizon_days // step) + 1)]
+    refit = sorted(c for c in refit if c > last_train and c >= earliest)
+    return Split(train=train, evaluation=evaluation, refit=refit if cfg.refit_on_newest else [])
 
 
 def _top_category(window: pd.DataFrame, users: pd.Index, categories: list[str]) -> np.ndarray:

@@ -139,8 +139,11 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
 
 def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, train: pd.DataFrame,
               evaluation: pd.DataFrame, features: list[str], split: Split, cfg: TrainingConfig,
-              ml: MlflowSettings, lineage: dict[str, str], categories: Sequence[str] = ()) -> ModelRef:
-    """Log params, metrics (model, baselines, segments), figures, drivers, lineage and the model; register it."""
+              ml: MlflowSettings, lineage: dict[str, str], categories: Sequence[str] = (),
+              served: Any | None = None, extra: dict[str, Any] | None = None) -> ModelRef:
+    """Log params, metrics (model, baselines, segments), figures, drivers, lineage and the model; register it.
+    ``served``: the refit on the newest data (training/refit.py), registered instead of ``booster``, which
+    is then kept as the run's evaluated model; ``extra``: more params/metrics/tags/dicts/figures to log."""
     import tempfile
     from pathlib import Path
 
@@ -168,7 +171,7 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
         mlflow.log_metrics(_finite(metrics))
         mlflow.set_tags({
             "persona.target": target.key,
-            "persona.feature_service": lineage.get("feature_service", "persona_v1"),
+            "persona.feature_service": lineage.get("feature_service", "persona_v2"),
             "persona.features": ",".join(features),
             "persona.train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in split.train),
             "persona.eval_cutoff": f"{split.evaluation:%Y-%m-%d}",
@@ -183,7 +186,10 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
         if pred.ndim == 1:
             figures["plots/lift.png"] = lift_figure(y, pred)
         if target.objective["objective"] == "binary":
+            from training.calibration import reliability
+
             figures["plots/calibration.png"] = calibration_figure(y, pred)
+            mlflow.log_dict(reliability(y, np.asarray(pred, dtype=float)), "calibration/reliability_curve.json")
         for path, fig in figures.items():
             mlflow.log_figure(fig, path)
             close_figure(fig)
@@ -200,13 +206,101 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
                 path = Path(tmp) / Path(EVAL_ARTIFACT).name
                 eval_rows.drop(columns=["user_id", "event_timestamp"], errors="ignore").to_parquet(path, index=False)
                 mlflow.log_artifact(str(path), artifact_path=str(Path(EVAL_ARTIFACT).parent))
+        from training.refit import EVALUATED_MODEL, SERVES_TAG
+
+        mlflow.set_tag(SERVES_TAG, "refit" if served is not None else "evaluated")
+        if served is not None:
+            mlflow.lightgbm.log_model(booster, name=EVALUATED_MODEL, pip_requirements=model_requirements())
+        log_extra(extra or {})
         info = mlflow.lightgbm.log_model(  # no input example: it would be per-user feature rows
-            booster, name="model", registered_model_name=ml.model_name(target.key),
+            served if served is not None else booster, name="model", registered_model_name=ml.model_name(target.key),
             signature=infer_signature(example, booster.predict(example.to_numpy())),
             pip_requirements=model_requirements(),  # explicit: skips slow environment inference
         )
     version = str(info.registered_model_version)
     return ModelRef(name=ml.model_name(target.key), version=version, run_id=run.info.run_id)
+
+
+def refit_all(boosters: dict[str, Any], dataset: pd.DataFrame, split: Split, features: list[str],
+              cfg: TrainingConfig, categories: Sequence[str] = ()) -> dict[str, Any]:
+    """The served refits (training/refit.py): same parameters and rounds, every labelled cutoff."""
+    from training.refit import refit_frame, rounds_of
+
+    if not cfg.refit_on_newest:
+        return {}
+    rows = refit_frame(dataset, split)
+    return {t.key: fit(t, rows, features, cfg, categories, rounds=rounds_of(boosters[t.key]))
+            for t in TARGETS if t.key in boosters}
+
+
+def refit_record(dataset: pd.DataFrame, split: Split, t: Target) -> dict[str, Any]:
+    """What the run records about the refit beside the evaluated fit."""
+    from training.refit import refit_frame
+
+    cutoffs = sorted({*split.train, *split.refit, split.evaluation})
+    return {"metrics": {"rows_refit": len(t.rows(refit_frame(dataset, split)))},
+            "tags": {"persona.refit_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in cutoffs),
+                     "persona.refit_newest_label_cutoff": f"{split.evaluation:%Y-%m-%d}"}}
+
+
+def stacking_step(dataset: pd.DataFrame, features: list[str],
+                  cfg: TrainingConfig) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """With ``cfg.stacking``: BTYD predictions per cutoff as features (training/stacking.py), and what to log."""
+    if not cfg.stacking:
+        return dataset, features, {}
+    from training.stacking import STACK_FEATURES, stack
+
+    stacked, params = stack(dataset, cfg.horizon_days)
+    return stacked, [*features, *STACK_FEATURES], {"dicts": {"stacking/btyd_params_per_cutoff.json": params},
+                                                   "tags": {"persona.stacking": "bgnbd+gamma_gamma"}}
+
+
+def calibration_step(boosters: dict[str, Any], refits: dict[str, Any], train: pd.DataFrame, features: list[str],
+                     cfg: TrainingConfig, categories: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """With ``cfg.calibrate``: calibrate each evaluated fit and its refit in place (training/calibration.py);
+    returns what to log per target."""
+    if not cfg.calibrate:
+        return {}
+    from training.calibration import apply_calibration, fit_calibration
+
+    out: dict[str, dict[str, Any]] = {}
+    for t in (t for t in TARGETS if t.key in boosters):
+        found = fit_calibration(t, boosters[t.key], train, features, cfg, fit=fit, categories=categories)
+        if found is None:
+            continue
+        boosters[t.key] = apply_calibration(boosters[t.key], *found)
+        if t.key in refits:
+            refits[t.key] = apply_calibration(refits[t.key], *found)
+        out[t.key] = {"params": {"calibration_scale": found[0], "calibration_shift": found[1]}}
+    return out
+
+
+def merge_extra(*parts: dict[str, Any]) -> dict[str, Any]:
+    """One ``extra`` for :func:`log_extra` from several (their sections merged)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for section, values in part.items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+def log_extra(extra: dict[str, Any]) -> None:
+    """Log ``{"params", "metrics", "tags": {...}, "dicts": {path: obj}, "figures": {path: fig}}`` to the active run."""
+    import mlflow
+
+    from training.plots import close_figure
+
+    if extra.get("params"):
+        mlflow.log_params(extra["params"])
+    if extra.get("metrics"):
+        mlflow.log_metrics(_finite(extra["metrics"]))
+    if extra.get("tags"):
+        mlflow.set_tags(extra["tags"])
+    for path, obj in extra.get("dicts", {}).items():
+        mlflow.log_dict(obj, path)
+    for path, fig in extra.get("figures", {}).items():
+        mlflow.log_figure(fig, path)
+        close_figure(fig)
 
 
 def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: TrainingConfig,
@@ -225,15 +319,22 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
     from training.gate import settle
     from training.target_choice import choose_targets
 
+    dataset, features, stacked = stacking_step(dataset, list(features), cfg)
     train, evaluation = split_frames(dataset, split)
     if train.empty or evaluation.empty:
         raise ValueError(f"empty split: {len(train)} training rows, {len(evaluation)} evaluation rows")
     categories = list(categories)
     targets, skipped = choose_targets(cfg, train, evaluation, categories)  # before any time is spent
     summary = TrainSummary(skipped=skipped, split=split, horizon_days=cfg.horizon_days)
+    from training.search import search_step
+
+    cfg, searched = search_step(train, features, cfg, ml, targets,
+                                lambda t, c: lgb_params(t, c, categories))
     with step(progress, "train + register models", total=2 * len(targets)) as advance:
         t0 = time.perf_counter()
         boosters = {t.key: fit(t, train, features, cfg, categories) for t in targets}
+        refits = refit_all(boosters, dataset, split, features, cfg, categories)
+        calibrated = calibration_step(boosters, refits, train, features, cfg, categories)
         summary.seconds_fit = time.perf_counter() - t0
         advance(len(targets))
         x_eval = matrix(evaluation, features)
@@ -247,7 +348,9 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
             ev = evaluate(t, pred, rows, t.baselines(train, rows, cfg.horizon_days, categories),
                           min_rows=ml.gate.min_segment_rows)
             ref = log_model(t, boosters[t.key], ev, pred, train, evaluation, features, split, cfg, ml,
-                            lineage or {}, categories)
+                            lineage or {}, categories, served=refits.get(t.key),
+                            extra=merge_extra(refit_record(dataset, split, t) if t.key in refits else {},
+                                              calibrated.get(t.key, {}), stacked, searched.get(t.key, {})))
             alias, reasons = settle(ml, t.key, ref, check) if gate else ("", ())
             summary.models.append(TrainedModel(t.key, ref, ev.metrics, len(t.rows(train)), len(rows),
                                                ev.baselines, alias, tuple(reasons)))

@@ -13,7 +13,7 @@ import pytest
 
 from features.online_reader import OnlineReader
 from features.realtime import push_activity
-from features.store import feature_refs
+from features.store import FEATURE_SERVICE, feature_refs
 from persona.pipeline import materialize
 from tests.integration.online_data import PROFILES, fresh_store, snapshot_settings
 
@@ -60,10 +60,17 @@ def _assert_same_as_feast(store, reader: OnlineReader, users: list[str], service
             assert int(when) == max(stamps)
 
 
+def test_the_models_service_reads_both_snapshot_views_equal_to_feast(store, history: tuple) -> None:
+    _, newest = history
+    reader = OnlineReader(store, FEATURE_SERVICE)
+    assert reader.features == feature_refs(store) and "btyd_frequency" in reader.features
+    _assert_same_as_feast(store, reader, [*newest["user_id"].iloc[:20], "nobody"], FEATURE_SERVICE)
+
+
 def test_persona_v1_reads_equal_feast(store, history: tuple) -> None:
     _, newest = history
     reader = OnlineReader(store, "persona_v1")
-    assert reader.features == feature_refs(store)
+    assert reader.features == feature_refs(store, "persona_v1")
     users = [*newest["user_id"].iloc[:20], "nobody", newest["user_id"].iloc[0]]
     _assert_same_as_feast(store, reader, users, "persona_v1")
     batch = reader.read(users)

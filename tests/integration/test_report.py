@@ -63,6 +63,10 @@ def test_the_report_is_one_file_and_the_latest(reported: tuple[Settings, Path]) 
     assert "<script src=" not in text and "<link " not in text  # nothing loaded by URL
     assert text.count('class="plotly-graph-div"') == CHARTS
     assert 'id="most-changed"' in text and "u00001" in text  # the user whose segment changed is in the table
+    # every baseline keeps its row beside the champion, and the report says which fit serves
+    assert text.count('class="champion-baselines"') == 3
+    assert "baseline bgnbd_gamma_gamma" in text and "baseline always_zero" not in text
+    assert "serves refit on 5 labelled cutoffs up to 2026-06-29 (the gate judged the evaluated fit)" in text
 
 
 def test_every_chart_renders_in_chromium_without_network(reported: tuple[Settings, Path]) -> None:

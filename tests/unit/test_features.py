@@ -60,6 +60,8 @@ def test_snapshot_columns_match_feature_view() -> None:
     from tests.conftest import PROJECT
 
     repo = load_definitions(PROJECT / "feature_repo")
-    fv = next(o for o in repo.objects if getattr(o, "name", "") == "user_behaviour" and hasattr(o, "schema"))
+    views = {o.name: o for o in repo.objects if getattr(o, "name", "") in ("user_behaviour", "user_lifetime")
+             and hasattr(o, "schema")}
     snaps = compute_snapshots(pd.DataFrame([_ev("u1", T0, "purchase", 5.0, "home")]), CFG)
-    assert {f.name for f in fv.schema} == set(snaps.columns) - {"user_id", "event_timestamp", "created"}
+    fields = [f.name for fv in views.values() for f in fv.schema]  # two views over the same snapshots
+    assert len(fields) == len(set(fields)) and set(fields) == set(snaps.columns) - {"user_id", "event_timestamp", "created"}

@@ -1,0 +1,220 @@
+"""Do the models beat the classic customer-base models? ``python -m bench quality [users] [btyd_days]``.
+
+One run, on generated data in temporary folders (never ./data), for two regimes: the persona sample
+(purchases driven by hidden personas) and the buy-till-you-die sample (``sample.mode: btyd``, purchases
+from BG/NBD and order values from Gamma-Gamma). Each regime goes through the real pipeline (sample →
+ingest → features → Feast → train_all with MLflow, baselines and the gate), then on the evaluation
+cutoff compares the *evaluated* fits (the served refits have seen that window) with BG/NBD +
+Gamma-Gamma fitted on the same pre-cutoff history:
+
+* spend: RMSE, MAE and top-decile spend capture; P(purchase) = 1 - churn: ROC AUC;
+* a paired bootstrap over evaluation users gives each difference's standard error, and whether the
+  model wins by more than one;
+* every baseline keeps its row (and "always zero" for spend);
+* variants fitted in-process on the same rows: without the lifetime features, with BTYD stacking,
+  with calibration; segments vs hidden personas (adjusted Rand index) per rule set, with a supervised
+  classifier's ARI as the ceiling of what the features can tell apart.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench._settings import PROJECT, bench_settings
+
+RESAMPLES = 200
+
+
+def _prepare(root: Path, users: int, days: int, mode: str, horizon: int) -> tuple[Any, Any]:
+    """Sample → ingest → features → feast apply → materialize in ``root``; returns settings and store."""
+    from features.store import open_store
+    from persona.pipeline import (
+        build_features,
+        ensure_sample,
+        ingest_inbox,
+        materialize,
+        register_features,
+    )
+
+    s = bench_settings(root / "data", users=users, days=days)
+    s = s.model_copy(update={"sample": s.sample.model_copy(update={"mode": mode}),
+                             "training": s.training.model_copy(update={"horizon_days": horizon})})
+    ensure_sample(s)
+    ingest_inbox(s)
+    build_features(s)
+    store = open_store(s)
+    register_features(s, store)
+    materialize(s, store)
+    return s, store
+
+
+def _boot(draws: list[np.ndarray], fn: Any, a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
+    """Metric of ``a``, of ``b``, their difference and its paired bootstrap standard error."""
+    whole = np.arange(len(a))
+    diffs = np.array([fn(a, i) - fn(b, i) for i in draws])
+    return fn(a, whole), fn(b, whole), fn(a, whole) - fn(b, whole), float(diffs.std(ddof=1))
+
+
+def _metrics(y_spend: np.ndarray, bought: np.ndarray) -> dict[str, tuple[Any, bool]]:
+    """Metric name -> (function of predictions and row index, higher is better)."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.targets import spend_metrics
+
+    return {
+        "spend RMSE": (lambda p, i: float(np.sqrt(np.mean((y_spend[i] - p[i]) ** 2))), False),
+        "spend MAE": (lambda p, i: float(np.mean(np.abs(y_spend[i] - p[i]))), False),
+        "spend top-decile capture": (lambda p, i: spend_metrics(y_spend[i], p[i])["top_decile_capture"], True),
+        "P(purchase) ROC AUC": (lambda p, i: float(roc_auc_score(bought[i], p[i])), True),
+    }
+
+
+def _evaluated(ml: Any, ref: Any) -> Any:
+    import mlflow.lightgbm
+
+    from training.refit import evaluated_uri
+
+    return mlflow.lightgbm.load_model(evaluated_uri(ml, ref))
+
+
+def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> dict[str, dict[str, np.ndarray]]:
+    """In-process fits on the same rows: without lifetime features, with stacking, with calibration."""
+    from features.lifetime import COLUMNS
+    from training.calibration import calibrate_predictions
+    from training.stacking import STACK_FEATURES, with_stacking
+    from training.targets import target
+    from training.train import fit, matrix, split_frames
+
+    out: dict[str, dict[str, np.ndarray]] = {}
+    train, evaluation = split_frames(data, split)
+    cfg = s.training
+    plain = [f for f in features if f not in COLUMNS]
+    for name, feats, frame_t, frame_e in (("without lifetime features", plain, train, evaluation),):
+        out[name] = {k: np.asarray(fit(target(k), frame_t, feats, cfg).predict(matrix(frame_e, feats)))
+                     for k in ("spend", "churn")}
+    stacked = with_stacking(data, s.training.horizon_days)
+    st_train, st_eval = split_frames(stacked, split)
+    feats = [*features, *STACK_FEATURES]
+    boosters = {k: fit(target(k), st_train, feats, cfg) for k in ("spend", "churn")}
+    out["+ BTYD stacking"] = {k: np.asarray(b.predict(matrix(st_eval, feats))) for k, b in boosters.items()}
+    out["+ BTYD stacking + calibration"] = {
+        k: calibrate_predictions(target(k), b, st_train, st_eval, feats, cfg, fit) for k, b in boosters.items()}
+    return out
+
+
+def _segments(s: Any, summary: Any, data: pd.DataFrame, split: Any) -> None:
+    """Adjusted Rand index of the segments vs the hidden personas, per rule set, and the ceiling."""
+    from base.config import load_segment_file
+    from base.paths import DataPaths
+    from scoring.evaluation import recovery, score_frame, segment_frame, true_persona_at
+    from scoring.scorer import PersonaScorer
+    from training.champions import load_models
+    from training.train import split_frames
+
+    truth = pd.read_csv(DataPaths(s.data_dir).ground_truth, dtype=str, keep_default_na=False)
+    _, evaluation = split_frames(data, split)
+    hidden = true_persona_at(truth, split.evaluation)
+    for path in sorted(PROJECT.glob("segments*.yaml")):
+        rules = load_segment_file(path)
+        scorer = PersonaScorer(load_models(s.ml, {m.target: m.ref for m in summary.models}),
+                               s.model_copy(update={"segments": rules}))
+        seg = segment_frame(scorer, evaluation, score_frame(scorer, evaluation))
+        r = recovery(pd.Series(seg, index=evaluation["user_id"].to_numpy()), hidden)
+        print(f"  rule set {path.name:28s} ARI={r['ari']:.3f}  same name={r['same_name']:.1%} "
+              f"of {int(r['users'])} users")
+    ceiling(evaluation, hidden)
+
+
+def ceiling(evaluation: pd.DataFrame, hidden: pd.Series) -> None:
+    """ARI of a supervised classifier (5-fold, features → hidden persona): how far features separate them."""
+    import lightgbm as lgb
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.model_selection import cross_val_predict
+
+    feats = [c for c in evaluation.columns if c not in ("user_id", "event_timestamp", "segment")
+             and not c.startswith(("label_", "hist_"))]
+    rows = evaluation.loc[evaluation["user_id"].isin(hidden.index)]
+    y = hidden.loc[rows["user_id"]].to_numpy()
+    x = rows[feats].to_numpy(dtype=float)
+    clf = lgb.LGBMClassifier(n_estimators=150, learning_rate=0.05, num_leaves=15, verbose=-1, n_jobs=1)
+    pred = cross_val_predict(clf, x, y, cv=5)
+    print(f"  ceiling: supervised classifier on the same features (5-fold) ARI={adjusted_rand_score(y, pred):.3f}, "
+          f"accuracy={(pred == y).mean():.1%}")
+
+
+def regime(mode: str, users: int, days: int, horizon: int) -> None:
+    """One regime end to end, printed as a table."""
+    from bench.training import _train
+    from training.baselines import churn_baselines, spend_baselines
+    from training.registry import use_tracking
+    from training.train import matrix, split_frames
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        s, store = _prepare(Path(tmp), users, days, mode, horizon)
+        summary, _, data, split, features = _train(s, store)
+        use_tracking(s.ml)
+        refs = {m.target: m.ref for m in summary.models}
+        train, evaluation = split_frames(data, split)
+        y = evaluation["label_spend"].to_numpy(dtype=float)
+        bought = (evaluation["label_churn"].to_numpy() == 0).astype(int)
+        x = matrix(evaluation, features)
+        model = {"spend": np.asarray(_evaluated(s.ml, refs["spend"]).predict(x)),
+                 "churn": np.asarray(_evaluated(s.ml, refs["churn"]).predict(x))}
+        spend_b = spend_baselines(train, evaluation, s.training.horizon_days)
+        churn_b = churn_baselines(train, evaluation, s.training.horizon_days)
+        rows = {"model (served config)": model, **_variants(data, split, features, s)}
+        base_rows = {name: {"spend": spend_b[name], "churn": churn_b.get("bgnbd" if name == "bgnbd_gamma_gamma"
+                                                                          else name, np.full(len(y), np.nan))}
+                     for name in spend_b}
+        base_rows["always zero"] = {"spend": np.zeros(len(y)), "churn": np.full(len(y), np.nan)}
+        rng = np.random.default_rng(0)
+        draws = [rng.integers(0, len(y), len(y)) for _ in range(RESAMPLES)]
+        metrics = _metrics(y, bought)
+        ref = base_rows["bgnbd_gamma_gamma"]
+        print(f"\n== {mode} sample: {evaluation['user_id'].nunique()} users, {days} days, horizon "
+              f"{s.training.horizon_days} d, {len(split.train)} training cutoffs + {len(split.refit)} refit cutoffs, "
+              f"evaluation cutoff {split.evaluation:%Y-%m-%d}; mean actual spend {y.mean():.2f}, "
+              f"bought {bought.mean():.1%} ==")
+        served = {m.target: f"v{m.ref.version} [{m.alias or '-'}]" for m in summary.models}
+        print(f"registered (refit on every labelled cutoff, serves): spend {served['spend']}, churn {served['churn']}; "
+              f"the gate judged the evaluated fits")
+        for label, (fn, higher) in metrics.items():
+            key = "churn" if label.startswith("P(") else "spend"
+            conv = (lambda p: 1 - p) if key == "churn" else (lambda p: p)
+            print(f"  {label}  (BG/NBD + Gamma-Gamma = {fn(conv(ref[key]), np.arange(len(y))):.4f})")
+            for name, preds in [*rows.items(), *base_rows.items()]:
+                p = conv(preds[key])
+                if not np.isfinite(p).all():
+                    continue
+                a, _, d, se = _boot(draws, fn, p, conv(ref[key]))
+                win = (d > se) if higher else (-d > se)
+                mark = "" if name == "bgnbd_gamma_gamma" else (f"  diff {d:+.4f} ± {se:.4f} "
+                                                                f"{'WINS by > 1 s.e.' if win else 'no win'}")
+                print(f"    {name:34s} {a:9.4f}{mark}")
+        if mode == "personas":
+            _segments(s, summary, data, split)
+    print(f"({mode} regime took {time.perf_counter() - t0:.0f} s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Both regimes: ``[users] [btyd_days]`` (defaults 5,000 users; 120 days persona, 240 days BTYD)."""
+    argv = sys.argv[1:] if argv is None else argv
+    users = int(argv[0]) if argv else 5000
+    btyd_days = int(argv[1]) if len(argv) > 1 else 240
+    only = argv[2] if len(argv) > 2 else None
+    if only in (None, "personas"):
+        regime("personas", users, 120, 30)
+    if only in (None, "btyd"):
+        regime("btyd", users, btyd_days, 30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The served model learns from the newest data: refit after the evaluation, on every labelled cutoff.
+
+The evaluated fit never sees the evaluation window (its metrics and the gate's judgement come from it);
+the refit uses the same parameters and the rounds chosen for the evaluated fit, on the training cutoffs,
+the labelled cutoffs after them and the evaluation cutoff itself, so its newest labels are one horizon
+old instead of two. Both go into the same MLflow run: the refit is the registered model (what the
+service loads), the evaluated fit is the run's ``evaluated_model``, and the run's tag ``persona.serves``
+says which one serves. The gate scores evaluated fits only (:func:`evaluated_uri`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from base.config import MlflowSettings
+    from training.labels import Split
+    from training.registry import ModelRef
+
+EVALUATED_MODEL = "evaluated_model"
+SERVES_TAG = "persona.serves"
+
+
+def refit_frame(dataset: pd.DataFrame, split: Split) -> pd.DataFrame:
+    """Rows of every labelled cutoff the refit learns from (training, refit and evaluation cutoffs)."""
+    ts = pd.to_datetime(dataset["event_timestamp"], utc=True)
+    keep = pd.to_datetime([*split.train, *split.refit, split.evaluation], utc=True)
+    return dataset.loc[ts.isin(keep)]
+
+
+def rounds_of(booster: Any) -> int:
+    """Boosting rounds of a fitted booster (trees per class)."""
+    return max(1, booster.num_trees() // max(1, int(booster.params.get("num_class", 1))))
+
+
+def evaluated_uri(ml: MlflowSettings, ref: ModelRef) -> str:
+    """The model the gate scores for a version: the run's evaluated fit when the registered model is a
+    refit (it has seen the evaluation window), else the registered model itself."""
+    from training.registry import client
+
+    tags = client(ml).get_run(ref.run_id).data.tags
+    return f"runs:/{ref.run_id}/{EVALUATED_MODEL}" if tags.get(SERVES_TAG) == "refit" else ref.uri
