@@ -183,7 +183,8 @@ def erase_parquet(path: Path, words: list[str]) -> int:
 
 
 def erase_sqlite(path: Path, words: list[str]) -> int:
-    """Delete Feast online rows (tables with an ``entity_key``) of the identifiers, then VACUUM so the
+    """Delete Feast online rows (tables with an ``entity_key``) and stored persona records (tables with a
+    ``user_id``) of the identifiers, then VACUUM so the
     freed pages do not keep the bytes; returns rows deleted."""
     from features.online_layout import entity_keys
 
@@ -196,6 +197,11 @@ def erase_sqlite(path: Path, words: list[str]) -> int:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             cols = [r[1] for r in con.execute(f'PRAGMA table_info("{table}")')]
+            if "user_id" in cols:  # keyed by the plain id: the stored persona records (features/online_records.py)
+                for i in range(0, len(words), 500):
+                    chunk = words[i:i + 500]
+                    cur = con.execute(f'DELETE FROM "{table}" WHERE user_id IN ({",".join("?" * len(chunk))})', chunk)
+                    removed += cur.rowcount
             if "entity_key" not in cols:
                 continue
             keys = entity_keys("user_id", words)
@@ -226,6 +232,7 @@ def erase_redis(settings: Settings, words: list[str]) -> int:
     client = redis.Redis(host=host, port=int(port or 6379))
     project = str(cfg.get("project", "persona")).encode()
     keys = [k + project for k in entity_keys("user_id", words)]
+    keys += [f"persona:record:{project.decode()}:{w}".encode() for w in words]  # stored persona records
     return int(client.delete(*keys)) if keys else 0
 
 
