@@ -423,6 +423,16 @@ def suggest_channel(path: Path, *, name: str | None = None, settings: Settings |
         notes.append(f"categories seen: {', '.join(values)}: list the ones to model under features.categories")
     else:
         notes.append("no category column: set features.categories: [] (no affinity features, no category model)")
+    if "event_id" not in columns:
+        repeats = int(frame.duplicated().sum())
+        if repeats:
+            channel["key_on_line"] = True
+            notes.append(f"no id column and {repeats} identical lines in the sample: key_on_line keeps each one "
+                         "(a file delivered again is still taken once); remove it if your export repeats lines "
+                         "by mistake, or if later exports overlap earlier ones")
+        else:
+            notes.append("no id column: an event is identified by its mapped fields; set key_on_line: true if "
+                         "identical lines are separate events")
     unused = [p.name for p in profiles if p.name not in taken and p.name not in emails and p.name not in phones]
     if unused:
         notes.append(f"columns not mapped: {', '.join(unused)}")

@@ -93,6 +93,7 @@ def test_suggested_channel_maps_the_export_as_printed(own: SetUp) -> None:
     assert channel["columns"] == {"user_id": "customer", "timestamp": "date", "quantity": "qty", "amount": "amount"}
     assert channel["timestamp"]["format"] == "%Y%m%d" and channel["event_type"] == "purchase"
     assert channel["currency"] == "USD" and channel["path"] == "raw/shop/*.csv"
+    assert channel.get("key_on_line") is True  # repeated identical lines are separate purchases
     assert f"# checked: {own.export.lines} of {own.export.lines} rows map to canonical events" in printed
     assert "CRLF line ends" in printed and "a header line" in printed
 
@@ -104,11 +105,10 @@ def test_ingest_accepts_1997_dates_and_balances(own: SetUp) -> None:
     (batch,) = read_ledger(DataPaths(own.settings.data_dir).ledger)
     assert batch.status == "accepted" and batch.quarantined == 0 and batch.balanced
     assert batch.rows_read == own.export.lines
-    # Repeated identical lines: once keying on the line lands (issue 13), duplicates == 0 and
-    # accepted == own.export.lines; today a repeated line is at most dropped as a duplicate, never lost
-    # from the accounting.
-    assert batch.accepted + batch.duplicates == own.export.lines
-    assert batch.accepted >= own.export.lines - own.export.repeated
+    # Repeated identical lines are separate purchases: the suggested channel keys on the line
+    # (key_on_line), so every one is kept and none is counted as a duplicate.
+    assert own.export.repeated > 0
+    assert batch.duplicates == 0 and batch.accepted == own.export.lines
 
 
 def test_no_categories_means_no_affinity_features_and_no_category_model(own: SetUp) -> None:
