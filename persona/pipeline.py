@@ -265,7 +265,7 @@ def training_set(settings: Settings, store: "FeatureStore | None" = None, progre
         split = rolling_cutoffs(history_end, events["timestamp"].min(), settings.training)
         labels = make_labels(events, split.all, settings.training.horizon_days, settings.features.categories)
         advance(1)
-        frame = build_training_set(store, labels, progress=progress)
+        frame = build_training_set(store, labels, settings.data_dir, progress=progress)
         path = DataPaths(settings.data_dir).training / "training_set.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(path, index=False)
