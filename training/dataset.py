@@ -4,9 +4,9 @@ The embedded default reads the offline store with Feast's DuckDB offline store (
 ``feature_repo/feature_store.yaml``). Feast's point-in-time join looks at every stored row of a user that is
 older than the entity row (the views' TTL is ten years), so over daily snapshots one retrieval over the whole
 store grows with users x days (50,000 users x 120 days: 18 minutes and 12 GB). The retrieval therefore runs once
-per cutoff against a *window*: a folder whose date partitions are hard links to the stored ones that can hold
-the answer (the newest partition at or before the cutoff, which carries every user known by then), registered
-in a registry of its own with the service's views and sources pointed at it. Every entity row comes back; a
+against a *window*: a folder whose date partitions are hard links to the stored ones that can hold the answer
+(for each cutoff, the newest partition at or before it, which carries every user known by then), registered in
+a registry of its own with the service's views and sources pointed at it. Every entity row comes back; a
 user with no snapshot by its cutoff gets null features (Feast's file store dropped such rows).
 ``python -m bench retrieval`` compares it with the file store.
 """
@@ -71,15 +71,17 @@ class OfflineWindow:
         self.store = FeatureStore(repo_path=str(root), config=config)
         self.store.apply([*store.list_entities(), *[v.batch_source for v in views], *views, fs])
 
-    def point_at(self, cutoff: pd.Timestamp) -> None:
-        """Show the partitions for ``cutoff`` (whole files for sources without date partitions)."""
+    def point_at(self, *cutoffs: pd.Timestamp) -> None:
+        """Show the partitions for these cutoffs (whole sources without date partitions or with nothing that early)."""
         for src, dst in self.sources.items():
             shutil.rmtree(dst, ignore_errors=True) if dst.is_dir() else dst.unlink(missing_ok=True)
-            part = partition_for(src, cutoff) if src.is_dir() else None
-            if part is not None:
+            parts = {partition_for(src, c) for c in cutoffs} if src.is_dir() else {None}
+            if None in parts:  # Feast sees the whole source
+                if src.exists():
+                    _link_tree(src, dst)
+                continue
+            for part in sorted(parts):
                 _link_tree(part, dst / part.name)
-            elif src.exists():  # not date-partitioned, or nothing that early: Feast sees the whole source
-                _link_tree(src, dst)
 
 
 @contextmanager
@@ -115,15 +117,12 @@ def build_training_set(store: "FeatureStore", labels: pd.DataFrame, data_dir: Pa
     entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
     names = feature_refs(store, service)
     if windowed:
-        cutoffs = sorted(entity_df["event_timestamp"].unique())
-        frames = []
+        cutoffs = [pd.Timestamp(c) for c in entity_df["event_timestamp"].unique()]
         with offline_window(store, data_dir, service) as window, \
-                step(progress, "Feast historical retrieval (per cutoff)", total=len(cutoffs)) as advance:
-            for cutoff in cutoffs:
-                window.point_at(pd.Timestamp(cutoff))
-                frames.append(retrieve(window.store, entity_df.loc[entity_df["event_timestamp"] == cutoff], service))
-                advance(1)
-        frame = pd.concat(frames, ignore_index=True)
+                step(progress, "Feast historical retrieval (DuckDB, one window)", total=1) as advance:
+            window.point_at(*cutoffs)  # each cutoff's newest partition: Feast's join picks the right one per row
+            frame = retrieve(window.store, entity_df, service)
+            advance(1)
     else:
         frame = retrieve(store, entity_df, service)
     if len(frame) != len(entity_df):  # every label row comes back, with null features if none were known
