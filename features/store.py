@@ -230,13 +230,16 @@ def apply_definitions(settings: Settings, store: "FeatureStore | None" = None) -
 
 
 def repo_contents(repo: RepoObjects) -> Any:
-    """The objects as Feast's ``RepoContents`` (what ``feast plan``/``apply`` read from a repo)."""
+    """The objects as Feast's ``RepoContents`` (what ``feast plan``/``apply`` read from a repo, with Feast's
+    dummy entity as ``parse_repo`` adds it)."""
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
     from feast.data_source import DataSource
+    from feast.feature_view import DUMMY_ENTITY
     from feast.repo_contents import RepoContents
 
     return RepoContents(
-        projects=repo.named(Project), data_sources=repo.named(DataSource), entities=repo.named(Entity),
+        projects=repo.named(Project), data_sources=repo.named(DataSource),
+        entities=[*repo.named(Entity), DUMMY_ENTITY],
         feature_views=repo.named(FeatureView), feature_services=repo.named(FeatureService),
         on_demand_feature_views=repo.named(OnDemandFeatureView), stream_feature_views=[], label_views=[],
         permissions=[],
