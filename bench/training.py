@@ -62,7 +62,7 @@ def _train(s: Any, store: Any) -> tuple[Any, dict[str, float], Any, Any, list[st
     lineage = exclusion_tags(identity_exclusions(events, split.all))
     t["events+labels"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    frame = build_training_set(store, labels)
+    frame = build_training_set(store, labels, s.data_dir)
     t["feast_retrieval"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     data = with_history(frame, history_summary(events, split.all, s.training.horizon_days))

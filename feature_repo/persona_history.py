@@ -8,13 +8,15 @@ available to other models (point-in-time, offline) and applications (online).
 from datetime import timedelta
 
 from feast import FeatureView, FileSource
+from feast.data_format import ParquetFormat
 from feast.types import Float64, String
 
-from persona_repo import TAGS, _f, user
+from persona_repo import TAGS, _f, data_path, user
 
 user_persona_source = FileSource(
     name="user_persona_source",
-    path="history/user_persona",
+    path=data_path("history/user_persona"),
+    file_format=ParquetFormat(),
     timestamp_field="event_timestamp",
     created_timestamp_column="scored_at",
     description="Append-only persona history (one row per changed persona; event time = feature time)",

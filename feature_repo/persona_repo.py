@@ -2,13 +2,16 @@
 
 A flat module of declared objects, as in Feast's own template: the entity, the sources
 (``*_source``), the feature views (``*_fv``) and the versioned feature services. Source paths are
-relative: Feast resolves them against the data directory that ``persona`` opens the store with.
+absolute, under ``DATA_DIR`` (the ``data/`` folder next to this repo, like the paths in
+``feature_store.yaml``), so the plain ``feast`` CLI run from this folder and ``persona`` read the same
+files; ``persona`` with another ``data_dir`` moves every path under ``DATA_DIR`` into it.
 
-To add a feature view: declare it here, preview with ``persona features plan``, then
-``persona features apply`` and check it with ``persona features list``.
+To add a feature view: declare it here, preview with ``feast plan`` (or ``persona features plan``), then
+``feast apply`` (or ``persona features apply``) and check it with ``feast feature-views list``.
 """
 
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 from feast import (
@@ -22,6 +25,7 @@ from feast import (
     RequestSource,
     ValueType,
 )
+from feast.data_format import ParquetFormat
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
@@ -32,6 +36,14 @@ CATEGORIES = repo_categories()
 
 OWNER = "persona-data-science"
 TAGS = {"owner": OWNER, "team": "persona"}
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+"""The data directory the definitions and feature_store*.yaml name: persona.yaml's default data_dir."""
+
+
+def data_path(relative: str) -> str:
+    """Absolute path of a source under DATA_DIR (DuckDB reads relative paths from the working directory)."""
+    return str(DATA_DIR / relative)
+
 
 project = Project(name="persona", description="Dynamic user personas: behaviour features per user")
 
@@ -45,7 +57,8 @@ user = Entity(
 
 user_behaviour_source = FileSource(
     name="user_behaviour_source",
-    path="features/user_behaviour",
+    path=data_path("features/user_behaviour"),
+    file_format=ParquetFormat(),  # a folder of date=YYYY-MM-DD partitions
     timestamp_field="event_timestamp",
     created_timestamp_column="created",
     description="Daily user behaviour snapshots computed from the clean event store",
@@ -104,7 +117,8 @@ user_activity_push_source = PushSource(
     name="user_activity_push_source",
     batch_source=FileSource(
         name="user_activity_batch_source",
-        path="features/user_activity",  # a folder: each offline push appends one file
+        path=data_path("features/user_activity"),  # a folder: each offline push appends one file
+        file_format=ParquetFormat(),
         timestamp_field="event_timestamp",
     ),
     description="Real-time activity pushed by the serving path (online and offline)",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from base.config import ConfigError, Settings, read_yaml
+from base.config import ConfigError, Settings
 from base.paths import DataPaths
 
 if TYPE_CHECKING:
@@ -51,6 +51,12 @@ def _categories_set(categories: list[str] | None) -> Iterator[None]:
             os.environ[CATEGORIES_ENV] = before
 
 
+FEAST_PROJECT_ENV = "PERSONA_FEAST_PROJECT"
+"""Overrides the Feast project for one process (benchmarks and tests isolate themselves with it)."""
+REPO_DATA_DIR = "DATA_DIR"
+"""Name of the definitions' constant for the data directory their paths (and feature_store*.yaml's) are under."""
+
+
 def repo_yaml(settings: Settings, profile: str | None = None) -> Path:
     """The feature_store YAML for the settings' profile (or ``profile``)."""
     profile = profile or settings.profile
@@ -58,33 +64,85 @@ def repo_yaml(settings: Settings, profile: str | None = None) -> Path:
     return settings.feature_repo / name
 
 
-def open_store(settings: Settings, profile: str | None = None, project: str | None = None) -> "FeatureStore":
-    """A FeatureStore whose relative source paths resolve inside the data directory.
+def read_feast_yaml(path: Path) -> dict[str, Any]:
+    """A feature_store YAML read exactly as Feast reads it (``os.path.expandvars``, then YAML)."""
+    import os
 
-    ``project`` overrides the Feast project (default ``$PERSONA_FEAST_PROJECT`` or ``persona``).
+    import yaml
+
+    try:
+        raw = yaml.safe_load(os.path.expandvars(path.read_text(encoding="utf-8"))) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read Feast configuration: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    unset = [v for v in _strings(raw) if "$" in v]
+    if unset:  # Feast would carry the text on as a name or a path
+        raise ConfigError(f"{path}: {unset[0]!r}: environment variable not set (Feast has no ${{VAR:-default}})")
+    return raw
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string value of a parsed YAML tree."""
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return [node] if isinstance(node, str) else []
+
+
+def rebase(path: str, repo_data: Path, data_dir: Path) -> str:
+    """A path the repo names under its data directory, moved into ``data_dir`` (other paths unchanged)."""
+    import os
+
+    try:
+        return str(data_dir / Path(os.path.abspath(path)).relative_to(repo_data))
+    except ValueError:
+        return path
+
+
+def open_store(settings: Settings, profile: str | None = None, project: str | None = None) -> "FeatureStore":
+    """The FeatureStore the plain ``feast`` CLI sees from ``feature_repo/``, moved into the settings' data directory.
+
+    The profile's feature_store YAML is read as Feast reads it, with relative paths against the repo (Feast's
+    rule); file paths under the repo's data directory move into ``settings.data_dir`` (the same place with the
+    default persona.yaml). ``project`` overrides the Feast project (default ``$PERSONA_FEAST_PROJECT``, else the YAML's).
     """
+    import os
+
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
     path = repo_yaml(settings, profile)
-    extra = {"PERSONA_DATA_DIR": str(settings.data_dir)}
+    raw = read_feast_yaml(path)
+    project = project or os.environ.get(FEAST_PROJECT_ENV)
     if project:
-        extra["PERSONA_FEAST_PROJECT"] = project
-    raw = read_yaml(path, extra=extra)
-    (DataPaths(settings.data_dir).feast).mkdir(parents=True, exist_ok=True)
+        raw["project"] = project
     try:
         config = RepoConfig(**raw)
     except Exception as e:  # pydantic ValidationError or Feast's own config errors
         raise ConfigError(f"{path}: invalid Feast configuration: {e}") from e
-    config.repo_path = settings.data_dir
-    return FeatureStore(config=config)
+    config.repo_path = settings.feature_repo
+    repo_data = repo_data_dir(settings.feature_repo)
+    if Path(settings.data_dir).resolve() != repo_data:  # else the paths stay exactly as `feast` reads them
+        if config.registry.registry_type == "file":
+            config.registry.path = rebase(str(settings.feature_repo / config.registry.path), repo_data,
+                                          settings.data_dir)
+        if config.online_store.type == "sqlite":
+            config.online_store.path = rebase(str(settings.feature_repo / config.online_store.path), repo_data,
+                                              settings.data_dir)
+    DataPaths(settings.data_dir).feast.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(repo_path=str(settings.feature_repo), config=config)
 
 
 @dataclass
 class RepoObjects:
-    """Feast objects declared in the feature repo's modules."""
+    """Feast objects declared in the feature repo's modules, and the data directory their paths are under."""
 
     objects: list[Any]
+    data_dir: Path | None = None
 
     def named(self, kind: type) -> list[Any]:
         """Objects of one Feast class."""
@@ -94,25 +152,32 @@ class RepoObjects:
 def load_definitions(repo_dir: Path, categories: list[str] | None = None) -> RepoObjects:
     """Import every module of the feature repo and collect its Feast objects (like ``feast apply``);
     ``categories``: the configured categories the repo declares affinity features for."""
-    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView
+    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
     from feast.data_source import DataSource
 
-    kinds = (Entity, FeatureView, OnDemandFeatureView, FeatureService, DataSource)
+    kinds = (Project, Entity, FeatureView, OnDemandFeatureView, FeatureService, DataSource)
     files = [f for f in sorted(repo_dir.glob("*.py")) if not f.name.startswith(("_", "test_"))]
     for file in files:  # modules of another repo copy with the same names must not be reused
         sys.modules.pop(file.stem, None)
     found: list[Any] = []
+    data_dir: Path | None = None
     sys.path.insert(0, str(repo_dir))  # definitions may import each other, as with `feast apply`
     try:
         with _categories_set(categories):
             for file in files:
                 module = sys.modules.get(file.stem) or _import_file(file)
+                data_dir = getattr(module, REPO_DATA_DIR, None) or data_dir
                 for value in vars(module).values():
                     if isinstance(value, kinds) and not any(value is o for o in found):
                         found.append(value)
     finally:
         sys.path.remove(str(repo_dir))
-    return RepoObjects(found)
+    return RepoObjects(found, Path(data_dir) if data_dir else None)
+
+
+def repo_data_dir(repo_dir: Path) -> Path:
+    """The data directory the feature repo names (``DATA_DIR`` in its definitions; else the repo's ``../data``)."""
+    return load_definitions(repo_dir).data_dir or (repo_dir.parent / "data")
 
 
 def _import_file(file: Path) -> Any:
@@ -153,27 +218,69 @@ def ensure_push_batch_files(repo: RepoObjects, data_dir: Path) -> None:
         pd.DataFrame(cols).to_parquet(target, index=False)
 
 
+def file_sources(repo: RepoObjects) -> list[Any]:
+    """Every file source of the repo: declared, behind a push source, or a view's own."""
+    from feast import FeatureView, FileSource, PushSource
+
+    candidates = [*repo.named(FileSource), *[p.batch_source for p in repo.named(PushSource)]]
+    for fv in repo.named(FeatureView):
+        candidates += [fv.batch_source, getattr(fv.stream_source, "batch_source", None)]
+    found: list[Any] = []
+    for source in candidates:
+        if isinstance(source, FileSource) and not any(source is f for f in found):
+            found.append(source)
+    return found
+
+
 def store_objects(settings: Settings, store: "FeatureStore") -> RepoObjects:
     """The repo's objects as they go into this store: its project is the store's own
-    (feature_store.yaml may rename it per environment), with the declared description."""
+    (feature_store.yaml may rename it per environment), with the declared description, and file sources
+    under the repo's data directory moved into the settings' one."""
     from feast import Project
 
     repo = load_definitions(settings.feature_repo, list(settings.features.categories))
     declared = repo.named(Project)
     description = declared[0].description if declared else ""
     objects = [o for o in repo.objects if not isinstance(o, Project)]
-    return RepoObjects([Project(name=store.project, description=description), *objects])
+    if repo.data_dir is not None:  # the definitions were just imported: these source objects are this call's own
+        for source in file_sources(repo):
+            source.file_options.uri = rebase(source.path, repo.data_dir, settings.data_dir)
+    return RepoObjects([Project(name=store.project, description=description), *objects], repo.data_dir)
 
 
 def apply_definitions(settings: Settings, store: "FeatureStore | None" = None) -> list[str]:
-    """Register the feature repo's objects (what ``feast apply`` does); returns their names."""
+    """Register the feature repo's objects the way ``feast apply`` does (Feast's own apply; objects no longer
+    declared are removed); returns their names."""
+    import contextlib
+    import io
+
     from feast import Project
+    from feast.repo_operations import apply_total_with_repo_instance
 
     store = store or open_store(settings)
     repo = store_objects(settings, store)
     ensure_push_batch_files(repo, settings.data_dir)
-    store.apply(repo.objects)
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast echoes its diff; `persona features plan` shows it
+        apply_total_with_repo_instance(store, store.project, store.registry, repo_contents(repo),
+                                       skip_source_validation=True)
     return [getattr(o, "name", "?") for o in repo.objects if not isinstance(o, Project)]
+
+
+def repo_contents(repo: RepoObjects) -> Any:
+    """The objects as Feast's ``RepoContents`` (what ``feast plan``/``apply`` read from a repo, with Feast's
+    dummy entity as ``parse_repo`` adds it)."""
+    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
+    from feast.data_source import DataSource
+    from feast.feature_view import DUMMY_ENTITY
+    from feast.repo_contents import RepoContents
+
+    return RepoContents(
+        projects=repo.named(Project), data_sources=repo.named(DataSource),
+        entities=[*repo.named(Entity), DUMMY_ENTITY],
+        feature_views=repo.named(FeatureView), feature_services=repo.named(FeatureService),
+        on_demand_feature_views=repo.named(OnDemandFeatureView), stream_feature_views=[], label_views=[],
+        permissions=[],
+    )
 
 
 def feature_refs(store: "FeatureStore", service: str = FEATURE_SERVICE) -> list[str]:
@@ -184,19 +291,7 @@ def feature_refs(store: "FeatureStore", service: str = FEATURE_SERVICE) -> list[
 
 def plan_changes(settings: Settings, store: "FeatureStore") -> str:
     """The registry diff `apply` would make, as text (Feast's own plan)."""
-    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
-    from feast.data_source import DataSource
-    from feast.repo_contents import RepoContents
-
-    repo = store_objects(settings, store)
-
-    contents = RepoContents(
-        projects=repo.named(Project), data_sources=repo.named(DataSource), entities=repo.named(Entity),
-        feature_views=repo.named(FeatureView), feature_services=repo.named(FeatureService),
-        on_demand_feature_views=repo.named(OnDemandFeatureView), stream_feature_views=[], label_views=[],
-        permissions=[],
-    )
-    registry_diff, infra_diff, _ = store.plan(contents)
+    registry_diff, infra_diff, _ = store.plan(repo_contents(store_objects(settings, store)))
     return "\n".join(t for t in (registry_diff.to_string(), infra_diff.to_string()) if t.strip())
 
 

@@ -239,6 +239,8 @@ def run(config: ConfigOpt = None,
         typer.echo(line)
     typer.echo("where to look next:")
     typer.echo(f"  MLflow UI:      uv run mlflow ui --backend-store-uri {tracking}")
+    typer.echo("  Feast UI:       cd feature_repo && uv run feast ui   (also feast plan, feast feature-views list)")
+    typer.echo(f"  Data Docs:      {DataPaths(s.data_dir).gx / 'uncommitted' / 'data_docs' / 'local_site' / 'index.html'}")
     typer.echo("  the service:    uv run persona serve   (then POST /persona {\"user_ids\": [\"u000001\"]})")
     typer.echo(f"  the studio:     http://{s.serving.host}:{s.serving.port}/studio   (with persona serve; sign in "
                f"with the key in ${s.serving.api_key_env})")

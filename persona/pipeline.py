@@ -305,7 +305,7 @@ def training_set(settings: Settings, store: "FeatureStore | None" = None, progre
 
             frame = build_training_set_spark(settings, engine_store(settings, store), labels, progress=progress)
         else:
-            frame = build_training_set(store, labels, progress=progress)
+            frame = build_training_set(store, labels, settings.data_dir, progress=progress)
         path = DataPaths(settings.data_dir).training / "training_set.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(path, index=False)

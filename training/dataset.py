@@ -1,13 +1,14 @@
 """Point-in-time-correct training sets from Feast historical retrieval.
 
-Feast's file offline store joins every entity row with every stored row of its user before it keeps the
-newest one at or before the row's timestamp: with daily snapshots that is ~100 candidate rows per entity
-row (50,000 users x 7 cutoffs did not finish in 30 minutes). The retrieval therefore runs once per cutoff
-against a *window* of the offline store: a folder whose date partitions are hard links to the stored
-ones that can hold the answer (the newest partition at or before the cutoff, which carries every user
-known by then), so Feast's own point-in-time join reads one day instead of the whole history. Sources
-that are not date-partitioned (or have no partition that early) are linked whole. The result equals a retrieval over the full store
-(tests/model/test_training_set.py).
+The embedded default reads the offline store with Feast's DuckDB offline store (``offline_store: duckdb`` in
+``feature_repo/feature_store.yaml``). Feast's point-in-time join looks at every stored row of a user that is
+older than the entity row (the views' TTL is ten years), so over daily snapshots one retrieval over the whole
+store grows with users x days (50,000 users x 120 days: 18 minutes and 12 GB). The retrieval therefore runs once
+against a *window*: a folder whose date partitions are hard links to the stored ones that can hold the answer
+(for each cutoff, the newest partition at or before it, which carries every user known by then), registered in
+a registry of its own with the service's views and sources pointed at it. Every entity row comes back; a
+user with no snapshot by its cutoff gets null features (Feast's file store dropped such rows).
+``python -m bench retrieval`` compares it with the file store.
 """
 
 from __future__ import annotations
@@ -22,17 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from features.store import FEATURE_SERVICE, feature_refs
 from base.progress import step
+from features.store import FEATURE_SERVICE, feature_refs, rebase
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-
-
-def service_sources(store: "FeatureStore", service: str = FEATURE_SERVICE) -> list[str]:
-    """Relative paths of the file sources behind the feature views a service reads."""
-    fs = store.get_feature_service(service)
-    return sorted({store.get_feature_view(p.name).batch_source.path for p in fs.feature_view_projections})
 
 
 def partition_for(source: Path, cutoff: pd.Timestamp) -> Path | None:
@@ -48,6 +43,7 @@ def _link_tree(src: Path, dst: Path) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.link(src, dst)
         return
+    dst.mkdir(parents=True, exist_ok=True)
     for file in src.rglob("*.parquet"):
         target = dst / file.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -57,35 +53,45 @@ def _link_tree(src: Path, dst: Path) -> None:
 class OfflineWindow:
     """A folder that shows Feast only the offline-store partitions a cutoff needs, and a store reading it."""
 
-    def __init__(self, store: "FeatureStore", sources: list[str], root: Path) -> None:
+    def __init__(self, store: "FeatureStore", data_dir: Path, root: Path, service: str = FEATURE_SERVICE,
+                 offline_store: dict[str, Any] | None = None) -> None:
         from feast import FeatureStore
+        from feast.repo_config import RepoConfig
 
-        self.data_dir = Path(store.config.repo_path)
-        self.sources = sources
-        self.root = root
-        config = store.config.model_copy()
-        config.repo_path = root  # relative source paths resolve here; the registry path is absolute
-        self.store = FeatureStore(config=config)
+        fs = store.get_feature_service(service)
+        views = [store.get_feature_view(p.name) for p in fs.feature_view_projections]
+        self.sources = {Path(v.batch_source.path): Path(rebase(v.batch_source.path, data_dir, root)) for v in views}
+        for view in views:  # the registry's own definitions, reading the window
+            view.batch_source.file_options.uri = str(self.sources[Path(view.batch_source.path)])
+        config = RepoConfig(project=store.project, provider="local", registry=str(root / "registry.db"),
+                            online_store={"type": "sqlite", "path": str(root / "online.db")},
+                            offline_store=offline_store or store.config.offline_store.model_dump(),
+                            entity_key_serialization_version=store.config.entity_key_serialization_version)
+        config.repo_path = root
+        self.store = FeatureStore(repo_path=str(root), config=config)
+        self.store.apply([*store.list_entities(), *[v.batch_source for v in views], *views, fs])
 
-    def point_at(self, cutoff: pd.Timestamp) -> None:
-        """Show the partitions for ``cutoff`` (whole files for sources without date partitions)."""
-        for rel in self.sources:
-            src, dst = self.data_dir / rel, self.root / rel
+    def point_at(self, *cutoffs: pd.Timestamp) -> None:
+        """Show the partitions for these cutoffs (whole sources without date partitions or with nothing that early)."""
+        for src, dst in self.sources.items():
             shutil.rmtree(dst, ignore_errors=True) if dst.is_dir() else dst.unlink(missing_ok=True)
-            part = partition_for(src, cutoff) if src.is_dir() else None
-            if part is not None:
+            parts = {partition_for(src, c) for c in cutoffs} if src.is_dir() else {None}
+            if None in parts:  # Feast sees the whole source
+                if src.exists():
+                    _link_tree(src, dst)
+                continue
+            for part in sorted(parts):
                 _link_tree(part, dst / part.name)
-            else:  # not date-partitioned, or nothing that early: Feast sees the whole source
-                _link_tree(src, dst)
 
 
 @contextmanager
-def offline_window(store: "FeatureStore", service: str = FEATURE_SERVICE) -> Iterator[OfflineWindow]:
+def offline_window(store: "FeatureStore", data_dir: Path, service: str = FEATURE_SERVICE,
+                   offline_store: dict[str, Any] | None = None) -> Iterator[OfflineWindow]:
     """An :class:`OfflineWindow` in a temporary folder inside the data directory (hard links need one filesystem)."""
-    base = Path(store.config.repo_path) / "training"
+    base = data_dir / "training"
     base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".feast-window-", dir=base) as tmp:
-        yield OfflineWindow(store, service_sources(store, service), Path(tmp))
+        yield OfflineWindow(store, data_dir, Path(tmp), service, offline_store)
 
 
 def retrieve(store: "FeatureStore", entity_df: pd.DataFrame, service: str = FEATURE_SERVICE) -> pd.DataFrame:
@@ -94,31 +100,33 @@ def retrieve(store: "FeatureStore", entity_df: pd.DataFrame, service: str = FEAT
     frame = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
     names = feature_refs(store, service)
     views = [p.name for p in fs.feature_view_projections]
-    return frame.rename(columns={f"{v}__{n}": n for n in names for v in views})
+    frame = frame.rename(columns={f"{v}__{n}": n for n in names for v in views})
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    return frame
 
 
-def build_training_set(store: "FeatureStore", labels: pd.DataFrame, service: str = FEATURE_SERVICE,
-                       progress: Any | None = None, windowed: bool = True) -> pd.DataFrame:
+def build_training_set(store: "FeatureStore", labels: pd.DataFrame, data_dir: Path,
+                       service: str = FEATURE_SERVICE, progress: Any | None = None,
+                       windowed: bool = True) -> pd.DataFrame:
     """Join each (user, cutoff) label row with the features Feast knew at that cutoff.
 
-    ``windowed`` (default) retrieves one cutoff at a time from an :class:`OfflineWindow`; ``False``
-    runs a single retrieval over the whole offline store (slow on long histories; used to check the window).
+    ``windowed`` (default) retrieves one cutoff at a time from an :class:`OfflineWindow` in ``data_dir``;
+    ``False`` runs a single retrieval over the whole offline store (slow on long histories; checks the window).
     """
     entity_df = labels.copy()
     entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
     names = feature_refs(store, service)
     if windowed:
-        cutoffs = sorted(entity_df["event_timestamp"].unique())
-        frames = []
-        with offline_window(store, service) as window, \
-                step(progress, "Feast historical retrieval (per cutoff)", total=len(cutoffs)) as advance:
-            for cutoff in cutoffs:
-                window.point_at(pd.Timestamp(cutoff))
-                frames.append(retrieve(window.store, entity_df.loc[entity_df["event_timestamp"] == cutoff], service))
-                advance(1)
-        frame = pd.concat(frames, ignore_index=True)
+        cutoffs = [pd.Timestamp(c) for c in entity_df["event_timestamp"].unique()]
+        with offline_window(store, data_dir, service) as window, \
+                step(progress, "Feast historical retrieval (DuckDB, one window)", total=1) as advance:
+            window.point_at(*cutoffs)  # each cutoff's newest partition: Feast's join picks the right one per row
+            frame = retrieve(window.store, entity_df, service)
+            advance(1)
     else:
         frame = retrieve(store, entity_df, service)
+    if len(frame) != len(entity_df):  # every label row comes back, with null features if none were known
+        raise RuntimeError(f"Feast historical retrieval returned {len(frame)} rows for {len(entity_df)} entity rows")
     labels_cols = [c for c in labels.columns if c.startswith("label_")]
     keep = ["user_id", "event_timestamp", *labels_cols, *names]
     return frame.loc[:, keep].sort_values(["event_timestamp", "user_id"]).reset_index(drop=True)

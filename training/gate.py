@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from base.config import GateConfig, MlflowSettings
-from training.registry import ModelRef, alias_version, client, record_decision, set_alias, use_tracking
+from training.registry import ModelRef, alias_version, client, describe, record_decision, set_alias, use_tracking
 from training.champions import ServingCheck, servable_reasons
 from training.evaluation import EVAL_ARTIFACT, EVAL_ROWS_TAG, evaluate, matrix
 from training.targets import better, target
@@ -205,6 +205,7 @@ def settle(ml: MlflowSettings, key: str, ref: ModelRef, check: ServingCheck | No
     """Alias a newly registered version: champion when it is the first and beats its baselines,
     otherwise challenger, then the gate decides; a version the service could not load never becomes
     champion. Returns (alias it holds, reasons it was refused)."""
+    describe(ml, ref, key)
     set_alias(ml, ref, ml.challenger_alias, "newly trained")
     if alias_version(ml, key, ml.champion_alias) is None:
         unusable = [f"the service could not use it: {r}" for r in servable_reasons(ml, ref, key, check)]

@@ -83,6 +83,30 @@ def record_decision(ml: MlflowSettings, ref: ModelRef, action: str, reason: str)
     body = json.dumps({"action": action, "by": ml.decided_by, "at": stamp.isoformat(), "why": reason})
     c.set_model_version_tag(ref.name, ref.version, f"decision.{stamp:%Y%m%dT%H%M%S%fZ}", body[:5000])
     c.set_model_version_tag(ref.name, ref.version, "last_decision", body[:5000])
+    readable = {"gate.decision": action, "gate.reason": reason[:5000], "gate.decided_at": stamp.isoformat(),
+                "gate.decided_by": ml.decided_by}  # plain tags: columns in the MLflow UI's version and run lists
+    for key, value in readable.items():
+        c.set_model_version_tag(ref.name, ref.version, key, value)
+        c.set_tag(ref.run_id, key, value)
+
+
+def describe(ml: MlflowSettings, ref: ModelRef, target_key: str) -> None:
+    """What the MLflow UI shows for a new version: the registered model's description, the version's (what it
+    was trained and evaluated on) and a readable run name (model, version, evaluation cutoff)."""
+    from training.targets import target
+
+    t = target(target_key)
+    c = client(ml)
+    c.update_registered_model(ref.name, description=(
+        f"Persona {t.key} model: {t.description}. The '{ml.champion_alias}' alias is what the service uses; "
+        f"'{ml.challenger_alias}' waits for the promotion gate (mlflow.yaml); gate.* tags on each version say why."))
+    c.set_registered_model_tag(ref.name, "persona.target", t.key)
+    tags = c.get_run(ref.run_id).data.tags
+    c.update_model_version(ref.name, ref.version, description=(
+        f"{t.key} v{ref.version}: LightGBM on {tags.get('persona.feature_service', '?')}, trained on the cutoffs "
+        f"{tags.get('persona.train_cutoffs', '?')}, evaluated on {tags.get('persona.eval_cutoff', '?')} "
+        f"(horizon {tags.get('persona.horizon_days', '?')} days)."))
+    c.set_tag(ref.run_id, "mlflow.runName", f"{ref.name} v{ref.version} (eval {tags.get('persona.eval_cutoff', '?')})")
 
 
 def versions(ml: MlflowSettings, target: str) -> list[Any]:

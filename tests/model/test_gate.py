@@ -57,6 +57,13 @@ def test_first_version_is_champion_and_logs_baselines_segments_and_lineage(mlflo
         (decision,) = _decisions(mlflow_settings, m.target, "1")
         assert m.reasons == () and client(mlflow_settings).get_model_version(m.ref.name, "1").tags["beats_baselines"] == "true"
         assert decision["action"] == "promoted" and decision["by"] and decision["at"]
+        version = client(mlflow_settings).get_model_version(m.ref.name, "1")  # what `mlflow ui` shows
+        assert version.tags["gate.decision"] == "promoted" and version.tags["gate.reason"] == decision["why"]
+        assert m.target in version.description and "evaluated on" in version.description
+        assert target(m.target).description in client(mlflow_settings).get_registered_model(m.ref.name).description
+        named = client(mlflow_settings).get_run(m.ref.run_id)
+        assert named.info.run_name == f"{m.ref.name} v1 (eval {split.evaluation:%Y-%m-%d})"
+        assert named.data.tags["gate.decision"] == "promoted"
     spend = next(m for m in summary.models if m.target == "spend")
     assert set(spend.baselines) == {"last_window", "historical_rate", "bgnbd_gamma_gamma"}
     churn_run = client(mlflow_settings).get_run(next(m for m in summary.models if m.target == "churn").ref.run_id)
@@ -73,6 +80,8 @@ def test_a_deliberately_worse_challenger_is_refused_with_reasons(mlflow_settings
         assert alias_version(mlflow_settings, m.target).version == "1"  # champion unchanged
         assert alias_version(mlflow_settings, m.target, "challenger").version == "2"
         assert _decisions(mlflow_settings, m.target, "2")[-1]["action"] == "refused"
+        assert client(mlflow_settings).get_model_version(m.ref.name, "2").tags["gate.decision"] == "refused"
+        assert client(mlflow_settings).get_run(m.ref.run_id).data.tags["gate.reason"]  # why, in the runs table
     spend = next(m for m in worse.models if m.target == "spend")
     assert any("vs champion" in r for r in spend.reasons)
     # the CLI path says the same thing again, and still refuses

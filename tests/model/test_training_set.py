@@ -36,11 +36,28 @@ def test_windowed_retrieval_equals_a_retrieval_over_the_whole_store(built: Setti
     labels = make_labels(events, cutoffs, 14)
     early = labels.head(5).assign(event_timestamp=first - pd.Timedelta(days=3))  # before any snapshot
     labels = pd.concat([labels, early], ignore_index=True)
-    windowed = build_training_set(store, labels)
-    full = build_training_set(store, labels, windowed=False)
+    windowed = build_training_set(store, labels, built.data_dir)
+    full = build_training_set(store, labels, built.data_dir, windowed=False)
     pd.testing.assert_frame_equal(windowed, full)
     assert windowed["purchases_90d"].notna().sum() > 100  # features were found...
     assert windowed.loc[windowed["event_timestamp"] < first, "purchases_90d"].isna().all()  # ...never from the future
+
+
+def test_users_without_a_snapshot_by_the_cutoff_come_back_with_null_features(built: Settings) -> None:
+    from features.compute import read_snapshots
+
+    store = open_store(built)
+    snaps = read_snapshots(Path(built.data_dir) / "features" / "user_behaviour", columns=["user_id", "event_timestamp"])
+    first_seen = snaps.groupby("user_id")["event_timestamp"].min().sort_values()
+    cutoff = first_seen.iloc[len(first_seen) // 2]  # half the users have no snapshot yet
+    rows = pd.DataFrame({"user_id": list(first_seen.index) + ["u-never-seen"], "event_timestamp": cutoff,
+                         "label_spend": 1.0})
+    got = build_training_set(store, rows, built.data_dir)
+    assert len(got) == len(rows)  # the file store dropped the users whose snapshots start later
+    known = got.set_index("user_id")["purchases_90d"].notna()
+    expected = (first_seen <= cutoff).reindex(known.index, fill_value=False)
+    assert (known == expected).all()
+    assert 0 < known.sum() < len(rows) - 1
 
 
 def test_window_holds_the_newest_partition_at_or_before_the_cutoff(built: Settings) -> None:

@@ -84,8 +84,8 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
         conn.execute(f'CREATE SCHEMA "{schema}"')
     artifacts = tmp_path_factory.mktemp("privacy-artifacts")
     env = {"PERSONA_PROFILE": "production", "PERSONA_MLFLOW_TRACKING_URI": url,
-           "PERSONA_MLFLOW_ARTIFACTS": artifacts.as_uri(), "PERSONA_FEAST_REGISTRY_URL": url,
-           "PERSONA_FEAST_PROJECT": project}
+           "PERSONA_MLFLOW_ARTIFACTS": artifacts.as_uri(),
+           "PERSONA_FEAST_PROJECT": project}  # Feast's registry: feature_store.production.yaml's, own project
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
