@@ -402,10 +402,16 @@ def _no_update(paths: DataPaths, wait_seconds: float) -> Iterator[None]:
 
 
 def _finish(settings: Settings, erasure: Erasure, journal: Path, caller: str, wait_seconds: float) -> Erasure:
+    from base.writer_lock import WriterBusy, writer_lock
+
     paths = DataPaths(settings.data_dir)
-    with _no_update(paths, wait_seconds):
-        t = time.perf_counter()
-        erase_files(settings, erasure)
+    try:  # the writer lock (no ingest, release or update meanwhile), and the update loop's own lock
+        with writer_lock(settings.data_dir, "persona forget", wait=wait_seconds), _no_update(paths, wait_seconds):
+            t = time.perf_counter()
+            erase_files(settings, erasure)
+    except WriterBusy as e:
+        raise ErasureBusy(f"{e}; the erasure is journaled and its people suppressed: run `persona forget` "
+                          "again to complete it") from e
     erasure.counts = +erasure.counts  # only the stores where something was erased
     erasure.seconds += time.perf_counter() - t
     paths.audit_log.parent.mkdir(parents=True, exist_ok=True)
