@@ -31,7 +31,7 @@ from feast.types import Float64, Int64
 
 from features.store import repo_categories
 
-CATEGORIES = repo_categories()
+CATEGORIES = repo_categories(Path(__file__).resolve().parent.parent / "persona.yaml")
 """``features.categories`` of the configuration in use: one affinity feature each (none: no affinity features)."""
 
 OWNER = "persona-data-science"

@@ -23,15 +23,16 @@ CATEGORIES_ENV = "PERSONA_FEATURE_CATEGORIES"
 settings in use, so the repo's views follow the configuration the store is opened with."""
 
 
-def repo_categories() -> list[str]:
+def repo_categories(default_config: Path | None = None) -> list[str]:
     """The categories the feature repo declares affinity features for: those of the settings ``persona``
-    imports it with, else ``features.categories`` of ``$PERSONA_CONFIG`` (or ./persona.yaml)."""
+    imports it with, else ``features.categories`` of ``$PERSONA_CONFIG``, else of ``default_config`` (the
+    plain ``feast`` CLI run from ``feature_repo/``: the project's persona.yaml), else ./persona.yaml."""
     value = os.environ.get(CATEGORIES_ENV)
     if value is not None:
         return [c for c in value.split(",") if c]
-    from base.config import load_settings
+    from base.config import CONFIG_ENV, load_settings
 
-    return list(load_settings().features.categories)
+    return list(load_settings(os.environ.get(CONFIG_ENV) or default_config).features.categories)
 
 
 @contextmanager

@@ -97,7 +97,7 @@ def test_real_time_fold_equals_the_next_snapshot() -> None:
 
 
 def test_lifetime_view_is_served_online_and_folds_posted_purchases(tmp_path) -> None:
-    from features.live_behaviour import update_lifetime_online, update_online
+    from features.live_behaviour import update_lifetime_online
     from features.store import FEATURE_SERVICE, open_store
     from persona.pipeline import materialize, register_features
 
@@ -121,8 +121,6 @@ def test_lifetime_view_is_served_online_and_folds_posted_purchases(tmp_path) -> 
                          "event_type": ["purchase", "purchase"], "amount": [10.0, 5.5], "channel": "api",
                          "device": None, "category": "home"})
     assert update_lifetime_online(store, post, when.timestamp()) == [user]
-    fields = [f.name for f in store.get_feature_view("user_behaviour").features]
-    update_online(store, "user_behaviour", post, fields, frozenset(), when.timestamp())
     after = store.get_online_features(features=refs, entity_rows=[{"user_id": user}]).to_dict()
     assert after["lifetime_purchases"] == [newest.loc[user, "lifetime_purchases"] + 2]
     assert after["lifetime_spend"][0] == pytest.approx(newest.loc[user, "lifetime_spend"] + 15.5)
