@@ -15,12 +15,13 @@ import gzip
 import json
 import re
 import uuid
+import zlib
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from base.config import ChannelConfig, Settings
+from base.config import ChannelConfig, ReaderLimits, Settings
 from base.durable import replace_durably
 from base.paths import DataPaths
 from base.pseudonym import (
@@ -37,8 +38,13 @@ WORD = re.compile(f"[{WORD_CHARS}]+")
 """An identifier as it appears in a line of text (ids, aliases, ``pii.<kind>.<hex>`` tokens)."""
 
 
-def read_text(path: Path) -> str:
-    """A text file's content (gzip-compressed when named ``.gz`` or starting with the gzip magic)."""
+def read_text(path: Path, limits: ReaderLimits | None = None) -> str:
+    """A text file's content (gzip-compressed when named ``.gz`` or starting with the gzip magic); with
+    ``limits``, decompressed within the reader's bounds (``validation.limits``: no bomb is expanded)."""
+    if limits is not None:
+        from ingestion.readers import load_bytes
+
+        return load_bytes(path, limits).decode("utf-8", errors="surrogateescape")
     data = path.read_bytes()
     if path.suffix == ".gz" or data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
@@ -131,7 +137,10 @@ def scrub_file(path: Path, cfg: ChannelConfig, settings: Settings, tokens: froze
     lines; returns (changed, lines removed). Parquet files are left as they are."""
     if cfg.format == "parquet":
         return False, 0
-    text = read_text(path)
+    try:
+        text = read_text(path, settings.validation.limits)
+    except (ValueError, EOFError, OSError, zlib.error):  # a bomb, a truncated gzip: left to the reader,
+        return False, 0  # which quarantines the file whole with the reason (its rows never reach a store)
     scrubbed = scrub_text(text, settings.hash_salt)
     if cfg.format == "jsonl":
         scrubbed = _scrub_json_lines(scrubbed, cfg, settings)

@@ -82,7 +82,8 @@ def _gunzip(data: bytes, path: Path, limits: ReaderLimits) -> bytes:
     return b"".join(out)
 
 
-def _load_bytes(path: Path, limits: ReaderLimits) -> bytes:
+def load_bytes(path: Path, limits: ReaderLimits) -> bytes:
+    """A file's bytes, gunzipped within the limits (:class:`LimitBreached`, ``EOFError`` when truncated)."""
     data = path.read_bytes()
     if path.suffix == ".gz" or data[:2] == b"\x1f\x8b":
         data = _gunzip(data, path, limits)
@@ -408,7 +409,7 @@ def _read_channel_file(path: Path, cfg: ChannelConfig, limits: ReaderLimits) -> 
             if table.num_rows == 0:
                 return RawBatch(path, error=f"{path}: file is empty")
             return RawBatch(path, _strings(table, np.arange(1, table.num_rows + 1, dtype=np.int64)))
-        data = _load_bytes(path, limits)
+        data = load_bytes(path, limits)
     except LimitBreached as e:
         return RawBatch(path, error=str(e))
     except (OSError, ValueError, EOFError, gzip.BadGzipFile, zlib.error, pa.ArrowException) as e:
