@@ -230,7 +230,9 @@ def erase_redis(settings: Settings, words: list[str]) -> int:
     online = cfg.get("online_store", {})
     host, _, port = str(online.get("connection_string", "127.0.0.1:6379")).split(",")[0].partition(":")
     client = redis.Redis(host=host, port=int(port or 6379))
-    project = str(cfg.get("project", "persona")).encode()
+    from features.store import FEAST_PROJECT_ENV
+
+    project = str(os.environ.get(FEAST_PROJECT_ENV) or cfg.get("project", "persona")).encode()  # as open_store
     keys = [k + project for k in entity_keys("user_id", words)]
     keys += [f"persona:record:{project.decode()}:{w}".encode() for w in words]  # stored persona records
     return int(client.delete(*keys)) if keys else 0

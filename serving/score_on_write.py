@@ -37,6 +37,11 @@ def state_key(state: "ModelState") -> str:
     return state.scorer.record_key()
 
 
+def _rules_of(key: str) -> str:
+    """The segment rules' edit a record key names ("" for the rules the models were loaded with)."""
+    return key.partition(";rules=")[2]
+
+
 class RecordKeeper:
     """Decides which stored records are current and re-scores every user for a new generation."""
 
@@ -53,8 +58,8 @@ class RecordKeeper:
         """Versions whose records may be served now: those in use, and the previous ones while the
         re-score for those in use has not finished."""
         key = state_key(state)
-        if self._settled is None or key == self._settled:
-            return frozenset({key})
+        if self._settled is None or key == self._settled or _rules_of(key) != _rules_of(self._settled):
+            return frozenset({key})  # saved segment rules apply at once: no record of other rules is served
         return frozenset({key, self._settled})
 
     def snapshot_mark(self) -> str:
