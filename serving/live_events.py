@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,6 +88,8 @@ class LiveEvents:
         self._personas: list[pd.DataFrame] = []
         self._pending_lock = threading.Lock()
         self.dropped_rows = 0
+        self.forgotten: Callable[[str | None], bool] = lambda _: False
+        """Whether a user was erased since their rows were queued (the service sets its suppression list)."""
 
     def take(self, events: Sequence[EventIn]) -> Taken:
         """Log, resolve and apply the events; returns counts and the users they touched."""
@@ -130,7 +132,8 @@ class LiveEvents:
         if not pending:
             return 0
         try:
-            return append_history(self.settings, pd.concat(pending, ignore_index=True), "realtime")
+            return append_history(self.settings, self._without_forgotten(pd.concat(pending, ignore_index=True)),
+                                   "realtime")
         except Exception:
             log.exception("persona history append failed; %d re-scored personas not recorded", len(pending))
             return 0
@@ -145,7 +148,9 @@ class LiveEvents:
             pending, self._pending = self._pending, []
         if not pending:
             return 0
-        rows = pd.concat(pending, ignore_index=True)
+        rows = self._without_forgotten(pd.concat(pending, ignore_index=True))
+        if rows.empty:
+            return 0
         try:
             append_offline(self.store, rows)
         except Exception:
@@ -155,6 +160,13 @@ class LiveEvents:
                 self._bound()
             return 0
         return len(rows)
+
+    def _without_forgotten(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Queued rows minus those of people erased meanwhile (``persona forget`` ran in another process)."""
+        if rows.empty or "user_id" not in rows:
+            return rows
+        gone = rows["user_id"].map(lambda u: self.forgotten(None if pd.isna(u) else str(u))).to_numpy(dtype=bool)
+        return rows.loc[~gone] if gone.any() else rows
 
     def _bound(self) -> None:
         """Drop the oldest queued rows beyond ``MAX_PENDING_ROWS`` (they stay in the event log)."""

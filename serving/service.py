@@ -109,6 +109,7 @@ class PersonaService:
         self.records = RecordStore(store)
         self.keeper = RecordKeeper(self.settings, store, self.models, self.online, self.records, self.metrics)
         self.suppression = Suppression(DataPaths(self.settings.data_dir).suppression, self.settings.hash_salt)
+        self.live.forgotten = self.suppression.suppressed  # queued rows of people erased meanwhile are dropped
         from studio.rule_versions import RulesWatch  # segment rules saved in the studio apply without a restart
 
         self.rules = RulesWatch(self.settings.segments_file, self.settings.segments,
