@@ -26,12 +26,14 @@ settings in use, so the repo's views follow the configuration the store is opene
 def repo_categories(default_config: Path | None = None) -> list[str]:
     """The categories the feature repo declares affinity features for: those of the settings ``persona``
     imports it with, else ``features.categories`` of ``$PERSONA_CONFIG``, else of ``default_config`` (the
-    plain ``feast`` CLI run from ``feature_repo/``: the project's persona.yaml), else ./persona.yaml."""
+    plain ``feast`` CLI run from ``feature_repo/``: the checkout's persona.yaml), else the project's."""
     value = os.environ.get(CATEGORIES_ENV)
     if value is not None:
         return [c for c in value.split(",") if c]
-    from base.config import CONFIG_ENV, load_settings
+    from base.config import CONFIG_ENV, PROJECT_FEATURE_REPO, load_settings
 
+    if default_config is None or not default_config.is_file():  # a copy of the repo on its own
+        default_config = PROJECT_FEATURE_REPO.parent / "persona.yaml"
     return list(load_settings(os.environ.get(CONFIG_ENV) or default_config).features.categories)
 
 
