@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: run test sync lint bench clean help
+.PHONY: run test sync lint bench clean help spark-deps
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,14 +21,18 @@ $(UV):
 
 sync: .venv/.synced  ## install the locked environment
 
-run: sync  ## the main job: sample data, every stage, a live service answering
+run: sync $(if $(filter spark,$(PERSONA_ENGINE)),spark-deps)  ## the main job: sample data, every stage, a live service answering
 	$(UV) run --frozen persona run
 
-test: sync  ## the test suite (unit, data, model, integration, end to end)
+test: sync spark-deps  ## the test suite (unit, data, model, integration, end to end)
 	$(UV) run --frozen pytest
 
-bench: sync  ## benchmarks (figures, not pass/fail)
+bench: sync $(if $(filter spark,$(PERSONA_ENGINE)),spark-deps)  ## benchmarks (figures, not pass/fail)
 	$(UV) run --frozen python -m bench
 
 clean:  ## remove generated data (keeps the environment)
 	rm -rf data
+
+spark-deps:  ## Java 17 runtime for the Spark profile (PERSONA_ENGINE=spark) and the spark tests, when missing
+	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || \
+		(apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-headless)

@@ -256,6 +256,7 @@ PROFILE_ENV = "PERSONA_PROFILE"
 MODEL_SOURCE_ENV = "PERSONA_MODEL_SOURCE"
 USER_ENV = "PERSONA_USER"
 Profile = Literal["default", "production"]
+ENGINE_ENV = "PERSONA_ENGINE"
 
 
 def env_choice(name: str, allowed: tuple[str, ...]) -> Any:
@@ -353,6 +354,24 @@ class PrivacyConfig(Strict):
     audit_caller_env: str = Field("PERSONA_USER", description="who an erasure is recorded as (else the login name)")
 
 
+class SparkConfig(Strict):
+    """The Spark profile (``PERSONA_ENGINE=spark``): where Spark runs and where it finds the data."""
+
+    master: str = Field("local[2]", description="spark.master: local[N] on one machine, or a cluster's URL "
+                                                "(spark://host:7077, yarn, k8s://...)")
+    app_name: str = "persona"
+    shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions (a few locally; "
+                                                         "2-3 x the executor cores on a cluster)")
+    driver_memory: str = Field("2g", description="spark.driver.memory")
+    data_url: str = Field("", description="the data directory as Spark sees it (s3a://bucket/persona, "
+                                          "hdfs://...); empty: the local data_dir")
+    conf: dict[str, str] = Field(default_factory=dict, description="more Spark settings (executors, "
+                                                                   "object-store credentials providers, ...)")
+    log_level: str = Field("WARN", description="Spark's log level")
+    training_sample: float = Field(1.0, gt=0, le=1, description="share of users (by a stable hash of the id, "
+                                                                "the same at every cutoff) in the training set")
+
+
 class StudioConfig(Strict):
     """The persona studio: how audience syncs deliver (the audiences themselves are made in the studio)."""
 
@@ -391,6 +410,10 @@ class Settings(Strict):
         "registry", description="where the service takes its models: the registry's champions (followed live) or "
                                 "the ones packaged in a bento ($PERSONA_MODEL_SOURCE, set by bentofile.yaml)")
     privacy: PrivacyConfig = PrivacyConfig()
+    spark: SparkConfig = SparkConfig()
+    engine: Literal["default", "spark"] = Field(
+        "default", description="what builds features, retrieves training sets, materializes and batch-scores: "
+                               "the embedded default or Spark ($PERSONA_ENGINE)")
     studio: StudioConfig = StudioConfig()
 
     @property
@@ -501,6 +524,7 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             "mlflow": load_mlflow_file(mlflow_config, required="mlflow_config" in raw),
             "profile": profile,
             "model_source": env_choice(MODEL_SOURCE_ENV, ("registry", "bento")),
+            "engine": env_choice(ENGINE_ENV, ("default", "spark")),
             "segments": segments,
             "segments_file": segments_file,
             "data_dir": absolute(Path(settings.data_dir)),

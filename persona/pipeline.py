@@ -82,6 +82,11 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
     changed since the last build are recomputed and rewritten; a first build, or a change in the
     feature configuration, recomputes everything.
     """
+    if settings.engine == "spark":  # Spark SQL over the event store (features/spark_snapshots.py)
+        from features.spark_snapshots import build_features_spark
+
+        built, start = build_features_spark(settings, incremental)
+        return FeatureSummary(built.rows, built.users, built.first, built.last, start is not None, start)
     from features.compute import compute_snapshots, iter_snapshots, read_snapshots, write_snapshots
     from features.lifetime import carry_lifetime
     from features.incremental import (
@@ -186,6 +191,11 @@ def register_features(settings: Settings, store: "FeatureStore | None" = None) -
     """``feast apply`` the definitions in ``feature_repo/``."""
     from features.store import apply_definitions
 
+    if settings.engine == "spark":  # the snapshot views read Spark tables
+        from features.spark_store import apply_spark_definitions, engine_store
+
+        return apply_spark_definitions(settings, engine_store(settings, store))
+
     return apply_definitions(settings, store)
 
 
@@ -210,6 +220,10 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
     from features.online_writer import write_latest
     from features.store import BEHAVIOUR_VIEW, open_store
 
+    if settings.engine == "spark":  # Feast's spark.engine writes the online store from Spark's workers
+        from features.spark_store import engine_store, materialize_spark
+
+        return materialize_spark(settings, engine_store(settings, store), views)
     store = store or open_store(settings)
     snapshot_views = [BEHAVIOUR_VIEW, LIFETIME_VIEW]  # two views over the same daily snapshots
     views = views or snapshot_views
@@ -285,7 +299,13 @@ def training_set(settings: Settings, store: "FeatureStore | None" = None, progre
         split = rolling_cutoffs(history_end, events["timestamp"].min(), settings.training)
         labels = make_labels(events, split.all, settings.training.horizon_days, settings.features.categories)
         advance(1)
-        frame = build_training_set(store, labels, settings.data_dir, progress=progress)
+        if settings.engine == "spark":  # Feast's Spark offline store, one partition per cutoff, sampled users
+            from features.spark_store import engine_store
+            from training.spark_dataset import build_training_set_spark
+
+            frame = build_training_set_spark(settings, engine_store(settings, store), labels, progress=progress)
+        else:
+            frame = build_training_set(store, labels, settings.data_dir, progress=progress)
         path = DataPaths(settings.data_dir).training / "training_set.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(path, index=False)

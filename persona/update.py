@@ -263,9 +263,9 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
          else (f"{fs.rows} snapshot rows (full build)" if fs.rows else "skipped: no changed days"))
     summary.snapshot_day = newest_snapshot_day(settings)
 
-    from features.store import open_store
+    from features.spark_store import engine_store
 
-    store = open_store(settings)
+    store = engine_store(settings)  # the profile's store, or its Spark variant (PERSONA_ENGINE=spark)
     digest = repo_digest(settings)
     if state.get("feature_repo") != digest:
         names = pipeline.register_features(settings, store)
@@ -304,9 +304,10 @@ def _run(settings: Settings, summary: UpdateSummary, progress: Any | None, shoul
                     rules])  # re-score when the segment rules (edited in the studio) changed
     if state.get("scored") != key:
         from scoring.batch import rescore_all
+        from scoring.spark_batch import rescore_all_spark
 
         with step(progress, "score every user (smoothed)", total=1) as advance:
-            result = rescore_all(settings, models)
+            result = (rescore_all_spark if settings.engine == "spark" else rescore_all)(settings, models)
             advance(1)
         summary.users_scored, summary.personas_changed = result.users, result.changed
         summary.segment_changes = result.segment_changes

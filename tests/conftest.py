@@ -28,7 +28,7 @@ def settings_in(data_dir: Path, **sample: int) -> Settings:
 ISOLATED_PREFIXES = ("PERSONA_PROFILE", "PERSONA_MLFLOW_", "PERSONA_FEAST_", "PERSONA_CONFIG", "PERSONA_DATA_DIR",
                      "PERSONA_REDIS", "PERSONA_API_KEY", "PERSONA_MODEL_POLL_SECONDS",
                      "PERSONA_REQUIRE_KEY_FOR_PERSONA", "PERSONA_SCORE_CACHE_SIZE", "PERSONA_MODEL_RETRY_SECONDS", "PERSONA_READ_RECORDS",
-                     "PERSONA_SEGMENTS_FILE")
+                     "PERSONA_ENGINE", "PERSONA_SEGMENTS_FILE")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,0 +1,344 @@
+"""The daily snapshot build as Spark SQL window aggregations over the Parquet event store.
+
+Cell for cell the same table as :func:`features.compute.iter_snapshots` (tests/spark): events are
+resolved through the identity graph, summed per user and day, laid on a dense per-user day grid from
+the user's first day, and each window feature is a difference of running sums (``cs(s) - cs(s - w)``,
+the same additions in the same order as the NumPy builder). Values are written as microsecond
+timestamps under ``date=YYYY-MM-DD/`` folders, the layout the Feast sources and the pandas readers use.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from base.config import FeatureConfig, Settings
+from base.paths import DataPaths
+from features.compute import _CATEGORY_EVENTS, _COUNTED, COUNT_FEATURES, MOBILE_DEVICES
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+DAY_SECONDS = 86400
+SOCIAL = ("like", "share", "comment")
+WINDOWS: tuple[tuple[str, int], ...] = (
+    ("purchases", 7), ("purchases", 30), ("purchases", 90), ("spend", 7), ("spend", 30), ("spend", 90),
+    ("refunds", 90), ("refund_amount", 90), ("events", 7), ("events", 30), ("sessions", 30),
+    ("session_minutes", 30), ("page_views", 30), ("product_views", 30), ("searches", 30), ("add_to_cart", 30),
+    ("active", 30), ("mobile", 30), ("social", 30), ("tickets", 90), ("app", 30), ("web", 30), ("cat_total", 90),
+)
+"""(daily metric, days) of every window feature besides the category ones (``cat_<name>``, 90 days)."""
+
+
+@dataclass(frozen=True)
+class SparkBuild:
+    """One Spark snapshot build."""
+
+    rows: int
+    users: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+
+
+def data_url(settings: Settings, path: Path) -> str:
+    """Where Spark finds ``path`` (a path under the data directory): below ``spark.data_url`` when set
+    (object storage or HDFS on a cluster), else the local path."""
+    if not settings.spark.data_url:
+        return str(path)
+    return settings.spark.data_url.rstrip("/") + "/" + path.relative_to(settings.data_dir).as_posix()
+
+
+def read_events(spark: "SparkSession", settings: Settings) -> "DataFrame":
+    """The clean event store with each event's user resolved through the newest identity graph
+    (as ``ingestion.event_store.load_events`` does); only the columns the features read."""
+    from pyspark.sql import functions as F
+
+    paths = DataPaths(settings.data_dir)
+    if not any(paths.events.glob("date=*/*.parquet")) and not settings.spark.data_url:
+        raise RuntimeError(f"no clean events in {paths.events}: run `persona ingest` first")
+    cols = ["user_id", "anonymous_id", "device_id", "event_type", "channel", "timestamp", "amount",
+            "category", "device", "session_id"]
+    events = spark.read.parquet(data_url(settings, paths.events)).select(*cols)
+    pointer = F.col("user_id").startswith("anon:") | F.col("user_id").startswith("device:")
+    events = events.withColumn("user_id", F.when(pointer, F.lit(None)).otherwise(F.col("user_id")))
+    return resolve_users(spark, events, settings)
+
+
+def resolve_users(spark: "SparkSession", events: "DataFrame", settings: Settings) -> "DataFrame":
+    """Fill ``user_id`` from the identity graph: own id, else the anonymous id's or the device's link,
+    following device bridges up to three times (``ingestion.identity.resolve_users``)."""
+    from pyspark.sql import functions as F
+
+    from ingestion.identity import load_graph
+
+    graph = load_graph(DataPaths(settings.data_dir).identity_graph)
+    links = graph.loc[:, ["kind", "alias", "user_id"]].astype(str) if not graph.empty else \
+        pd.DataFrame({"kind": pd.Series(dtype=str), "alias": pd.Series(dtype=str), "user_id": pd.Series(dtype=str)})
+    table = spark.createDataFrame(links, "kind string, alias string, user_id string")
+
+    def lookup(kind: str, name: str) -> "DataFrame":
+        return F.broadcast(table.where(F.col("kind") == kind).select(F.col("alias").alias(f"_{name}_key"),
+                                                                      F.col("user_id").alias(f"_{name}")))
+
+    out = events.join(lookup("anonymous", "anon"), F.col("anonymous_id") == F.col("_anon_key"), "left") \
+        .join(lookup("device", "dev"), F.col("device_id") == F.col("_dev_key"), "left") \
+        .withColumn("user_id", F.coalesce("user_id", "_anon", "_dev")) \
+        .drop("_anon_key", "_anon", "_dev_key", "_dev")
+    for i in range(3):  # follow bridges: visitor → device → user
+        hop = lookup("device", f"hop{i}")
+        out = out.join(hop, F.when(F.col("user_id").startswith("device:"), F.substring("user_id", 8, 1 << 20))
+                       == F.col(f"_hop{i}_key"), "left") \
+            .withColumn("user_id", F.coalesce(f"_hop{i}", "user_id")).drop(f"_hop{i}_key", f"_hop{i}")
+    return out
+
+
+def known_events(events: "DataFrame") -> "DataFrame":
+    """Events of stitched customers (not ``anon:``/``device:`` visitors, not unresolved)."""
+    from pyspark.sql import functions as F
+
+    uid = F.col("user_id")
+    return events.where(uid.isNotNull() & ~uid.startswith("anon:") & ~uid.startswith("device:"))
+
+
+def _daily(events: "DataFrame", categories: list[str]) -> "DataFrame":
+    """Per (user, day): the summed metrics of ``features.compute._metrics`` and the day's last times."""
+    from pyspark.sql import functions as F
+
+    et = F.col("event_type")
+    counted = et.isin(*_COUNTED)
+    purchase = et == "purchase"
+    amount = F.coalesce(F.col("amount").cast("double"), F.lit(0.0))
+    secs = F.unix_micros("timestamp") / 1e6
+    flag = lambda cond: F.sum(F.when(cond, 1.0).otherwise(0.0))
+    cat_event = et.isin(*_CATEGORY_EVENTS)
+    aggs = [
+        flag(counted).alias("events"), flag(purchase).alias("purchases"),
+        F.sum(F.when(purchase, amount).otherwise(0.0)).alias("spend"),
+        flag(et == "refund").alias("refunds"),
+        F.sum(F.when(et == "refund", amount).otherwise(0.0)).alias("refund_amount"),
+        flag(et == "page_view").alias("page_views"), flag(et == "product_view").alias("product_views"),
+        flag(et == "search").alias("searches"), flag(et == "add_to_cart").alias("add_to_cart"),
+        flag(et.isin(*SOCIAL)).alias("social"), flag(et == "support_ticket").alias("tickets"),
+        flag(counted & (F.col("channel") == "app")).alias("app"),
+        flag(counted & (F.col("channel") == "web")).alias("web"),
+        flag(counted & F.col("device").isin(*MOBILE_DEVICES)).alias("mobile"),
+        *[flag(cat_event & (F.col("category") == c)).alias(f"cat_{c}") for c in categories],
+        F.max(F.when(counted, secs)).alias("day_last_event_ts"),
+        F.max(F.when(purchase, secs)).alias("day_last_purchase_ts"),
+    ]
+    daily = events.groupBy("user_id", "day").agg(*aggs)
+    total = F.lit(0.0)
+    for c in categories:  # summed per event in the NumPy builder: the same integers
+        total = total + F.col(f"cat_{c}")
+    return daily.withColumn("cat_total", total)
+
+
+def _sessions(events: "DataFrame") -> "DataFrame":
+    """Per (user, day): sessions started that day and their summed length in minutes."""
+    from pyspark.sql import functions as F
+
+    per = events.where(F.col("session_id").isNotNull()).groupBy("user_id", "session_id").agg(
+        F.min("timestamp").alias("start"), F.max("timestamp").alias("stop"), F.min("day").alias("day"))
+    minutes = (F.unix_micros("stop") - F.unix_micros("start")) / 1e6 / 60.0
+    return per.groupBy("user_id", "day").agg(F.count(F.lit(1)).cast("double").alias("sessions"),
+                                             F.sum(minutes).alias("session_minutes"))
+
+
+def _ratio(num: "Column", den: "Column") -> "Column":
+    """``num / den`` where ``den > 0``, else null (``features.compute._ratio``)."""
+    from pyspark.sql import functions as F
+
+    return F.when(den > 0, num / den)
+
+
+def _round(x: "Column", digits: int = 2) -> "Column":
+    """NumPy's ``round``: scale, round half to even on the binary value, scale back."""
+    from pyspark.sql import functions as F
+
+    scale = float(10 ** digits)
+    return F.rint(x * scale) / scale
+
+
+def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, n_days: int,
+                   min_day: int = 0) -> "DataFrame":
+    """Snapshots of known users' ``events`` (already ``timestamp < day0 + n_days``) for snapshot days
+    at or after ``min_day``; column for column the frame ``iter_snapshots`` yields."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    day0_epoch = int(day0.timestamp() // DAY_SECONDS)
+    events = events.withColumn("day", (F.unix_date(F.to_date("timestamp")) - day0_epoch).cast("int"))
+    daily = _daily(events, cfg.categories).join(_sessions(events), ["user_id", "day"], "full")
+    firsts = events.groupBy("user_id").agg(F.min("day").alias("first_day"))
+    grid = firsts.select("user_id", "first_day",
+                         F.explode(F.sequence("first_day", F.lit(n_days - 1))).alias("day"))
+    metrics = [c for c in daily.columns if c not in ("user_id", "day", "day_last_event_ts", "day_last_purchase_ts")]
+    dense = grid.join(daily, ["user_id", "day"], "left").fillna(0.0, subset=metrics)
+    dense = dense.withColumn("active", F.when(F.col("events") > 0, 1.0).otherwise(0.0))
+    running = Window.partitionBy("user_id").orderBy("day").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    by_day = Window.partitionBy("user_id").orderBy("day")
+    sums = [F.sum(m).over(running).alias(f"cs_{m}") for m in [*metrics, "active"]]
+    dense = dense.select(
+        "user_id", "day", "first_day", *sums,
+        F.max(F.when(F.col("events") > 0, F.col("day"))).over(running).alias("last_event_day"),
+        F.max(F.when(F.col("purchases") > 0, F.col("day"))).over(running).alias("last_purchase_day"),
+        F.max("day_last_event_ts").over(running).alias("last_event_ts"),
+        F.max("day_last_purchase_ts").over(running).alias("last_purchase_ts"),
+    )
+    windows = [*WINDOWS, *((f"cat_{c}", 90) for c in cfg.categories)]
+    lagged = [F.coalesce(F.lag(f"cs_{m}", w).over(by_day), F.lit(0.0)).alias(f"lag{w}_{m}") for m, w in windows]
+    dense = dense.select("*", *lagged)
+    every = cfg.snapshot_every_days
+    dense = dense.where((((n_days - 1) - F.col("day")) % every == 0) & (F.col("day") >= min_day))
+    return _features(dense, cfg, day0_epoch)
+
+
+def _features(dense: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataFrame":
+    """The feature columns of ``features.compute._snapshot_frame``, in its order and types."""
+    from pyspark.sql import functions as F
+
+    def w(name: str, days: int) -> "Column":
+        return F.col(f"cs_{name}") - F.col(f"lag{days}_{name}")
+
+    s = F.col("day")
+    f: dict[str, Column] = {}
+    for days in (7, 30, 90):
+        f[f"purchases_{days}d"] = w("purchases", days)
+        f[f"spend_{days}d"] = w("spend", days)
+    f["aov_90d"] = _ratio(f["spend_90d"], f["purchases_90d"])
+    f["refunds_90d"] = w("refunds", 90)
+    f["refund_amount_90d"] = w("refund_amount", 90)
+    f["days_since_last_purchase"] = (s - F.col("last_purchase_day")).cast("double")
+    f["days_since_last_event"] = (s - F.col("last_event_day")).cast("double")
+    f["tenure_days"] = s - F.col("first_day")
+    f["events_7d"] = w("events", 7)
+    f["events_30d"] = w("events", 30)
+    f["sessions_30d"] = w("sessions", 30)
+    for name in ("page_views", "product_views", "searches", "add_to_cart"):
+        f[f"{name}_30d"] = w(name, 30)
+    f["cart_conversion_30d"] = _ratio(f["purchases_30d"], f["add_to_cart_30d"])
+    f["active_days_30d"] = w("active", 30)
+    f["avg_session_minutes_30d"] = _round(_ratio(w("session_minutes", 30), f["sessions_30d"]))
+    f["share_mobile_30d"] = F.coalesce(_ratio(w("mobile", 30), f["events_30d"]), F.lit(0.0))
+    f["social_30d"] = w("social", 30)
+    f["support_tickets_90d"] = w("tickets", 90)
+    f["share_app_30d"] = F.coalesce(_ratio(w("app", 30), f["events_30d"]), F.lit(0.0))
+    f["share_web_30d"] = F.coalesce(_ratio(w("web", 30), f["events_30d"]), F.lit(0.0))
+    f["spend_trend"] = _ratio(f["spend_30d"], f["spend_90d"] / 3.0)
+    f["events_trend"] = _ratio(f["events_7d"], f["events_30d"] / (30 / 7))
+    total = w("cat_total", 90)
+    for cat in cfg.categories:
+        f[f"affinity_{cat}"] = F.coalesce(_ratio(w(f"cat_{cat}", 90), total), F.lit(0.0))
+    money = [c for c in f if c.startswith(("spend_", "refund_amount", "aov_")) and c != "spend_trend"]
+    typed = []
+    for name, col in f.items():
+        if name in COUNT_FEATURES:
+            col = F.rint(col).cast("long")
+        elif name in money:
+            col = _round(col)
+        typed.append(col.cast("long" if name in COUNT_FEATURES else "double").alias(name))
+    when = F.timestamp_seconds((F.lit(day0_epoch) + s + 1).cast("long") * DAY_SECONDS)
+    return dense.select(
+        "user_id", when.alias("event_timestamp"), when.alias("created"), *typed,
+        F.col("last_event_ts").cast("double").alias("last_event_ts"),
+        F.col("last_purchase_ts").cast("double").alias("last_purchase_ts"),
+    )
+
+
+def history_bounds(events: "DataFrame", end: pd.Timestamp | None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(day0, end): the first day of the known users' history and its exclusive end (default: midnight
+    after the last event), as ``iter_snapshots`` takes them."""
+    from pyspark.sql import functions as F
+
+    row = events.agg(F.min(F.unix_micros("timestamp")).alias("lo"), F.max(F.unix_micros("timestamp")).alias("hi")) \
+        .collect()[0]
+    if row["lo"] is None:
+        raise RuntimeError("no events of known users: nothing to snapshot")
+    lo, hi = _utc(row["lo"]), _utc(row["hi"])
+    return lo.floor("D"), end if end is not None else hi.floor("D") + pd.Timedelta(days=1)
+
+
+def _utc(micros: int | None) -> pd.Timestamp | None:
+    """A UTC timestamp from microseconds since the epoch (Spark hands back zone-less datetimes)."""
+    return pd.Timestamp(micros, unit="us", tz="UTC") if micros is not None else None
+
+
+def compute_snapshots_spark(events: "DataFrame", cfg: FeatureConfig, *, end: pd.Timestamp | None = None,
+                            first_snapshot: pd.Timestamp | None = None) -> "DataFrame":
+    """Snapshots (a Spark DataFrame) of resolved ``events``, with ``compute_snapshots``'s arguments."""
+    from pyspark.sql import functions as F
+
+    events = known_events(events)
+    day0, end = history_bounds(events, end)
+    n_days = int((end - day0) / pd.Timedelta(days=1))
+    events = events.where(F.col("timestamp") < F.lit(end.to_pydatetime()))
+    min_day = 0
+    if first_snapshot is not None:
+        min_day = max(0, math.ceil((first_snapshot - day0) / pd.Timedelta(days=1)) - 1)
+    return snapshot_frame(events, cfg, day0, n_days, min_day)
+
+
+def write_snapshots_spark(snaps: "DataFrame", target: str, replace_from: pd.Timestamp | None = None) -> None:
+    """Write snapshots under ``target/date=YYYY-MM-DD/`` (the day of ``event_timestamp``): every date
+    is replaced when ``replace_from`` is None, else only the dates written (all at or after it)."""
+    from pyspark.sql import functions as F
+
+    out = snaps.withColumn("date", F.date_format("event_timestamp", "yyyy-MM-dd"))
+    mode = "static" if replace_from is None else "dynamic"
+    out.write.mode("overwrite").option("partitionOverwriteMode", mode).partitionBy("date").parquet(target)
+
+
+def build_snapshots(spark: "SparkSession", settings: Settings,
+                    first_snapshot: pd.Timestamp | None = None) -> SparkBuild:
+    """Build (from ``first_snapshot``, else all) snapshots from the event store into the offline store."""
+    from pyspark.sql import functions as F
+
+    paths = DataPaths(settings.data_dir)
+    events = known_events(read_events(spark, settings))
+    day0, end = history_bounds(events, None)
+    snaps = compute_snapshots_spark(events, settings.features, end=end, first_snapshot=first_snapshot)
+    target = data_url(settings, paths.behaviour_snapshots)
+    if first_snapshot is None and not settings.spark.data_url:
+        shutil.rmtree(paths.behaviour_snapshots, ignore_errors=True)  # a full build leaves no stale dates
+    write_snapshots_spark(snaps, target, first_snapshot)
+    written = spark.read.parquet(target).where(
+        F.col("event_timestamp") >= F.lit((first_snapshot or day0).to_pydatetime()))
+    micros = F.unix_micros("event_timestamp")
+    stats = written.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"),
+                        F.min(micros).alias("lo"), F.max(micros).alias("hi")).collect()[0]
+    return SparkBuild(rows=int(stats["rows"]), users=int(stats["users"]), first=_utc(stats["lo"]),
+                      last=_utc(stats["hi"]))
+
+
+def build_features_spark(settings: Settings, incremental: bool = True) -> tuple[SparkBuild, pd.Timestamp | None]:
+    """The pipeline's feature stage on Spark: plan like the default builder (features/incremental.py),
+    then rebuild every snapshot day from the first changed one (all days on a first build, a feature
+    configuration change or a new identity link); returns the build and the first rebuilt snapshot time."""
+    from features.incremental import (
+        event_partitions,
+        linked_aliases,
+        load_state,
+        plan_rebuild,
+        save_state,
+    )
+    from features.spark_session import spark_session
+    from ingestion.identity import load_graph
+
+    paths = DataPaths(settings.data_dir)
+    partitions = event_partitions(paths.events)
+    if not partitions:
+        raise RuntimeError(f"no clean events in {paths.events}: run `persona ingest` first")
+    state = load_state(paths.feature_state) if incremental else None
+    aliases = linked_aliases(load_graph(paths.identity_graph))
+    relinked = bool(set(aliases) - set((state or {}).get("aliases", [])))
+    mode, start = plan_rebuild(None if relinked else state, partitions, settings.features)
+    if mode == "none":
+        return SparkBuild(0, 0, None, None), None
+    build = build_snapshots(spark_session(settings.spark), settings, start if mode == "from" else None)
+    save_state(paths.feature_state, partitions, settings.features, aliases)
+    return build, start if mode == "from" else None

@@ -1,0 +1,180 @@
+"""Feast on Spark (``PERSONA_ENGINE=spark``): the Spark offline store for retrieval and the
+``spark.engine`` batch engine for materialization, over the same registry and online store.
+
+The feature repo declares its snapshot sources once, as ``FileSource``s. For the Spark profile the
+batch views of :data:`SPARK_VIEWS` are registered with a ``SparkSource`` over a Spark table named
+after the source (:func:`table_name`) instead; :func:`bind_sources` points that table at the Parquet
+folder, or at just the partition a cutoff needs (Spark's retrieval reads every file it is given and
+prunes no ``date=`` partition). Push views keep their file sources: the service writes them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from base.config import ConfigError, Settings, read_yaml
+from base.paths import DataPaths
+from features.spark_session import session_conf, spark_session
+from features.spark_snapshots import data_url
+from features.store import (
+    BEHAVIOUR_VIEW,
+    RepoObjects,
+    ensure_push_batch_files,
+    repo_yaml,
+    store_objects,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from pyspark.sql import SparkSession
+
+OVERLAY = "feature_store.spark.yaml"
+SPARK_VIEWS = (BEHAVIOUR_VIEW,)
+"""Batch feature views read through Spark (the others keep their file sources)."""
+
+
+def table_name(source_name: str) -> str:
+    """The Spark table a view's ``SparkSource`` reads."""
+    return f"persona_{source_name}"
+
+
+def open_spark_store(settings: Settings, project: str | None = None) -> "FeatureStore":
+    """The profile's store (registry, online store) with the Spark offline store and ``spark.engine``."""
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+    base = repo_yaml(settings)
+    overlay = settings.feature_repo / OVERLAY
+    extra = {"PERSONA_DATA_DIR": str(settings.data_dir)}
+    if project:
+        extra["PERSONA_FEAST_PROJECT"] = project
+    raw = read_yaml(base, extra=extra)
+    for key, value in read_yaml(overlay, extra=extra).items():
+        raw[key] = {**value, "spark_conf": session_conf(settings.spark)} if key in ("offline_store", "batch_engine") \
+            else value
+    DataPaths(settings.data_dir).feast.mkdir(parents=True, exist_ok=True)
+    try:
+        config = RepoConfig(**raw)
+    except Exception as e:  # pydantic ValidationError or Feast's own config errors
+        raise ConfigError(f"{base} + {overlay}: invalid Feast configuration: {e}") from e
+    config.repo_path = settings.data_dir
+    spark_session(settings.spark)  # Feast's Spark store and engine use the active session
+    return FeatureStore(config=config)
+
+
+def source_paths(repo: RepoObjects) -> dict[str, str]:
+    """Relative path of each Spark view's declared file source, by source name."""
+    from feast import FeatureView
+
+    return {fv.batch_source.name: fv.batch_source.path for fv in repo.named(FeatureView) if fv.name in SPARK_VIEWS}
+
+
+def spark_objects(repo: RepoObjects) -> RepoObjects:
+    """The repo's objects with each :data:`SPARK_VIEWS` view reading a ``SparkSource`` table."""
+    import warnings
+
+    from feast import FeatureView
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+        SparkSource,
+    )
+
+    out: list[Any] = []
+    for obj in repo.objects:
+        if isinstance(obj, FeatureView) and obj.name in SPARK_VIEWS and obj.stream_source is None:
+            src = obj.batch_source
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # "experimental" on every construction
+                spark_src = SparkSource(
+                    name=src.name, table=table_name(src.name), timestamp_field=src.timestamp_field,
+                    created_timestamp_column=src.created_timestamp_column, description=src.description,
+                    tags=src.tags, owner=src.owner)
+            obj = copy.copy(obj)
+            obj.batch_source = spark_src
+        out.append(obj)
+    return RepoObjects(out)
+
+
+def partition_at(spark: "SparkSession", root: str, cutoff: pd.Timestamp) -> str | None:
+    """The newest ``date=YYYY-MM-DD`` folder under ``root`` at or before the cutoff's day (any Hadoop
+    file system: local, HDFS, object storage); None when there is none."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(root)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        return None
+    last = f"date={cutoff:%Y-%m-%d}"
+    names = sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory())
+    names = [n for n in names if n.startswith("date=") and n <= last]
+    return f"{root.rstrip('/')}/{names[-1]}" if names else None
+
+
+def bind_sources(spark: "SparkSession", settings: Settings, cutoff: pd.Timestamp | None = None,
+                 repo: RepoObjects | None = None) -> dict[str, str]:
+    """Point each Spark view's table at its folder: the whole of it, or (with ``cutoff``) its newest
+    partition at or before the cutoff, which holds every user known by then (the whole folder when
+    there is none that early). Returns table → path."""
+    from features.store import load_definitions
+
+    repo = repo or load_definitions(settings.feature_repo)
+    bound = {}
+    for name, rel in source_paths(repo).items():
+        root = data_url(settings, settings.data_dir / rel)
+        # nothing that early: the whole folder (the point-in-time join then finds nothing either)
+        path = (partition_at(spark, root, cutoff) if cutoff is not None else None) or root
+        try:
+            spark.read.parquet(path).createOrReplaceTempView(table_name(name))
+        except Exception as e:  # AnalysisException: missing folder, nanosecond timestamps, ...
+            raise RuntimeError(f"{path}: Spark cannot read the snapshots ({str(e).splitlines()[0]}); "
+                               "build them with PERSONA_ENGINE=spark (microsecond timestamps)") from e
+        bound[table_name(name)] = path
+    return bound
+
+
+def apply_spark_definitions(settings: Settings, store: "FeatureStore") -> list[str]:
+    """Register the repo's objects with Spark sources for :data:`SPARK_VIEWS` (``feast apply``)."""
+    from feast import Project
+
+    repo = store_objects(settings, store)
+    ensure_push_batch_files(repo, settings.data_dir)
+    bind_sources(spark_session(settings.spark), settings, repo=repo)
+    objects = spark_objects(repo).objects
+    store.apply(objects)
+    return [getattr(o, "name", "?") for o in objects if not isinstance(o, Project)]
+
+
+def materialize_spark(settings: Settings, store: "FeatureStore", views: list[str] | None = None) -> int:
+    """``spark.engine`` materialization of the newest snapshot partition into the online store;
+    returns the rows it holds (one per user)."""
+    from pyspark.sql import functions as F
+
+    spark = spark_session(settings.spark)
+    root = DataPaths(settings.data_dir).behaviour_snapshots
+    newest = sorted(root.glob("date=*"))
+    if not newest and not settings.spark.data_url:
+        raise RuntimeError("no feature snapshots: run `persona build-features` first")
+    cutoff = pd.Timestamp(newest[-1].name[5:], tz="UTC") if newest else pd.Timestamp.now(tz="UTC")
+    bound = bind_sources(spark, settings, cutoff)
+    table = spark.table(next(iter(bound)))
+    span = table.agg(F.min(F.unix_micros("event_timestamp")).alias("lo"),
+                     F.max(F.unix_micros("event_timestamp")).alias("hi"), F.count(F.lit(1)).alias("n")).collect()[0]
+    start = pd.Timestamp(span["lo"], unit="us", tz="UTC") - pd.Timedelta(seconds=1)
+    end = pd.Timestamp(span["hi"], unit="us", tz="UTC") + pd.Timedelta(seconds=1)
+    store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),
+                      feature_views=views or list(SPARK_VIEWS))
+    return int(span["n"])
+
+
+
+def engine_store(settings: Settings, store: "FeatureStore | None" = None) -> "FeatureStore":
+    """The store the offline stages use: with ``PERSONA_ENGINE=spark`` the Spark variant (of ``store``'s
+    project), else ``store`` or the profile's store."""
+    if settings.engine != "spark":
+        from features.store import open_store
+
+        return store or open_store(settings)
+    if store is not None and getattr(store.config.offline_store, "type", "") == "spark":
+        return store
+    return open_spark_store(settings, project=store.project if store is not None else None)
