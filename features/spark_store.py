@@ -77,22 +77,28 @@ def spark_objects(repo: RepoObjects) -> RepoObjects:
     import warnings
 
     from feast import FeatureView
+    from feast.data_source import DataSource
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
         SparkSource,
     )
 
-    out: list[Any] = []
-    for obj in repo.objects:
-        if isinstance(obj, FeatureView) and obj.name in SPARK_VIEWS and obj.stream_source is None:
-            src = obj.batch_source
+    replaced: dict[str, Any] = {}
+    for fv in repo.named(FeatureView):
+        if fv.name in SPARK_VIEWS and fv.stream_source is None:
+            src = fv.batch_source
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # "experimental" on every construction
-                spark_src = SparkSource(
+                replaced[src.name] = SparkSource(
                     name=src.name, table=table_name(src.name), timestamp_field=src.timestamp_field,
                     created_timestamp_column=src.created_timestamp_column, description=src.description,
                     tags=src.tags, owner=src.owner)
+    out: list[Any] = []
+    for obj in repo.objects:
+        if isinstance(obj, FeatureView) and obj.batch_source.name in replaced and obj.stream_source is None:
             obj = copy.copy(obj)
-            obj.batch_source = spark_src
+            obj.batch_source = replaced[obj.batch_source.name]
+        elif isinstance(obj, DataSource) and obj.name in replaced:
+            obj = replaced[obj.name]  # the declared file source itself: one source per name in the registry
         out.append(obj)
     return RepoObjects(out)
 

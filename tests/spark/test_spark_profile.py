@@ -76,10 +76,10 @@ def test_spark_builder_from_a_day_and_every_other_day(spark_built: Settings, spa
 
 @pytest.fixture(scope="module")
 def labels(spark_built: Settings) -> pd.DataFrame:
-    """Label rows at three cutoffs, one between two snapshots, and rows before any snapshot."""
+    """Label rows at two cutoffs, one between two snapshots, and rows before any snapshot."""
     events = training_events(spark_built)
     first = events["timestamp"].min().floor("D")
-    cutoffs = [first + pd.Timedelta(days=d) for d in (25, 44)] + [first + pd.Timedelta(days=37, hours=13)]
+    cutoffs = [first + pd.Timedelta(days=44), first + pd.Timedelta(days=37, hours=13)]
     rows = make_labels(events, cutoffs, 14)
     early = rows.head(5).assign(event_timestamp=first - pd.Timedelta(days=3))
     return pd.concat([rows, early], ignore_index=True)
