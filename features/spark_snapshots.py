@@ -130,6 +130,7 @@ def _daily(events: "DataFrame", categories: list[str]) -> "DataFrame":
         *[flag(cat_event & (F.col("category") == c)).alias(f"cat_{c}") for c in categories],
         F.max(F.when(counted, secs)).alias("day_last_event_ts"),
         F.max(F.when(purchase, secs)).alias("day_last_purchase_ts"),
+        F.min(F.when(purchase, secs)).alias("day_first_purchase_ts"),
     ]
     daily = events.groupBy("user_id", "day").agg(*aggs)
     total = F.lit(0.0)
@@ -177,7 +178,8 @@ def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, 
     firsts = events.groupBy("user_id").agg(F.min("day").alias("first_day"))
     grid = firsts.select("user_id", "first_day",
                          F.explode(F.sequence("first_day", F.lit(n_days - 1))).alias("day"))
-    metrics = [c for c in daily.columns if c not in ("user_id", "day", "day_last_event_ts", "day_last_purchase_ts")]
+    times = ("day_last_event_ts", "day_last_purchase_ts", "day_first_purchase_ts")
+    metrics = [c for c in daily.columns if c not in ("user_id", "day", *times)]
     dense = grid.join(daily, ["user_id", "day"], "left").fillna(0.0, subset=metrics)
     dense = dense.withColumn("active", F.when(F.col("events") > 0, 1.0).otherwise(0.0))
     running = Window.partitionBy("user_id").orderBy("day").rowsBetween(Window.unboundedPreceding, Window.currentRow)
@@ -189,6 +191,12 @@ def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, 
         F.max(F.when(F.col("purchases") > 0, F.col("day"))).over(running).alias("last_purchase_day"),
         F.max("day_last_event_ts").over(running).alias("last_event_ts"),
         F.max("day_last_purchase_ts").over(running).alias("last_purchase_ts"),
+        # lifetime (features/lifetime.lifetime_columns): purchase days so far, the first purchase day's
+        # first time (times only grow with the day) and its spend
+        F.sum(F.when(F.col("purchases") > 0, 1.0).otherwise(0.0)).over(running).alias("cs_purchase_days"),
+        F.min("day_first_purchase_ts").over(running).alias("first_purchase_ts"),
+        F.first(F.when(F.col("purchases") > 0, F.col("spend")), ignorenulls=True).over(running)
+        .alias("first_purchase_day_spend"),
     )
     windows = [*WINDOWS, *((f"cat_{c}", 90) for c in cfg.categories)]
     lagged = [F.coalesce(F.lag(f"cs_{m}", w).over(by_day), F.lit(0.0)).alias(f"lag{w}_{m}") for m, w in windows]
@@ -247,7 +255,37 @@ def _features(dense: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataF
         "user_id", when.alias("event_timestamp"), when.alias("created"), *typed,
         F.col("last_event_ts").cast("double").alias("last_event_ts"),
         F.col("last_purchase_ts").cast("double").alias("last_purchase_ts"),
+        *_lifetime(((F.lit(day0_epoch) + s + 1) * float(DAY_SECONDS)).cast("double")),
     )
+
+
+def _lifetime(snapshot_s: "Column") -> list["Column"]:
+    """The columns of ``features.lifetime.lifetime_columns`` (stored, then ``derive``'s, then ``finish``'s
+    integer types), the same IEEE operations in Spark SQL: nulls where ``derive`` leaves NaN."""
+    from pyspark.sql import functions as F
+
+    from features.lifetime import COLUMNS, DAY_S, INTEGER_COLUMNS
+
+    n, spend, days = F.col("cs_purchases"), F.col("cs_spend"), F.col("cs_purchase_days")
+    first = F.col("first_purchase_ts")
+    first_day = F.floor(first / DAY_S).cast("double")
+    last_day = F.floor(F.col("last_purchase_ts") / DAY_S).cast("double")
+    snap_day = F.floor(snapshot_s / DAY_S).cast("double")
+    bought = days > 0
+    x = F.when(bought, days - 1.0).otherwise(0.0)
+    age = F.when(bought, snap_day - first_day)
+    repeat = spend - F.coalesce(F.col("first_purchase_day_spend"), F.lit(0.0))
+    c = {
+        "lifetime_purchases": n, "lifetime_spend": spend, "lifetime_purchase_days": days,
+        "first_purchase_ts": F.when(bought, first), "first_purchase_day_spend":
+            F.when(bought, F.col("first_purchase_day_spend")),
+        "btyd_frequency": x, "btyd_recency_days": F.when(bought, last_day - first_day), "btyd_age_days": age,
+        "avg_order_value": F.when(n > 0, spend / n),
+        "btyd_monetary": F.when(x > 0, repeat / x).otherwise(0.0),
+        "lifetime_purchase_rate": F.when(bought, days / F.greatest(age, F.lit(1.0))).otherwise(0.0),
+        "lifetime_spend_per_day": F.when(bought, spend / F.greatest(age, F.lit(1.0))).otherwise(0.0),
+    }
+    return [(F.rint(c[k]).cast("long") if k in INTEGER_COLUMNS else c[k].cast("double")).alias(k) for k in COLUMNS]
 
 
 def history_bounds(events: "DataFrame", end: pd.Timestamp | None) -> tuple[pd.Timestamp, pd.Timestamp]:

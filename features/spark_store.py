@@ -11,19 +11,23 @@ prunes no ``date=`` partition). Push views keep their file sources: the service 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from base.config import ConfigError, Settings, read_yaml
+from base.config import Settings
 from base.paths import DataPaths
+from features.lifetime import LIFETIME_VIEW
 from features.spark_session import session_conf, spark_session
 from features.spark_snapshots import data_url
 from features.store import (
     BEHAVIOUR_VIEW,
     RepoObjects,
     ensure_push_batch_files,
-    repo_yaml,
+    read_feast_yaml,
+    rebase,
+    store_config,
     store_objects,
 )
 
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 OVERLAY = "feature_store.spark.yaml"
-SPARK_VIEWS = (BEHAVIOUR_VIEW,)
+SPARK_VIEWS = (BEHAVIOUR_VIEW, LIFETIME_VIEW)
 """Batch feature views read through Spark (the others keep their file sources)."""
 
 
@@ -42,34 +46,28 @@ def table_name(source_name: str) -> str:
 
 
 def open_spark_store(settings: Settings, project: str | None = None) -> "FeatureStore":
-    """The profile's store (registry, online store) with the Spark offline store and ``spark.engine``."""
+    """The profile's store (registry, online store; paths moved into the settings' data directory as
+    ``features.store.open_store`` moves them) with the Spark offline store and ``spark.engine``."""
     from feast import FeatureStore
-    from feast.repo_config import RepoConfig
 
-    base = repo_yaml(settings)
-    overlay = settings.feature_repo / OVERLAY
-    extra = {"PERSONA_DATA_DIR": str(settings.data_dir)}
-    if project:
-        extra["PERSONA_FEAST_PROJECT"] = project
-    raw = read_yaml(base, extra=extra)
-    for key, value in read_yaml(overlay, extra=extra).items():
-        raw[key] = {**value, "spark_conf": session_conf(settings.spark)} if key in ("offline_store", "batch_engine") \
-            else value
-    DataPaths(settings.data_dir).feast.mkdir(parents=True, exist_ok=True)
-    try:
-        config = RepoConfig(**raw)
-    except Exception as e:  # pydantic ValidationError or Feast's own config errors
-        raise ConfigError(f"{base} + {overlay}: invalid Feast configuration: {e}") from e
-    config.repo_path = settings.data_dir
+    overlay = {key: {**value, "spark_conf": session_conf(settings.spark)}
+               if key in ("offline_store", "batch_engine") else value
+               for key, value in read_feast_yaml(settings.feature_repo / OVERLAY).items()}
+    config = store_config(settings, project=project, overlay=overlay)
     spark_session(settings.spark)  # Feast's Spark store and engine use the active session
-    return FeatureStore(config=config)
+    return FeatureStore(repo_path=str(settings.feature_repo), config=config)
 
 
-def source_paths(repo: RepoObjects) -> dict[str, str]:
-    """Relative path of each Spark view's declared file source, by source name."""
+def source_paths(repo: RepoObjects, data_dir: Path) -> dict[str, Path]:
+    """Path of each Spark view's declared file source in ``data_dir``, by source name (paths the repo
+    names under its data directory moved into ``data_dir``, as ``features.store.open_store`` does)."""
     from feast import FeatureView
 
-    return {fv.batch_source.name: fv.batch_source.path for fv in repo.named(FeatureView) if fv.name in SPARK_VIEWS}
+    def where(path: str) -> Path:
+        return Path(rebase(path, repo.data_dir, data_dir)) if repo.data_dir is not None else data_dir / path
+
+    return {fv.batch_source.name: where(fv.batch_source.path) for fv in repo.named(FeatureView)
+            if fv.name in SPARK_VIEWS}
 
 
 def spark_objects(repo: RepoObjects) -> RepoObjects:
@@ -126,8 +124,8 @@ def bind_sources(spark: "SparkSession", settings: Settings, cutoff: pd.Timestamp
 
     repo = repo or load_definitions(settings.feature_repo)
     bound = {}
-    for name, rel in source_paths(repo).items():
-        root = data_url(settings, settings.data_dir / rel)
+    for name, folder in source_paths(repo, settings.data_dir).items():
+        root = data_url(settings, folder)
         # nothing that early: the whole folder (the point-in-time join then finds nothing either)
         path = (partition_at(spark, root, cutoff) if cutoff is not None else None) or root
         try:

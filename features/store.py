@@ -113,13 +113,22 @@ def open_store(settings: Settings, profile: str | None = None, project: str | No
     rule); file paths under the repo's data directory move into ``settings.data_dir`` (the same place with the
     default persona.yaml). ``project`` overrides the Feast project (default ``$PERSONA_FEAST_PROJECT``, else the YAML's).
     """
+    from feast import FeatureStore
+
+    config = store_config(settings, profile, project)
+    return FeatureStore(repo_path=str(settings.feature_repo), config=config)
+
+
+def store_config(settings: Settings, profile: str | None = None, project: str | None = None,
+                 overlay: dict[str, Any] | None = None) -> Any:
+    """The ``RepoConfig`` :func:`open_store` opens: the profile's YAML (top-level keys of ``overlay``
+    replacing its own, e.g. the Spark profile's offline store), paths moved into the settings' data directory."""
     import os
 
-    from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
     path = repo_yaml(settings, profile)
-    raw = read_feast_yaml(path)
+    raw = {**read_feast_yaml(path), **(overlay or {})}
     project = project or os.environ.get(FEAST_PROJECT_ENV)
     if project:
         raw["project"] = project
@@ -137,7 +146,7 @@ def open_store(settings: Settings, profile: str | None = None, project: str | No
             config.online_store.path = rebase(str(settings.feature_repo / config.online_store.path), repo_data,
                                               settings.data_dir)
     DataPaths(settings.data_dir).feast.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(settings.feature_repo), config=config)
+    return config
 
 
 @dataclass

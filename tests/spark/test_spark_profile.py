@@ -101,13 +101,14 @@ def test_spark_retrieval_equals_the_default_store(spark_built: Settings, labels:
     assert got["event_timestamp"].dt.tz is not None
     first = pd.Timestamp(min(DataPaths(spark_built.data_dir).behaviour_snapshots.glob("date=*")).name[5:],
                          tz="UTC")
+    features = [c for c in expected.columns if c not in labels.columns]
     for frame in (got, expected):  # before any snapshot: the rows come back with null features
         early = frame.loc[frame["event_timestamp"] < first]
-        assert len(early) == 5 and early["purchases_90d"].isna().all()
-    later = expected.loc[expected["event_timestamp"] >= first].sort_values(KEY).reset_index(drop=True)
-    same = got.loc[got["event_timestamp"] >= first].sort_values(KEY).reset_index(drop=True)[later.columns]
-    pd.testing.assert_frame_equal(same, later, check_dtype=False)  # cell for cell
-    assert got["purchases_90d"].notna().sum() > 100
+        assert len(early) == 5 and early[features].isna().all().all()
+    expected = expected.sort_values(KEY).reset_index(drop=True)
+    got = got.sort_values(KEY).reset_index(drop=True)[expected.columns]
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)  # every row, cell for cell
+    assert got["purchases_90d"].notna().sum() > 100 and got["btyd_monetary"].gt(0).sum() > 20
 
 
 def test_training_sample_keeps_the_same_users_at_every_cutoff(labels: pd.DataFrame) -> None:
@@ -133,18 +134,20 @@ def test_spark_engine_materializes_every_feature_of_every_user(spark_built: Sett
     store = open_spark_store(spark_built, project=project)
     apply_spark_definitions(spark_built, store)
     users = materialize_spark(spark_built, store)
-    view = store.get_feature_view("user_behaviour")
     newest = max(DataPaths(spark_built.data_dir).behaviour_snapshots.glob("date=*"))
     assert users == read_snapshots(newest)["user_id"].nunique() > 50
     with sqlite3.connect(DataPaths(spark_built.data_dir).feast / "online_store.db") as db:
-        rows = db.execute(f"SELECT COUNT(*), COUNT(DISTINCT entity_key) FROM {project}_user_behaviour").fetchone()
-    assert rows == (users * len(view.features), users)
+        for name in ("user_behaviour", "user_lifetime"):  # both views over the snapshots, as the default engine
+            rows = db.execute(f"SELECT COUNT(*), COUNT(DISTINCT entity_key) FROM {project}_{name}").fetchone()
+            assert rows == (users * len(store.get_feature_view(name).features), users), name
     latest = read_snapshots(newest).set_index("user_id")
     some = list(latest.index[:3])
-    online = store.get_online_features(features=["user_behaviour:spend_90d", "user_behaviour:events_30d"],
-                                       entity_rows=[{"user_id": u} for u in some]).to_dict()
+    online = store.get_online_features(
+        features=["user_behaviour:spend_90d", "user_behaviour:events_30d", "user_lifetime:lifetime_spend"],
+        entity_rows=[{"user_id": u} for u in some]).to_dict()
     assert online["spend_90d"] == pytest.approx(list(latest.loc[some, "spend_90d"]))
     assert online["events_30d"] == list(latest.loc[some, "events_30d"])
+    assert online["lifetime_spend"] == pytest.approx(list(latest.loc[some, "lifetime_spend"]))
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +205,7 @@ def test_spark_engine_materializes_into_redis(spark_built: Settings) -> None:
         keys = [k for k in client.scan_iter(match=f"*{project}", count=1000)]
         values = sum(len([f for f in client.hkeys(k) if not f.startswith(b"_ts:")]) for k in keys)
         assert len(keys) == users > 50
-        assert values == users * len(store.get_feature_view("user_behaviour").features)
+        assert values == users * sum(len(store.get_feature_view(v).features) for v in ("user_behaviour", "user_lifetime"))
     finally:  # leave nothing behind in the shared PostgreSQL and Redis
         store._get_provider().teardown_infra(project, store.list_feature_views(), store.list_entities())
         store.registry.delete_project(project, commit=True)
