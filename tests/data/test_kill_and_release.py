@@ -63,7 +63,9 @@ def _kill_after(settings: Settings, records: int, group_rows: int) -> int:
     """Start ingest in a child, SIGKILL it once the ledger holds ``records`` records; records at the kill."""
     ledger = DataPaths(settings.data_dir).ledger
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "GX_ANALYTICS_ENABLED": "False"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(settings.data_dir), str(group_rows)], cwd=PROJECT, env=env,
+    script = settings.data_dir.parent / "kill_child.py"  # a file, not -c: a child started with -c took no batch
+    script.write_text(CHILD, encoding="utf-8")
+    child = subprocess.Popen([sys.executable, str(script), str(settings.data_dir), str(group_rows)], cwd=PROJECT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:
@@ -72,7 +74,7 @@ def _kill_after(settings: Settings, records: int, group_rows: int) -> int:
                 time.sleep(0.03)  # into the next batch (a short one: on a quiet machine the last group is quick)
                 break
             time.sleep(0.01)
-        assert child.poll() is None, f"ingest ended before the kill: {child.stderr.read().decode()[-2000:]}"
+        assert child.poll() is None, f"ingest ended before the kill ({len(read_ledger(ledger))} of {records} records): {child.stderr.read().decode()[-2000:]}"
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait(timeout=60)
