@@ -16,6 +16,17 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("PERSONA_HASH_SALT", "tests-only-pseudonym-key-0f3c9a")  # production refuses the public default
 
 
+def python_script(code: str, folder: Path, name: str = "child.py") -> list[str]:
+    """A command running ``code`` from a file in ``folder`` (not ``python -c``: with the Spark extra installed,
+    Great Expectations imports PySpark, whose connect module exits 0 in a process whose ``__main__`` has no file)."""
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(code, encoding="utf-8")
+    return [sys.executable, str(path)]
+
+
 def settings_in(data_dir: Path, **sample: int) -> Settings:
     """The project's persona.yaml with its data directory (and optionally sample size) replaced."""
     s = load_settings(PROJECT / "persona.yaml")

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -17,7 +16,7 @@ from base.config import Settings
 from base.paths import DataPaths
 from ingestion.ingest import ingest
 from ingestion.ledger import LedgerCorrupt
-from tests.conftest import PROJECT
+from tests.conftest import python_script, PROJECT
 from tests.faults.books import audit, data_lines, stored_ids
 
 pytestmark = pytest.mark.faults
@@ -166,7 +165,7 @@ def test_service_killed_after_answering_then_the_client_resends(settings: Settin
 
     posted = _posted()
     env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-    killed = subprocess.Popen([sys.executable, "-c", SERVICE, str(settings.data_dir), "hang"], cwd=PROJECT, env=env,
+    killed = subprocess.Popen([*python_script(SERVICE, settings.data_dir.parent, "service_child.py"), str(settings.data_dir), "hang"], cwd=PROJECT, env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert killed.stdin is not None and killed.stdout is not None
     killed.stdin.write((json.dumps(posted) + "\n").encode())
@@ -175,7 +174,7 @@ def test_service_killed_after_answering_then_the_client_resends(settings: Settin
     killed.send_signal(signal.SIGKILL)  # right after answering
     killed.wait()
     again = [*posted, {"user_id": "u1", "event_type": "page_view", "timestamp": "2026-11-29T11:00:00Z"}]
-    resent = subprocess.run([sys.executable, "-c", SERVICE, str(settings.data_dir), "exit"], cwd=PROJECT, env=env,
+    resent = subprocess.run([*python_script(SERVICE, settings.data_dir.parent, "service_child.py"), str(settings.data_dir), "exit"], cwd=PROJECT, env=env,
                             input=(json.dumps(again) + "\n").encode(), capture_output=True, check=True)
     assert resent.stdout.strip() == b"200"  # the client re-sends the batch (and its next event) to a new worker
     expected = {f"api:{e.event_id}" for e in check_events(again, settings,

@@ -22,7 +22,7 @@ from ingestion.ingest import ingest
 from ingestion.ledger import read_ledger
 from ingestion.release import release_batch
 from persona.sample_data import generate_sample_data
-from tests.conftest import PROJECT, settings_in
+from tests.conftest import python_script, PROJECT, settings_in
 from tests.faults.books import audit, inbox_rows, stored_ids
 
 pytestmark = pytest.mark.faults
@@ -118,7 +118,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
 
 
 def _slow_ingest(s: Settings, group_rows: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(s.data_dir), str(group_rows), "0.01"],
+    return subprocess.Popen([*python_script(SLOW_INGEST, s.data_dir.parent, "slow_ingest.py"), str(s.data_dir), str(group_rows), "0.01"],
                             cwd=PROJECT, env=_env(s), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -156,7 +156,7 @@ def test_ingest_killed_at_random_points(reference: Reference, tmp_path: Path, se
     files = sum(1 for cfg in s.channels.values() for _ in s.data_dir.glob(cfg.path))
     kills = 0
     for _ in range(2):  # two kills in a row at random points, then a clean finish
-        child = subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(s.data_dir), str(reference.rows_per_file),
+        child = subprocess.Popen([*python_script(SLOW_INGEST, s.data_dir.parent, "slow_ingest.py"), str(s.data_dir), str(reference.rows_per_file),
                                   "0.05"],
                                  cwd=PROJECT, env=_env(s), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.5, 6.0))
