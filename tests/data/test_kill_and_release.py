@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from persona.cli import app
 from base.config import Settings
 from base.paths import DataPaths
 from persona.sample_data import generate_sample_data
-from tests.conftest import PROJECT, settings_in
+from tests.conftest import PROJECT, python_script, settings_in
 from validation.quarantine import read_quarantine
 
 # The child ingests with every Parquet write slowed down, so the kill lands inside a commit group
@@ -63,9 +62,8 @@ def _kill_after(settings: Settings, records: int, group_rows: int) -> int:
     """Start ingest in a child, SIGKILL it once the ledger holds ``records`` records; records at the kill."""
     ledger = DataPaths(settings.data_dir).ledger
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "GX_ANALYTICS_ENABLED": "False"}
-    script = settings.data_dir.parent / "kill_child.py"  # a file, not -c: a child started with -c took no batch
-    script.write_text(CHILD, encoding="utf-8")
-    child = subprocess.Popen([sys.executable, str(script), str(settings.data_dir), str(group_rows)], cwd=PROJECT, env=env,
+    child = subprocess.Popen([*python_script(CHILD, settings.data_dir.parent, "kill_child.py"), str(settings.data_dir),
+                              str(group_rows)], cwd=PROJECT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:
