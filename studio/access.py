@@ -63,9 +63,9 @@ class KeyCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._source: tuple[str, str | None] | None = None
-        self._keys: "AccessKeys | None" = None
+        self._keys: AccessKeys | None = None
 
-    def keys(self, settings: Settings) -> "AccessKeys":
+    def keys(self, settings: Settings) -> AccessKeys:
         """The keys for these settings."""
         from base.access_keys import AccessKeys
         from base.paths import DataPaths

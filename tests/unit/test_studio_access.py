@@ -23,7 +23,7 @@ def test_a_rotated_key_takes_effect_at_once_and_an_unchanged_file_is_not_read_ag
         studio_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     from starlette.testclient import TestClient
 
-    import base.access_keys as access_keys
+    from base import access_keys
     from base.access_keys import add_client, revoke_client, rotate_client
     from base.paths import DataPaths
     from studio.app import build_app
@@ -32,7 +32,7 @@ def test_a_rotated_key_takes_effect_at_once_and_an_unchanged_file_is_not_read_ag
     path = DataPaths(studio_settings.data_dir).access_keys
     old = add_client(path, "analyst", ["viewer"])
     reads = []
-    real_read = access_keys._read  # noqa: SLF001
+    real_read = access_keys._read
     monkeypatch.setattr(access_keys, "_read", lambda p: reads.append(p) or real_read(p))
     client = TestClient(build_app(Hooks(settings=lambda: studio_settings)))
 
