@@ -4,15 +4,19 @@ One call of :meth:`OnlineFold.apply` is one atomic unit in the online store itse
 
 1. claim the batch's event ids in a durable table of ids already folded (kept
    ``serving.dedup_retention_days``); ids already there are duplicates and are not folded again;
-2. read the users' current ``user_behaviour`` and ``user_activity`` values;
-3. fold the new events in (features/live_behaviour.py, features/realtime.py);
-4. write both views' rows and the claimed ids.
+2. read the users' current ``user_behaviour`` and ``user_activity`` values (and ``user_lifetime``'s, when
+   the fold is given that view);
+3. fold the new events in (features/live_behaviour.py, features/realtime.py, and the lifetime fold of
+   features/lifetime.py with each buyer's ``last_purchase_ts`` as it was before these events);
+4. write the views' rows and the claimed ids.
 
 SQLite: all four steps run in one ``BEGIN IMMEDIATE`` transaction on Feast's online database
 (the id table lives in the same file), so two workers, two threads or a crash never apply an event
 twice or lose an update: the transaction commits whole or not at all. Redis: an optimistic
-transaction (``WATCH`` the users' hashes and the ids' keys, read, fold, ``MULTI``/``EXEC``), retried
-when another writer touched a watched key in between; ids are keys with an expiry. Values and keys are
+transaction (``WATCH`` the users' hashes and the ids' keys, read everything in one pipelined round
+trip, fold, ``MULTI``/``EXEC``), retried when another writer touched a watched key in between; ids are
+keys with an expiry. The lifetime values are folded in the same atomic step, so a crash never leaves
+them behind the behaviour values. Values and keys are
 written in Feast's own layout (features/online_layout.py), so Feast and the fast reader read them.
 
 The retention only has to outlast the next snapshot: the snapshot built from the clean store (where
@@ -56,6 +60,16 @@ if TYPE_CHECKING:
 REDIS_ATTEMPTS = 100
 PRUNE_EVERY = 500  # SQLite: forget expired ids every this many folds
 Current = dict[str, dict[str, float | None]]
+READ_ALL = """
+local n = tonumber(ARGV[1])
+local out = {}
+if n > 0 then out[1] = redis.call('MGET', unpack(KEYS, 1, n)) else out[1] = {} end
+local fields = {}
+for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = n + 1, #KEYS do out[#out + 1] = redis.call('HMGET', KEYS[i], unpack(fields)) end
+return out
+"""
+"""Redis: the ids' markers (MGET) and the users' hashes (HMGET of every view's fields), one round trip."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,8 @@ class FoldResult:
     """Users whose online values changed."""
     activity: pd.DataFrame
     """The ``user_activity`` rows written (for the append-only offline copy)."""
+    lifetime_users: list[str] = ()  # type: ignore[assignment]
+    """Users whose ``user_lifetime`` values were folded (buyers among ``users``)."""
 
 
 @dataclass
@@ -85,7 +101,8 @@ class _View:
 class OnlineFold:
     """Atomic, de-duplicated folds of events into the behaviour and activity views (thread-safe)."""
 
-    def __init__(self, store: "FeatureStore", behaviour_view: str, activity_view: str, retention_s: float) -> None:
+    def __init__(self, store: "FeatureStore", behaviour_view: str, activity_view: str, retention_s: float,
+                 lifetime_view: str | None = None) -> None:
         self.store = store
         self.retention_s = retention_s
         self._sqlite = plain_sqlite(store)
@@ -96,6 +113,7 @@ class OnlineFold:
         self._key_name = join_key(views[0])
         self._version = key_version(store)
         self.behaviour, self.activity = (self._layout(fv) for fv in views)
+        self.lifetime = self._layout(store.get_feature_view(lifetime_view)) if lifetime_view else None
         self._project = store.project
         self._lock = threading.Lock()
         self._folds = 0
@@ -125,6 +143,43 @@ class OnlineFold:
         stored = pd.DataFrame([{c: _nan(activity.get(u, {}).get(c)) for c in COUNTERS} for u in new.index],
                               index=new.index, columns=list(COUNTERS), dtype=float)
         return rows, fold(new, stored)
+
+    def _buyers(self, frame: pd.DataFrame) -> list[str]:
+        """Known users with a purchase in ``frame`` (whose lifetime values the fold moves)."""
+        from features.compute import is_known_user
+
+        if self.lifetime is None:
+            return []
+        buys = frame.loc[is_known_user(frame["user_id"]) & (frame["event_type"] == "purchase")]
+        return sorted(buys["user_id"].astype(str).unique())
+
+    def _fold_lifetime(self, frame: pd.DataFrame, behaviour: Current, lifetime: Current,
+                       lifetime_ts: dict[str, float | None], now_s: float) -> pd.DataFrame:
+        """New ``user_lifetime`` rows of the buyers in ``frame``: their stored values folded with their
+        purchases, with ``last_purchase_ts`` from ``behaviour`` as read before this fold; ages count to
+        the end of the current day (as in a snapshot taken at the next midnight)."""
+        from features.compute import is_known_user
+        from features.lifetime import COLUMNS, DAY_S, INTEGER_COLUMNS, fold_lifetime
+
+        assert self.lifetime is not None
+        buys = frame.loc[is_known_user(frame["user_id"]) & (frame["event_type"] == "purchase")]
+        if buys.empty:
+            return pd.DataFrame()
+        midnight = (math.floor(now_s / DAY_S) + 1) * DAY_S
+        rows = []
+        for user, group in buys.groupby("user_id", sort=True):
+            last = behaviour.get(user, {}).get("last_purchase_ts")
+            folded = fold_lifetime(lifetime.get(user, {}), group, last, midnight)
+            newest = group["timestamp"].max()
+            stored = lifetime_ts.get(user)
+            stamp = max(newest, pd.Timestamp(stored, unit="s", tz="UTC")) if stored else newest
+            rows.append({"user_id": user, "event_timestamp": stamp, **{c: folded.get(c) for c in COLUMNS}})
+        out = pd.DataFrame(rows)
+        for c in self.lifetime.fields:
+            if c not in out:
+                out[c] = None
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype("Int64" if c in INTEGER_COLUMNS else float)
+        return out
 
     def apply(self, frame: pd.DataFrame, now_s: float) -> FoldResult:
         """Fold the canonical events of ``frame`` whose ids were never folded; atomic in the store."""
@@ -221,9 +276,14 @@ class OnlineFold:
                 return FoldResult([], [], pd.DataFrame())
             behaviour, stamps = self._sqlite_read(conn, self.behaviour, users)
             activity, _ = self._sqlite_read(conn, self.activity, users)
+            buyers = self._buyers(fresh)
             rows, act = self._fold(fresh, behaviour, stamps, activity, now_s)
             self._sqlite_write(conn, self.behaviour, rows)
             self._sqlite_write(conn, self.activity, act)
+            if buyers:
+                assert self.lifetime is not None
+                lifetime, life_ts = self._sqlite_read(conn, self.lifetime, buyers)
+                self._sqlite_write(conn, self.lifetime, self._fold_lifetime(fresh, behaviour, lifetime, life_ts, now_s))
             conn.executemany(f'INSERT INTO "{self._ids_table}" (event_id, seen) VALUES (?, ?)',
                              [(i, now_s) for i in fresh["event_id"].astype(str)])
             self._folds += 1
@@ -233,21 +293,33 @@ class OnlineFold:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return FoldResult(fresh["event_id"].astype(str).tolist(), users, act)
+        return FoldResult(fresh["event_id"].astype(str).tolist(), users, act, buyers)
 
     # -- Redis ----------------------------------------------------------------------------------
 
     def _id_key(self, event_id: str) -> bytes:
         return f"persona:event_id:{self._project}:{event_id}".encode()
 
-    def _redis_read(self, pipe: Any, view: _View, keys: list[bytes], users: list[str]) -> tuple[Current, dict]:
-        values: Current = {}
-        stamps: dict[str, float | None] = {}
-        for user, key in zip(users, keys):
-            reply = pipe.hmget(key, [*view.hash_fields, view.ts_field])
-            values[user] = {n: _none(number(raw)) if raw else None for n, raw in zip(view.fields, reply)}
-            stamps[user] = from_redis_timestamp(reply[-1]) if reply[-1] else None
-        return values, stamps
+    def _redis_views(self) -> list[_View]:
+        return [v for v in (self.behaviour, self.activity, self.lifetime) if v is not None]
+
+    def _redis_read(self, pipe: Any, id_keys: list[bytes], keys: list[bytes],
+                    users: list[str]) -> tuple[list[Any], dict[str, tuple[Current, dict]]]:
+        """The ids' markers and every view's values of the users, in one round trip (READ_ALL)."""
+        views = self._redis_views()
+        fields = [f for v in views for f in (*v.hash_fields, v.ts_field)]
+        reply = pipe.execute_command("EVAL", READ_ALL, len(id_keys) + len(keys), *id_keys, *keys,
+                                     len(id_keys), *fields)
+        marks, hashes = reply[0], reply[1:]
+        out: dict[str, tuple[Current, dict]] = {v.name: ({}, {}) for v in views}
+        for user, values in zip(users, hashes):
+            at = 0
+            for v in views:
+                part = values[at:at + len(v.fields) + 1]
+                at += len(v.fields) + 1
+                out[v.name][0][user] = {n: _none(number(raw)) if raw else None for n, raw in zip(v.fields, part)}
+                out[v.name][1][user] = from_redis_timestamp(part[-1]) if part[-1] else None
+        return marks, out
 
     def _redis_write(self, pipe: Any, view: _View, rows: pd.DataFrame, ttl: int | None) -> None:
         from features.online_writer import encode_column
@@ -279,23 +351,29 @@ class OnlineFold:
             with self._client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(*keys, *id_keys)
-                    done = {i for i, v in zip(ids, pipe.mget(id_keys)) if v is not None}
+                    marks, read = self._redis_read(pipe, id_keys, keys, all_users)
+                    done = {i for i, v in zip(ids, marks) if v is not None}
                     fresh = frame.loc[~frame["event_id"].isin(done)]
                     if fresh.empty:
                         pipe.unwatch()
                         return FoldResult([], [], pd.DataFrame())
                     users = sorted(fresh["user_id"].dropna().astype(str).unique())
-                    mine = [keys[all_users.index(u)] for u in users]
-                    behaviour, stamps = self._redis_read(pipe, self.behaviour, mine, users)
-                    activity, _ = self._redis_read(pipe, self.activity, mine, users)
+                    behaviour, stamps = read[self.behaviour.name]
+                    activity, _ = read[self.activity.name]
                     rows, act = self._fold(fresh, behaviour, stamps, activity, now_s)
+                    buyers = self._buyers(fresh)
                     pipe.multi()
                     self._redis_write(pipe, self.behaviour, rows, ttl)
                     self._redis_write(pipe, self.activity, act, ttl)
+                    if buyers:
+                        assert self.lifetime is not None
+                        lifetime, life_ts = read[self.lifetime.name]
+                        self._redis_write(pipe, self.lifetime,
+                                          self._fold_lifetime(fresh, behaviour, lifetime, life_ts, now_s), ttl)
                     for i in fresh["event_id"].astype(str):
                         pipe.set(self._id_key(i), b"1", ex=max(1, int(self.retention_s)))
                     pipe.execute()
-                    return FoldResult(fresh["event_id"].astype(str).tolist(), users, act)
+                    return FoldResult(fresh["event_id"].astype(str).tolist(), users, act, buyers)
                 except WatchError:
                     continue
         raise RuntimeError(f"online fold: {REDIS_ATTEMPTS} attempts lost to concurrent writers of the same users")

@@ -179,3 +179,43 @@ def test_the_offline_copy_is_append_only(history: tuple) -> None:
             entity_df=pd.DataFrame({"user_id": users, "event_timestamp": pd.Timestamp.now(tz="UTC")}),
             features=["user_activity:events_today"]).to_df()
         assert got["events_today"].tolist() == [1, 1, 1]  # Feast reads the folder, ignoring the hidden file
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_lifetime_values_fold_in_the_same_atomic_step_once_per_event(history: tuple, profile: str) -> None:
+    """A purchase moves the buyer's lifetime values with the behaviour values, in one step; the same ids
+    again (a second worker, a retry) move nothing; a page view moves no lifetime value."""
+    from features.lifetime import LIFETIME_VIEW
+
+    s, newest = history
+    user = sorted(newest["user_id"])[5]
+    refs = ["user_lifetime:lifetime_purchases", "user_lifetime:lifetime_spend", "user_behaviour:last_purchase_ts",
+            "user_behaviour:purchases_7d"]
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    with fresh_store(s, profile) as store:
+        try:
+            materialize(s, store)
+
+            def read() -> dict:
+                got = store.get_online_features(features=refs, entity_rows=[{"user_id": user}]).to_dict()
+                return {k: (v[0] or 0) for k, v in got.items() if k != "user_id"}
+
+            before = read()
+            fold = OnlineFold(store, BEHAVIOUR_VIEW, ACTIVITY_VIEW, 7 * DAY, lifetime_view=LIFETIME_VIEW)
+            try:
+                events = _events([user], ["life-1", "life-2"], now)
+                result = fold.apply(events, now.timestamp())
+                assert result.lifetime_users == [user] and sorted(result.fresh) == ["life-1", "life-2"]
+                after = read()
+                assert after["lifetime_purchases"] == before["lifetime_purchases"] + 2
+                assert after["lifetime_spend"] == pytest.approx(before["lifetime_spend"] + 20.0)
+                assert after["purchases_7d"] == before["purchases_7d"] + 2
+                assert after["last_purchase_ts"] == now.timestamp()
+                assert fold.apply(events, now.timestamp()).fresh == []  # again: nothing moves
+                view = events.iloc[:1].assign(event_id="life-view", event_type="page_view", amount=None)
+                assert fold.apply(view, now.timestamp()).lifetime_users == []
+                assert read() == after
+            finally:
+                fold.close()
+        finally:
+            _forget_ids(store)
