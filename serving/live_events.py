@@ -24,10 +24,10 @@ import pandas as pd
 
 from base.config import Settings
 from base.paths import DataPaths
-from serving import event_log
-from serving.events import canonical_frame, log_records
 from scoring.history import records_frame
 from scoring.records import PersonaRecord
+from serving import event_log
+from serving.events import canonical_frame, log_records
 from serving.schemas import EventIn
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ MAX_PENDING_ROWS = 200_000
 """Activity rows kept for the offline copy while appends fail; older ones are dropped (and logged)."""
 
 
-def _lifetime_view(store: "FeatureStore") -> str | None:
+def _lifetime_view(store: FeatureStore) -> str | None:
     """The lifetime view's name when the registry has it (folded with the others), else None."""
     from feast.errors import FeatureViewNotFoundException
 
@@ -85,7 +85,7 @@ class Taken:
 class LiveEvents:
     """Takes validated events into the durable log and the online store (thread-safe)."""
 
-    def __init__(self, settings: Settings, store: "FeatureStore") -> None:
+    def __init__(self, settings: Settings, store: FeatureStore) -> None:
         from features.online_fold import OnlineFold
         from features.realtime import ACTIVITY_VIEW
         from features.store import BEHAVIOUR_VIEW

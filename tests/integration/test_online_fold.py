@@ -35,7 +35,7 @@ def _events(users: list[str], ids: list[str], when: pd.Timestamp) -> pd.DataFram
                          "device": "mobile", "category": "home", "channel": "api"})
 
 
-def _values(store, users: list[str]) -> dict[str, tuple]:  # noqa: ANN001
+def _values(store, users: list[str]) -> dict[str, tuple]:
     got = store.get_online_features(features=["user_behaviour:purchases_7d", "user_behaviour:spend_7d",
                                               "user_activity:purchases_today"],
                                     entity_rows=[{"user_id": u} for u in users]).to_dict()
@@ -43,11 +43,11 @@ def _values(store, users: list[str]) -> dict[str, tuple]:  # noqa: ANN001
             for i, u in enumerate(users)}
 
 
-def _fold(store, days: float = 7) -> OnlineFold:  # noqa: ANN001
+def _fold(store, days: float = 7) -> OnlineFold:
     return OnlineFold(store, BEHAVIOUR_VIEW, ACTIVITY_VIEW, days * DAY)
 
 
-def _forget_ids(store) -> None:  # noqa: ANN001
+def _forget_ids(store) -> None:
     if store.config.online_store.type == "redis":
         client = redis_client(store)
         for key in client.scan_iter(match=f"persona:event_id:{store.project}:*".encode()):
@@ -113,7 +113,7 @@ def test_a_failure_mid_fold_applies_nothing_and_the_retry_counts_once(history: t
             real = fold._sqlite_write if profile == "default" else fold._redis_write
             name = "_sqlite_write" if profile == "default" else "_redis_write"
 
-            def crash_on_second_view(*args, **kw):  # noqa: ANN002, ANN003, ANN202 - the process dies between two writes
+            def crash_on_second_view(*args, **kw):
                 writes["n"] += 1
                 if writes["n"] == 2:
                     raise RuntimeError("killed between the behaviour and the activity write")
@@ -219,3 +219,20 @@ def test_lifetime_values_fold_in_the_same_atomic_step_once_per_event(history: tu
                 fold.close()
         finally:
             _forget_ids(store)
+
+
+def test_the_small_fold_encoder_writes_the_bytes_of_the_bulk_encoder() -> None:
+    """One-by-one encoding of a few values (the real-time fold) equals features/online_writer.py's, byte
+    for byte, nulls, negative zero, large and negative integers included."""
+    import numpy as np
+    from feast.value_type import ValueType
+
+    from features.online_fold import _encoded
+    from features.online_writer import encode_column
+
+    cases = {ValueType.DOUBLE: pd.Series([0.0, -0.0, 1.5, np.nan, None, 1e300, -3.25, 7.0], dtype=object),
+             ValueType.INT64: pd.Series(pd.array([0, 1, -1, None, 2**40, -2**40, 300, 127], dtype="Int64")),
+             ValueType.INT32: pd.Series(pd.array([0, 1, -1, None, 2**30, -5, 300, 127], dtype="Int64"))}
+    for kind, column in cases.items():
+        bulk = encode_column("x", column, kind)
+        assert _encoded("x", column, kind) == (bulk.values.tolist(), bulk.texts.tolist()), kind
