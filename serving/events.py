@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -48,7 +48,7 @@ def default_event_id(event: EventIn) -> str:
     included; the time as an instant): the same event re-sent gets the same id, two events that differ
     in anything (a quantity, a device, a property) get different ids."""
     body = event.model_dump(mode="json", exclude={"event_id"})
-    body["timestamp"] = event.timestamp.astimezone(timezone.utc).isoformat()
+    body["timestamp"] = event.timestamp.astimezone(UTC).isoformat()
     key = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return "api-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 

@@ -3,22 +3,22 @@ the online fold of behaviour features, the API-key check and the persona cache."
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from base.config import Settings
+from base.schema import EVENT_TYPES
 from features.live_behaviour import fold_user
 from ingestion.identity import empty_graph, links_from
-from base.schema import EVENT_TYPES
-from base.config import Settings
 from serving import event_log
 from serving.auth import path_scope, presented_key, protected_paths
 from serving.events import canonical_frame, check_events, default_event_id, log_records
 from serving.schemas import EventIn, EventType
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def _event(**kw: object) -> dict:
@@ -146,12 +146,12 @@ def test_api_key_rules() -> None:
     assert presented_key([(b"authorization", b"Basic abc")]) is None
 
 
-def _echo_app():  # noqa: ANN202 - a minimal ASGI app behind the middlewares
+def _echo_app():
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    async def ok(request):  # noqa: ANN001, ANN202
+    async def ok(request):
         return JSONResponse({"ok": True})
 
     return Starlette(routes=[Route(p, ok, methods=["POST", "GET"]) for p in ("/events", "/persona", "/healthz")])
