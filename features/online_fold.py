@@ -143,7 +143,7 @@ class OnlineFold:
         with_user = frame.loc[frame["user_id"].notna()]
         if with_user.empty:
             return rows, pd.DataFrame(columns=["user_id", "event_timestamp", *COUNTERS])
-        new = summarise(with_user)
+        new = summarise(with_user) if len(with_user) > SMALL_FOLD else summarise_small(with_user)
         stored = pd.DataFrame([{c: _nan(activity.get(u, {}).get(c)) for c in COUNTERS} for u in new.index],
                               index=new.index, columns=list(COUNTERS), dtype=float)
         return rows, fold(new, stored)
@@ -178,11 +178,10 @@ class OnlineFold:
             stored = lifetime_ts.get(user)
             stamp = max(newest, pd.Timestamp(stored, unit="s", tz="UTC")) if stored else newest
             rows.append({"user_id": user, "event_timestamp": stamp, **{c: folded.get(c) for c in COLUMNS}})
-        out = pd.DataFrame(rows)
-        for c in self.lifetime.fields:
-            if c not in out:
-                out[c] = None
-            out[c] = pd.to_numeric(out[c], errors="coerce").astype("Int64" if c in INTEGER_COLUMNS else float)
+        out = pd.DataFrame(rows, columns=["user_id", "event_timestamp", *self.lifetime.fields])
+        if len(out) > SMALL_FOLD:  # the bulk encoder wants numeric columns; _encoded takes the values as they are
+            for c in self.lifetime.fields:
+                out[c] = pd.to_numeric(out[c], errors="coerce").astype("Int64" if c in INTEGER_COLUMNS else float)
         return out
 
     def apply(self, frame: pd.DataFrame, now_s: float) -> FoldResult:
@@ -384,6 +383,33 @@ class OnlineFold:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def summarise_small(events: pd.DataFrame) -> pd.DataFrame:
+    """``features.realtime.summarise`` for a few events, in plain Python (the same frame, dtypes included):
+    per user and UTC day of the newest event, counts, spend, newest time and the events of its last hour."""
+    from features.realtime import DAY_S
+
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    by_user: dict[str, list[tuple[float, bool, float]]] = {}
+    amounts = pd.to_numeric(events["amount"], errors="coerce").tolist()
+    for user, when, kind, amount in zip(events["user_id"].tolist(), events["timestamp"].tolist(),
+                                        events["event_type"].tolist(), amounts):
+        buy = kind == "purchase"
+        spend = float(amount) if buy and amount is not None and not math.isnan(amount) else 0.0
+        by_user.setdefault(user, []).append(((when - epoch).total_seconds(), buy, spend))
+    rows = []
+    for user in sorted(by_user):
+        got = by_user[user]
+        newest = max(t for t, _, _ in got)
+        day = int(newest // DAY_S)
+        today = [g for g in got if int(g[0] // DAY_S) == day]
+        rows.append((user, day, len(today), sum(1 for _, b, _ in today if b), sum(s for _, _, s in today),
+                     max(t for t, _, _ in today), sum(1 for t, _, _ in got if t >= newest - 3600.0)))
+    out = pd.DataFrame(rows, columns=["user_id", "day", "events", "purchases", "spend", "last_ts", "recent"])
+    out = out.astype({"day": np.int64, "events": np.int64, "purchases": np.int64, "spend": float, "last_ts": float,
+                      "recent": np.int64})
+    return out.set_index("user_id")
 
 
 def _encoded(name: str, column: pd.Series, kind: Any) -> tuple[list[bytes], list[str | None]]:

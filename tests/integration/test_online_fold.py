@@ -236,3 +236,21 @@ def test_the_small_fold_encoder_writes_the_bytes_of_the_bulk_encoder() -> None:
     for kind, column in cases.items():
         bulk = encode_column("x", column, kind)
         assert _encoded("x", column, kind) == (bulk.values.tolist(), bulk.texts.tolist()), kind
+
+
+def test_the_small_summary_equals_the_pandas_summary() -> None:
+    """A few events summarised in plain Python (the real-time fold) give features/realtime.py's frame."""
+    import numpy as np
+
+    from features.online_fold import summarise_small
+    from features.realtime import summarise
+
+    rng = np.random.default_rng(5)
+    base = pd.Timestamp("2026-11-29 22:30", tz="UTC")
+    for n in (1, 2, 5, 30):
+        events = pd.DataFrame({
+            "user_id": rng.choice(["a", "b", "c"], n).astype(object),
+            "timestamp": [base + pd.Timedelta(minutes=int(m)) for m in rng.integers(-1500, 200, n)],
+            "event_type": rng.choice(["purchase", "page_view", "refund"], n),
+            "amount": [None if rng.random() < 0.3 else float(rng.integers(1, 90)) for _ in range(n)]})
+        pd.testing.assert_frame_equal(summarise_small(events), summarise(events), check_names=False)
