@@ -71,9 +71,11 @@ class RecordStore:
     # -- SQLite connections -------------------------------------------------------------------
 
     def _writer(self) -> sqlite3.Connection:
+        from features.online_fold import wal_connection
+
         if self._write_conn is None:
             assert self._path is not None
-            conn = sqlite3.connect(self._path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn = wal_connection(self._path)  # WAL, synchronous=NORMAL: records are derived, commits atomic
             conn.execute(f'CREATE TABLE IF NOT EXISTS "{self._table}" (user_id TEXT PRIMARY KEY, feature_ts REAL, '
                          "versions TEXT, segment TEXT, body BLOB) WITHOUT ROWID")
             conn.execute(f'CREATE TABLE IF NOT EXISTS "{self._claims}" (generation TEXT PRIMARY KEY, state TEXT, at REAL)')
