@@ -219,10 +219,14 @@ def run_soak(settings: Settings, seconds: float, readers: int = 3, writers: int 
         result.rss_start = survivor.memory_info().rss
         started = time.monotonic()
 
+        gap = max(1.0, seconds * 0.1)  # at least this long under load between two changes, and after the last
+        last = [started]
+
         def at(fraction: float) -> None:
-            time.sleep(max(0.0, started + seconds * fraction - time.monotonic()))
+            time.sleep(max(0.0, started + seconds * fraction - time.monotonic(), last[0] + gap - time.monotonic()))
 
         def mark(what: str) -> None:
+            last[0] = time.monotonic()
             result.timeline.append(f"{time.monotonic() - started:.0f}s {what}")
             progress(f"  soak {result.timeline[-1]}")
 
