@@ -54,7 +54,7 @@ class StoredRecord:
 class RecordStore:
     """Reads and writes persona records in the online store (thread-safe)."""
 
-    def __init__(self, store: "FeatureStore") -> None:
+    def __init__(self, store: FeatureStore) -> None:
         self._sqlite = plain_sqlite(store)
         if not (self._sqlite or plain_redis(store)):
             raise ValueError(f"persona records need a SQLite or Redis online store, not {store.config.online_store.type!r}")
