@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +91,7 @@ class SoakResult:
                 f"timeline: {'; '.join(self.timeline)}")
 
 
-def workers(svc: "ServiceProcess") -> list[Any]:
+def workers(svc: ServiceProcess) -> list[Any]:
     """The service's worker processes (psutil)."""
     import psutil
 
@@ -99,7 +99,7 @@ def workers(svc: "ServiceProcess") -> list[Any]:
     return [p for p in procs if WORKER_MODULE in " ".join(p.cmdline())]
 
 
-def _purchases_today(settings: "Settings", users: list[str]) -> dict[str, int]:
+def _purchases_today(settings: Settings, users: list[str]) -> dict[str, int]:
     from features.store import open_store
 
     got = open_store(settings).get_online_features(features=["user_activity:purchases_today"],
@@ -149,7 +149,7 @@ class Load:
                 event_id = f"soak-{name}-{i}-{secrets.token_hex(4)}"
                 event = {"event_id": event_id, "user_id": user, "event_type": "purchase", "amount": 5.0,
                          "currency": "EUR", "category": "home",
-                         "timestamp": (datetime.now(timezone.utc) - timedelta(seconds=2)).isoformat()}
+                         "timestamp": (datetime.now(UTC) - timedelta(seconds=2)).isoformat()}
                 sends = 2 if i % 5 == 0 else 1
                 for _ in range(sends):
                     body = self._post(client, "/events", {"events": [event]}, auth).json()
@@ -162,7 +162,7 @@ class Load:
                 time.sleep(0.02)
 
 
-def _promote(settings: "Settings") -> tuple[Any, Any]:
+def _promote(settings: Settings) -> tuple[Any, Any]:
     """A new spend version with the champion's artifacts, made champion; returns (old, new)."""
     from training.registry import ModelRef, alias_version, client, set_alias
 
@@ -175,9 +175,13 @@ def _promote(settings: "Settings") -> tuple[Any, Any]:
     return old, new
 
 
-def run_soak(settings: "Settings", seconds: float, readers: int = 3, writers: int = 2,
-             progress: Any = print) -> SoakResult:
-    """Run the soak on a data directory that holds a finished pipeline run (see the module docstring)."""
+def run_soak(settings: Settings, seconds: float, readers: int = 3, writers: int = 2,
+             progress: Any = print, warmup: float = 3.0) -> SoakResult:
+    """Run the soak on a data directory that holds a finished pipeline run (see the module docstring).
+
+    ``seconds``: the measured run (the update, promotion, kill and roll-back happen at fixed fractions
+    of it, each after the one before has finished); ``warmup``: the pause after each warm-up step (the
+    service polls the champions every second)."""
     from persona.pipeline import ingest_inbox
     from persona.update import run_update
     from serving.process import free_port, start_service
@@ -187,7 +191,7 @@ def run_soak(settings: "Settings", seconds: float, readers: int = 3, writers: in
     result = SoakResult(seconds)
     from features.compute import read_snapshots
 
-    newest = sorted((settings.data_dir / "features" / "user_behaviour").glob("date=*"))[-1]
+    newest = max((settings.data_dir / "features" / "user_behaviour").glob("date=*"))
     users = sorted(read_snapshots(newest, columns=["user_id"])["user_id"].astype(str).unique())[:60]
     before = _purchases_today(settings, users)
     svc = start_service(settings, port=free_port(), workers=2, timeout=180,
@@ -205,20 +209,24 @@ def run_soak(settings: "Settings", seconds: float, readers: int = 3, writers: in
             t.start()
         # warm-up: every path once (reads, writes, a swap with its re-score, the roll-back) before the
         # memory baseline, so the growth measured is what the run adds, not first use
-        time.sleep(3.0)
+        time.sleep(warmup)
         old, _ = _promote(settings)
-        time.sleep(3.0)
+        time.sleep(warmup)
         set_alias(settings.ml, old, settings.ml.champion_alias, "soak: warm-up roll back")
         old = None
-        time.sleep(3.0)
+        time.sleep(warmup)
         survivor, victim = sorted(workers(svc), key=lambda p: p.pid)[:2]
         result.rss_start = survivor.memory_info().rss
         started = time.monotonic()
 
+        gap = max(1.0, seconds * 0.1)  # at least this long under load between two changes, and after the last
+        last = [started]
+
         def at(fraction: float) -> None:
-            time.sleep(max(0.0, started + seconds * fraction - time.monotonic()))
+            time.sleep(max(0.0, started + seconds * fraction - time.monotonic(), last[0] + gap - time.monotonic()))
 
         def mark(what: str) -> None:
+            last[0] = time.monotonic()
             result.timeline.append(f"{time.monotonic() - started:.0f}s {what}")
             progress(f"  soak {result.timeline[-1]}")
 

@@ -212,6 +212,7 @@ def erase_sqlite(path: Path, words: list[str]) -> int:
         con.commit()
         if removed:
             con.execute("VACUUM")
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the service's writers use WAL: no old page left there
     finally:
         con.close()
     return removed

@@ -7,7 +7,7 @@ that give the same numbers (tests/data/test_lifetime_features.py):
 * a full build (:func:`lifetime_columns`, from the per-day cumulative sums the snapshot build keeps);
 * an incremental build (:func:`carry_lifetime`: the previous snapshot plus the purchases since);
 * the real-time path (:func:`fold_lifetime`: stored online values plus the posted purchases, written
-  online by ``features.live_behaviour.update_lifetime_online`` for every POST /events).
+  online inside the atomic fold of every POST /events, features/online_fold.py; ``features.live_behaviour.update_lifetime_online`` does it alone, for tools and tests).
 
 The buy-till-you-die summary follows Fader, Hardie & Lee on purchase *days*: frequency = purchase days
 - 1, recency = days from the first to the last purchase day, age T = days from the first purchase day

@@ -54,7 +54,7 @@ class StoredRecord:
 class RecordStore:
     """Reads and writes persona records in the online store (thread-safe)."""
 
-    def __init__(self, store: "FeatureStore") -> None:
+    def __init__(self, store: FeatureStore) -> None:
         self._sqlite = plain_sqlite(store)
         if not (self._sqlite or plain_redis(store)):
             raise ValueError(f"persona records need a SQLite or Redis online store, not {store.config.online_store.type!r}")
@@ -71,9 +71,11 @@ class RecordStore:
     # -- SQLite connections -------------------------------------------------------------------
 
     def _writer(self) -> sqlite3.Connection:
+        from features.online_fold import wal_connection
+
         if self._write_conn is None:
             assert self._path is not None
-            conn = sqlite3.connect(self._path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn = wal_connection(self._path)  # WAL, synchronous=NORMAL: records are derived, commits atomic
             conn.execute(f'CREATE TABLE IF NOT EXISTS "{self._table}" (user_id TEXT PRIMARY KEY, feature_ts REAL, '
                          "versions TEXT, segment TEXT, body BLOB) WITHOUT ROWID")
             conn.execute(f'CREATE TABLE IF NOT EXISTS "{self._claims}" (generation TEXT PRIMARY KEY, state TEXT, at REAL)')

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -48,7 +48,7 @@ def default_event_id(event: EventIn) -> str:
     included; the time as an instant): the same event re-sent gets the same id, two events that differ
     in anything (a quantity, a device, a property) get different ids."""
     body = event.model_dump(mode="json", exclude={"event_id"})
-    body["timestamp"] = event.timestamp.astimezone(timezone.utc).isoformat()
+    body["timestamp"] = event.timestamp.astimezone(UTC).isoformat()
     key = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return "api-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
@@ -111,8 +111,10 @@ def log_records(events: Sequence[EventIn]) -> list[dict[str, Any]]:
 
 def canonical_frame(events: Sequence[EventIn], settings: Settings, graph: pd.DataFrame) -> pd.DataFrame:
     """The events in the canonical schema (UTC, base currency), identities resolved through the graph
-    plus the links the batch itself carries (an identify event re-keys the visitor's other events)."""
-    from ingestion.identity import stitch
+    plus the links the batch itself carries (an identify event re-keys the visitor's other events).
+    When every event names its user (no pointer alias), the graph changes no event's user and the
+    stitch, pandas work over the whole graph, is skipped."""
+    from ingestion.identity import POINTER_PREFIXES, stitch
 
     fx = settings.fx_rates
     frame = pd.DataFrame({
@@ -132,5 +134,7 @@ def canonical_frame(events: Sequence[EventIn], settings: Settings, graph: pd.Dat
         "session_id": [e.session_id for e in events],
     })
     frame["amount"] = pd.to_numeric(frame["amount"], errors="coerce").astype(float)
+    if all(e.user_id and not e.user_id.startswith(POINTER_PREFIXES) for e in events):
+        return frame  # what stitch would give: each event's own user id
     resolved, _ = stitch(frame, graph)
     return resolved

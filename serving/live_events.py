@@ -24,10 +24,10 @@ import pandas as pd
 
 from base.config import Settings
 from base.paths import DataPaths
-from serving import event_log
-from serving.events import canonical_frame, log_records
 from scoring.history import records_frame
 from scoring.records import PersonaRecord
+from serving import event_log
+from serving.events import canonical_frame, log_records
 from serving.schemas import EventIn
 
 if TYPE_CHECKING:
@@ -36,6 +36,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("persona.serving.events")
 MAX_PENDING_ROWS = 200_000
 """Activity rows kept for the offline copy while appends fail; older ones are dropped (and logged)."""
+
+
+def _lifetime_view(store: FeatureStore) -> str | None:
+    """The lifetime view's name when the registry has it (folded with the others), else None."""
+    from feast.errors import FeatureViewNotFoundException
+
+    from features.lifetime import LIFETIME_VIEW
+
+    try:
+        store.get_feature_view(LIFETIME_VIEW)
+    except FeatureViewNotFoundException:
+        return None
+    return LIFETIME_VIEW
 
 
 class GraphCache:
@@ -72,7 +85,7 @@ class Taken:
 class LiveEvents:
     """Takes validated events into the durable log and the online store (thread-safe)."""
 
-    def __init__(self, settings: Settings, store: "FeatureStore") -> None:
+    def __init__(self, settings: Settings, store: FeatureStore) -> None:
         from features.online_fold import OnlineFold
         from features.realtime import ACTIVITY_VIEW
         from features.store import BEHAVIOUR_VIEW
@@ -83,7 +96,8 @@ class LiveEvents:
         self.log_dir = paths.event_log(settings.serving.event_log)
         self.graph = GraphCache(paths.identity_graph)
         self.log = event_log.EventLog(self.log_dir)
-        self.fold = OnlineFold(store, BEHAVIOUR_VIEW, ACTIVITY_VIEW, settings.serving.dedup_retention_days * 86400.0)
+        self.fold = OnlineFold(store, BEHAVIOUR_VIEW, ACTIVITY_VIEW, settings.serving.dedup_retention_days * 86400.0,
+                               lifetime_view=_lifetime_view(store))
         self._pending: list[pd.DataFrame] = []
         self._personas: list[pd.DataFrame] = []
         self._pending_lock = threading.Lock()
@@ -93,8 +107,6 @@ class LiveEvents:
 
     def take(self, events: Sequence[EventIn]) -> Taken:
         """Log, resolve and apply the events; returns counts and the users they touched."""
-        from features.live_behaviour import last_purchase_times, update_lifetime_online
-
         unique = list({e.event_id: e for e in events}.values())
         done = self.fold.seen([e.event_id for e in unique])  # type: ignore[misc]
         fresh = [e for e in unique if e.event_id not in done]
@@ -102,14 +114,10 @@ class LiveEvents:
             return Taken(0, len(events), [])
         self.log.append(log_records(fresh))  # durable before anything else
         frame = canonical_frame(fresh, self.settings, self.graph.get())
-        # atomic in the store: ids claimed and values folded together (a failure above or here leaves
-        # nothing claimed, so a retry is folded once; the log's copies are de-duplicated at ingest)
-        before = last_purchase_times(self.store, frame)  # the lifetime fold needs it as it was
-        result = self.fold.apply(frame, pd.Timestamp.now(tz="UTC").timestamp())
-        if result.fresh:  # lifetime values (issue 17) follow, outside the atomic fold: a crash between the
-            # two leaves them one purchase behind until the next snapshot (documented in the README)
-            update_lifetime_online(self.store, frame.loc[frame["event_id"].isin(result.fresh)],
-                                   time.time(), before)
+        # atomic in the store: ids claimed and the behaviour, activity and lifetime values folded together
+        # (a failure above or here leaves nothing claimed, so a retry is folded once; the log's copies are
+        # de-duplicated at ingest)
+        result = self.fold.apply(frame, time.time())
         if not result.activity.empty:
             with self._pending_lock:
                 self._pending.append(result.activity)

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from base.config import ConfigError
-from studio.access import COOKIE, caller
+from studio.access import COOKIE, KeyCache, caller
 from studio.context import Hooks, Req
 from studio.html import error, page
 
@@ -33,7 +33,7 @@ def guarded(hooks: Hooks, needed: str, handler: Handler, kind: str = "html") -> 
 
     async def endpoint(request: Request) -> Response:
         settings = hooks.settings()
-        who = caller(request, settings)
+        who = caller(request, settings, request.app.state.keys)
         base = _base(request)
         if who is None:
             if request.method == "GET" and kind == "html":
@@ -74,7 +74,7 @@ async def login(request: Request) -> Response:
         nxt = f"{base}/"
     settings = request.app.state.hooks.settings()
     probe = Request({"type": "http", "headers": [(b"x-api-key", key.encode())], "method": "GET"})
-    if not key or caller(probe, settings) is None:
+    if not key or caller(probe, settings, request.app.state.keys) is None:
         return HTMLResponse(page("Sign in", error("unknown key") + LOGIN.format(base=base, next=nxt), base),
                             status_code=401)
     resp = RedirectResponse(nxt, status_code=303)
@@ -131,4 +131,5 @@ def build_app(hooks: Hooks) -> Starlette:
     ]
     app = Starlette(routes=routes)
     app.state.hooks = hooks
+    app.state.keys = KeyCache()  # loaded once, re-read when the keys file changes
     return app

@@ -35,7 +35,7 @@ def _events(users: list[str], ids: list[str], when: pd.Timestamp) -> pd.DataFram
                          "device": "mobile", "category": "home", "channel": "api"})
 
 
-def _values(store, users: list[str]) -> dict[str, tuple]:  # noqa: ANN001
+def _values(store, users: list[str]) -> dict[str, tuple]:
     got = store.get_online_features(features=["user_behaviour:purchases_7d", "user_behaviour:spend_7d",
                                               "user_activity:purchases_today"],
                                     entity_rows=[{"user_id": u} for u in users]).to_dict()
@@ -43,11 +43,11 @@ def _values(store, users: list[str]) -> dict[str, tuple]:  # noqa: ANN001
             for i, u in enumerate(users)}
 
 
-def _fold(store, days: float = 7) -> OnlineFold:  # noqa: ANN001
+def _fold(store, days: float = 7) -> OnlineFold:
     return OnlineFold(store, BEHAVIOUR_VIEW, ACTIVITY_VIEW, days * DAY)
 
 
-def _forget_ids(store) -> None:  # noqa: ANN001
+def _forget_ids(store) -> None:
     if store.config.online_store.type == "redis":
         client = redis_client(store)
         for key in client.scan_iter(match=f"persona:event_id:{store.project}:*".encode()):
@@ -113,7 +113,7 @@ def test_a_failure_mid_fold_applies_nothing_and_the_retry_counts_once(history: t
             real = fold._sqlite_write if profile == "default" else fold._redis_write
             name = "_sqlite_write" if profile == "default" else "_redis_write"
 
-            def crash_on_second_view(*args, **kw):  # noqa: ANN002, ANN003, ANN202 - the process dies between two writes
+            def crash_on_second_view(*args, **kw):
                 writes["n"] += 1
                 if writes["n"] == 2:
                     raise RuntimeError("killed between the behaviour and the activity write")
@@ -179,3 +179,78 @@ def test_the_offline_copy_is_append_only(history: tuple) -> None:
             entity_df=pd.DataFrame({"user_id": users, "event_timestamp": pd.Timestamp.now(tz="UTC")}),
             features=["user_activity:events_today"]).to_df()
         assert got["events_today"].tolist() == [1, 1, 1]  # Feast reads the folder, ignoring the hidden file
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_lifetime_values_fold_in_the_same_atomic_step_once_per_event(history: tuple, profile: str) -> None:
+    """A purchase moves the buyer's lifetime values with the behaviour values, in one step; the same ids
+    again (a second worker, a retry) move nothing; a page view moves no lifetime value."""
+    from features.lifetime import LIFETIME_VIEW
+
+    s, newest = history
+    user = sorted(newest["user_id"])[5]
+    refs = ["user_lifetime:lifetime_purchases", "user_lifetime:lifetime_spend", "user_behaviour:last_purchase_ts",
+            "user_behaviour:purchases_7d"]
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    with fresh_store(s, profile) as store:
+        try:
+            materialize(s, store)
+
+            def read() -> dict:
+                got = store.get_online_features(features=refs, entity_rows=[{"user_id": user}]).to_dict()
+                return {k: (v[0] or 0) for k, v in got.items() if k != "user_id"}
+
+            before = read()
+            fold = OnlineFold(store, BEHAVIOUR_VIEW, ACTIVITY_VIEW, 7 * DAY, lifetime_view=LIFETIME_VIEW)
+            try:
+                events = _events([user], ["life-1", "life-2"], now)
+                result = fold.apply(events, now.timestamp())
+                assert result.lifetime_users == [user] and sorted(result.fresh) == ["life-1", "life-2"]
+                after = read()
+                assert after["lifetime_purchases"] == before["lifetime_purchases"] + 2
+                assert after["lifetime_spend"] == pytest.approx(before["lifetime_spend"] + 20.0)
+                assert after["purchases_7d"] == before["purchases_7d"] + 2
+                assert after["last_purchase_ts"] == now.timestamp()
+                assert fold.apply(events, now.timestamp()).fresh == []  # again: nothing moves
+                view = events.iloc[:1].assign(event_id="life-view", event_type="page_view", amount=None)
+                assert fold.apply(view, now.timestamp()).lifetime_users == []
+                assert read() == after
+            finally:
+                fold.close()
+        finally:
+            _forget_ids(store)
+
+
+def test_the_small_fold_encoder_writes_the_bytes_of_the_bulk_encoder() -> None:
+    """One-by-one encoding of a few values (the real-time fold) equals features/online_writer.py's, byte
+    for byte, nulls, negative zero, large and negative integers included."""
+    import numpy as np
+    from feast.value_type import ValueType
+
+    from features.online_fold import _encoded
+    from features.online_writer import encode_column
+
+    cases = {ValueType.DOUBLE: pd.Series([0.0, -0.0, 1.5, np.nan, None, 1e300, -3.25, 7.0], dtype=object),
+             ValueType.INT64: pd.Series(pd.array([0, 1, -1, None, 2**40, -2**40, 300, 127], dtype="Int64")),
+             ValueType.INT32: pd.Series(pd.array([0, 1, -1, None, 2**30, -5, 300, 127], dtype="Int64"))}
+    for kind, column in cases.items():
+        bulk = encode_column("x", column, kind)
+        assert _encoded("x", column, kind) == (bulk.values.tolist(), bulk.texts.tolist()), kind
+
+
+def test_the_small_summary_equals_the_pandas_summary() -> None:
+    """A few events summarised in plain Python (the real-time fold) give features/realtime.py's frame."""
+    import numpy as np
+
+    from features.online_fold import summarise_small
+    from features.realtime import summarise
+
+    rng = np.random.default_rng(5)
+    base = pd.Timestamp("2026-11-29 22:30", tz="UTC")
+    for n in (1, 2, 5, 30):
+        events = pd.DataFrame({
+            "user_id": rng.choice(["a", "b", "c"], n).astype(object),
+            "timestamp": [base + pd.Timedelta(minutes=int(m)) for m in rng.integers(-1500, 200, n)],
+            "event_type": rng.choice(["purchase", "page_view", "refund"], n),
+            "amount": [None if rng.random() < 0.3 else float(rng.integers(1, 90)) for _ in range(n)]})
+        pd.testing.assert_frame_equal(summarise_small(events), summarise(events), check_names=False)

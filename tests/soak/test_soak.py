@@ -20,7 +20,13 @@ def test_two_workers_stay_exact_under_load_update_swap_and_a_killed_worker(tmp_p
 
     settings = settings_in(tmp_path / "data", users=80, days=75)
     run_all(settings)
-    result = run_soak(settings, seconds=25, progress=lambda line: None)
+    # short: the update, promotion, kill and roll-back still happen during the load, each after the one
+    # before has finished (the long run is `python -m bench soak`)
+    result = run_soak(settings, seconds=8, warmup=1.5, progress=lambda line: None)
     assert result.problems() == [], result.summary()
     assert result.duplicates_answered >= result.resent  # re-sent events answered as duplicates, not taken again
     assert len(result.timeline) >= 6 and sum(result.statuses.values()) > 100, result.summary()
+    steps = [t.split(" ", 1)[1] for t in result.timeline]  # every change happened while the load ran, in order
+    assert [s.split(" ")[0] + " " + s.split(" ")[-1] for s in steps] == [
+        "persona starts", f"persona {steps[1].split(' ')[-1]}", "spend promoted", "worker killed",
+        "spend back", "load stopped"], result.summary()

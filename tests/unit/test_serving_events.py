@@ -3,22 +3,22 @@ the online fold of behaviour features, the API-key check and the persona cache."
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from base.config import Settings
+from base.schema import EVENT_TYPES
 from features.live_behaviour import fold_user
 from ingestion.identity import empty_graph, links_from
-from base.schema import EVENT_TYPES
-from base.config import Settings
 from serving import event_log
 from serving.auth import path_scope, presented_key, protected_paths
 from serving.events import canonical_frame, check_events, default_event_id, log_records
 from serving.schemas import EventIn, EventType
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def _event(**kw: object) -> dict:
@@ -83,6 +83,22 @@ def test_known_graph_links_resolve_visitors(settings: Settings) -> None:
     assert canonical_frame([ev], settings, graph)["user_id"].tolist() == ["u5"]
 
 
+def test_events_that_name_their_users_skip_the_stitch_with_the_same_rows(settings: Settings) -> None:
+    from ingestion.identity import stitch
+
+    seen = pd.DataFrame({"event_id": ["x"], "user_id": ["u5"], "anonymous_id": ["v5"], "device_id": [None],
+                         "timestamp": [pd.Timestamp("2026-11-01", tz="UTC")]})
+    graph = links_from(seen)
+    events = [EventIn.model_validate({"user_id": u, "anonymous_id": a, "event_type": "purchase", "amount": 3, "currency": "EUR",
+                                      "timestamp": "2026-11-29T10:00:00Z", "event_id": f"e{i}"})
+              for i, (u, a) in enumerate([("u5", None), ("u6", "v5"), ("u7", "v9")])]
+    fast = canonical_frame(events, settings, graph)
+    pd.testing.assert_frame_equal(fast, stitch(fast, graph)[0])  # what the stitch would have given
+    assert fast["user_id"].tolist() == ["u5", "u6", "u7"]
+    bridge = EventIn.model_validate({"user_id": "device:d1", "event_type": "search", "timestamp": "2026-11-29T10:00:00Z"})
+    assert canonical_frame([bridge], settings, graph)["user_id"].tolist() == ["device:d1"]  # stitched: no link
+
+
 def test_the_log_holds_exactly_the_batch_and_leaves_no_temporary_file(tmp_path: Path, settings: Settings) -> None:
     events = check_events([_event(event_id="a", properties={"k": 1}), _event(event_id="b")], settings, NOW).events
     path = event_log.append(tmp_path / "api", log_records(events))
@@ -130,12 +146,12 @@ def test_api_key_rules() -> None:
     assert presented_key([(b"authorization", b"Basic abc")]) is None
 
 
-def _echo_app():  # noqa: ANN202 - a minimal ASGI app behind the middlewares
+def _echo_app():
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    async def ok(request):  # noqa: ANN001, ANN202
+    async def ok(request):
         return JSONResponse({"ok": True})
 
     return Starlette(routes=[Route(p, ok, methods=["POST", "GET"]) for p in ("/events", "/persona", "/healthz")])
