@@ -21,6 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from base.config import ChannelConfig, ReaderLimits, Settings
 from base.durable import replace_durably
 from base.paths import DataPaths
@@ -29,8 +32,10 @@ from base.pseudonym import (
     scrub_properties,
     scrub_text,
     suppression_token,
+    token,
 )
 from base.suppression import read_tokens
+from base.text_values import distinct
 from ingestion.ledger import file_digest, read_ledger
 
 WORD_CHARS = r"A-Za-z0-9_.@+\-"
@@ -103,16 +108,16 @@ _QUOTED = re.compile(r'"([^"\\]{1,64})"\s*:')
 
 
 def _scrub_json_lines(text: str, cfg: ChannelConfig, settings: Settings) -> str:
-    """Personal keys of the ``properties`` column of a JSON-lines file hashed or dropped (lines that
-    mention a personal key only)."""
-    personal = {k.lower(): v for k, v in settings.privacy.personal_properties.items()}
-    column = cfg.columns.get("properties")
-    if not column or not personal or not any(f'"{k}' in text.lower() for k in personal):
+    """The channel's PII fields tokenised and personal keys of the ``properties`` field hashed or dropped
+    in a JSON-lines file (only lines that hold such a field are parsed; the others keep their bytes)."""
+    roles = _column_roles(cfg, settings)
+    if not roles or not text:
         return text
+    personal = _personal(settings)
     out = []
     for line in text.splitlines(keepends=True):
-        keys = {k.lower() for k in _QUOTED.findall(line)}
-        if not keys & set(personal):
+        keys = set(_QUOTED.findall(line))
+        if not keys & set(roles):
             out.append(line)
             continue
         try:
@@ -120,23 +125,211 @@ def _scrub_json_lines(text: str, cfg: ChannelConfig, settings: Settings) -> str:
         except json.JSONDecodeError:
             out.append(line)
             continue
-        value = row.get(column) if isinstance(row, dict) else None
-        if isinstance(value, str):
-            row[column] = scrub_properties(value, personal, settings.hash_salt)
-        elif isinstance(value, dict):
-            row[column] = scrub_mapping(value, personal, settings.hash_salt)
-        else:
+        if not isinstance(row, dict):
+            out.append(line)
+            continue
+        changed = False
+        for name, role in roles.items():
+            value = row.get(name)
+            if isinstance(value, dict) and role == "properties":
+                new = scrub_mapping(value, personal, settings.hash_salt)
+            elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+                new = _scrub_field(str(value), role, settings, personal)
+                if new == str(value):
+                    new = value
+            else:
+                continue
+            if new != value:
+                row[name], changed = new, True
+        if not changed:
             out.append(line)
             continue
         out.append(json.dumps(row, separators=(",", ":")) + ("\n" if line.endswith("\n") else ""))
     return "".join(out)
 
 
+def _personal(settings: Settings) -> dict[str, str]:
+    """``privacy.personal_properties`` with lower-case keys."""
+    return {k.lower(): v for k, v in settings.privacy.personal_properties.items()}
+
+
+def _mentions_personal(text: str, personal: dict[str, str]) -> bool:
+    """Whether JSON text may hold a personal key (a quick test before parsing)."""
+    low = text.lower()
+    return any(f'"{k}"' in low or f'""{k}""' in low for k in personal)
+
+
+def _csv_fields(line: str, delimiter: str) -> list[str] | None:
+    """One CSV line's fields as the reader splits them (double quotes, doubled to escape), None when the
+    line is not one record."""
+    import csv
+
+    try:
+        rows = list(csv.reader([line], delimiter=delimiter, quotechar='"', doublequote=True, strict=True))
+    except csv.Error:
+        return None
+    return rows[0] if len(rows) == 1 else None
+
+
+def _csv_line(fields: list[str], delimiter: str) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, quotechar='"', doublequote=True, lineterminator="").writerow(fields)
+    return out.getvalue()
+
+
+def _scrub_field(value: str, role: str, settings: Settings, personal: dict[str, str]) -> str:
+    """A field of a PII column (``email``/``phone``: its token) or of the properties column (personal keys
+    hashed or dropped)."""
+    if not value.strip():
+        return value
+    if role == "properties":
+        return value if not _mentions_personal(value, personal) else (
+            scrub_properties(value, personal, settings.hash_salt) or value)
+    return token(value, settings.hash_salt, role)
+
+
+def _column_roles(cfg: ChannelConfig, settings: Settings) -> dict[str, str]:
+    """Source column -> ``email``/``phone`` (the channel's ``pii``) or ``properties`` (personal keys)."""
+    roles = dict(cfg.pii)
+    if cfg.columns.get("properties") and settings.privacy.personal_properties:
+        roles[cfg.columns["properties"]] = "properties"
+    return roles
+
+
+def _scrub_csv(text: str, cfg: ChannelConfig, settings: Settings) -> str:
+    """The channel's PII columns tokenised field by field (a phone without a ``+`` is not found in free
+    text) and personal keys of a properties column holding JSON text hashed or dropped; other lines keep
+    their bytes."""
+    roles = _column_roles(cfg, settings)
+    if not roles or not text:
+        return text
+    personal = _personal(settings)
+    lines = text.splitlines(keepends=True)
+    whitespace = cfg.delimiter == "whitespace"
+    if whitespace:
+        header = lines[0].split()
+    else:
+        header = _csv_fields(lines[0].rstrip("\r\n"), cfg.delimiter) or []
+    where = {i: roles[name] for i, name in enumerate(header) if name in roles}
+    if not where:
+        return text
+    out = [lines[0]]
+    for line in lines[1:]:
+        body = line.rstrip("\r\n")
+        end = line[len(body):]
+        if whitespace:
+            parts = re.split(r"(\s+)", body)  # fields at even places, the blanks between them kept
+            lead = 1 if parts and parts[0] == "" else 0
+            for i, role in where.items():
+                at = lead + 2 * i
+                if at < len(parts) and role != "properties":
+                    parts[at] = _scrub_field(parts[at], role, settings, personal)
+            out.append("".join(parts) + end)
+            continue
+        fields = _csv_fields(body, cfg.delimiter)
+        if fields is None:
+            out.append(line)
+            continue
+        new = list(fields)
+        for i, role in where.items():
+            if i < len(new):
+                new[i] = _scrub_field(new[i], role, settings, personal)
+        out.append(line if new == fields else _csv_line(new, cfg.delimiter) + end)
+    return "".join(out)
+
+
+def _json_text(value: Any) -> str | None:
+    """A nested Parquet value (struct as dict, map as pairs) as JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        value = dict(value)
+    return json.dumps(value, default=str, sort_keys=True, separators=(",", ":"))
+
+
+def _scrub_parquet_column(col: pa.ChunkedArray, role: str | None, settings: Settings,
+                          personal: dict[str, str]) -> pa.Array | None:
+    """A column scrubbed (None when unchanged): a PII column tokenised, the properties column as JSON text
+    with personal keys hashed or dropped (a struct or map becomes JSON text, as the reader reads it), any
+    other text column with e-mails and phones tokenised."""
+    if role == "properties" and pa.types.is_nested(col.type):
+        values = [_json_text(v) for v in col.to_pylist()]
+        return pa.array([None if v is None else _scrub_field(scrub_text(v, settings.hash_salt), role, settings,
+                                                             personal) for v in values], type=pa.string())
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        if role in ("email", "phone"):
+            col = col.cast(pa.string())
+        else:
+            return None
+    arr = col.combine_chunks()
+    values, codes = distinct(arr)
+
+    def one(v: str) -> str:
+        v2 = scrub_text(v, settings.hash_salt)
+        return _scrub_field(v2, role, settings, personal) if role else v2
+
+    scrubbed = [one(v) for v in values]
+    if scrubbed == values:
+        return None
+    return pa.array(scrubbed + [None], type=pa.string()).take(codes)
+
+
+def _scrub_parquet(path: Path, cfg: ChannelConfig, settings: Settings, tokens: frozenset[str]) -> tuple[bool, int]:
+    """A Parquet inbox file rewritten with PII columns tokenised, personal properties hashed or dropped
+    (string, struct or map column), e-mails and phones in text tokenised and suppressed people's rows
+    removed; returns (changed, rows removed)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+        if meta.num_rows > settings.validation.limits.max_rows_per_file:
+            return False, 0  # left to the reader, which quarantines the file whole naming the bound
+        table = pq.read_table(path)
+    except (OSError, ValueError, pa.ArrowException):
+        return False, 0  # unreadable: left to the reader, which quarantines it whole
+    roles = _column_roles(cfg, settings)
+    personal = _personal(settings)
+    changed = False
+    for i, name in enumerate(table.column_names):
+        new = _scrub_parquet_column(table.column(i), roles.get(name), settings, personal)
+        if new is not None:
+            table = table.set_column(i, pa.field(name, new.type), new)
+            changed = True
+    removed = 0
+    if tokens:
+        mask = None
+        for col in table.columns:
+            if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+                continue
+            words = {w for v in pc.unique(col).to_pylist() if v for w in WORD.findall(v)}
+            hit_words = [w for w in words if suppression_token(w, settings.hash_salt) in tokens]
+            if not hit_words:
+                continue
+            pattern = f"(?:^|[^{WORD_CHARS}])(?:{'|'.join(map(re.escape, hit_words))})(?:$|[^{WORD_CHARS}])"
+            hit = pc.fill_null(pc.match_substring_regex(col, pattern), False)
+            mask = hit if mask is None else pc.or_(mask, hit)
+        if mask is not None:
+            removed = int(pc.sum(mask).as_py() or 0)
+            if removed:
+                table = table.filter(pc.invert(mask))
+                changed = True
+    if changed:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        pq.write_table(table, tmp)
+        replace_durably(tmp, path)
+    return changed, removed
+
+
 def scrub_file(path: Path, cfg: ChannelConfig, settings: Settings, tokens: frozenset[str]) -> tuple[bool, int]:
     """Rewrite one inbox file without raw e-mails, phones, personal properties and suppressed people's
-    lines; returns (changed, lines removed). Parquet files are left as they are."""
+    lines (rows of a Parquet file); returns (changed, lines removed)."""
     if cfg.format == "parquet":
-        return False, 0
+        return _scrub_parquet(path, cfg, settings, tokens)
     try:
         text = read_text(path, settings.validation.limits)
     except (ValueError, EOFError, OSError, zlib.error):  # a bomb, a truncated gzip: left to the reader,
@@ -144,6 +337,8 @@ def scrub_file(path: Path, cfg: ChannelConfig, settings: Settings, tokens: froze
     scrubbed = scrub_text(text, settings.hash_salt)
     if cfg.format == "jsonl":
         scrubbed = _scrub_json_lines(scrubbed, cfg, settings)
+    else:
+        scrubbed = _scrub_csv(scrubbed, cfg, settings)
     removed = 0
     if tokens:
         scrubbed, removed = lines_with(scrubbed, suppressed_words(scrubbed, tokens, settings.hash_salt),
