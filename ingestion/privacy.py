@@ -28,6 +28,7 @@ from base.config import ChannelConfig, ReaderLimits, Settings
 from base.durable import replace_durably
 from base.paths import DataPaths
 from base.pseudonym import (
+    ID_KINDS,
     scrub_mapping,
     scrub_properties,
     scrub_text,
@@ -192,8 +193,10 @@ def _scrub_field(value: str, role: str, settings: Settings, personal: dict[str, 
 
 
 def _column_roles(cfg: ChannelConfig, settings: Settings) -> dict[str, str]:
-    """Source column -> ``email``/``phone`` (the channel's ``pii``) or ``properties`` (personal keys)."""
-    roles = dict(cfg.pii)
+    """Source column -> ``email``/``phone`` (the channel's ``pii``), ``anonymous``/``device``/``session``
+    (identifiers pseudonymised at the door) or ``properties`` (personal keys)."""
+    roles = {cfg.columns[f]: ID_KINDS[f] for f in settings.privacy.pseudonymised_ids if cfg.columns.get(f)}
+    roles.update(cfg.pii)
     if cfg.columns.get("properties") and settings.privacy.personal_properties:
         roles[cfg.columns["properties"]] = "properties"
     return roles
@@ -262,7 +265,7 @@ def _scrub_parquet_column(col: pa.ChunkedArray, role: str | None, settings: Sett
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        if role in ("email", "phone"):
+        if role in ("email", "phone", *ID_KINDS.values()):
             col = col.cast(pa.string())
         else:
             return None
