@@ -115,6 +115,7 @@ def _scrub_json_lines(text: str, cfg: ChannelConfig, settings: Settings) -> str:
     if not roles or not text:
         return text
     personal = _personal(settings)
+    memo: dict[tuple[str, str], str] = {}
     out = []
     for line in text.splitlines(keepends=True):
         keys = set(_QUOTED.findall(line))
@@ -135,7 +136,7 @@ def _scrub_json_lines(text: str, cfg: ChannelConfig, settings: Settings) -> str:
             if isinstance(value, dict) and role == "properties":
                 new = scrub_mapping(value, personal, settings.hash_salt)
             elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
-                new = _scrub_field(str(value), role, settings, personal)
+                new = _scrub_field(str(value), role, settings, personal, memo)
                 if new == str(value):
                     new = value
             else:
@@ -181,15 +182,22 @@ def _csv_line(fields: list[str], delimiter: str) -> str:
     return out.getvalue()
 
 
-def _scrub_field(value: str, role: str, settings: Settings, personal: dict[str, str]) -> str:
-    """A field of a PII column (``email``/``phone``: its token) or of the properties column (personal keys
-    hashed or dropped)."""
+def _scrub_field(value: str, role: str, settings: Settings, personal: dict[str, str],
+                 memo: dict[tuple[str, str], str] | None = None) -> str:
+    """A field of a PII or identifier column (its token) or of the properties column (personal keys
+    hashed or dropped); ``memo`` keeps the tokens already computed for this file (ids repeat on many
+    lines)."""
     if not value.strip():
         return value
     if role == "properties":
         return value if not _mentions_personal(value, personal) else (
             scrub_properties(value, personal, settings.hash_salt) or value)
-    return token(value, settings.hash_salt, role)
+    if memo is None:
+        return token(value, settings.hash_salt, role)
+    found = memo.get((role, value))
+    if found is None:
+        found = memo[(role, value)] = token(value, settings.hash_salt, role)
+    return found
 
 
 def _column_roles(cfg: ChannelConfig, settings: Settings) -> dict[str, str]:
@@ -210,6 +218,7 @@ def _scrub_csv(text: str, cfg: ChannelConfig, settings: Settings) -> str:
     if not roles or not text:
         return text
     personal = _personal(settings)
+    memo: dict[tuple[str, str], str] = {}
     lines = text.splitlines(keepends=True)
     whitespace = cfg.delimiter == "whitespace"
     if whitespace:
@@ -229,7 +238,7 @@ def _scrub_csv(text: str, cfg: ChannelConfig, settings: Settings) -> str:
             for i, role in where.items():
                 at = lead + 2 * i
                 if at < len(parts) and role != "properties":
-                    parts[at] = _scrub_field(parts[at], role, settings, personal)
+                    parts[at] = _scrub_field(parts[at], role, settings, personal, memo)
             out.append("".join(parts) + end)
             continue
         fields = _csv_fields(body, cfg.delimiter)
@@ -239,7 +248,7 @@ def _scrub_csv(text: str, cfg: ChannelConfig, settings: Settings) -> str:
         new = list(fields)
         for i, role in where.items():
             if i < len(new):
-                new[i] = _scrub_field(new[i], role, settings, personal)
+                new[i] = _scrub_field(new[i], role, settings, personal, memo)
         out.append(line if new == fields else _csv_line(new, cfg.delimiter) + end)
     return "".join(out)
 
