@@ -11,16 +11,16 @@ one process (``persona update`` holds it and its ingest step takes it again).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
+
+from base.file_lock import LockTimeout, file_lock
 
 EXIT_BUSY = 75
 """Exit code of a command that could not get the writer lock in time (EX_TEMPFAIL)."""
@@ -58,19 +58,13 @@ def writer_lock(data_dir: Path, what: str, wait: float = 0.0, poll: float = 0.1)
     if key in _HELD.get():
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    stack = ExitStack()
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WriterBusy(f"another writer holds {path}: {holder(path)}; "
-                                     f"waited {wait:g}s (validation.lock_wait_seconds)") from None
-                time.sleep(poll)
+        fd = stack.enter_context(file_lock(path, wait=wait, poll=poll))
+    except LockTimeout:
+        raise WriterBusy(f"another writer holds {path}: {holder(path)}; "
+                         f"waited {wait:g}s (validation.lock_wait_seconds)") from None
+    with stack:
         info = {"pid": os.getpid(), "what": what, "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
@@ -79,6 +73,3 @@ def writer_lock(data_dir: Path, what: str, wait: float = 0.0, poll: float = 0.1)
             yield
         finally:
             _HELD.reset(token)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)

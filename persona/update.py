@@ -16,14 +16,13 @@ after each step) only records finished steps. One update runs at a time (a lock 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +34,7 @@ from base.config import Settings
 from scoring.drift import DriftResult
 from base.paths import DataPaths
 from base.progress import step
+from base.file_lock import LockTimeout, file_lock
 from base.writer_lock import writer_lock
 
 
@@ -147,16 +147,13 @@ def _log_run(settings: Settings, summary: UpdateSummary) -> None:
 @contextmanager
 def _exclusive(settings: Settings) -> Iterator[None]:
     path = update_dir(settings) / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise UpdateBusy(f"another update is running (lock {path})") from e
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    stack = ExitStack()
+    try:
+        stack.enter_context(file_lock(path, wait=0))
+    except LockTimeout as e:
+        raise UpdateBusy(f"another update is running (lock {path})") from e
+    with stack:
+        yield
 
 
 def repo_digest(settings: Settings) -> str:

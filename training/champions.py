@@ -36,10 +36,10 @@ class NoChampion(RuntimeError):
 def champion_refs(ml: MlflowSettings) -> dict[str, ModelRef]:
     """The version holding the champion alias for each target that has one (one registry call each)."""
     refs = {}
-    for target in TARGETS:
-        ref = alias_version(ml, target.key)
+    for spec in TARGETS:
+        ref = alias_version(ml, spec.key)
         if ref is not None:
-            refs[target.key] = ref
+            refs[spec.key] = ref
     missing = [t for t in REQUIRED if t not in refs]
     if missing:
         raise NoChampion(
@@ -60,15 +60,15 @@ def load_models(ml: MlflowSettings, refs: Mapping[str, ModelRef],
 
     use_tracking(ml)
     out: dict[str, LoadedModel] = {}
-    for target, ref in refs.items():
-        old = (reuse or {}).get(target)
+    for key, ref in refs.items():
+        old = (reuse or {}).get(key)
         if old is not None and old.ref == ref:
-            out[target] = old
+            out[key] = old
             continue
         booster = mlflow.lightgbm.load_model(ref.uri, dst_path=None)
         run = client(ml).get_run(ref.run_id)
         prior = float(run.data.metrics.get("prior_prediction", 0.0))
-        out[target] = LoadedModel(target, ref, booster, list(booster.feature_name()), prior)
+        out[key] = LoadedModel(key, ref, booster, list(booster.feature_name()), prior)
     return out
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
-from base.schema import CANONICAL_COLUMNS, EVENT_TYPES, MONETARY_EVENTS
+from base.schema import EVENT_TYPES, MONETARY_EVENTS
 from base.config import ChannelConfig, TimestampBounds
 from validation.profiles import BATCH_CHECKS, MAX_AMOUNT, ProfileCheck, batch_profile, profile_expectations, profile_frame
 from validation.quarantine import QUARANTINE_COLUMNS, quarantine_frame

@@ -64,9 +64,11 @@ def test_rerun_changes_nothing(ingested: Settings) -> None:
 
 def test_same_file_dropped_twice_is_processed_once(ingested: Settings) -> None:
     paths = DataPaths(ingested.data_dir)
+    before = len(read_events(paths.events))
     src = sorted(ingested.data_dir.glob(ingested.channels["orders"].path))[0]
     shutil.copy(src, src.with_name("orders_copy_of_first.csv"))
     assert ingest(ingested).batches == []
+    assert len(read_events(paths.events)) == before
 
 
 def test_crash_after_writing_events_before_ledger_is_recovered(ingested: Settings, tmp_path: Path) -> None:

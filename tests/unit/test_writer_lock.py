@@ -45,3 +45,15 @@ def test_the_lock_is_reentrant_in_one_thread(tmp_path: Path) -> None:
         with writer_lock(tmp_path, "inner", wait=0):
             pass
         assert "outer" in lock_path(tmp_path).read_text()
+
+
+def test_an_error_inside_the_held_block_is_not_mistaken_for_a_busy_lock(tmp_path: Path) -> None:
+    """Only failing to *take* the lock is WriterBusy; a lock timeout raised by the work itself passes through."""
+    from base.file_lock import LockTimeout, file_lock
+
+    with pytest.raises(LockTimeout, match="inner.lock"):
+        with writer_lock(tmp_path, "outer"):
+            with file_lock(tmp_path / "inner.lock"), file_lock(tmp_path / "inner.lock", wait=0):
+                pass  # flock locks are per open file: a second descriptor in one process conflicts
+    with writer_lock(tmp_path, "released after the error", wait=0):
+        assert "released after the error" in lock_path(tmp_path).read_text()
