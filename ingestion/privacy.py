@@ -116,11 +116,15 @@ def _scrub_json_lines(text: str, cfg: ChannelConfig, settings: Settings) -> str:
         return text
     personal = _personal(settings)
     memo: dict[tuple[str, str], str] = {}
+    text = _tokenise_json_strings(text, {k: r for k, r in roles.items() if r != "properties"}, settings, memo)
+    rest = {k: r for k, r in roles.items() if r == "properties"}
+    numbers = [k for k, r in roles.items() if r != "properties"]
+    number_field = re.compile(f'"(?:{"|".join(map(re.escape, numbers))})"\\s*:\\s*-?[0-9]') if numbers else None
     out = []
     for line in text.splitlines(keepends=True):
         keys = set(_QUOTED.findall(line))
-        if not keys & set(roles):
-            out.append(line)
+        if not (keys & set(rest) or (number_field is not None and number_field.search(line))):
+            out.append(line)  # string ids were tokenised above; only properties and numeric ids parse the line
             continue
         try:
             row = json.loads(line)
@@ -148,6 +152,29 @@ def _scrub_json_lines(text: str, cfg: ChannelConfig, settings: Settings) -> str:
             continue
         out.append(json.dumps(row, separators=(",", ":")) + ("\n" if line.endswith("\n") else ""))
     return "".join(out)
+
+
+def _tokenise_json_strings(text: str, roles: dict[str, str], settings: Settings,
+                           memo: dict[tuple[str, str], str]) -> str:
+    """String values of the ``roles`` fields (``"field": "value"``) replaced by their tokens in one pass
+    over the text (no line is parsed; an escaped value is decoded first, as a JSON reader would)."""
+    if not roles:
+        return text
+    names = "|".join(map(re.escape, roles))
+    pattern = re.compile(f'("({names})"\\s*:\\s*")((?:[^"\\\\]|\\\\.)*)"')
+    personal = _personal(settings)
+
+    def one(m: re.Match[str]) -> str:
+        raw = m.group(3)
+        try:
+            value = json.loads(f'"{raw}"') if "\\" in raw else raw
+        except json.JSONDecodeError:  # a broken escape: the reader rejects the line; hash the text as it is
+            value = raw
+        if not value.strip():
+            return m.group(0)
+        return f'{m.group(1)}{_scrub_field(value, roles[m.group(2)], settings, personal, memo)}"'
+
+    return pattern.sub(one, text)
 
 
 def _personal(settings: Settings) -> dict[str, str]:

@@ -115,3 +115,24 @@ def test_ingest_of_csv_and_parquet_channels_stores_no_raw_personal_data(settings
     assert set(events["email_hash"]) == {pseudonym(EMAIL, key, "email")}
     assert set(events["phone_hash"]) == {pseudonym(PHONE, key, "phone")}
     assert all('"plan":"gold"' in p.replace(" ", "") for p in events["properties"])
+
+
+def test_json_lines_ids_are_tokenised_without_reparsing_other_lines(settings: Settings, tmp_path: Path) -> None:
+    from base.pseudonym import token
+
+    cfg = ChannelConfig(path="raw/web/*.jsonl", format="jsonl", timestamp={"unit": "iso8601"},
+                        columns={"event_id": "id", "anonymous_id": "anon", "device_id": "dev", "timestamp": "ts",
+                                 "event_type": "ev", "properties": "props"})
+    path = tmp_path / "a.jsonl"
+    rows = ['{"id": "e1", "anon": "V\\u00e9-1", "ev": "x", "ts": "t", "props": {"plan": "gold"}}',
+            '{"id":"e2","anon":null,"dev":123456,"ev":"x","ts":"t"}',
+            '{"id":"e3","anon":"","ev":"x","ts":"t","props":{"email":"a@b.org","ip":"1.2.3.4"}}']
+    path.write_text("\n".join(rows) + "\n")
+    assert scrub_file(path, cfg, settings, frozenset())[0]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    key = settings.hash_salt
+    assert lines[0]["anon"] == token("V\u00e9-1", key, "anonymous") and lines[0]["props"] == {"plan": "gold"}
+    assert lines[1]["dev"] == token("123456", key, "device") and lines[1]["anon"] is None
+    assert lines[2]["anon"] == "" and "ip" not in lines[2]["props"] and "@" not in path.read_text()
+    assert path.read_text().splitlines()[0].startswith('{"id": "e1", "anon": "pii.anonymous.')  # bytes kept around
+    assert scrub_file(path, cfg, settings, frozenset()) == (False, 0)
