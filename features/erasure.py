@@ -362,16 +362,12 @@ def erase_json(path: Path, words: list[str]) -> int:
 
 def _contains(path: Path, needles: list[bytes]) -> bool:
     """Whether the file's bytes hold any identifier as a whole (not inside a longer id)."""
-    import re
-
-    from ingestion.privacy import WORD_CHARS
+    from ingestion.privacy import word_spans
 
     data = path.read_bytes()
     if not any(n in data for n in needles):
         return False
-    pattern = re.compile(f"(?<![{WORD_CHARS}])(?:{'|'.join(re.escape(n.decode()) for n in needles)})"
-                         f"(?![{WORD_CHARS}])".encode())
-    return pattern.search(data) is not None
+    return bool(word_spans(data, [n.decode() for n in needles]))
 
 
 def erase_files(settings: Settings, erasure: Erasure) -> None:
