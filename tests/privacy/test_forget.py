@@ -12,7 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -79,7 +79,7 @@ def _plant_formats(data_dir: Path) -> list[Path]:
     return [shop, feed]
 
 
-WHEN = datetime(2026, 10, 20, 12, 0, tzinfo=timezone.utc)
+WHEN = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
 
 
 def _plant(data_dir: Path) -> list[Path]:
@@ -169,7 +169,7 @@ def world(production: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     run_all(settings)
     svc = start_service(settings, port=free_port(), env={"PERSONA_API_KEY": KEY})
     try:
-        now = datetime.now(timezone.utc) - timedelta(minutes=5)
+        now = datetime.now(UTC) - timedelta(minutes=5)
         events = [{"user_id": USER, "event_type": "purchase", "timestamp": now.isoformat(), "amount": 20.0,
                    "currency": "EUR", "category": "home", "device_id": PERSON["device"],
                    "properties": {"email": PERSON["email"], "phone": PERSON["phone"], "name": "Erin"}},
@@ -254,7 +254,7 @@ def test_forget_erases_every_store_and_the_service_answers_cold_start(world: dic
     resp = httpx.post(f"{world['service'].url}/persona", json={"user_ids": [USER]}, timeout=60)
     assert resp.status_code == 200 and resp.json()["personas"][0]["cold_start"] is True, resp.text
     refused = httpx.post(f"{world['service'].url}/events", headers=AUTH, timeout=60, json={"events": [
-        {"user_id": USER, "event_type": "page_view", "timestamp": datetime.now(timezone.utc).isoformat()}]})
+        {"user_id": USER, "event_type": "page_view", "timestamp": datetime.now(UTC).isoformat()}]})
     assert refused.json()["accepted"] == 0 and "erased" in refused.json()["rejected"][0]["reason"]
 
 

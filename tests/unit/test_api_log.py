@@ -4,7 +4,7 @@ field is written; the default id covers the whole event."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from base.config import Settings
@@ -14,7 +14,7 @@ from serving import event_log
 from serving.events import check_events, default_event_id, log_records
 from serving.schemas import EventIn
 
-NOW = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
 
 def _event(**kw: object) -> EventIn:
