@@ -350,6 +350,10 @@ class PrivacyConfig(Strict):
                                  "last_name": "drop", "address": "drop", "ip": "drop"},
         description="properties key (any case) -> 'hash' (keyed pseudonym) or 'drop', applied at the door "
                     "(file channels and POST /events)")
+    pseudonymised_ids: list[Literal["anonymous_id", "device_id", "session_id"]] = Field(
+        default_factory=lambda: ["anonymous_id", "device_id", "session_id"],
+        description="canonical identifier fields replaced by their keyed token (pii.<kind>.<hex>) at the door "
+                    "(file channels and POST /events): consistent, so stitching and sessions work on tokens")
     retention_days: RetentionConfig = RetentionConfig()
     audit_caller_env: str = Field("PERSONA_USER", description="who an erasure is recorded as (else the login name)")
 

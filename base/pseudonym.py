@@ -42,9 +42,16 @@ def check_key(key: str, profile: str) -> None:
                         "(it is missing or a public default)")
 
 
+ID_KINDS = {"anonymous_id": "anonymous", "device_id": "device", "session_id": "session"}
+"""Canonical identifier fields pseudonymised at the door (``privacy.pseudonymised_ids``) -> token kind."""
+
+
 def normalise(value: str, kind: str) -> str | None:
-    """The normalised e-mail/phone (trimmed, lower case; a phone keeps only digits and '+'), None when empty."""
-    text = value.strip().lower()
+    """The normalised value, None when empty: trimmed; an e-mail/phone/property also in lower case (a phone
+    keeps only digits and '+'); an identifier (anonymous, device, session id) keeps its case."""
+    text = value.strip()
+    if kind not in ID_KINDS.values():
+        text = text.lower()
     if kind == "phone":
         text = _NOT_PHONE.sub("", text)
     return text or None

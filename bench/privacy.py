@@ -10,6 +10,7 @@ Usage: python -m bench privacy [--users 50000] [--days 60]
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -70,5 +71,12 @@ def main(argv: list[str]) -> None:
         print(f"forget 1 user of {len(known):,}: {total:.2f} s (resolving {len(ids)} identifiers: {resolving:.2f} s)")
         for store, n in sorted(first.counts.items()):
             print(f"  {store}: {n:,}")
+        print("seconds per store: " + ", ".join(f"{k} {v:.2f}" for k, v in first.timings.most_common()))
         print(f"second run (nothing left, stores scanned only): {rerun:.2f} s, "
               f"{sum(again.counts.values())} items removed")
+        many = known[len(known) // 3: len(known) // 3 + 10]
+        t = time.perf_counter()
+        batch = forget(s, many, "bench")[-1]
+        print(f"forget {len(many)} users in one call: {time.perf_counter() - t:.2f} s "
+              f"({sum(batch.counts.values()):,} items removed)")
+        print(f"load average: {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f}")

@@ -29,10 +29,8 @@ import sqlite3
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +65,12 @@ class Erasure:
     identifiers: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    timings: Counter = field(default_factory=Counter)
+    """Seconds spent per store (for the bench; not in the audit line)."""
 
     def audit_line(self, caller: str) -> dict[str, Any]:
         """The audit record: no identifier, only the request id, the caller, counts and time."""
-        return {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "request": self.request,
+        return {"time": datetime.now(UTC).isoformat(timespec="seconds"), "request": self.request,
                 "caller": caller, "users": len(self.user_ids), "identifiers": len(self.identifiers),
                 "counts": dict(sorted(self.counts.items())), "seconds": round(self.seconds, 3)}
 
@@ -157,9 +157,20 @@ def _text_pattern(words: list[str]) -> str:
     return f"(?:^|[^{WORD_CHARS}])(?:{alternatives})(?:$|[^{WORD_CHARS}])"
 
 
-def erase_parquet(path: Path, words: list[str]) -> int:
-    """Rewrite a Parquet file without rows that hold an identifier; returns rows removed."""
-    table = pq.read_table(path)
+def _string_columns(schema: pa.Schema) -> list[str]:
+    """Names of the text columns (plain or dictionary-encoded) of a Parquet schema."""
+    out = []
+    for f in schema:
+        t = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            out.append(f.name)
+    return out
+
+
+def _hits(table: pa.Table, words: list[str]) -> pa.ChunkedArray | pa.Array | None:
+    """Rows of ``table`` (text columns only) that hold an identifier: a whole value of any column, or a
+    whole identifier inside a free-text column (a plain substring test first; the pattern only when a
+    word occurs at all)."""
     keys = pa.array(words, pa.string())
     mask = None
     for name in table.column_names:
@@ -170,11 +181,29 @@ def erase_parquet(path: Path, words: list[str]) -> int:
             continue
         hit = pc.fill_null(pc.is_in(col, keys), False)
         if name in TEXT_COLUMNS:  # whole identifiers inside text (RE2: no look-behind, so match the neighbours)
-            hit = pc.or_(hit, pc.fill_null(pc.match_substring_regex(col, _text_pattern(words)), False))
+            present = [w for w in words if pc.any(pc.fill_null(pc.match_substring(col, w), False)).as_py()]
+            if present:
+                hit = pc.or_(hit, pc.fill_null(pc.match_substring_regex(col, _text_pattern(present)), False))
         mask = hit if mask is None else pc.or_(mask, hit)
+    return mask
+
+
+def erase_parquet(path: Path, words: list[str]) -> int:
+    """Rewrite a Parquet file without rows that hold an identifier; returns rows removed. Only the text
+    columns are read to look (a feature snapshot's numbers are not); the file is read whole and
+    rewritten only when it holds the person."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException):
+        return 0
+    texts = _string_columns(schema)
+    if not texts:
+        return 0
+    mask = _hits(pq.read_table(path, columns=texts), words)
     removed = 0 if mask is None else int(pc.sum(mask).as_py() or 0)
     if not removed:
         return 0
+    table = pq.read_table(path)
     kept = table.filter(pc.invert(mask))
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(kept, tmp)
@@ -184,14 +213,15 @@ def erase_parquet(path: Path, words: list[str]) -> int:
 
 def erase_sqlite(path: Path, words: list[str]) -> int:
     """Delete Feast online rows (tables with an ``entity_key``) and stored persona records (tables with a
-    ``user_id``) of the identifiers, then VACUUM so the
-    freed pages do not keep the bytes; returns rows deleted."""
+    ``user_id``) of the identifiers, with ``secure_delete`` so the freed space does not keep the bytes
+    (overwritten in place: cheaper than a VACUUM that rewrites the whole store); returns rows deleted."""
     from features.online_layout import entity_keys
 
     with path.open("rb") as fh:
         if fh.read(16) != b"SQLite format 3\x00":
             return 0  # not SQLite (Feast's file registry is a protobuf named .db)
     con = sqlite3.connect(path)
+    con.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros (no VACUUM of the whole file)
     removed = 0
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
@@ -210,9 +240,8 @@ def erase_sqlite(path: Path, words: list[str]) -> int:
                 cur = con.execute(f'DELETE FROM "{table}" WHERE entity_key IN ({",".join("?" * len(chunk))})', chunk)
                 removed += cur.rowcount
         con.commit()
-        if removed:
-            con.execute("VACUUM")
-            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the service's writers use WAL: no old page left there
+        if removed:  # the service's writers use WAL: the zeroed pages go back into the main file now
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         con.close()
     return removed
@@ -239,29 +268,51 @@ def erase_redis(settings: Settings, words: list[str]) -> int:
     return int(client.delete(*keys)) if keys else 0
 
 
-def _erase_inbox_file(path: Path, words: list[str], paths: DataPaths) -> int:
-    """Rewrite an inbox file without the lines. When its content was ingested, the rewritten content is
-    recorded in the ledger first (as already ingested), so a crash between the two never lets ingest
-    take the file again; a re-run writes the same bytes."""
+def _record_rewrite(path: Path, data: bytes, paths: DataPaths) -> None:
+    """When an inbox file's content was ingested, its rewritten content (``data``) is recorded in the
+    ledger first (as already ingested), so a crash between the two never lets ingest take the file
+    again; a re-run writes the same bytes."""
     import hashlib
 
+    ledger = read_ledger(paths.ledger)
+    old = file_digest(path)
+    original = next((r for r in reversed(ledger) if r.sha256 == old), None)
+    if original is None:
+        return
+    digest = hashlib.sha256(data).hexdigest()
+    if digest not in {r.sha256 for r in ledger}:
+        append_torn_safe(paths.ledger, BatchRecord(
+            batch_id=f"{original.batch_id}.erased-{digest[:8]}", channel=original.channel, file=original.file,
+            sha256=digest, rows_read=0, accepted=0, quarantined=0, duplicates=0, status="erasure_rewrite",
+            message="rewritten without a forgotten person's rows (its content was ingested before)",
+            processed_at=datetime.now(UTC).isoformat()))
+
+
+def _erase_inbox_file(path: Path, words: list[str], paths: DataPaths) -> int:
+    """Rewrite an inbox text file without the lines (the new content recorded in the ledger first)."""
     text = read_text(path)
     kept, removed = lines_with(text, words, keep_first=".csv" in path.name or path.suffix == ".txt")
     if not removed:
         return 0
-    ledger = read_ledger(paths.ledger)
-    old = file_digest(path)
-    original = next((r for r in reversed(ledger) if r.sha256 == old), None)
-    if original is not None:
-        data = kept.encode("utf-8", errors="surrogateescape")
-        digest = hashlib.sha256(gzip_bytes(data) if path.suffix == ".gz" else data).hexdigest()
-        if digest not in {r.sha256 for r in ledger}:
-            append_torn_safe(paths.ledger, BatchRecord(
-                batch_id=f"{original.batch_id}.erased-{digest[:8]}", channel=original.channel, file=original.file,
-                sha256=digest, rows_read=0, accepted=0, quarantined=0, duplicates=0, status="erasure_rewrite",
-                message="rewritten without a forgotten person's rows (its content was ingested before)",
-                processed_at=datetime.now(timezone.utc).isoformat()))
+    data = kept.encode("utf-8", errors="surrogateescape")
+    _record_rewrite(path, gzip_bytes(data) if path.suffix == ".gz" else data, paths)
     write_text(path, kept)
+    return removed
+
+
+def _erase_inbox_parquet(path: Path, words: list[str], paths: DataPaths) -> int:
+    """Rewrite a Parquet inbox file without the person's rows (the new content recorded in the ledger
+    first, as for text files)."""
+    texts = _string_columns(pq.read_schema(path))
+    mask = _hits(pq.read_table(path, columns=texts), words) if texts else None
+    removed = 0 if mask is None else int(pc.sum(mask).as_py() or 0)
+    if not removed:
+        return 0
+    kept = pq.read_table(path).filter(pc.invert(mask))
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(kept, tmp)
+    _record_rewrite(path, tmp.read_bytes(), paths)
+    replace_durably(tmp, path)
     return removed
 
 
@@ -311,16 +362,12 @@ def erase_json(path: Path, words: list[str]) -> int:
 
 def _contains(path: Path, needles: list[bytes]) -> bool:
     """Whether the file's bytes hold any identifier as a whole (not inside a longer id)."""
-    import re
-
-    from ingestion.privacy import WORD_CHARS
+    from ingestion.privacy import word_spans
 
     data = path.read_bytes()
     if not any(n in data for n in needles):
         return False
-    pattern = re.compile(f"(?<![{WORD_CHARS}])(?:{'|'.join(re.escape(n.decode()) for n in needles)})"
-                         f"(?![{WORD_CHARS}])".encode())
-    return pattern.search(data) is not None
+    return bool(word_spans(data, [n.decode() for n in needles]))
 
 
 def erase_files(settings: Settings, erasure: Erasure) -> None:
@@ -341,8 +388,12 @@ def erase_files(settings: Settings, erasure: Erasure) -> None:
                 continue
             store = _store_of(path, paths, artifacts)
             name = path.name.lower()
-            if path.resolve() in inbox:
-                erasure.counts[f"{store}: lines"] += _erase_inbox_file(path, words, paths)
+            started = time.perf_counter()
+            if path.resolve() in inbox and name.endswith(".parquet"):
+                erasure.counts[f"{store}: rows"] += _erase_inbox_parquet(path, words, paths)
+            elif path.resolve() in inbox:
+                if name.endswith(".gz") or _contains(path, needles):
+                    erasure.counts[f"{store}: lines"] += _erase_inbox_file(path, words, paths)
             elif name.endswith(".parquet"):
                 erasure.counts[f"{store}: rows"] += erase_parquet(path, words)
             elif name.endswith((".db", ".sqlite")) and "mlflow" not in name:
@@ -358,8 +409,11 @@ def erase_files(settings: Settings, erasure: Erasure) -> None:
             elif name.endswith(DELETED_SUFFIXES) and _contains(path, needles):
                 path.unlink()
                 erasure.counts[f"{store}: files deleted"] += 1
+            erasure.timings[store] += time.perf_counter() - started
     if settings.profile == "production":
+        started = time.perf_counter()
         erasure.counts["online store (Redis): keys"] += erase_redis(settings, words)
+        erasure.timings["online store (Redis)"] += time.perf_counter() - started
 
 
 # ------------------------------------------------------------------------------------ the request
@@ -379,37 +433,12 @@ class ErasureBusy(RuntimeError):
     """An update held the data directory for too long; the erasure stays journaled (run it again)."""
 
 
-@contextmanager
-def _no_update(paths: DataPaths, wait_seconds: float) -> Iterator[None]:
-    """Hold the update loop's lock (``update/.lock``) so no update reads a store half erased and writes
-    the person back (an update that starts meanwhile is skipped as busy; ``watch`` retries)."""
-    import fcntl
-
-    path = paths.update / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_seconds
-    with open(path, "a+") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ErasureBusy(f"an update has held {path} for {wait_seconds:.0f} s; the erasure is journaled "
-                                      "and its people suppressed: run `persona forget` again to complete it") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _finish(settings: Settings, erasure: Erasure, journal: Path, caller: str, wait_seconds: float) -> Erasure:
     from base.writer_lock import WriterBusy, writer_lock
 
     paths = DataPaths(settings.data_dir)
-    try:  # the writer lock (no ingest, release or update meanwhile), and the update loop's own lock
-        with writer_lock(settings.data_dir, "persona forget", wait=wait_seconds), _no_update(paths, wait_seconds):
+    try:  # the writer lock: no ingest, release or update (which holds it throughout) meanwhile
+        with writer_lock(settings.data_dir, "persona forget", wait=wait_seconds):
             t = time.perf_counter()
             erase_files(settings, erasure)
     except WriterBusy as e:

@@ -21,16 +21,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from base.config import ChannelConfig, ReaderLimits, Settings
 from base.durable import replace_durably
 from base.paths import DataPaths
 from base.pseudonym import (
+    ID_KINDS,
     scrub_mapping,
     scrub_properties,
     scrub_text,
     suppression_token,
+    token,
 )
 from base.suppression import read_tokens
+from base.text_values import distinct
 from ingestion.ledger import file_digest, read_ledger
 
 WORD_CHARS = r"A-Za-z0-9_.@+\-"
@@ -66,21 +72,39 @@ def write_text(path: Path, text: str) -> None:
     replace_durably(tmp, path)
 
 
+_WORD_SET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.@+-")
+_WORD_BYTES = frozenset(ord(c) for c in _WORD_SET)
+
+
+def word_spans(text: str | bytes, words: Iterable[str]) -> list[tuple[int, int]]:
+    """Where ``words`` occur in ``text`` as whole identifiers (not inside a longer id), in order. Each word
+    is looked for with a plain substring search (fast on large files) and its neighbours checked."""
+    chars = _WORD_BYTES if isinstance(text, bytes) else _WORD_SET
+    n, spans = len(text), []
+    for word in {w for w in words if w}:
+        needle = word.encode() if isinstance(text, bytes) else word
+        at = text.find(needle)  # type: ignore[arg-type]
+        while at >= 0:
+            end = at + len(needle)
+            if (at == 0 or text[at - 1] not in chars) and (end == n or text[end] not in chars):
+                spans.append((at, end))
+            at = text.find(needle, at + 1)  # type: ignore[arg-type]
+    return sorted(spans)
+
+
 def lines_with(text: str, words: Iterable[str], keep_first: bool = False) -> tuple[str, int]:
     """``text`` without the lines that contain any of ``words`` as a whole identifier; and how many went.
     ``keep_first`` keeps line 1 (a CSV header)."""
-    words = sorted({w for w in words if w}, key=len, reverse=True)
-    if not words or not text:
+    if not text:
         return text, 0
-    pattern = re.compile(f"(?<![{WORD_CHARS}])(?:{'|'.join(map(re.escape, words))})(?![{WORD_CHARS}])")
     spans: list[tuple[int, int]] = []
-    for m in pattern.finditer(text):
-        start = text.rfind("\n", 0, m.start()) + 1
+    for hit, _ in word_spans(text, words):
+        start = text.rfind("\n", 0, hit) + 1
         if spans and start < spans[-1][1]:
             continue  # same line as the previous hit
         if keep_first and start == 0:
             continue
-        end = text.find("\n", m.end())
+        end = text.find("\n", hit)
         spans.append((start, len(text) if end < 0 else end + 1))
     if not spans:
         return text, 0
@@ -103,40 +127,266 @@ _QUOTED = re.compile(r'"([^"\\]{1,64})"\s*:')
 
 
 def _scrub_json_lines(text: str, cfg: ChannelConfig, settings: Settings) -> str:
-    """Personal keys of the ``properties`` column of a JSON-lines file hashed or dropped (lines that
-    mention a personal key only)."""
-    personal = {k.lower(): v for k, v in settings.privacy.personal_properties.items()}
-    column = cfg.columns.get("properties")
-    if not column or not personal or not any(f'"{k}' in text.lower() for k in personal):
+    """The channel's PII fields tokenised and personal keys of the ``properties`` field hashed or dropped
+    in a JSON-lines file (only lines that hold such a field are parsed; the others keep their bytes)."""
+    roles = _column_roles(cfg, settings)
+    if not roles or not text:
         return text
+    personal = _personal(settings)
+    memo: dict[tuple[str, str], str] = {}
+    text = _tokenise_json_strings(text, {k: r for k, r in roles.items() if r != "properties"}, settings, memo)
+    rest = {k: r for k, r in roles.items() if r == "properties"}
+    numbers = [k for k, r in roles.items() if r != "properties"]
+    number_field = re.compile(f'"(?:{"|".join(map(re.escape, numbers))})"\\s*:\\s*-?[0-9]') if numbers else None
     out = []
     for line in text.splitlines(keepends=True):
-        keys = {k.lower() for k in _QUOTED.findall(line)}
-        if not keys & set(personal):
-            out.append(line)
+        keys = set(_QUOTED.findall(line))
+        if not (keys & set(rest) or (number_field is not None and number_field.search(line))):
+            out.append(line)  # string ids were tokenised above; only properties and numeric ids parse the line
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             out.append(line)
             continue
-        value = row.get(column) if isinstance(row, dict) else None
-        if isinstance(value, str):
-            row[column] = scrub_properties(value, personal, settings.hash_salt)
-        elif isinstance(value, dict):
-            row[column] = scrub_mapping(value, personal, settings.hash_salt)
-        else:
+        if not isinstance(row, dict):
+            out.append(line)
+            continue
+        changed = False
+        for name, role in roles.items():
+            value = row.get(name)
+            if isinstance(value, dict) and role == "properties":
+                new = scrub_mapping(value, personal, settings.hash_salt)
+            elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+                new = _scrub_field(str(value), role, settings, personal, memo)
+                if new == str(value):
+                    new = value
+            else:
+                continue
+            if new != value:
+                row[name], changed = new, True
+        if not changed:
             out.append(line)
             continue
         out.append(json.dumps(row, separators=(",", ":")) + ("\n" if line.endswith("\n") else ""))
     return "".join(out)
 
 
+def _tokenise_json_strings(text: str, roles: dict[str, str], settings: Settings,
+                           memo: dict[tuple[str, str], str]) -> str:
+    """String values of the ``roles`` fields (``"field": "value"``) replaced by their tokens in one pass
+    over the text (no line is parsed; an escaped value is decoded first, as a JSON reader would)."""
+    if not roles:
+        return text
+    names = "|".join(map(re.escape, roles))
+    pattern = re.compile(f'("({names})"\\s*:\\s*")((?:[^"\\\\]|\\\\.)*)"')
+    personal = _personal(settings)
+
+    def one(m: re.Match[str]) -> str:
+        raw = m.group(3)
+        try:
+            value = json.loads(f'"{raw}"') if "\\" in raw else raw
+        except json.JSONDecodeError:  # a broken escape: the reader rejects the line; hash the text as it is
+            value = raw
+        if not value.strip():
+            return m.group(0)
+        return f'{m.group(1)}{_scrub_field(value, roles[m.group(2)], settings, personal, memo)}"'
+
+    return pattern.sub(one, text)
+
+
+def _personal(settings: Settings) -> dict[str, str]:
+    """``privacy.personal_properties`` with lower-case keys."""
+    return {k.lower(): v for k, v in settings.privacy.personal_properties.items()}
+
+
+def _mentions_personal(text: str, personal: dict[str, str]) -> bool:
+    """Whether JSON text may hold a personal key (a quick test before parsing)."""
+    low = text.lower()
+    return any(f'"{k}"' in low or f'""{k}""' in low for k in personal)
+
+
+def _csv_fields(line: str, delimiter: str) -> list[str] | None:
+    """One CSV line's fields as the reader splits them (double quotes, doubled to escape), None when the
+    line is not one record."""
+    import csv
+
+    try:
+        rows = list(csv.reader([line], delimiter=delimiter, quotechar='"', doublequote=True, strict=True))
+    except csv.Error:
+        return None
+    return rows[0] if len(rows) == 1 else None
+
+
+def _csv_line(fields: list[str], delimiter: str) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, quotechar='"', doublequote=True, lineterminator="").writerow(fields)
+    return out.getvalue()
+
+
+def _scrub_field(value: str, role: str, settings: Settings, personal: dict[str, str],
+                 memo: dict[tuple[str, str], str] | None = None) -> str:
+    """A field of a PII or identifier column (its token) or of the properties column (personal keys
+    hashed or dropped); ``memo`` keeps the tokens already computed for this file (ids repeat on many
+    lines)."""
+    if not value.strip():
+        return value
+    if role == "properties":
+        return value if not _mentions_personal(value, personal) else (
+            scrub_properties(value, personal, settings.hash_salt) or value)
+    if memo is None:
+        return token(value, settings.hash_salt, role)
+    found = memo.get((role, value))
+    if found is None:
+        found = memo[(role, value)] = token(value, settings.hash_salt, role)
+    return found
+
+
+def _column_roles(cfg: ChannelConfig, settings: Settings) -> dict[str, str]:
+    """Source column -> ``email``/``phone`` (the channel's ``pii``), ``anonymous``/``device``/``session``
+    (identifiers pseudonymised at the door) or ``properties`` (personal keys)."""
+    roles = {cfg.columns[f]: ID_KINDS[f] for f in settings.privacy.pseudonymised_ids if cfg.columns.get(f)}
+    roles.update(cfg.pii)
+    if cfg.columns.get("properties") and settings.privacy.personal_properties:
+        roles[cfg.columns["properties"]] = "properties"
+    return roles
+
+
+def _scrub_csv(text: str, cfg: ChannelConfig, settings: Settings) -> str:
+    """The channel's PII columns tokenised field by field (a phone without a ``+`` is not found in free
+    text) and personal keys of a properties column holding JSON text hashed or dropped; other lines keep
+    their bytes."""
+    roles = _column_roles(cfg, settings)
+    if not roles or not text:
+        return text
+    personal = _personal(settings)
+    memo: dict[tuple[str, str], str] = {}
+    lines = text.splitlines(keepends=True)
+    whitespace = cfg.delimiter == "whitespace"
+    if whitespace:
+        header = lines[0].split()
+    else:
+        header = _csv_fields(lines[0].rstrip("\r\n"), cfg.delimiter) or []
+    where = {i: roles[name] for i, name in enumerate(header) if name in roles}
+    if not where:
+        return text
+    out = [lines[0]]
+    for line in lines[1:]:
+        body = line.rstrip("\r\n")
+        end = line[len(body):]
+        if whitespace:
+            parts = re.split(r"(\s+)", body)  # fields at even places, the blanks between them kept
+            lead = 1 if parts and parts[0] == "" else 0
+            for i, role in where.items():
+                at = lead + 2 * i
+                if at < len(parts) and role != "properties":
+                    parts[at] = _scrub_field(parts[at], role, settings, personal, memo)
+            out.append("".join(parts) + end)
+            continue
+        fields = _csv_fields(body, cfg.delimiter)
+        if fields is None:
+            out.append(line)
+            continue
+        new = list(fields)
+        for i, role in where.items():
+            if i < len(new):
+                new[i] = _scrub_field(new[i], role, settings, personal, memo)
+        out.append(line if new == fields else _csv_line(new, cfg.delimiter) + end)
+    return "".join(out)
+
+
+def _json_text(value: Any) -> str | None:
+    """A nested Parquet value (struct as dict, map as pairs) as JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        value = dict(value)
+    return json.dumps(value, default=str, sort_keys=True, separators=(",", ":"))
+
+
+def _scrub_parquet_column(col: pa.ChunkedArray, role: str | None, settings: Settings,
+                          personal: dict[str, str]) -> pa.Array | None:
+    """A column scrubbed (None when unchanged): a PII column tokenised, the properties column as JSON text
+    with personal keys hashed or dropped (a struct or map becomes JSON text, as the reader reads it), any
+    other text column with e-mails and phones tokenised."""
+    if role == "properties" and pa.types.is_nested(col.type):
+        values = [_json_text(v) for v in col.to_pylist()]
+        return pa.array([None if v is None else _scrub_field(scrub_text(v, settings.hash_salt), role, settings,
+                                                             personal) for v in values], type=pa.string())
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        if role in ("email", "phone", *ID_KINDS.values()):
+            col = col.cast(pa.string())
+        else:
+            return None
+    arr = col.combine_chunks()
+    values, codes = distinct(arr)
+
+    def one(v: str) -> str:
+        v2 = scrub_text(v, settings.hash_salt)
+        return _scrub_field(v2, role, settings, personal) if role else v2
+
+    scrubbed = [one(v) for v in values]
+    if scrubbed == values:
+        return None
+    return pa.array(scrubbed + [None], type=pa.string()).take(codes)
+
+
+def _scrub_parquet(path: Path, cfg: ChannelConfig, settings: Settings, tokens: frozenset[str]) -> tuple[bool, int]:
+    """A Parquet inbox file rewritten with PII columns tokenised, personal properties hashed or dropped
+    (string, struct or map column), e-mails and phones in text tokenised and suppressed people's rows
+    removed; returns (changed, rows removed)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+        if meta.num_rows > settings.validation.limits.max_rows_per_file:
+            return False, 0  # left to the reader, which quarantines the file whole naming the bound
+        table = pq.read_table(path)
+    except (OSError, ValueError, pa.ArrowException):
+        return False, 0  # unreadable: left to the reader, which quarantines it whole
+    roles = _column_roles(cfg, settings)
+    personal = _personal(settings)
+    changed = False
+    for i, name in enumerate(table.column_names):
+        new = _scrub_parquet_column(table.column(i), roles.get(name), settings, personal)
+        if new is not None:
+            table = table.set_column(i, pa.field(name, new.type), new)
+            changed = True
+    removed = 0
+    if tokens:
+        mask = None
+        for col in table.columns:
+            if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+                continue
+            words = {w for v in pc.unique(col).to_pylist() if v for w in WORD.findall(v)}
+            hit_words = [w for w in words if suppression_token(w, settings.hash_salt) in tokens]
+            if not hit_words:
+                continue
+            pattern = f"(?:^|[^{WORD_CHARS}])(?:{'|'.join(map(re.escape, hit_words))})(?:$|[^{WORD_CHARS}])"
+            hit = pc.fill_null(pc.match_substring_regex(col, pattern), False)
+            mask = hit if mask is None else pc.or_(mask, hit)
+        if mask is not None:
+            removed = int(pc.sum(mask).as_py() or 0)
+            if removed:
+                table = table.filter(pc.invert(mask))
+                changed = True
+    if changed:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        pq.write_table(table, tmp)
+        replace_durably(tmp, path)
+    return changed, removed
+
+
 def scrub_file(path: Path, cfg: ChannelConfig, settings: Settings, tokens: frozenset[str]) -> tuple[bool, int]:
     """Rewrite one inbox file without raw e-mails, phones, personal properties and suppressed people's
-    lines; returns (changed, lines removed). Parquet files are left as they are."""
+    lines (rows of a Parquet file); returns (changed, lines removed)."""
     if cfg.format == "parquet":
-        return False, 0
+        return _scrub_parquet(path, cfg, settings, tokens)
     try:
         text = read_text(path, settings.validation.limits)
     except (ValueError, EOFError, OSError, zlib.error):  # a bomb, a truncated gzip: left to the reader,
@@ -144,6 +394,8 @@ def scrub_file(path: Path, cfg: ChannelConfig, settings: Settings, tokens: froze
     scrubbed = scrub_text(text, settings.hash_salt)
     if cfg.format == "jsonl":
         scrubbed = _scrub_json_lines(scrubbed, cfg, settings)
+    else:
+        scrubbed = _scrub_csv(scrubbed, cfg, settings)
     removed = 0
     if tokens:
         scrubbed, removed = lines_with(scrubbed, suppressed_words(scrubbed, tokens, settings.hash_salt),

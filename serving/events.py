@@ -13,7 +13,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from base.config import Settings
-from base.pseudonym import scrub_properties
+from base.pseudonym import ID_KINDS, scrub_properties, token
 from serving.schemas import EventIn, RejectedEvent
 
 API_CHANNEL = "api"
@@ -87,9 +87,18 @@ def check_events(raw: Sequence[Any], settings: Settings, now: datetime) -> Check
             event = event.model_copy(update={"event_id": default_event_id(event)})
         if event.properties:  # personal keys hashed or dropped at the door (privacy.personal_properties)
             event = event.model_copy(update={"properties": personal_properties_scrubbed(event.properties, settings)})
+        event = pseudonymised_ids(event, settings)
         events.append(event)
         positions.append(i)
     return CheckedBatch(events, positions, rejected)
+
+
+def pseudonymised_ids(event: EventIn, settings: Settings) -> EventIn:
+    """The event with its anonymous, device and session ids replaced by their keyed tokens
+    (``privacy.pseudonymised_ids``), as the file door does: the log and the stores never hold them raw."""
+    update = {f: token(v, settings.hash_salt, ID_KINDS[f]) for f in settings.privacy.pseudonymised_ids
+              if (v := getattr(event, f)) is not None}
+    return event.model_copy(update=update) if update else event
 
 
 def personal_properties_scrubbed(properties: dict[str, Any], settings: Settings) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from ingestion.event_store import read_events
 from ingestion.ingest import ingest
 from ingestion.ledger import read_ledger
 from base.config import Settings
+from base.pseudonym import token
 from base.paths import DataPaths
 from persona.sample_data import generate_sample_data
 from tests.conftest import settings_in
@@ -187,9 +188,10 @@ def test_visitor_is_stitched_and_a_displaced_claim_is_recorded_whatever_the_grou
     assert summary.total("accepted") == 5
     paths = DataPaths(tmp_path)
     graph = load_graph(paths.identity_graph)
-    assert graph.loc[graph["alias"] == "a5", "user_id"].tolist() == ["u2"]  # 11:00 beats 12:00
+    a5 = token("a5", s.hash_salt, "anonymous")  # visitor ids are pseudonymised at the door
+    assert graph.loc[graph["alias"] == a5, "user_id"].tolist() == ["u2"]  # 11:00 beats 12:00
     conflicts = load_conflicts(conflicts_path(paths.identity_graph))
-    assert conflicts[["alias", "user_id", "claimed_by", "event_id"]].values.tolist() == [["a5", "u2", "u1", "web:v3"]]
+    assert conflicts[["alias", "user_id", "claimed_by", "event_id"]].values.tolist() == [[a5, "u2", "u1", "web:v3"]]
     visitor = "u2" if group_rows > 1 else "u1"
     resolved = load_events(paths.events, paths.identity_graph).set_index("event_id")["user_id"]
     assert resolved.to_dict() == {"web:v1": visitor, "web:v2": visitor, "web:v3": "u1", "web:v4": "u2",
@@ -222,10 +224,11 @@ def test_a_quarantined_login_links_nobody(tmp_path: Path, group_rows: int) -> No
     assert (summary.total("accepted"), summary.total("quarantined")) == (3, 1)
     paths = DataPaths(tmp_path)
     graph = load_graph(paths.identity_graph)
-    assert graph[["alias", "user_id"]].values.tolist() == [["a6", "u7"]]
+    a5, a6 = (token(a, s.hash_salt, "anonymous") for a in ("a5", "a6"))  # pseudonymised at the door
+    assert graph[["alias", "user_id"]].values.tolist() == [[a6, "u7"]]
     assert load_conflicts(conflicts_path(paths.identity_graph)).empty
     users = load_events(paths.events, paths.identity_graph).set_index("event_id")["user_id"].to_dict()
-    assert users == {"web:v1": "anon:a5", "web:v2": "u7", "web:v4": "anon:a5"}
+    assert users == {"web:v1": f"anon:{a5}", "web:v2": "u7", "web:v4": f"anon:{a5}"}
     drop("3.jsonl", [("v3", "u1", "a5", "identify", "2026-07-01T12:00:00Z")])  # delivered again, valid
     ingest(s, with_docs=False)
     users = load_events(paths.events, paths.identity_graph).set_index("event_id")["user_id"].to_dict()
@@ -286,7 +289,7 @@ def test_a_failed_batch_with_a_login_is_quarantined_whole_and_links_nobody(tmp_p
     got = {Path(b.file).name: (b.status, b.accepted, b.quarantined) for b in ingest(s, with_docs=False).batches}
     assert got == {"1.jsonl": ("batch_quarantined", 0, 2), "2.jsonl": ("accepted", 1, 0)}
     assert load_graph(DataPaths(tmp_path).identity_graph).empty
-    assert read_events(DataPaths(tmp_path).events)["user_id"].tolist() == ["anon:a1"]
+    assert read_events(DataPaths(tmp_path).events)["user_id"].tolist() == [f"anon:{token('a1', s.hash_salt, 'anonymous')}"]
 
 
 def test_an_unreadable_kept_hash_file_falls_back_to_the_stored_ids(tmp_path: Path) -> None:

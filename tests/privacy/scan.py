@@ -21,6 +21,9 @@ def forms(raw: dict[str, str], key: str) -> dict[str, str]:
         if kind in raw:
             out[f"{kind} pseudonym"] = pseudonym(raw[kind], key, kind) or ""
             out[f"{kind} lower"] = raw[kind].lower()
+    for name in ("anonymous", "device", "session"):  # identifiers pseudonymised at the door
+        if name in raw:
+            out[f"{name} pseudonym"] = pseudonym(raw[name], key, name) or ""
     out["phone digits"] = "".join(c for c in raw.get("phone", "") if c.isdigit() or c == "+")
     for name, value in list(raw.items()):
         out[f"{name} sha256"] = hashlib.sha256(value.encode()).hexdigest()

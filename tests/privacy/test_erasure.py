@@ -86,15 +86,12 @@ def test_properties_text_mentioning_an_id_is_erased(settings: Settings, tmp_path
 
 
 def test_a_running_update_holds_the_erasure_back_until_it_ends(settings: Settings) -> None:
-    import fcntl
-
+    from base.file_lock import file_lock
+    from base.writer_lock import lock_path
     from features.erasure import ErasureBusy, pending
 
     paths = _stores(settings)
-    lock = paths.update / ".lock"
-    lock.parent.mkdir(parents=True)
-    with open(lock, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # an update is running
+    with file_lock(lock_path(settings.data_dir)):  # an update is running: it holds the writer lock throughout
         with pytest.raises(ErasureBusy, match="persona forget"):
             forget(settings, ["u1"], "tester", wait_seconds=0.6)
         assert pending(settings) and suppression_token("u1", settings.hash_salt) in read_tokens(paths.suppression)
@@ -102,3 +99,25 @@ def test_a_running_update_holds_the_erasure_back_until_it_ends(settings: Setting
     done = forget(settings, [], "tester")  # the update ended: the journal is completed
     assert len(done) == 1 and not pending(settings)
     assert pd.read_parquet(paths.events)["event_id"].tolist() == ["e2"]
+
+
+def test_sqlite_rows_are_deleted_without_leaving_their_bytes_in_the_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    from features.erasure import erase_sqlite
+    from features.online_layout import entity_keys
+
+    path = tmp_path / "online.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE p_fv (entity_key BLOB, feature_name TEXT, value BLOB, PRIMARY KEY (entity_key, feature_name))")
+    con.execute("CREATE TABLE records (user_id TEXT PRIMARY KEY, record TEXT)")
+    for i in range(300):  # enough rows for several pages
+        key = entity_keys("user_id", [f"u{i:04d}"])[0]
+        con.executemany("INSERT INTO p_fv VALUES (?, ?, ?)", [(key, f"f{j}", b"x" * 20) for j in range(5)])
+        con.execute("INSERT INTO records VALUES (?, ?)", (f"u{i:04d}", f'{{"user_id":"u{i:04d}","segment":"s"}}'))
+    con.commit()
+    con.close()
+    assert b"u0150" in path.read_bytes()
+    assert erase_sqlite(path, ["u0150"]) == 6
+    data = path.read_bytes()
+    assert b"u0150" not in data and b"u0151" in data  # overwritten in place (secure_delete), neighbours kept

@@ -12,13 +12,14 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from base.config import Settings
+from base.pseudonym import pseudonym
 from tests.conftest import settings_in
 from tests.privacy.scan import (
     forms,
@@ -34,8 +35,51 @@ AUTH = {"X-API-Key": KEY}
 SERVER = "postgres@127.0.0.1:5432/test"
 USER = "u990001"
 PERSON = {"email": "Erin.Planted7@Example.org", "phone": "+44-20-5559876", "device": "d-feedface00c0ffee",
-          "anonymous": "a-feedbeef0c0f", "user": USER}
-WHEN = datetime(2026, 10, 20, 12, 0, tzinfo=timezone.utc)
+          "anonymous": "a-feedbeef0c0f", "user": USER, "session": "s-planted01", "name": "Erin Planted"}
+LOCAL_PHONE = "0161 5550123"
+"""A phone without a ``+``: found only because the channel maps its column as PII."""
+SHOP = {"event_id": "ref", "user_id": "customer", "anonymous_id": "visitor", "event_type": "what",
+        "timestamp": "at", "category": "cat", "properties": "extra"}
+"""Two more channels: a CSV export with JSON text in a properties column, a Parquet feed with a struct."""
+
+
+def _extra_channels(settings: Settings) -> dict:
+    from base.config import ChannelConfig
+
+    common = {"columns": SHOP, "timestamp": {"unit": "iso8601", "timezone": "UTC"},
+              "event_types": {"view": "product_view", "buy": "purchase"}, "pii": {"tel": "phone"},
+              "optional_columns": ["anonymous_id", "category", "properties"]}
+    return {**settings.channels, "shop": ChannelConfig(path="raw/shop/*.csv", format="csv", **common),
+            "feed": ChannelConfig(path="raw/feed/*.parquet", format="parquet", **common)}
+
+
+def _plant_formats(data_dir: Path) -> list[Path]:
+    """The person in a CSV properties column (JSON text) and a Parquet struct column, and rows of others."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = PERSON
+    props = {"email": p["email"], "name": p["name"], "phone": p["phone"], "plan": "gold"}
+    quoted = json.dumps(props).replace('"', '""')
+    csv_lines = [f'sh-pl-{i},{USER},{p["anonymous"] if i == 0 else ""},view,2026-10-20T1{i}:00:00Z,home,'
+                 f'{LOCAL_PHONE},"{quoted}"' for i in range(3)]
+    others = [f"sh-o-{i},u00000{i + 1},,view,2026-10-20T1{i}:30:00Z,home,,\"{{\"\"plan\"\":\"\"basic\"\"}}\""
+              for i in range(3)]
+    shop = data_dir / "raw" / "shop" / "planted.csv"
+    shop.parent.mkdir(parents=True, exist_ok=True)
+    shop.write_text("ref,customer,visitor,what,at,cat,tel,extra\n" + "\n".join(csv_lines + others) + "\n")
+    feed = data_dir / "raw" / "feed" / "planted.parquet"
+    feed.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({
+        "ref": ["fd-pl-1", "fd-pl-2", "fd-o-1"], "customer": [USER, None, "u000002"],
+        "visitor": [p["anonymous"], p["anonymous"], None], "what": ["buy", "view", "view"],
+        "at": ["2026-10-20T17:00:00Z", "2026-10-20T17:05:00Z", "2026-10-20T17:10:00Z"],
+        "cat": ["home", "home", "toys"], "tel": [LOCAL_PHONE, LOCAL_PHONE, None],
+        "extra": [props, props, {"email": None, "name": None, "phone": None, "plan": "basic"}]}), feed)
+    return [shop, feed]
+
+
+WHEN = datetime(2026, 10, 20, 12, 0, tzinfo=UTC)
 
 
 def _plant(data_dir: Path) -> list[Path]:
@@ -117,14 +161,15 @@ def world(production: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     settings = base.model_copy(update={"update": no_retrain, "training": base.training.model_copy(update={
         "horizon_days": 14, "train_cutoffs": 2, "num_boost_round": 30, "early_stopping_rounds": 0})})
     assert settings.profile == "production"
+    settings = settings.model_copy(update={"channels": _extra_channels(settings)})
     ensure_sample(settings)
     export = tmp_path_factory.mktemp("export")
-    for path in _plant(settings.data_dir):  # the original export, as delivered
+    for path in _plant(settings.data_dir) + _plant_formats(settings.data_dir):  # the original export, as delivered
         shutil.copy(path, export / f"{path.parent.name}-{path.name}")
     run_all(settings)
     svc = start_service(settings, port=free_port(), env={"PERSONA_API_KEY": KEY})
     try:
-        now = datetime.now(timezone.utc) - timedelta(minutes=5)
+        now = datetime.now(UTC) - timedelta(minutes=5)
         events = [{"user_id": USER, "event_type": "purchase", "timestamp": now.isoformat(), "amount": 20.0,
                    "currency": "EUR", "category": "home", "device_id": PERSON["device"],
                    "properties": {"email": PERSON["email"], "phone": PERSON["phone"], "name": "Erin"}},
@@ -143,7 +188,9 @@ def world(production: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
 
 
 def _identifiers(settings: Settings) -> dict[str, str]:
-    return forms(PERSON, settings.hash_salt)
+    return forms(PERSON, settings.hash_salt) | {"local phone": LOCAL_PHONE,
+                                               "local phone pseudonym": pseudonym(LOCAL_PHONE, settings.hash_salt,
+                                                                                  "phone") or ""}
 
 
 def _roots(world: dict) -> list[Path]:
@@ -163,10 +210,15 @@ def test_the_person_is_stored_before_forgetting_and_raw_contacts_never_are(world
     found = scan["files"]
     assert "user" in scan["redis"]  # the Redis online store holds the person before forgetting
     # the scan sees the person (so 0 hits later means something): events, features, online store, history
-    assert {"user", "anonymous", "device", "email pseudonym", "phone pseudonym"} <= set(found), found.keys()
+    assert {"user", "anonymous pseudonym", "device pseudonym", "session pseudonym", "email pseudonym",
+            "phone pseudonym", "local phone pseudonym"} <= set(found), found.keys()
     assert any("/events/" in f for f in found["user"]) and any("/history/" in f for f in found["user"])
-    # raw e-mail and phone are nowhere at rest (inbox and quarantine included), nor the plain hashes
-    for name in ("email", "email lower", "phone", "phone digits", "email sha256", "phone sha256"):
+    assert any("/raw/feed/" in f for f in found["email pseudonym"])  # the Parquet struct's e-mail, hashed
+    assert any("/raw/shop/" in f for f in found["email pseudonym"])  # the CSV properties' e-mail, hashed
+    # raw e-mail, phone, name, anonymous, device and session ids are nowhere at rest (inbox and quarantine
+    # included), nor their plain hashes: pseudonymised or dropped at the door
+    for name in ("email", "email lower", "phone", "phone digits", "email sha256", "phone sha256", "anonymous",
+                 "device", "session", "name", "anonymous sha256", "device sha256", "local phone"):
         assert name not in found, (name, found.get(name))
     assert (settings.data_dir / "quarantine").exists()
     assert scan_contacts([settings.data_dir]) == {}  # no raw e-mail or phone of anyone in the demo's data
@@ -202,7 +254,7 @@ def test_forget_erases_every_store_and_the_service_answers_cold_start(world: dic
     resp = httpx.post(f"{world['service'].url}/persona", json={"user_ids": [USER]}, timeout=60)
     assert resp.status_code == 200 and resp.json()["personas"][0]["cold_start"] is True, resp.text
     refused = httpx.post(f"{world['service'].url}/events", headers=AUTH, timeout=60, json={"events": [
-        {"user_id": USER, "event_type": "page_view", "timestamp": datetime.now(timezone.utc).isoformat()}]})
+        {"user_id": USER, "event_type": "page_view", "timestamp": datetime.now(UTC).isoformat()}]})
     assert refused.json()["accepted"] == 0 and "erased" in refused.json()["rejected"][0]["reason"]
 
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from base.config import Settings
-from base.pseudonym import pseudonym, suppression_token
+from base.pseudonym import pseudonym, suppression_token, token
 from base.suppression import Suppression, add_tokens
 from serving.erasure import ERASED, refuse_suppressed
 from serving.events import check_events, log_records
 
 pytestmark = pytest.mark.privacy
-NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def _event(user: str, **kw: object) -> dict:
@@ -34,7 +34,9 @@ def test_events_of_forgotten_people_are_refused(settings: Settings, tmp_path: Pa
     suppression = Suppression(path, settings.hash_salt)
     batch = check_events([_event("u1"), _event("u2"), _event("u3", anonymous_id="a-9")], settings, NOW)
     assert refuse_suppressed(batch, suppression) == batch  # nobody forgotten: unchanged
-    add_tokens(path, [suppression_token("u1", settings.hash_salt), suppression_token("a-9", settings.hash_salt)])
+    visitor = token("a-9", settings.hash_salt, "anonymous")  # as the stores hold it (pseudonymised at the door)
+    assert [e.anonymous_id for e in batch.events] == [None, None, visitor]
+    add_tokens(path, [suppression_token("u1", settings.hash_salt), suppression_token(visitor, settings.hash_salt)])
     kept = refuse_suppressed(batch, suppression)
     assert [e.user_id for e in kept.events] == ["u2"] and kept.positions == [1]
     assert [(r.index, r.reason) for r in kept.rejected] == [(0, ERASED), (2, ERASED)]

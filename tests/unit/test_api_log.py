@@ -4,16 +4,17 @@ field is written; the default id covers the whole event."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from base.config import Settings
+from base.pseudonym import token
 from ingestion.api_log import seal_all
 from serving import event_log
 from serving.events import check_events, default_event_id, log_records
 from serving.schemas import EventIn
 
-NOW = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
 
 def _event(**kw: object) -> EventIn:
@@ -34,7 +35,8 @@ def test_the_log_writes_empty_fields_as_null(settings: Settings) -> None:
     events = check_events([{"anonymous_id": "v1", "event_type": "page_view", "timestamp": "2026-11-29T10:00:00Z"}],
                           settings, NOW).events
     [row] = log_records(events)
-    assert row["amount"] is None and row["user_id"] is None and row["anonymous_id"] == "v1"
+    assert row["amount"] is None and row["user_id"] is None
+    assert row["anonymous_id"] == token("v1", settings.hash_salt, "anonymous")  # pseudonymised at the door
 
 
 def test_appends_go_to_one_live_segment_until_ingest_seals_it(tmp_path: Path) -> None:

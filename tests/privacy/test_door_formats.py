@@ -1,0 +1,138 @@
+"""The door scrubs personal data in every inbox format: the channel's PII columns and personal
+``properties`` keys of CSV (a column holding JSON text), whitespace-separated text, JSON lines and Parquet
+(a JSON-text, struct or map column); nothing raw reaches the inbox, the clean store or the quarantine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from base.config import ChannelConfig, Settings
+from base.pseudonym import pseudonym, suppression_token
+from ingestion.privacy import scrub_file
+from tests.privacy.scan import scan_files
+
+pytestmark = pytest.mark.privacy
+
+EMAIL, PHONE, NAME = "Quinn.Door@Example.net", "0170 5550199", "Quinn Doorperson"
+"""A phone without ``+``: only the channel's PII mapping finds it (free text is not searched for it)."""
+
+
+def _channel(fmt: str, **extra: object) -> ChannelConfig:
+    columns = {"event_id": "id", "user_id": "customer", "timestamp": "ts", "properties": "props"}
+    return ChannelConfig(path=f"raw/{fmt}/*.{fmt}", format=fmt, columns=columns, timestamp={"unit": "iso8601"},
+                         event_type="page_view", pii={"mail": "email", "tel": "phone"}, **extra)
+
+
+def _props(i: int) -> dict:
+    return {"email": EMAIL, "Name": NAME, "plan": "gold", "nested": {"phone": PHONE, "ip": "10.1.2.3"}, "n": i}
+
+
+def _forms(settings: Settings) -> dict[str, str]:
+    """The person's personal data as it must never be stored (raw, normalised, plain SHA-256)."""
+    return {"email": EMAIL, "email lower": EMAIL.lower(), "phone": PHONE, "phone digits": "01705550199",
+            "name": NAME, "ip": "10.1.2.3", "email sha256": hashlib.sha256(EMAIL.lower().encode()).hexdigest()}
+
+
+def test_csv_properties_json_text_and_pii_columns_are_scrubbed(settings: Settings, tmp_path: Path) -> None:
+    cfg = _channel("csv")
+    path = tmp_path / "a.csv"
+    props = json.dumps(_props(1)).replace('"', '""')
+    path.write_text(f'id,customer,ts,mail,tel,props\ne1,u1,2026-10-01T10:00:00Z,{EMAIL},{PHONE},"{props}"\n'
+                    'e2,u2,2026-10-01T10:00:00Z,,,"{""plan"":""basic""}"\n')
+    before_plain = path.read_text().splitlines()[2]
+    assert scrub_file(path, cfg, settings, frozenset())[0]
+    text = path.read_text()
+    assert not scan_files([tmp_path], _forms(settings)), text
+    key = settings.hash_salt
+    assert f"pii.phone.{pseudonym(PHONE, key, 'phone')}" in text and f"pii.email.{pseudonym(EMAIL, key, 'email')}" in text
+    assert "gold" in text and text.splitlines()[2] == before_plain  # a line without personal data keeps its bytes
+    assert scrub_file(path, cfg, settings, frozenset()) == (False, 0)  # scrubbing again changes nothing
+
+
+def test_whitespace_text_pii_column_is_tokenised(settings: Settings, tmp_path: Path) -> None:
+    cfg = _channel("csv", delimiter="whitespace").model_copy(update={"columns": {
+        "event_id": "id", "user_id": "customer", "timestamp": "ts"}})
+    path = tmp_path / "a.txt"
+    path.write_text("id customer ts tel\nT1  u1 2026-10-01T10:00:00Z 0170-5550199\n")
+    assert scrub_file(path, cfg, settings, frozenset())[0]
+    assert "5550199" not in path.read_text() and path.read_text().startswith("id customer ts tel\nT1  u1 ")
+
+
+@pytest.mark.parametrize("shape", ["json text", "struct", "map"])
+def test_parquet_properties_and_pii_columns_are_scrubbed(shape: str, settings: Settings, tmp_path: Path) -> None:
+    cfg = _channel("parquet")
+    if shape == "json text":
+        props = pa.array([json.dumps(_props(1)), json.dumps({"plan": "basic"})])
+    elif shape == "struct":
+        props = pa.array([_props(1), {"plan": "basic", "Name": None, "email": None, "nested": None, "n": 2}])
+    else:
+        props = pa.array([[("email", EMAIL), ("Name", NAME), ("plan", "gold")], [("plan", "basic")]],
+                         type=pa.map_(pa.string(), pa.string()))
+    table = pa.table({"id": ["e1", "e2"], "customer": ["u1", "u2"], "ts": ["2026-10-01T10:00:00Z"] * 2,
+                      "mail": [EMAIL, None], "tel": [PHONE, None], "note": [f"call {EMAIL}", "x"], "props": props})
+    path = tmp_path / "a.parquet"
+    pq.write_table(table, path)
+    assert scrub_file(path, cfg, settings, frozenset())[0]
+    assert not scan_files([tmp_path], _forms(settings))
+    out = pq.read_table(path).to_pylist()
+    assert "gold" in out[0]["props"] and out[0]["mail"] == f"pii.email.{pseudonym(EMAIL, settings.hash_salt, 'email')}"
+    assert scrub_file(path, cfg, settings, frozenset()) == (False, 0)
+    tokens = frozenset({suppression_token("u1", settings.hash_salt)})
+    assert scrub_file(path, cfg, settings, tokens) == (True, 1)  # a forgotten person's rows leave at the door
+    assert pq.read_table(path)["customer"].to_pylist() == ["u2"]
+
+
+def test_ingest_of_csv_and_parquet_channels_stores_no_raw_personal_data(settings: Settings) -> None:
+    from persona.pipeline import ingest_inbox
+
+    channels = {"shop": _channel("csv"), "feed": _channel("parquet")}
+    settings = settings.model_copy(update={"channels": channels})
+    raw = settings.data_dir / "raw"
+    (raw / "csv").mkdir(parents=True)
+    (raw / "parquet").mkdir(parents=True)
+    props = json.dumps(_props(1)).replace('"', '""')
+    good = "".join(f'e{i},u1,2026-10-01T10:0{i}:00Z,{EMAIL},{PHONE},"{props}"\n' for i in range(9))
+    (raw / "csv" / "a.csv").write_text(f'id,customer,ts,mail,tel,props\n{good}'
+                                       f'e9,u1,not-a-time,{EMAIL},{PHONE},"{props}"\n')  # quarantined
+    times = [f"2026-10-01T11:0{i}:00Z" for i in range(9)] + ["bad"]
+    pq.write_table(pa.table({"id": [f"p{i}" for i in range(10)], "customer": ["u1"] * 10, "ts": times,
+                             "mail": [EMAIL] * 10, "tel": [PHONE] * 10, "props": [_props(i) for i in range(10)]}),
+                   raw / "parquet" / "a.parquet")
+    summary = ingest_inbox(settings)
+    assert summary.total("accepted") == 18, [(b.file, b.status, b.message) for b in summary.batches]
+    assert summary.total("quarantined") == 2 and (settings.data_dir / "quarantine").exists()
+    assert not scan_files([settings.data_dir], _forms(settings))
+    import pandas as pd
+
+    events = pd.concat(pd.read_parquet(p) for p in (settings.data_dir / "events").rglob("*.parquet"))
+    key = settings.hash_salt
+    assert set(events["email_hash"]) == {pseudonym(EMAIL, key, "email")}
+    assert set(events["phone_hash"]) == {pseudonym(PHONE, key, "phone")}
+    assert all('"plan":"gold"' in p.replace(" ", "") for p in events["properties"])
+
+
+def test_json_lines_ids_are_tokenised_without_reparsing_other_lines(settings: Settings, tmp_path: Path) -> None:
+    from base.pseudonym import token
+
+    cfg = ChannelConfig(path="raw/web/*.jsonl", format="jsonl", timestamp={"unit": "iso8601"},
+                        columns={"event_id": "id", "anonymous_id": "anon", "device_id": "dev", "timestamp": "ts",
+                                 "event_type": "ev", "properties": "props"})
+    path = tmp_path / "a.jsonl"
+    rows = ['{"id": "e1", "anon": "V\\u00e9-1", "ev": "x", "ts": "t", "props": {"plan": "gold"}}',
+            '{"id":"e2","anon":null,"dev":123456,"ev":"x","ts":"t"}',
+            '{"id":"e3","anon":"","ev":"x","ts":"t","props":{"email":"a@b.org","ip":"1.2.3.4"}}']
+    path.write_text("\n".join(rows) + "\n")
+    assert scrub_file(path, cfg, settings, frozenset())[0]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    key = settings.hash_salt
+    assert lines[0]["anon"] == token("V\u00e9-1", key, "anonymous") and lines[0]["props"] == {"plan": "gold"}
+    assert lines[1]["dev"] == token("123456", key, "device") and lines[1]["anon"] is None
+    assert lines[2]["anon"] == "" and "ip" not in lines[2]["props"] and "@" not in path.read_text()
+    assert path.read_text().splitlines()[0].startswith('{"id": "e1", "anon": "pii.anonymous.')  # bytes kept around
+    assert scrub_file(path, cfg, settings, frozenset()) == (False, 0)
