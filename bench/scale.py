@@ -67,7 +67,7 @@ class StepClock:
         print(f"      · {self.names[task]}: {took:.1f} s", flush=True)
 
 
-def _settings(args: argparse.Namespace):  # noqa: ANN202
+def _settings(args: argparse.Namespace) -> Any:
     """The project's settings on the benchmark's data directory and engine."""
     from bench._settings import bench_settings
 
@@ -79,17 +79,16 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
     return s.model_copy(update={"engine": "spark", "spark": spark})
 
 
-def _user_days(s) -> int:  # noqa: ANN001
+def _user_days(s: Any) -> int:
     """User-days with at least one clean event (identities resolved), the sparse builder's floor."""
     import duckdb
 
+    from base.paths import DataPaths
     from ingestion.event_store import load_events
 
-    from base.paths import DataPaths
-
     paths = DataPaths(s.data_dir)
-    ev = load_events(paths.events, paths.identity_graph)[["user_id", "timestamp"]]
     con = duckdb.connect()
+    con.register("ev", load_events(paths.events, paths.identity_graph)[["user_id", "timestamp"]])
     return int(con.execute("select count(*) from (select distinct user_id, cast(timestamp as date) from ev)")
                .fetchone()[0])
 
@@ -140,14 +139,20 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
         from scoring.batch import rescore_all
         from training.champions import load_champions
 
+        t = time.perf_counter()
         models = load_champions(s.ml)
+        load_s = time.perf_counter() - t
+        print(f"      · champions loaded from the registry: {load_s:.1f} s", flush=True)
+        t = time.perf_counter()
         if s.engine == "spark":
             from scoring.spark_batch import rescore_all_spark
 
             r = rescore_all_spark(s, models)
         else:
             r = rescore_all(s, models)
-        return {"count": r.users, "unit": "users", "changed": r.changed}
+        print(f"      · re-score + history append: {time.perf_counter() - t:.1f} s", flush=True)
+        return {"count": r.users, "unit": "users", "changed": r.changed, "load_champions_s": load_s,
+                "rescore_s": time.perf_counter() - t}
     raise SystemExit(f"unknown stage {args.stage!r}")
 
 
