@@ -158,8 +158,9 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
     raise SystemExit(f"unknown stage {args.stage!r}")
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (0 once it is gone)."""
+def _tree_usage(pid: int, cpu: dict[int, float]) -> int:
+    """Resident bytes of a process and all its descendants (0 once it is gone); records each one's CPU
+    seconds so far (user + system) in ``cpu`` by pid."""
     import psutil
 
     try:
@@ -170,27 +171,35 @@ def _tree_rss(pid: int) -> int:
     total = 0
     for p in procs:
         try:
-            total += p.memory_info().rss
+            with p.oneshot():
+                total += p.memory_info().rss
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
         except psutil.NoSuchProcess:
             pass
     return total
 
 
 def child(args: argparse.Namespace, stage: str, out: Path) -> tuple[float, int, dict[str, Any]]:
-    """Run ``stage`` in a child process; returns (wall seconds, peak tree RSS in bytes, its counts)."""
+    """Run ``stage`` in a child process; returns (wall seconds, peak tree RSS in bytes, its counts with
+    ``cpu_s``: the CPU seconds of the child and its descendants, the figure a shared machine does not
+    distort and a cluster plan multiplies)."""
+    import resource
     cmd = [sys.executable, "-m", "bench", "scale", "--stage", stage, "--result", str(out), *args.passthrough]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if args.profile == "spark":
         env.setdefault("PYSPARK_PYTHON", sys.executable)
     t = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, cwd=PROJECT, env=env)
     peak = 0
+    cpu: dict[int, float] = {}
     done = threading.Event()
 
     def poll() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
+            peak = max(peak, _tree_usage(proc.pid, cpu))
             done.wait(0.2)
 
     watcher = threading.Thread(target=poll, daemon=True)
@@ -199,9 +208,11 @@ def child(args: argparse.Namespace, stage: str, out: Path) -> tuple[float, int, 
     done.set()
     watcher.join()
     seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise SystemExit(f"stage {stage} failed (exit {code}) after {seconds:.0f} s")
-    return seconds, peak, json.loads(out.read_text())
+    waited = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return seconds, peak, {**json.loads(out.read_text()), "cpu_s": max(waited, sum(cpu.values()))}
 
 
 def _load() -> str:
@@ -209,10 +220,11 @@ def _load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def _row(name: str, seconds: float, peak: int, count: int, unit: str, load: str) -> str:
+def _row(name: str, seconds: float, peak: int, count: int, unit: str, load: str, cpu: float | None = None) -> str:
     rate = count / seconds if seconds > 0 else 0.0
+    used = f"  cpu {cpu:7.1f} s" if cpu is not None else ""
     return (f"  {name:13s} {seconds:8.1f} s  {count:>12,} {unit:10s} {rate:>10,.0f}/s  "
-            f"peak {peak / 2**30:5.2f} GB  load {load}")
+            f"peak {peak / 2**30:5.2f} GB{used}  load {load}")
 
 
 def orchestrate(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -239,12 +251,13 @@ def orchestrate(args: argparse.Namespace) -> list[dict[str, Any]]:
                 rows.append({"stage": "training set", "seconds": ts, "peak": peak, "count": got["count"],
                              "unit": "rows", "load": load, "part_of": "train"})
                 rows.append({"stage": "train", "seconds": seconds - ts, "peak": peak, "count": got["count"],
-                             "unit": "rows", "load": load, "extra": got})
+                             "unit": "rows", "load": load, "extra": got, "cpu": got["cpu_s"]})
             else:
                 rows.append({"stage": stage, "seconds": seconds, "peak": peak, "count": got["count"],
-                             "unit": got["unit"], "load": load, "extra": got})
+                             "unit": got["unit"], "load": load, "extra": got, "cpu": got["cpu_s"]})
             for r in rows[-2:] if stage == "train" else rows[-1:]:
-                print(_row(r["stage"], r["seconds"], r["peak"], r["count"], r["unit"], r["load"]), flush=True)
+                print(_row(r["stage"], r["seconds"], r["peak"], r["count"], r["unit"], r["load"], r.get("cpu")),
+                      flush=True)
         summary(args, rows)
     return rows
 
@@ -258,11 +271,13 @@ def summary(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     events = by["sample"]["count"]
     snaps, user_days = by["features"]["count"], by["userdays"]["count"]
     print(f"\n  {args.profile} profile, {args.users:,} users x {args.days} days, {events:,} events")
-    print(f"  {'stage':13s} {'wall s':>8s}  {'count':>14s} {'per s':>12s}  {'peak GB':>8s}  load 1/5/15")
+    print(f"  {'stage':13s} {'wall s':>8s}  {'count':>14s} {'per s':>12s}  {'peak GB':>8s}  {'cpu s':>9s}  load 1/5/15")
     for r in timed:
-        print(_row(r["stage"], r["seconds"], r["peak"], r["count"], r["unit"], r["load"]))
+        print(_row(r["stage"], r["seconds"], r["peak"], r["count"], r["unit"], r["load"], r.get("cpu")))
+    cpu = sum(r.get("cpu") or 0.0 for r in timed)
     print(f"  {'total':13s} {total:8.1f} s  ({total / 60:.1f} min; goal 20 min at 1M users)   "
-          f"peak {peak / 2**30:.2f} GB (goal 12 GB)   end-to-end {events / total:,.0f} events/s")
+          f"peak {peak / 2**30:.2f} GB (goal 12 GB)   end-to-end {events / total:,.0f} events/s; "
+          f"{cpu:,.0f} CPU-seconds ({events / max(cpu, 1e-9):,.0f} events per CPU-second)")
     print(f"  snapshot rows {snaps:,} for {user_days:,} user-days with an event: "
           f"{snaps / max(user_days, 1):.2f} x (goal <= 4 x)")
     ingest = by["ingest"]["extra"]
