@@ -203,6 +203,10 @@ class TrainingConfig(Strict):
                                                "(training/calibration.py)")
     search_seconds: float = Field(0.0, ge=0, description="time budget of the hyperparameter search per "
                                                          "target (Optuna); 0 = no search")
+    sample_share: float = Field(1.0, gt=0, le=1, description="share of users (a stable hash of the id, the same "
+                                                             "at every cutoff) whose rows at the training and refit "
+                                                             "cutoffs are retrieved and fitted; the evaluation cutoff "
+                                                             "keeps every user (the Spark profile: spark.training_sample)")
 
 
 class Condition(Strict):

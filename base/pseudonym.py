@@ -22,9 +22,12 @@ MIN_KEY_LENGTH = 16
 TOKEN = re.compile(r"pii\.([a-z_]+)\.([0-9a-f]{64})")
 """A pseudonymised value in text: ``pii.<kind>.<hex>``."""
 EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-PHONE = re.compile(r"(?<![\w+])\+\d[\d\-]{6,}\d")
+PHONE = re.compile(r"\+(?<![\w+]\+)\d[\d\-]{6,}\d")
 """International phone numbers as exports write them (``+49-170-5551234``); blanks are not spanned so a
-whitespace-delimited file keeps its columns."""
+whitespace-delimited file keeps its columns. A ``+`` right after a word character or another ``+`` (the
+offset of an ISO time, ``10:00:00+01:00``) starts none. The literal ``+`` comes first and the look-behind
+after it, so the scan jumps from ``+`` to ``+`` (with the look-behind first the engine tried every
+position: 4-9 s for a 22 MB clickstream file of ISO times, now 0.1 s; the matches are the same)."""
 _NOT_PHONE = re.compile(r"[^0-9+]")
 
 

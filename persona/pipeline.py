@@ -284,6 +284,18 @@ def training_events(settings: Settings) -> pd.DataFrame:
     return with_stitch_times(events, load_graph(paths.identity_graph))
 
 
+def sampled_fit_rows(labels: pd.DataFrame, evaluation: pd.Timestamp, share: float) -> pd.DataFrame:
+    """The label rows of a ``share`` of the users (a stable hash of the id: the same users at every cutoff)
+    at the cutoffs models are fitted on, and every row at the ``evaluation`` cutoff, so the evaluation
+    and its baselines see the whole population whatever the share."""
+    from training.spark_dataset import sampled
+
+    if share >= 1:
+        return labels
+    at_eval = (pd.to_datetime(labels["event_timestamp"], utc=True) == evaluation).to_numpy()
+    return pd.concat([sampled(labels.loc[~at_eval], share), labels.loc[at_eval]], ignore_index=True)
+
+
 def training_set(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None,
                  events: pd.DataFrame | None = None):
     """Labels after each cutoff joined point-in-time with Feast features; returns (frame, split, features).
@@ -298,6 +310,7 @@ def training_set(settings: Settings, store: "FeatureStore | None" = None, progre
         history_end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
         split = rolling_cutoffs(history_end, events["timestamp"].min(), settings.training)
         labels = make_labels(events, split.all, settings.training.horizon_days, settings.features.categories)
+        labels = sampled_fit_rows(labels, split.evaluation, settings.training.sample_share)
         advance(1)
         if settings.engine == "spark":  # Feast's Spark offline store, one partition per cutoff, sampled users
             from features.spark_store import engine_store

@@ -236,9 +236,10 @@ def _padded(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
     return np.strings.add(prefix, np.strings.zfill(numbers.astype(str), width)).astype(object)
 
 
-def user_ids(n: int) -> np.ndarray:
-    """The ids of users 1..n ("u000001" ...)."""
-    return _padded("u", np.arange(1, n + 1), max(6, len(str(n))))
+def user_ids(n: int, first: int = 1, width: int | None = None) -> np.ndarray:
+    """The ids of users ``first``..``first + n - 1`` ("u000001" ...), zero-padded to ``width`` digits
+    (default: enough for the last id, at least 6)."""
+    return _padded("u", np.arange(first, first + n), width or max(6, len(str(first + n - 1))))
 
 
 def _draw_cum(rng: np.random.Generator, cum: np.ndarray) -> np.ndarray:
@@ -312,9 +313,11 @@ def _preferences(persona: np.ndarray, categories: list[str], rng: np.random.Gene
     return cum
 
 
-def _contacts(n_users: int, zone: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Raw emails (``jane.doe42@example.com``) and phones (``+49-170-5551234``) per user."""
-    num = np.arange(1, n_users + 1).astype(str)
+def _contacts(n_users: int, zone: np.ndarray, rng: np.random.Generator,
+              first: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Raw emails (``jane.doe42@example.com``, numbered from ``first``: unique over a population drawn
+    in parts) and phones (``+49-170-5551234``) per user."""
+    num = np.arange(first, first + n_users).astype(str)
     first = np.array(_FIRST)[rng.integers(0, len(_FIRST), n_users)]
     last = np.array(_LAST)[rng.integers(0, len(_LAST), n_users)]
     dom = np.array(_DOMAINS)[rng.choice(len(_DOMAINS), n_users, p=[0.7, 0.2, 0.1])]
@@ -327,8 +330,8 @@ def _contacts(n_users: int, zone: np.ndarray, rng: np.random.Generator) -> tuple
 
 
 def _population(n_users: int, days: int, switch_share: float, categories: list[str],
-                currencies: list[str], seed: int) -> _Population:
-    """Draw users (with hidden personas) and anonymous visitors."""
+                currencies: list[str], seed: int, first: int = 1) -> _Population:
+    """Draw users (with hidden personas) and anonymous visitors; ``first``: number of the first user."""
     rng = _rng(seed, "population")
     n_anon = max(1, n_users // 8)
     n = n_users + n_anon
@@ -348,7 +351,7 @@ def _population(n_users: int, days: int, switch_share: float, categories: list[s
     kind = rng.random(n)
     app_share = np.where(kind < 0.35, 0.0, np.where(kind < 0.55, 1.0, rng.uniform(0.2, 0.8, n)))
     n_browsers = np.where(registered, 1 + (rng.random(n) < 0.35) + (rng.random(n) < 0.08), 1)
-    email, phone = _contacts(n_users, zone, rng)
+    email, phone = _contacts(n_users, zone, rng, first)
     social = (rng.random(n) < 0.6) * rng.lognormal(np.log(0.03), 0.8, n)
     social *= np.array([p.social_factor for p in PROFILES])[start] * registered
     return _Population(
@@ -986,8 +989,10 @@ def _atomic_write(path: Path, text: str) -> None:
             tmp.unlink()
 
 
-def _write_channel(drop: _Drop, name: str, cfg: ChannelConfig, data_dir: Path) -> list[Path]:
-    """One file per month; previous sample files of this channel that are not rewritten are removed."""
+def _write_channel(drop: _Drop, name: str, cfg: ChannelConfig, data_dir: Path, part: str = "") -> list[Path]:
+    """One file per month; previous sample files of this channel that are not rewritten are removed.
+    ``part`` (a population drawn in parts, persona/sample_scale.py): suffix of the file names, and the
+    other parts' files are kept."""
     folder, pattern = _file_pattern(data_dir, cfg)
     prefix = _PREFIXES[name]
     order = np.lexsort((drop.key, drop.month))
@@ -996,7 +1001,7 @@ def _write_channel(drop: _Drop, name: str, cfg: ChannelConfig, data_dir: Path) -
     # a channel without any rows still gets one (header-only) drop, so every glob matches a file
     for month in np.unique(months) if len(months) else [np.datetime64(drop.last_month, "M")]:
         label = str(month)  # "2026-07"
-        path = folder / pattern.replace("*", f"{prefix}_{label}", 1).replace("*", "")
+        path = folder / pattern.replace("*", f"{prefix}_{label}{part}", 1).replace("*", "")
         if not fnmatch.fnmatch(path.name, pattern):
             raise ValueError(f"channel path {cfg.path!r}: generated name {path.name!r} does not match")
         rows = lines[months == month].tolist()
@@ -1004,7 +1009,7 @@ def _write_channel(drop: _Drop, name: str, cfg: ChannelConfig, data_dir: Path) -
         _atomic_write(path, (drop.header + "\n" if drop.header is not None else "") + body)
         written.append(path)
     stale = pattern.replace("*", f"{prefix}_*", 1)
-    for old in sorted(folder.glob(stale)):
+    for old in [] if part else sorted(folder.glob(stale)):
         if old not in written and old.is_file():
             old.unlink()
     for tmp in folder.glob(f".{prefix}_*.tmp"):
@@ -1043,36 +1048,54 @@ def generate_sample_data(settings: Settings, *, users: int | None = None, days: 
         raise ValueError("users and days must be positive")
     tl = _Timeline(sample.end_date - timedelta(days=n_days), n_days)
     currencies, fx, pop, ids, cat = _world(settings, n_users, n_days, seed)
-    if sample.mode == "btyd":  # purchases and order values from a buy-till-you-die process
+    pop, frames = _channel_frames(settings, tl, currencies, fx, pop, ids, cat, seed)
+    files, events_total, rows = _write_frames(settings, frames, tl, seed)
+    truth = DataPaths(settings.data_dir).ground_truth
+    _atomic_write(truth, _ground_truth(pop, ids, tl).to_csv(index=False, lineterminator="\n"))
+    return SampleSummary(n_users, n_days, events_total, rows, files, truth)
+
+
+def _channel_frames(settings: Settings, tl: _Timeline, currencies: list[str], fx: np.ndarray, pop: _Population,
+                    ids: np.ndarray, cat: _Catalogue, seed: int,
+                    activity: float = 1.0) -> tuple[_Population, dict[str, pd.DataFrame]]:
+    """Canonical frames per channel drawn for ``pop`` (and the population, with its BTYD draws in
+    ``btyd`` mode); ``activity`` multiplies every user's session rate."""
+    if settings.sample.mode == "btyd":  # purchases and order values from a buy-till-you-die process
         from persona.sample_btyd import btyd_daily, btyd_population
 
-        pop = btyd_population(pop, n_days, seed)
+        pop = btyd_population(pop, tl.days, seed)
         daily = btyd_daily(_daily(pop, tl), pop, seed)
     else:
         daily = _daily(pop, tl)
+    if activity != 1.0:
+        daily = replace(daily, session_rate=daily.session_rate * activity)
     sessions = _sessions(pop, daily, tl, _rng(seed, "sessions"))
     events = _events(sessions, pop, cat, tl, _rng(seed, "events"))
     web, app = _behaviour_frames(sessions, events, pop, cat, ids, _rng(seed, "ids"))
     orders = _orders(sessions, events, pop, daily, cat, ids, currencies, fx, tl, _rng(seed, "orders"))
-    frames = {
+    return pop, {
         "web": web.sort_values("_ms", kind="stable", ignore_index=True),
         "app": app.sort_values("_ms", kind="stable", ignore_index=True),
         "orders": orders,
         "social": _social(pop, daily, ids, tl, _rng(seed, "social")),
         "crm": _tickets(pop, daily, orders, ids, tl, _rng(seed, "crm")),
     }
+
+
+def _write_frames(settings: Settings, frames: dict[str, pd.DataFrame], tl: _Timeline, seed: int,
+                  part: str = "") -> tuple[dict[str, list[Path]], int, int]:
+    """Render every configured channel with its mess and write its files; returns (files per channel,
+    clean events, rows written)."""
     files: dict[str, list[Path]] = {}
     rows = events_total = 0
     for name, cfg in settings.channels.items():
         if name not in frames:
             continue  # a channel the generator does not know (real data only)
-        drop = _prepare(frames[name], name, cfg, sample.mess_rate, tl, _rng(seed, f"mess-{name}"))
-        files[name] = _write_channel(drop, name, cfg, settings.data_dir)
+        drop = _prepare(frames[name], name, cfg, settings.sample.mess_rate, tl, _rng(seed, f"mess-{name}"))
+        files[name] = _write_channel(drop, name, cfg, settings.data_dir, part)
         events_total += len(frames[name])
         rows += len(drop.lines)
-    truth = DataPaths(settings.data_dir).ground_truth
-    _atomic_write(truth, _ground_truth(pop, ids, tl).to_csv(index=False, lineterminator="\n"))
-    return SampleSummary(n_users, n_days, events_total, rows, files, truth)
+    return files, events_total, rows
 
 
 def _world(settings: Settings, n_users: int, n_days: int,

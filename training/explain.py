@@ -28,12 +28,22 @@ def top_drivers(booster: Any, x: np.ndarray, features: list[str], k: int = 3) ->
     return out
 
 
-def driver_summary(booster: Any, x: np.ndarray, features: list[str]) -> dict[str, Any]:
+DRIVER_ROWS = 5_000
+"""Rows the driver summary is computed on at most: SHAP contributions cost trees × leaves per row (440 of
+a 20k-user training run's 2,100 s under profiling), and the aggregates of 5,000 rows drawn at random
+(fixed seed) are within about 0.01 of the whole set's."""
+
+
+def driver_summary(booster: Any, x: np.ndarray, features: list[str], max_rows: int = DRIVER_ROWS) -> dict[str, Any]:
     """Aggregate explanation over rows: mean absolute contribution per feature and how often each is a
-    row's top driver (no per-row values, so nothing in it is about one person)."""
+    row's top driver (no per-row values, so nothing in it is about one person); over a random sample of
+    ``max_rows`` rows when there are more (``sampled_rows`` says how many were used)."""
+    total = len(x)
+    if total > max_rows:
+        x = x[np.sort(np.random.default_rng(0).choice(total, max_rows, replace=False))]
     contrib = np.abs(contributions(booster, x)[:, :-1]) if len(x) else np.zeros((0, len(features)))
     top = np.bincount(contrib.argmax(axis=1), minlength=len(features)) if len(x) else np.zeros(len(features))
     order = np.argsort(-contrib.mean(axis=0)) if len(x) else np.arange(len(features))
-    return {"rows": len(x),
+    return {"rows": total, "sampled_rows": len(x),
             "mean_abs_contribution": {features[j]: float(contrib[:, j].mean()) if len(x) else 0.0 for j in order},
             "top_driver_share": {features[j]: float(top[j] / max(1, len(x))) for j in order}}

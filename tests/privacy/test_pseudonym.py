@@ -50,6 +50,20 @@ def test_text_and_properties_lose_emails_phones_and_personal_keys() -> None:
     assert props == {"Email": f"pii.email.{pseudonym('a@b.org', key, 'email')}", "plan": "gold"}
 
 
+@pytest.mark.parametrize("text", ["+49-170-5551234", "x+49-170-5551234", "++49-170-5551234", "1+49-170-5551234",
+                                  " +49-170-5551234 ", "tel:+491705551234,+44-20-7946-0958", "a +4917055512 b",
+                                  "+491", "\u00e9+49-170-5551234", "10:00:00+01:00,+49-170-5551234"])
+def test_phone_pattern_starts_where_the_lookbehind_first_pattern_did(text: str) -> None:
+    """The pattern leads with its literal ``+`` (fast scanning); it finds exactly what the original
+    look-behind-first pattern found: no phone after a word character or another ``+``."""
+    import re
+
+    from base.pseudonym import PHONE
+
+    reference = re.compile(r"(?<![\w+])\+\d[\d\-]{6,}\d")
+    assert [m.span() for m in PHONE.finditer(text)] == [m.span() for m in reference.finditer(text)]
+
+
 def test_inbox_file_scrubbed_at_the_door_and_suppressed_lines_dropped(settings: Settings, tmp_path: Path) -> None:
     cfg = settings.channels["orders"]
     path = tmp_path / "orders.csv"

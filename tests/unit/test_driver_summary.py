@@ -1,0 +1,25 @@
+"""The training run's driver summary on a sample of rows (training/explain.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.explain import driver_summary
+
+
+def test_driver_summary_on_a_sample_is_close_to_the_whole_set() -> None:
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(12_000, 4))
+    y = 3 * x[:, 0] + x[:, 1] + 0.1 * rng.normal(size=len(x))
+    booster = lgb.train({"verbosity": -1, "num_threads": 1}, lgb.Dataset(x, y), 20)
+    features = ["a", "b", "c", "d"]
+    whole = driver_summary(booster, x, features, max_rows=len(x))
+    part = driver_summary(booster, x, features, max_rows=2_000)
+    assert whole["sampled_rows"] == 12_000 and part["sampled_rows"] == 2_000 and part["rows"] == 12_000
+    assert list(part["mean_abs_contribution"])[:2] == ["a", "b"] == list(whole["mean_abs_contribution"])[:2]
+    for f in features:
+        assert abs(part["top_driver_share"][f] - whole["top_driver_share"][f]) < 0.03
+        gap = abs(part["mean_abs_contribution"][f] - whole["mean_abs_contribution"][f])
+        assert gap <= 0.05 * whole["mean_abs_contribution"]["a"]
