@@ -12,7 +12,8 @@ Gamma-Gamma fitted on the same pre-cutoff history:
   model wins by more than one;
 * every baseline keeps its row (and "always zero" for spend);
 * variants fitted in-process on the same rows: without the lifetime features, with BTYD stacking,
-  with calibration; segments vs hidden personas (adjusted Rand index) per rule set, with a supervised
+  with calibration; a ceiling cross-fitted on the evaluation cutoff itself (not servable: it bounds what
+  the features can rank); segments vs hidden personas (adjusted Rand index) per rule set, with a supervised
   classifier's ARI as the ceiling of what the features can tell apart.
 """
 
@@ -109,6 +110,30 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
     return out
 
 
+def in_sample_ceiling(evaluation: pd.DataFrame, features: list[str], s: Any, folds: int = 5,
+                      rounds: int = 200) -> dict[str, np.ndarray]:
+    """Predictions cross-fitted on the evaluation cutoff itself (``folds``-fold over its users, the served
+    parameters, ``rounds`` rounds): what these features can rank when the model has seen the evaluation
+    window's own distribution. Not a model anyone could serve (its labels are the future); it bounds what
+    better training cutoffs, targets or calibration could reach."""
+    import lightgbm as lgb
+    from sklearn.model_selection import KFold
+
+    from training.targets import target
+    from training.train import lgb_params, matrix
+
+    x = matrix(evaluation, features)
+    out = {k: np.zeros(len(evaluation)) for k in ("spend", "churn")}
+    for fit_rows, held in KFold(folds, shuffle=True, random_state=0).split(x):
+        for k, pred in out.items():
+            t = target(k)
+            y = evaluation[t.label].to_numpy(dtype=float)
+            booster = lgb.train(lgb_params(t, s.training), lgb.Dataset(x[fit_rows], label=y[fit_rows]),
+                                num_boost_round=rounds)
+            pred[held] = booster.predict(x[held])
+    return out
+
+
 def _segments(s: Any, summary: Any, data: pd.DataFrame, split: Any) -> None:
     """Adjusted Rand index of the segments vs the hidden personas, per rule set, and the ceiling."""
     from base.config import load_segment_file
@@ -170,7 +195,8 @@ def regime(mode: str, users: int, days: int, horizon: int) -> None:
                  "churn": np.asarray(_evaluated(s.ml, refs["churn"]).predict(x))}
         spend_b = spend_baselines(train, evaluation, s.training.horizon_days)
         churn_b = churn_baselines(train, evaluation, s.training.horizon_days)
-        rows = {"model (served config)": model, **_variants(data, split, features, s)}
+        rows = {"model (served config)": model, **_variants(data, split, features, s),
+                "ceiling: 5-fold on eval cutoff itself": in_sample_ceiling(evaluation, features, s)}
         base_rows = {name: {"spend": spend_b[name], "churn": churn_b.get("bgnbd" if name == "bgnbd_gamma_gamma"
                                                                           else name, np.full(len(y), np.nan))}
                      for name in spend_b}
