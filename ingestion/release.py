@@ -58,7 +58,7 @@ def _release(settings: Settings, batch_id: str) -> tuple[BatchRecord, bool]:
     done = [r for r in ledger if r.batch_id == release_id]
     if done:
         return done[-1], False
-    if original.quarantined == 0:
+    if original.quarantined == 0 and original.status != "batch_quarantined":  # a file quarantined whole has no rows
         raise ReleaseError(f"batch {batch_id} has no quarantined rows")
     path = settings.data_dir / original.file
     if not path.is_file():
@@ -68,9 +68,12 @@ def _release(settings: Settings, batch_id: str) -> tuple[BatchRecord, bool]:
         raise ReleaseError(f"batch {batch_id}: {original.file} changed since it was ingested; "
                            "a changed file is a new batch, ingest it instead")
     run = IngestRun(settings)
-    item = PendingFile(original.channel, settings.channels[original.channel], path, digest)
-    record = run.batch(item, batch_id=release_id, released_from=original.batch_id)
-    run.finish()
+    try:
+        item = PendingFile(original.channel, settings.channels[original.channel], path, digest)
+        record = run.batch(item, batch_id=release_id, released_from=original.batch_id)
+        run.finish()
+    finally:
+        run.close()
     return record, True
 
 
