@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from base.config import Settings
+from base.config import ReaderLimits, Settings
 from base.durable import replace_durably
 from base.paths import DataPaths
 from base.pseudonym import suppression_tokens
@@ -238,13 +238,26 @@ def erase_redis(settings: Settings, words: list[str]) -> int:
     return int(client.delete(*keys)) if keys else 0
 
 
-def _erase_inbox_file(path: Path, words: list[str], paths: DataPaths) -> int:
+def _bounded_text(path: Path, limits: ReaderLimits) -> str:
+    """A text file's content within the reader limits; a file that breaks them (a gzip bomb, a truncated
+    gzip) stops the erasure naming file and bound (it stays journaled: remove or repair the file, run again)."""
+    import zlib
+
+    try:
+        return read_text(path, limits)
+    except (ValueError, EOFError, zlib.error) as e:
+        raise ErasureBlocked(f"{path}: cannot be read within validation.limits to erase from it ({e}); the erasure "
+                             "is journaled and its people suppressed: remove or repair the file, then run "
+                             "`persona forget` again") from e
+
+
+def _erase_inbox_file(path: Path, words: list[str], paths: DataPaths, limits: ReaderLimits) -> int:
     """Rewrite an inbox file without the lines. When its content was ingested, the rewritten content is
     recorded in the ledger first (as already ingested), so a crash between the two never lets ingest
     take the file again; a re-run writes the same bytes."""
     import hashlib
 
-    text = read_text(path)
+    text = _bounded_text(path, limits)
     kept, removed = lines_with(text, words, keep_first=".csv" in path.name or path.suffix == ".txt")
     if not removed:
         return 0
@@ -341,14 +354,14 @@ def erase_files(settings: Settings, erasure: Erasure) -> None:
             store = _store_of(path, paths, artifacts)
             name = path.name.lower()
             if path.resolve() in inbox:
-                erasure.counts[f"{store}: lines"] += _erase_inbox_file(path, words, paths)
+                erasure.counts[f"{store}: lines"] += _erase_inbox_file(path, words, paths, settings.validation.limits)
             elif name.endswith(".parquet"):
                 erasure.counts[f"{store}: rows"] += erase_parquet(path, words)
             elif name.endswith((".db", ".sqlite")) and "mlflow" not in name:
                 erasure.counts[f"{store}: rows"] += erase_sqlite(path, words)
             elif name.endswith(LINE_SUFFIXES) or name.endswith(".gz"):
                 if _contains(path, needles) or name.endswith(".gz"):
-                    kept, removed = lines_with(read_text(path), words, keep_first=".csv" in name)
+                    kept, removed = lines_with(_bounded_text(path, settings.validation.limits), words, keep_first=".csv" in name)
                     if removed:
                         write_text(path, kept)
                         erasure.counts[f"{store}: lines"] += removed
@@ -376,6 +389,10 @@ def _journal(paths: DataPaths, erasure: Erasure) -> Path:
 
 class ErasureBusy(RuntimeError):
     """An update held the data directory for too long; the erasure stays journaled (run it again)."""
+
+
+class ErasureBlocked(ErasureBusy):
+    """A file in a store cannot be read within the reader limits; the erasure stays journaled."""
 
 
 @contextmanager
