@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import signal
+from collections import deque
+from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +29,8 @@ DEFAULT_READER = "ingestion.readers:read_channel_file"
 """``module:function`` the worker calls (``(path, cfg, limits) -> RawBatch``); tests name their own."""
 START_SECONDS = 300.0
 """How long a new worker may take to import its reader (a busy machine; not a file's fault)."""
+READ_AHEAD = 8
+"""Files sent to the worker before the first answer is awaited (requests are small; answers wait in the pipe)."""
 _READY = "ready"
 
 
@@ -135,32 +139,62 @@ class IsolatedReader:
             conn.close()
         return proc.exitcode
 
-    def read(self, path: Path, cfg: ChannelConfig) -> RawBatch:
-        """Read one file in the worker; a file that breaks the time or memory bound, or kills the worker,
-        comes back as a whole-file error naming the file and the bound."""
-        conn = self._ready()
+    def _send(self, path: Path, cfg: ChannelConfig) -> None:
+        try:
+            self._ready().send((str(path), cfg.model_dump(mode="json")))
+        except OSError:
+            pass  # the worker died on an earlier file: waiting for that one's answer finds out and re-sends
+
+    def _replaced(self) -> int | None:
+        self.replaced += 1
+        return self._kill()
+
+    def _receive(self, path: Path) -> RawBatch:
+        """Wait for the answer about ``path`` (the oldest file sent); a file that breaks the time or memory
+        bound, or kills the worker, comes back as a whole-file error naming the file and the bound."""
+        conn = self._conn
         limits = self.limits
         try:
-            conn.send((str(path), cfg.model_dump(mode="json")))
+            if conn is None:
+                raise EOFError
             if not conn.poll(limits.read_seconds):
-                self._kill()
-                self.replaced += 1
+                self._replaced()
                 return RawBatch(path, error=f"{path}: reader took more than {limits.read_seconds:g} s "
                                             f"(validation.limits.read_seconds); the file is quarantined whole")
             status, rejects, error = conn.recv()
             if status == "memory":
-                self._kill()
-                self.replaced += 1
+                self._replaced()
                 return RawBatch(path, error=f"{path}: reader ran out of memory (validation.limits.read_memory_bytes="
                                             f"{limits.read_memory_bytes}); the file is quarantined whole")
             body = conn.recv_bytes()
         except (EOFError, OSError):
-            code = self._kill()
-            self.replaced += 1
+            code = self._replaced()
             how = _signal_name(code) if code is not None and code < 0 else f"exit code {code}"
             return RawBatch(path, error=f"{path}: reader crashed with {how}; the file is quarantined whole")
         table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
         return RawBatch(path, table, rejects=[tuple(r) for r in rejects], error=error)
+
+    def read(self, path: Path, cfg: ChannelConfig) -> RawBatch:
+        """Read one file in the worker (never raises for the file's sake)."""
+        self._send(path, cfg)
+        return self._receive(path)
+
+    def read_all(self, files: Iterable[tuple[Path, ChannelConfig]], ahead: int = READ_AHEAD) -> Iterator[RawBatch]:
+        """Read files in order, up to ``ahead`` requests in flight: the worker parses the next files while
+        the caller works on this one (small files cost no round trip each). When a file costs the worker,
+        the files it had not answered yet are sent again to its replacement."""
+        todo: deque[tuple[Path, ChannelConfig]] = deque(files)
+        sent: deque[tuple[Path, ChannelConfig]] = deque()
+        while todo or sent:
+            while todo and len(sent) < ahead:
+                sent.append(todo.popleft())
+                self._send(*sent[-1])
+            path, _ = sent.popleft()
+            raw = self._receive(path)
+            if self._conn is None:  # replaced: the new worker gets what the old one had not answered
+                todo.extendleft(reversed(sent))
+                sent.clear()
+            yield raw
 
     def close(self) -> None:
         """Stop the worker (closing its pipe ends its loop; killed if it does not exit at once)."""

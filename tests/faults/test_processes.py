@@ -170,3 +170,26 @@ def test_ingest_killed_at_random_points(reference: Reference, tmp_path: Path, se
     assert (books.lost, books.duplicated) == (0, 0) and books.accounted == books.rows_in
     assert stored_ids(s) == reference.ids
     assert not list(DataPaths(s.data_dir).events.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_update_killed_at_random_points(reference: Reference, tmp_path: Path, seed: int) -> None:
+    """``persona update`` (ingest, then features, training, scoring) killed -9 at a random moment, twice,
+    then an ingest finishes the inbox: whatever stage the kill hit, nothing committed is lost or doubled."""
+    s = _copy(reference.inbox, tmp_path / "data")
+    rng = random.Random(100 + seed)
+    kills, when = 0, []
+    for _ in range(2):
+        update = _cli(s, "update")
+        when.append(rng.uniform(1.0, 8.0))
+        time.sleep(when[-1])
+        if update.poll() is None:
+            update.send_signal(signal.SIGKILL)
+            kills += 1
+        update.wait(timeout=60)
+    ingest(s, with_docs=False)
+    books = audit(s, reference.ids, f"update kill -9 at random points (seed {seed})", inbox_rows(s),
+                  note=f"{kills} kill(s) at {', '.join(f'{w:.1f}' for w in when)} s")
+    assert (books.lost, books.duplicated) == (0, 0) and books.accounted == books.rows_in
+    assert stored_ids(s) == reference.ids
+    assert not list(DataPaths(s.data_dir).events.rglob("*.tmp"))
