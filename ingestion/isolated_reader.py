@@ -7,6 +7,10 @@ and the worker's address space is capped at ``read_memory_bytes`` (``RLIMIT_AS``
 either bound, or the worker dies (a segfault, a kill), the worker is killed and replaced and the file
 comes back as a whole-file error naming the bound; the rest of the group goes on. Tables come back as
 Arrow IPC bytes (no pickled pandas), rejects and errors as small Python values.
+
+Like any multiprocessing child, the worker imports the parent's main module: a script that ingests keeps
+its work under ``if __name__ == "__main__":``. The worker dies with its forkserver (``PR_SET_PDEATHSIG``),
+which exits with the ingest process, so a ``kill -9`` of the run leaves no reader spinning.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ingestion.readers import RawBatch
 
 DEFAULT_READER = "ingestion.readers:read_channel_file"
 """``module:function`` the worker calls (``(path, cfg, limits) -> RawBatch``); tests name their own."""
-START_SECONDS = 300.0
+START_SECONDS = 120.0
 """How long a new worker may take to import its reader (a busy machine; not a file's fault)."""
 READ_AHEAD = 8
 """Files sent to the worker before the first answer is awaited (requests are small; answers wait in the pipe)."""
@@ -53,10 +57,22 @@ def _to_ipc(table: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent (the forkserver) exits; elsewhere nothing."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _serve(conn: Connection, spec: str, limits_json: dict[str, Any]) -> None:
     """The worker: cap the address space, then read files until the parent closes the pipe."""
     import resource
 
+    _die_with_parent()
     limits = ReaderLimits.model_validate(limits_json)
     resource.setrlimit(resource.RLIMIT_AS, (limits.read_memory_bytes, limits.read_memory_bytes))
     read = _resolve(spec)
@@ -116,7 +132,9 @@ class IsolatedReader:
         if not self._ready_seen:
             if not conn.poll(START_SECONDS):
                 self._kill()
-                raise RuntimeError(f"the reader worker did not start within {START_SECONDS:g} s")
+                raise RuntimeError(f"the reader worker did not start within {START_SECONDS:g} s (it imports the "
+                                   "main module, as multiprocessing does: a script that ingests must keep its work "
+                                   "under `if __name__ == '__main__':`)")
             try:
                 if conn.recv() != _READY:
                     raise EOFError
