@@ -160,7 +160,8 @@ def test_ingest_killed_at_random_points(reference: Reference, tmp_path: Path, se
         child = subprocess.Popen([*python_script(SLOW_INGEST, s.data_dir.parent, "slow_ingest.py"), str(s.data_dir), str(reference.rows_per_file),
                                   "0.05"],
                                  cwd=PROJECT, env=_env(s), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.5, 6.0))
+        _until_writing(s, child)
+        time.sleep(rng.uniform(0.0, 3.0))  # a random point of the ingest itself
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
             kills += 1
@@ -173,6 +174,16 @@ def test_ingest_killed_at_random_points(reference: Reference, tmp_path: Path, se
     assert not list(DataPaths(s.data_dir).events.rglob("*.tmp"))
 
 
+def _until_writing(s: Settings, child: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Wait until ``child`` holds the data directory's writer lock (or has exited)."""
+    from base.writer_lock import holder, lock_path
+
+    deadline = time.monotonic() + timeout
+    while child.poll() is None and f"pid {child.pid} " not in holder(lock_path(s.data_dir)):
+        assert time.monotonic() < deadline, "the update never took the writer lock"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_update_killed_at_random_points(reference: Reference, tmp_path: Path, seed: int) -> None:
     """``persona update`` (ingest, then features, training, scoring) killed -9 at a random moment, twice,
@@ -182,7 +193,8 @@ def test_update_killed_at_random_points(reference: Reference, tmp_path: Path, se
     kills, when = 0, []
     for _ in range(2):
         update = _cli(s, "update")
-        when.append(rng.uniform(1.0, 8.0))
+        _until_writing(s, update)  # the random point is counted from the moment it holds the writer lock
+        when.append(rng.uniform(0.0, 6.0))
         time.sleep(when[-1])
         if update.poll() is None:
             update.send_signal(signal.SIGKILL)
@@ -190,7 +202,7 @@ def test_update_killed_at_random_points(reference: Reference, tmp_path: Path, se
         update.wait(timeout=60)
     ingest(s, with_docs=False)
     books = audit(s, reference.ids, f"update kill -9 at random points (seed {seed})", inbox_rows(s),
-                  note=f"{kills} kill(s) at {', '.join(f'{w:.1f}' for w in when)} s")
+                  note=f"{kills} kill(s), {', '.join(f'{w:.1f}' for w in when)} s after taking the lock")
     assert (books.lost, books.duplicated) == (0, 0) and books.accounted == books.rows_in
     assert stored_ids(s) == reference.ids
     assert not list(DataPaths(s.data_dir).events.rglob("*.tmp"))
