@@ -28,15 +28,19 @@ def list_batches(config: ConfigOpt = None) -> None:
         typer.echo("quarantine is empty")
         return
     table = Table(title="Quarantine")
-    for col in ("batch", "file", "rows", "checks", "reason", "released by"):
+    for col in ("batch", "file", "rows", "checks", "released by"):
         table.add_column(col, justify="right" if col == "rows" else "left")
     for row in overview.itertuples(index=False):
-        table.add_row(row.batch_id, row.file, str(row.rows), row.checks, _short(mask_text(str(row.reason))),
-                      row.released_by or "-")
+        table.add_row(row.batch_id, row.file, str(row.rows), row.checks, row.released_by or "-")
     _console().print(table)
+    whole = overview.loc[overview["checks"] == "whole_file"]
+    if len(whole):
+        typer.echo("quarantined whole (no row could be read):")
+        for row in whole.itertuples(index=False):
+            typer.echo(f"  {row.batch_id}: {_short(mask_text(str(row.reason)))}")
 
 
-def _short(text: str, width: int = 160) -> str:
+def _short(text: str, width: int = 300) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

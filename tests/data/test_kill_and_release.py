@@ -122,7 +122,7 @@ def test_quarantine_cli_list_show_release(raw_inbox: Path, tmp_path: Path) -> No
     runner = CliRunner(env={"PERSONA_DATA_DIR": str(s.data_dir)})
     listed = runner.invoke(app, ["quarantine", "list", "-c", str(config)])
     assert listed.exit_code == 0 and target.batch_id in listed.output
-    assert empty.batch_id in listed.output  # files quarantined whole are listed (with the ledger's reason)
+    assert f"{empty.batch_id}: " in listed.output and "file is empty" in listed.output  # listed with the reason
     whole = runner.invoke(app, ["quarantine", "show", empty.batch_id, "-c", str(config)])
     assert whole.exit_code == 0 and "quarantined whole" in whole.output and "file is empty" in whole.output
     shown = runner.invoke(app, ["quarantine", "show", target.batch_id, "-c", str(config), "--limit", "3"])
