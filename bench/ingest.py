@@ -80,11 +80,11 @@ def _isolation_overhead(settings, small_dir: Path, small_files: int = 300) -> st
         for name, files in (("channel exports", big), (f"{small_files} files of 20 lines", small)):
             best = {"in-process": float("inf"), "worker": float("inf")}
             for _ in range(2):
-                for mode in best:
+                for mode, so_far in list(best.items()):
                     t = time.perf_counter()
                     read = ([read_channel_file(p, c, limits) for p, c in files] if mode == "in-process"
                             else list(worker.read_all(files)))
-                    best[mode] = min(best[mode], time.perf_counter() - t)
+                    best[mode] = min(so_far, time.perf_counter() - t)
                     n = rows(read)
             out.append(f"read {name} ({n:,} rows): in-process {best['in-process']:.2f}s, worker "
                        f"{best['worker']:.2f}s, ratio worker/in-process {best['worker'] / best['in-process']:.2f}")

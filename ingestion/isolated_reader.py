@@ -19,10 +19,10 @@ import importlib
 import multiprocessing
 import signal
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Self
 
 import pyarrow as pa
 
@@ -227,7 +227,7 @@ class IsolatedReader:
             proc.kill()
             proc.join()
 
-    def __enter__(self) -> "IsolatedReader":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
