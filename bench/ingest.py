@@ -88,7 +88,7 @@ def _isolation_overhead(settings, small_dir: Path, small_files: int = 300) -> st
                     n = rows(read)
             out.append(f"read {name} ({n:,} rows): in-process {best['in-process']:.2f}s, worker "
                        f"{best['worker']:.2f}s, ratio worker/in-process {best['worker'] / best['in-process']:.2f}")
-    return "\n".join([f"reader worker start (forkserver, first file): {start:.2f}s", *out])
+    return "\n".join([f"reader worker start (subprocess, first file): {start:.2f}s", *out])
 
 
 def _report(summary, users: int, generated: float, setup: float, wall: float) -> None:  # type: ignore[no-untyped-def]

@@ -1,32 +1,35 @@
 """Files are parsed in a worker process, so a reader that hangs, crashes or blows up its memory inside a C
 extension (pyarrow, a pathological regex) costs one file, not the run.
 
-One worker serves a whole ingest run (forked from a ``forkserver`` that has the readers imported, so a
-new worker costs milliseconds, not an interpreter start). Each file gets ``validation.limits.read_seconds``
-and the worker's address space is capped at ``read_memory_bytes`` (``RLIMIT_AS``). When a file breaks
-either bound, or the worker dies (a segfault, a kill), the worker is killed and replaced and the file
-comes back as a whole-file error naming the bound; the rest of the group goes on. Tables come back as
-Arrow IPC bytes (no pickled pandas), rejects and errors as small Python values.
+One worker serves a whole ingest run: a plain ``python -m ingestion.reader_worker`` subprocess (not
+``multiprocessing``: it never imports the caller's main module), started early so its imports (pyarrow,
+pandas) overlap the caller's work, and started again only after a kill. Each file gets
+``validation.limits.read_seconds`` and the worker's address space is capped at ``read_memory_bytes``
+(``RLIMIT_AS``). When a file breaks either bound, or the worker dies (a segfault, a kill), the worker is
+killed and replaced and the file comes back as a whole-file error naming the bound; the rest of the group
+goes on. Requests and answers go over two pipes with :class:`multiprocessing.connection.Connection`
+framing; tables come back as Arrow IPC bytes (no pickled pandas), rejects and errors as small Python values.
 
-Like any multiprocessing child, the worker imports the parent's main module: a script that ingests keeps
-its work under ``if __name__ == "__main__":``. The worker dies with its forkserver (``PR_SET_PDEATHSIG``),
-which exits with the ingest process, so a ``kill -9`` of the run leaves no reader spinning.
+The worker dies with the thread that started it (``PR_SET_PDEATHSIG``; :func:`ingestion.ingest.ingest`
+starts and stops it in its own call), so a ``kill -9`` of the run leaves no reader spinning.
 """
 
 from __future__ import annotations
 
-import importlib
-import multiprocessing
+import os
 import signal
+import subprocess
+import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import pyarrow as pa
 
 from base.config import ChannelConfig, ReaderLimits
+from ingestion import reader_worker
 from ingestion.readers import RawBatch
 
 DEFAULT_READER = "ingestion.readers:read_channel_file"
@@ -35,62 +38,15 @@ START_SECONDS = 120.0
 """How long a new worker may take to import its reader (a busy machine; not a file's fault)."""
 READ_AHEAD = 8
 """Files sent to the worker before the first answer is awaited (requests are small; answers wait in the pipe)."""
-_READY = "ready"
+PACKAGES_ROOT = Path(__file__).resolve().parent.parent
+"""The folder holding the project's packages (``base``, ``ingestion``, ...): on the worker's ``PYTHONPATH``."""
 
 
-def _context() -> Any:
-    """The forkserver context, its server preloading the readers (pyarrow, numpy, pandas) once."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["ingestion.readers"])
-    return ctx
-
-
-def _resolve(spec: str) -> Callable[[Path, ChannelConfig, ReaderLimits], RawBatch]:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _to_ipc(table: pa.Table) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent (the forkserver) exits; elsewhere nothing."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _serve(conn: Connection, spec: str, limits_json: dict[str, Any]) -> None:
-    """The worker: cap the address space, then read files until the parent closes the pipe."""
-    import resource
-
-    _die_with_parent()
-    limits = ReaderLimits.model_validate(limits_json)
-    resource.setrlimit(resource.RLIMIT_AS, (limits.read_memory_bytes, limits.read_memory_bytes))
-    read = _resolve(spec)
-    conn.send(_READY)
-    while True:
-        try:
-            path, cfg_json = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            raw = read(Path(path), ChannelConfig.model_validate(cfg_json), limits)
-            body = _to_ipc(raw.table)
-        except MemoryError:
-            conn.send(("memory", [], None))
-            return  # a worker that ran out of memory is not reused
-        conn.send(("ok", raw.rejects, raw.error))
-        conn.send_bytes(body)
-        del raw, body
+def _worker_env() -> dict[str, str]:
+    """The caller's environment, with the project's packages importable whatever the worker's folder."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGES_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def _signal_name(code: int) -> str:
@@ -107,8 +63,9 @@ class IsolatedReader:
     def __init__(self, limits: ReaderLimits, reader: str = DEFAULT_READER) -> None:
         self.limits = limits
         self.reader = reader
-        self._proc: Any = None
-        self._conn: Connection | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._requests: Connection | None = None
+        self._answers: Connection | None = None
         self._ready_seen = False
         self.replaced = 0
         """Workers killed and replaced (a file broke a bound)."""
@@ -117,49 +74,66 @@ class IsolatedReader:
         """Start the worker now (it imports in the background while the caller does other work)."""
         if self._proc is not None:
             return
-        ctx = _context()
-        parent, child = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(target=_serve, args=(child, self.reader, self.limits.model_dump(mode="json")),
-                                 name="persona-reader", daemon=True)
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        requests_r, requests_w = os.pipe()
+        answers_r, answers_w = os.pipe()
+        try:
+            # -P: the caller's folder is not put first on the worker's path (a stray base.py cannot shadow).
+            self._proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", reader_worker.__name__, str(requests_r), str(answers_w), str(os.getpid())],
+                pass_fds=(requests_r, answers_w), env=_worker_env(), stdin=subprocess.DEVNULL)
+        except BaseException:
+            os.close(requests_w)
+            os.close(answers_r)
+            raise
+        finally:
+            os.close(requests_r)
+            os.close(answers_w)
+        self._requests = Connection(requests_w, readable=False)
+        self._answers = Connection(answers_r, writable=False)
+        try:
+            self._requests.send({"reader": self.reader, "limits": self.limits.model_dump(mode="json"),
+                                 "sys_path": [p or os.getcwd() for p in sys.path]})
+        except OSError:
+            pass  # the worker is already gone: waiting for it to be ready says so
 
-    def _ready(self) -> Connection:
+    def _ready(self) -> tuple[Connection, Connection]:
         self.start()
-        conn = self._conn
-        assert conn is not None
+        requests, answers = self._requests, self._answers
+        assert requests is not None and answers is not None
         if not self._ready_seen:
-            if not conn.poll(START_SECONDS):
+            if not answers.poll(START_SECONDS):
                 self._kill()
-                raise RuntimeError(f"the reader worker did not start within {START_SECONDS:g} s (it imports the "
-                                   "main module, as multiprocessing does: a script that ingests must keep its work "
-                                   "under `if __name__ == '__main__':`)")
+                raise RuntimeError(f"the reader worker did not start within {START_SECONDS:g} s")
             try:
-                if conn.recv() != _READY:
+                if answers.recv() != reader_worker.READY:
                     raise EOFError
             except (EOFError, OSError) as e:
                 code = self._kill()
-                raise RuntimeError(f"the reader worker failed to start (exit code {code})") from e
+                raise RuntimeError(f"the reader worker failed to start (exit code {code}; its error is on "
+                                   "stderr)") from e
             self._ready_seen = True
-        return conn
+        return requests, answers
 
     def _kill(self) -> int | None:
         """Kill the worker (if alive), reap it; its exit code. The next read starts a new one."""
-        proc, conn = self._proc, self._conn
-        self._proc, self._conn, self._ready_seen = None, None, False
+        proc = self._proc
+        self._close_pipes()
         if proc is None:
             return None
-        if proc.is_alive():
+        if proc.poll() is None:
             proc.kill()
-        proc.join()
-        if conn is not None:
-            conn.close()
-        return proc.exitcode
+        return proc.wait()
+
+    def _close_pipes(self) -> None:
+        for conn in (self._requests, self._answers):
+            if conn is not None:
+                conn.close()
+        self._proc, self._requests, self._answers, self._ready_seen = None, None, None, False
 
     def _send(self, path: Path, cfg: ChannelConfig) -> None:
+        requests, _ = self._ready()
         try:
-            self._ready().send((str(path), cfg.model_dump(mode="json")))
+            requests.send((str(path), cfg.model_dump(mode="json")))
         except OSError:
             pass  # the worker died on an earlier file: waiting for that one's answer finds out and re-sends
 
@@ -170,7 +144,7 @@ class IsolatedReader:
     def _receive(self, path: Path) -> RawBatch:
         """Wait for the answer about ``path`` (the oldest file sent); a file that breaks the time or memory
         bound, or kills the worker, comes back as a whole-file error naming the file and the bound."""
-        conn = self._conn
+        conn = self._answers
         limits = self.limits
         try:
             if conn is None:
@@ -209,23 +183,22 @@ class IsolatedReader:
                 self._send(*sent[-1])
             path, _ = sent.popleft()
             raw = self._receive(path)
-            if self._conn is None:  # replaced: the new worker gets what the old one had not answered
+            if self._proc is None:  # replaced: the new worker gets what the old one had not answered
                 todo.extendleft(reversed(sent))
                 sent.clear()
             yield raw
 
     def close(self) -> None:
-        """Stop the worker (closing its pipe ends its loop; killed if it does not exit at once)."""
-        proc, conn = self._proc, self._conn
-        self._proc, self._conn, self._ready_seen = None, None, False
+        """Stop the worker (closing its pipes ends its loop; killed if it does not exit at once)."""
+        proc = self._proc
+        self._close_pipes()
         if proc is None:
             return
-        if conn is not None:
-            conn.close()
-        proc.join(timeout=5)
-        if proc.is_alive():
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             proc.kill()
-            proc.join()
+            proc.wait()
 
     def __enter__(self) -> Self:
         return self

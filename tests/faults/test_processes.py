@@ -43,7 +43,7 @@ def slow_write(*args, **kwargs):
     time.sleep(float(sys.argv[3]))
     return write(*args, **kwargs)
 store.pq.write_table = slow_write
-if __name__ == "__main__":  # the reader worker imports this module (multiprocessing's rule for scripts)
+if __name__ == "__main__":  # not needed (the reader worker never imports this script); harmless
     s = settings_in(Path(sys.argv[1]))
     ingest(s.model_copy(update={"validation": s.validation.model_copy(update={"group_rows": int(sys.argv[2])})}),
            with_docs=False)
