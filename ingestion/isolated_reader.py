@@ -43,9 +43,14 @@ PACKAGES_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _worker_env() -> dict[str, str]:
-    """The caller's environment, with the project's packages importable whatever the worker's folder."""
+    """The caller's environment, with the project's packages importable whatever the worker's folder (an
+    installed project is already on the path: site-packages is not put before the standard library)."""
+    import site
+
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGES_ROOT), env.get("PYTHONPATH", "")) if p)
+    root = str(PACKAGES_ROOT)
+    if root not in {*site.getsitepackages(), site.getusersitepackages()}:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return env
 
 
