@@ -117,6 +117,10 @@ class ReaderLimits(Strict):
                                          "(decompressed / compressed bytes); beyond it the file is quarantined whole")
     max_rows_per_file: int = Field(20_000_000, ge=1, description="most lines in one file; a longer file is "
                                    "quarantined whole (split it)")
+    read_seconds: float = Field(120.0, gt=0, description="longest a reader may take on one file (it runs in a "
+                                "worker process); beyond it the worker is killed and the file quarantined whole")
+    read_memory_bytes: int = Field(8 << 30, ge=1 << 30, description="address space of the reader's worker process "
+                                   "(RLIMIT_AS); a file that needs more is quarantined whole")
 
 
 class TimestampBounds(Strict):

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None, days: int = 120) -> None:
         generate_sample_data(settings, users=users, days=days)
         generated = time.perf_counter() - t
 
+        read_ratio = _isolation_overhead(settings, root / "small")
+
         t = time.perf_counter()
         from validation.gate import GateSession
 
@@ -44,8 +46,49 @@ def main(argv: list[str] | None = None, days: int = 120) -> None:
         summary = ingest(settings, gate=gate)
         wall = time.perf_counter() - t
         _report(summary, users, generated, setup, wall)
+        print(read_ratio)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _isolation_overhead(settings, small_dir: Path, small_files: int = 300) -> str:  # type: ignore[no-untyped-def]
+    """Reading every inbox file in the reader worker (:mod:`ingestion.isolated_reader`) against reading it
+    in-process, best of two interleaved passes each; then the same for ``small_files`` files of 20 lines
+    (where the per-file round trip would show). The worker's start is timed apart."""
+    from ingestion.isolated_reader import IsolatedReader
+    from ingestion.readers import read_channel_file
+
+    limits = settings.validation.limits
+    big = [(p, cfg) for cfg in settings.channels.values() for p in sorted(settings.data_dir.glob(cfg.path))]
+    small_dir.mkdir(parents=True)
+    web = next((p, cfg) for p, cfg in big if cfg.format == "jsonl")
+    head = web[0].read_bytes().split(b"\n")[:20]
+    small = []
+    for i in range(small_files):
+        path = small_dir / f"s{i}.jsonl"
+        path.write_bytes(b"\n".join(head) + b"\n")
+        small.append((path, web[1]))
+
+    def rows(batches) -> int:  # type: ignore[no-untyped-def]
+        return sum(b.table.num_rows + len(b.rejects) for b in batches)
+
+    out = []
+    t = time.perf_counter()
+    with IsolatedReader(limits) as worker:
+        worker.read(*small[0])
+        start = time.perf_counter() - t
+        for name, files in (("channel exports", big), (f"{small_files} files of 20 lines", small)):
+            best = {"in-process": float("inf"), "worker": float("inf")}
+            for _ in range(2):
+                for mode, so_far in list(best.items()):
+                    t = time.perf_counter()
+                    read = ([read_channel_file(p, c, limits) for p, c in files] if mode == "in-process"
+                            else list(worker.read_all(files)))
+                    best[mode] = min(so_far, time.perf_counter() - t)
+                    n = rows(read)
+            out.append(f"read {name} ({n:,} rows): in-process {best['in-process']:.2f}s, worker "
+                       f"{best['worker']:.2f}s, ratio worker/in-process {best['worker'] / best['in-process']:.2f}")
+    return "\n".join([f"reader worker start (subprocess, first file): {start:.2f}s", *out])
 
 
 def _report(summary, users: int, generated: float, setup: float, wall: float) -> None:  # type: ignore[no-untyped-def]

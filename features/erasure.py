@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from base.config import Settings
+from base.config import ReaderLimits, Settings
 from base.durable import replace_durably
 from base.paths import DataPaths
 from base.pseudonym import suppression_tokens
@@ -268,6 +268,19 @@ def erase_redis(settings: Settings, words: list[str]) -> int:
     return int(client.delete(*keys)) if keys else 0
 
 
+def _bounded_text(path: Path, limits: ReaderLimits) -> str:
+    """A text file's content within the reader limits; a file that breaks them (a gzip bomb, a truncated
+    gzip) stops the erasure naming file and bound (it stays journaled: remove or repair the file, run again)."""
+    import zlib
+
+    try:
+        return read_text(path, limits)
+    except (ValueError, EOFError, zlib.error) as e:
+        raise ErasureBlocked(f"{path}: cannot be read within validation.limits to erase from it ({e}); the erasure "
+                             "is journaled and its people suppressed: remove or repair the file, then run "
+                             "`persona forget` again") from e
+
+
 def _record_rewrite(path: Path, data: bytes, paths: DataPaths) -> None:
     """When an inbox file's content was ingested, its rewritten content (``data``) is recorded in the
     ledger first (as already ingested), so a crash between the two never lets ingest take the file
@@ -288,9 +301,9 @@ def _record_rewrite(path: Path, data: bytes, paths: DataPaths) -> None:
             processed_at=datetime.now(UTC).isoformat()))
 
 
-def _erase_inbox_file(path: Path, words: list[str], paths: DataPaths) -> int:
+def _erase_inbox_file(path: Path, words: list[str], paths: DataPaths, limits: ReaderLimits) -> int:
     """Rewrite an inbox text file without the lines (the new content recorded in the ledger first)."""
-    text = read_text(path)
+    text = _bounded_text(path, limits)
     kept, removed = lines_with(text, words, keep_first=".csv" in path.name or path.suffix == ".txt")
     if not removed:
         return 0
@@ -300,9 +313,16 @@ def _erase_inbox_file(path: Path, words: list[str], paths: DataPaths) -> int:
     return removed
 
 
-def _erase_inbox_parquet(path: Path, words: list[str], paths: DataPaths) -> int:
+def _erase_inbox_parquet(path: Path, words: list[str], paths: DataPaths, limits: ReaderLimits) -> int:
     """Rewrite a Parquet inbox file without the person's rows (the new content recorded in the ledger
-    first, as for text files)."""
+    first, as for text files); a file beyond the reader limits stops the erasure, as for text files."""
+    from ingestion.readers import parquet_breach
+
+    breach = parquet_breach(pq.ParquetFile(path).metadata, path, limits)
+    if breach:
+        raise ErasureBlocked(f"{breach}: cannot be read within validation.limits to erase from it; the erasure is "
+                             "journaled and its people suppressed: remove or repair the file, then run "
+                             "`persona forget` again")
     texts = _string_columns(pq.read_schema(path))
     mask = _hits(pq.read_table(path, columns=texts), words) if texts else None
     removed = 0 if mask is None else int(pc.sum(mask).as_py() or 0)
@@ -390,17 +410,17 @@ def erase_files(settings: Settings, erasure: Erasure) -> None:
             name = path.name.lower()
             started = time.perf_counter()
             if path.resolve() in inbox and name.endswith(".parquet"):
-                erasure.counts[f"{store}: rows"] += _erase_inbox_parquet(path, words, paths)
+                erasure.counts[f"{store}: rows"] += _erase_inbox_parquet(path, words, paths, settings.validation.limits)
             elif path.resolve() in inbox:
                 if name.endswith(".gz") or _contains(path, needles):
-                    erasure.counts[f"{store}: lines"] += _erase_inbox_file(path, words, paths)
+                    erasure.counts[f"{store}: lines"] += _erase_inbox_file(path, words, paths, settings.validation.limits)
             elif name.endswith(".parquet"):
                 erasure.counts[f"{store}: rows"] += erase_parquet(path, words)
             elif name.endswith((".db", ".sqlite")) and "mlflow" not in name:
                 erasure.counts[f"{store}: rows"] += erase_sqlite(path, words)
             elif name.endswith(LINE_SUFFIXES) or name.endswith(".gz"):
                 if _contains(path, needles) or name.endswith(".gz"):
-                    kept, removed = lines_with(read_text(path), words, keep_first=".csv" in name)
+                    kept, removed = lines_with(_bounded_text(path, settings.validation.limits), words, keep_first=".csv" in name)
                     if removed:
                         write_text(path, kept)
                         erasure.counts[f"{store}: lines"] += removed
@@ -431,6 +451,10 @@ def _journal(paths: DataPaths, erasure: Erasure) -> Path:
 
 class ErasureBusy(RuntimeError):
     """An update held the data directory for too long; the erasure stays journaled (run it again)."""
+
+
+class ErasureBlocked(ErasureBusy):
+    """A file in a store cannot be read within the reader limits; the erasure stays journaled."""
 
 
 def _finish(settings: Settings, erasure: Erasure, journal: Path, caller: str, wait_seconds: float) -> Erasure:

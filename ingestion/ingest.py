@@ -18,6 +18,7 @@ graph, one Great Expectations session) so nothing is re-read or re-built per gro
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,7 +49,8 @@ from ingestion.manifest import InboxManifest
 from ingestion.api_log import seal_all
 from ingestion.outliers import outlier_reasons
 from ingestion.privacy import admit_files
-from ingestion.readers import RawBatch, read_channel_file
+from ingestion.isolated_reader import DEFAULT_READER, IsolatedReader
+from ingestion.readers import RawBatch
 from ingestion.rollback import committed_names, roll_back
 from base.config import ChannelConfig, Settings
 from base.paths import DataPaths
@@ -178,11 +180,14 @@ def group_name(batch_ids: list[str]) -> str:
 
 
 class IngestRun:
-    """State shared by the groups of one run; :meth:`commit_group` processes and commits files together."""
+    """State shared by the groups of one run; :meth:`commit_group` processes and commits files together.
+    Files are parsed in the run's reader worker (:mod:`ingestion.isolated_reader`); :meth:`close` stops it."""
 
-    def __init__(self, settings: Settings, *, gate: "GateSession | None" = None, with_docs: bool = True) -> None:
+    def __init__(self, settings: Settings, *, gate: "GateSession | None" = None, with_docs: bool = True,
+                 reader: str = DEFAULT_READER) -> None:
         self.settings = settings
         self.paths = DataPaths(settings.data_dir)
+        self.reader = IsolatedReader(settings.validation.limits, reader)
         self.rolled_back = roll_back(self.paths, committed_names(read_ledger(self.paths.ledger)))
         self.index = EventIdIndex.load(self.paths.events, self.paths.event_ids)
         self.graph = load_graph(self.paths.identity_graph)
@@ -219,15 +224,26 @@ class IngestRun:
     def read(self, item: PendingFile, *, batch_id: str | None = None, released_from: str = "") -> Staged:
         """Read one file (never raises for bad content: unreadable rows become quarantine records)."""
         t = time.perf_counter()
+        return self._staged(item, self.reader.read(item.path, item.cfg), t, batch_id=batch_id,
+                            released_from=released_from)
+
+    def read_all(self, items: list[PendingFile]) -> Iterator[Staged]:
+        """Read files in order, the worker reading ahead of the caller (:meth:`IsolatedReader.read_all`)."""
+        t = time.perf_counter()
+        for item, raw in zip(items, self.reader.read_all((i.path, i.cfg) for i in items)):
+            yield self._staged(item, raw, t)
+            t = time.perf_counter()
+
+    def _staged(self, item: PendingFile, raw: RawBatch, started: float, *, batch_id: str | None = None,
+                released_from: str = "") -> Staged:
         batch_id = batch_id or f"{item.channel}-{item.digest[:16]}"
         source = self.source_name(item.path)
-        raw = read_channel_file(item.path, item.cfg, self.settings.validation.limits)
         staged = Staged(item, batch_id, source, released_from, raw, rows_read=raw.table.num_rows + len(raw.rejects))
         if raw.rejects:
             staged.quarantined.append(_read_rejects(raw, source, batch_id))
         if raw.error is not None:
             staged.status, staged.message = "batch_quarantined", raw.error
-        self._lap("read", t)
+        self._lap("read", started)
         return staged
 
     def batch(self, item: PendingFile, *, batch_id: str | None = None, released_from: str = "") -> BatchRecord:
@@ -469,6 +485,10 @@ class IngestRun:
         self._lap("data docs", t)
         return docs
 
+    def close(self) -> None:
+        """Stop the reader worker."""
+        self.reader.close()
+
 
 def newest_stored_day(events_root: Path) -> pd.Timestamp | None:
     """The start of the newest day partition of the clean store (None when empty): a lower reference for
@@ -529,19 +549,26 @@ def gate_frame(events: pa.Table, event_ids: np.ndarray) -> pd.DataFrame:
 
 
 def ingest(settings: Settings, progress: Any | None = None, *, with_docs: bool = True,
-           gate: "GateSession | None" = None) -> IngestSummary:
+           gate: "GateSession | None" = None, reader: str = DEFAULT_READER) -> IngestSummary:
     """Ingest every new file in the channel folders; files already in the ledger are skipped.
 
-    ``with_docs=False`` keeps GX in memory (no Data Docs); ``gate`` reuses a caller's GX session.
+    ``with_docs=False`` keeps GX in memory (no Data Docs); ``gate`` reuses a caller's GX session;
+    ``reader`` is the ``module:function`` the reader worker calls (tests provoke hangs and crashes).
     """
     with writer_lock(settings.data_dir, "persona ingest", wait=settings.validation.lock_wait_seconds):
-        return _ingest(settings, progress, with_docs=with_docs, gate=gate)
+        run = IngestRun(settings, gate=gate, with_docs=with_docs, reader=reader)
+        try:
+            return _ingest(run, progress)
+        finally:
+            run.close()
 
 
-def _ingest(settings: Settings, progress: Any | None, *, with_docs: bool,
-            gate: "GateSession | None") -> IngestSummary:
-    run = IngestRun(settings, gate=gate, with_docs=with_docs)
-    todo = admit_files(settings, pending_files(settings, run.paths))  # personal data scrubbed at the door
+def _ingest(run: IngestRun, progress: Any | None) -> IngestSummary:
+    settings = run.settings
+    todo = pending_files(settings, run.paths)
+    if todo:
+        run.reader.start()  # the worker starts while the door scrubs
+    todo = admit_files(settings, todo)  # personal data scrubbed at the door
     summary = IngestSummary()
     undone = {k: v for k, v in run.rolled_back.items() if v}
     if undone:
@@ -550,8 +577,8 @@ def _ingest(settings: Settings, progress: Any | None, *, with_docs: bool,
     limit = settings.validation.group_rows
     with step(progress, "ingest + validate", total=len(todo)) as advance:
         group: list[Staged] = []
-        for i, item in enumerate(todo):
-            group.append(run.read(item))
+        for i, staged in enumerate(run.read_all(todo)):
+            group.append(staged)
             if sum(s.rows_read for s in group) < limit and i < len(todo) - 1:
                 continue
             for record in run.commit_group(group):

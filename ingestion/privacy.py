@@ -44,17 +44,13 @@ WORD = re.compile(f"[{WORD_CHARS}]+")
 """An identifier as it appears in a line of text (ids, aliases, ``pii.<kind>.<hex>`` tokens)."""
 
 
-def read_text(path: Path, limits: ReaderLimits | None = None) -> str:
-    """A text file's content (gzip-compressed when named ``.gz`` or starting with the gzip magic); with
-    ``limits``, decompressed within the reader's bounds (``validation.limits``: no bomb is expanded)."""
-    if limits is not None:
-        from ingestion.readers import load_bytes
+def read_text(path: Path, limits: ReaderLimits) -> str:
+    """A text file's content, gunzipped (named ``.gz`` or starting with the gzip magic) within the reader's
+    bounds (``validation.limits``): a bomb is never expanded (``LimitBreached`` names file and bound; a
+    truncated file raises ``EOFError``)."""
+    from ingestion.readers import load_bytes
 
-        return load_bytes(path, limits).decode("utf-8", errors="surrogateescape")
-    data = path.read_bytes()
-    if path.suffix == ".gz" or data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    return data.decode("utf-8", errors="surrogateescape")
+    return load_bytes(path, limits).decode("utf-8", errors="surrogateescape")
 
 
 def gzip_bytes(data: bytes) -> bytes:
@@ -343,8 +339,9 @@ def _scrub_parquet(path: Path, cfg: ChannelConfig, settings: Settings, tokens: f
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.ParquetFile(path).metadata
-        if meta.num_rows > settings.validation.limits.max_rows_per_file:
+        from ingestion.readers import parquet_breach
+
+        if parquet_breach(pq.ParquetFile(path).metadata, path, settings.validation.limits):
             return False, 0  # left to the reader, which quarantines the file whole naming the bound
         table = pq.read_table(path)
     except (OSError, ValueError, pa.ArrowException):

@@ -14,12 +14,16 @@ import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from base.config import ChannelConfig, ReaderLimits
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 _RUNS_OF_BLANKS = re.compile(rb"[ \t]+")
 _EDGE_BLANKS = re.compile(rb"^[ \t]+|[ \t]+$", re.MULTILINE)
@@ -259,8 +263,6 @@ def _parse_json(body: bytes, block: int = JSON_BLOCK) -> pa.Table:
 
 def _read_jsonl(lines: _Lines, numbers: np.ndarray, block: int = JSON_BLOCK) -> tuple[pa.Table, list[Reject]]:
     """Pre-screen lines (``{...}``, vectorised), bulk-parse the good ones with pyarrow, explain the others."""
-    import pyarrow.json as pj
-
     full, first, last = lines.first_last()
     good = full & (first == ord("{")) & (last == ord("}"))
     rejects = []
@@ -384,11 +386,29 @@ def _field_rejects(table: pa.Table, limits: ReaderLimits) -> tuple[pa.Table, lis
     return table.filter(pa.array(~long)), rejects
 
 
+def parquet_breach(meta: "pq.FileMetaData", path: Path, limits: ReaderLimits) -> str | None:
+    """Why a Parquet file may not be read, from its footer alone (before any page is decompressed): more
+    rows than ``max_rows_per_file``, or row groups whose total uncompressed size passes the decompressed
+    bounds (``max_decompressed_bytes``, ``max_compression_ratio`` of the file size); None when it fits."""
+    if meta.num_rows > limits.max_rows_per_file:
+        return f"{path}: {meta.num_rows} rows, above validation.limits.max_rows_per_file={limits.max_rows_per_file}"
+    size = path.stat().st_size
+    expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    cap = min(limits.max_decompressed_bytes, max(int(limits.max_compression_ratio * size), GZIP_FLOOR))
+    if expanded > cap:
+        return (f"{path}: row groups decompress to {expanded} bytes from {size}, above {cap} (limits: "
+                f"validation.limits.max_decompressed_bytes={limits.max_decompressed_bytes}, "
+                f"max_compression_ratio={limits.max_compression_ratio:g})")
+    return None
+
+
 def read_channel_file(path: Path, cfg: ChannelConfig, limits: ReaderLimits | None = None) -> RawBatch:
     """Read ``path`` as the channel's format within ``limits``; never raises for bad content (a bad row
     becomes a reject, a bad file an error naming the file and the bound it broke)."""
     try:
         return _read_channel_file(path, cfg, limits or ReaderLimits())
+    except MemoryError:
+        raise  # the isolated reader names the memory bound (validation.limits.read_memory_bytes)
     except RecursionError:
         return RawBatch(path, error=f"{path}: nesting too deep to read (validation.limits.max_nesting)")
     except Exception as e:  # noqa: BLE001 - one file's reader failure must not stop the others
@@ -401,10 +421,9 @@ def _read_channel_file(path: Path, cfg: ChannelConfig, limits: ReaderLimits) -> 
         if cfg.format == "parquet":
             import pyarrow.parquet as pq
 
-            rows = pq.ParquetFile(path).metadata.num_rows
-            if rows > limits.max_rows_per_file:
-                return RawBatch(path, error=f"{path}: {rows} rows, above validation.limits.max_rows_per_file="
-                                            f"{limits.max_rows_per_file}")
+            breach = parquet_breach(pq.ParquetFile(path).metadata, path, limits)
+            if breach:
+                return RawBatch(path, error=breach)
             table = pq.read_table(path)
             if table.num_rows == 0:
                 return RawBatch(path, error=f"{path}: file is empty")

@@ -58,7 +58,7 @@ def _release(settings: Settings, batch_id: str) -> tuple[BatchRecord, bool]:
     done = [r for r in ledger if r.batch_id == release_id]
     if done:
         return done[-1], False
-    if original.quarantined == 0:
+    if original.quarantined == 0 and original.status != "batch_quarantined":  # a file quarantined whole has no rows
         raise ReleaseError(f"batch {batch_id} has no quarantined rows")
     path = settings.data_dir / original.file
     if not path.is_file():
@@ -68,25 +68,44 @@ def _release(settings: Settings, batch_id: str) -> tuple[BatchRecord, bool]:
         raise ReleaseError(f"batch {batch_id}: {original.file} changed since it was ingested; "
                            "a changed file is a new batch, ingest it instead")
     run = IngestRun(settings)
-    item = PendingFile(original.channel, settings.channels[original.channel], path, digest)
-    record = run.batch(item, batch_id=release_id, released_from=original.batch_id)
-    run.finish()
+    try:
+        item = PendingFile(original.channel, settings.channels[original.channel], path, digest)
+        record = run.batch(item, batch_id=release_id, released_from=original.batch_id)
+        run.finish()
+    finally:
+        run.close()
     return record, True
 
 
+def whole_files(ledger: list[BatchRecord]) -> list[BatchRecord]:
+    """Batches whose file was quarantined whole before any row could be read (a reader bound, a file that
+    crashed or hung its reader, an empty file): no row records, the reason is the ledger message."""
+    return [r for r in ledger if r.status == "batch_quarantined" and r.quarantined == 0 and r.rows_read == 0]
+
+
 def quarantine_overview(settings: Settings) -> pd.DataFrame:
-    """One row per batch with quarantined rows: file, rows, checks, and the release that re-ran it."""
+    """One row per quarantined batch: file, rows, checks, a reason, and the release that re-ran it. Files
+    quarantined whole (unreadable) are listed too, with 0 rows, check ``whole_file`` and their reason."""
     paths = DataPaths(settings.data_dir)
     records = read_quarantine(paths.quarantine)
     ledger = read_ledger(paths.ledger)
     released = {r.released_from: r.batch_id for r in ledger if r.released_from}
-    if records.empty:
-        return pd.DataFrame(columns=["batch_id", "file", "rows", "checks", "released_by"])
-    by = records.groupby("batch_id", sort=True)
-    out = pd.DataFrame({
-        "file": by["source_file"].first(),
-        "rows": by.size(),
-        "checks": by["check"].agg(lambda c: ", ".join(c.str.split("; ").explode().value_counts().index[:3])),
-    }).reset_index()
+    columns = ["batch_id", "file", "rows", "checks", "reason", "released_by"]
+    parts = []
+    if not records.empty:
+        by = records.groupby("batch_id", sort=True)
+        parts.append(pd.DataFrame({
+            "file": by["source_file"].first(),
+            "rows": by.size(),
+            "checks": by["check"].agg(lambda c: ", ".join(c.str.split("; ").explode().value_counts().index[:3])),
+            "reason": by["reason"].first(),
+        }).reset_index())
+    whole = whole_files(ledger)
+    if whole:
+        parts.append(pd.DataFrame({"batch_id": [r.batch_id for r in whole], "file": [r.file for r in whole],
+                                   "rows": 0, "checks": "whole_file", "reason": [r.message for r in whole]}))
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(parts, ignore_index=True).drop_duplicates("batch_id").sort_values("batch_id", ignore_index=True)
     out["released_by"] = out["batch_id"].map(released).fillna("")
-    return out
+    return out[columns]

@@ -16,9 +16,11 @@ app = typer.Typer(help="Quarantined rows and batches: list, show, release.", no_
 
 @app.command("list")
 def list_batches(config: ConfigOpt = None) -> None:
-    """Batches with quarantined rows, their most frequent checks, and whether they were released."""
+    """Batches with quarantined rows or files quarantined whole, their most frequent checks, a reason, and
+    whether they were released."""
     from rich.table import Table
 
+    from base.pseudonym import mask_text
     from ingestion.release import quarantine_overview
 
     overview = quarantine_overview(_settings(config))
@@ -31,6 +33,15 @@ def list_batches(config: ConfigOpt = None) -> None:
     for row in overview.itertuples(index=False):
         table.add_row(row.batch_id, row.file, str(row.rows), row.checks, row.released_by or "-")
     _console().print(table)
+    whole = overview.loc[overview["checks"] == "whole_file"]
+    if len(whole):
+        typer.echo("quarantined whole (no row could be read):")
+        for row in whole.itertuples(index=False):
+            typer.echo(f"  {row.batch_id}: {_short(mask_text(str(row.reason)))}")
+
+
+def _short(text: str, width: int = 300) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _id_values(original: str, settings: object) -> list[str]:
@@ -60,6 +71,8 @@ def show(batch_id: Annotated[str, typer.Argument(help="batch id (see `persona qu
 
     from base.paths import DataPaths
     from base.pseudonym import mask_text
+    from ingestion.ledger import read_ledger
+    from ingestion.release import whole_files
     from validation.quarantine import read_quarantine
 
     settings = _settings(config)
@@ -70,6 +83,11 @@ def show(batch_id: Annotated[str, typer.Argument(help="batch id (see `persona qu
     reveal = bool(admin_key)
     records = read_quarantine(DataPaths(settings.data_dir).quarantine)
     rows = records.loc[records["batch_id"] == batch_id].sort_values("source_row")
+    whole = [r for r in whole_files(read_ledger(DataPaths(settings.data_dir).ledger)) if r.batch_id == batch_id]
+    if rows.empty and whole:
+        typer.echo(f"{whole[-1].file} was quarantined whole (no row could be read): {mask_text(whole[-1].message)}")
+        typer.echo(f"  after fixing the file or the limit: persona quarantine release {batch_id}")
+        return
     if rows.empty:
         typer.secho(f"no quarantined rows for batch {batch_id!r}", fg="red", err=True)
         raise typer.Exit(1)

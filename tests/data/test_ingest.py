@@ -306,3 +306,36 @@ def test_an_unreadable_kept_hash_file_falls_back_to_the_stored_ids(tmp_path: Pat
     again.write_text((tmp_path / "raw" / "web" / "1.jsonl").read_text() + "\n")  # same event, new file
     batch = ingest(s, with_docs=False).batches[0]
     assert (batch.accepted, batch.duplicates) == (0, 1)
+
+
+# No ``if __name__ == "__main__":`` guard: the reader worker is a plain subprocess that never imports the
+# script (multiprocessing's worker did: it re-ran this ingest and waited for the writer lock its parent held).
+UNGUARDED = """
+import json, sys
+from pathlib import Path
+from ingestion.ingest import ingest
+from tests.data.test_ingest import _web_settings
+
+root = Path(sys.argv[1])
+with (root / "runs.txt").open("a") as runs:
+    runs.write("ran\\n")
+rows = {f"{n}.jsonl": [{"id": f"e{n}-{i}", "user": "u1", "anon": None, "event": "page_view",
+                        "ts": "2026-07-02T10:00:00Z", "amount": None} for i in range(3)] for n in range(3)}
+summary = ingest(_web_settings(root / "data", rows), with_docs=False)
+print(json.dumps(sorted([Path(b.file).name, b.status, b.accepted] for b in summary.batches)))
+"""
+
+
+def test_a_script_without_a_main_guard_ingests_through_the_worker_once(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from tests.conftest import PROJECT, python_script
+
+    done = subprocess.run([*python_script(UNGUARDED, tmp_path, "unguarded.py"), str(tmp_path)], cwd=PROJECT,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT)}, capture_output=True, text=True,
+                          timeout=900)  # a guard against a regression's deadlock, not a speed bound
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[f"{n}.jsonl", "accepted", 3] for n in range(3)]
+    assert (tmp_path / "runs.txt").read_text() == "ran\n"  # the script ran once: the worker did not import it
+    assert len(read_events(DataPaths(tmp_path / "data").events)) == 9

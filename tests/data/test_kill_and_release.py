@@ -39,9 +39,10 @@ def slow_write(*args, **kwargs):
     time.sleep(0.02)
     return write(*args, **kwargs)
 store.pq.write_table = slow_write
-s = settings_in(Path(sys.argv[1]))
-ingest(s.model_copy(update={"validation": s.validation.model_copy(update={"group_rows": int(sys.argv[2])})}),
-       with_docs=False)
+if __name__ == "__main__":  # not needed (the reader worker never imports this script); harmless
+    s = settings_in(Path(sys.argv[1]))
+    ingest(s.model_copy(update={"validation": s.validation.model_copy(update={"group_rows": int(sys.argv[2])})}),
+           with_docs=False)
 """
 
 
@@ -109,8 +110,10 @@ def test_quarantine_cli_list_show_release(raw_inbox: Path, tmp_path: Path) -> No
     orders = s.channels["orders"]
     strict = s.model_copy(update={"outliers": s.outliers.model_copy(update={"action": "quarantine"}),
                                   "fx_rates": {k: v for k, v in s.fx_rates.items() if k != "GBP"}})
+    (s.data_dir / "raw" / "web" / "zz-empty.jsonl").write_bytes(b"")  # quarantined whole: no row to record
     summary = ingest(strict, with_docs=False)
     target = next(b for b in summary.batches if b.channel == "orders" and b.quarantined)
+    empty = next(b for b in summary.batches if b.file.endswith("zz-empty.jsonl"))
     paths = DataPaths(s.data_dir)
     held = read_quarantine(paths.quarantine)
     held = held.loc[held["batch_id"] == target.batch_id]
@@ -119,6 +122,9 @@ def test_quarantine_cli_list_show_release(raw_inbox: Path, tmp_path: Path) -> No
     runner = CliRunner(env={"PERSONA_DATA_DIR": str(s.data_dir)})
     listed = runner.invoke(app, ["quarantine", "list", "-c", str(config)])
     assert listed.exit_code == 0 and target.batch_id in listed.output
+    assert f"{empty.batch_id}: " in listed.output and "file is empty" in listed.output  # listed with the reason
+    whole = runner.invoke(app, ["quarantine", "show", empty.batch_id, "-c", str(config)])
+    assert whole.exit_code == 0 and "quarantined whole" in whole.output and "file is empty" in whole.output
     shown = runner.invoke(app, ["quarantine", "show", target.batch_id, "-c", str(config), "--limit", "3"])
     assert shown.exit_code == 0 and f"{target.file}:" in shown.output and "original:" in shown.output
     before = len(read_events(paths.events))

@@ -202,3 +202,58 @@ def test_a_file_redelivered_under_a_new_name(settings: Settings) -> None:
     books = audit(s, {f"web:r{n}" for n in range(31)}, "file re-delivered under a new name", 61,
                   note="identical copy skipped by content hash; a copy with one row more adds 1")
     assert (books.lost, books.duplicated) == (0, 0) and books.accounted == 61
+
+
+def _limits(s: Settings, **update: object) -> Settings:
+    validation = s.validation.model_copy(update={"limits": s.validation.limits.model_copy(update=update)})
+    return s.model_copy(update={"validation": validation})
+
+
+def test_a_reader_that_hangs_crashes_or_runs_out_of_memory_costs_one_file(settings: Settings) -> None:
+    """The reader runs in a worker process: a file that makes it spin inside C (catastrophic regex
+    backtracking), segfault (pyarrow on 100,000-deep JSON with the nesting pre-check turned off; a null
+    pointer) or exhaust its address space is quarantined whole naming the bound, the worker is replaced,
+    and the good files of the same group commit. Released under the fixed reader and limits, those files
+    give up every readable row: nothing is lost."""
+    from ingestion.release import quarantine_overview, release_batch
+
+    s = _settings(settings)
+    web = s.data_dir / "raw" / "web"
+    web.mkdir(parents=True)
+    ids: set[str] = set()
+
+    def good(prefix: str, n: int) -> list[bytes]:
+        ids.update(f"web:{prefix}{k}" for k in range(n))
+        return [_web_line(f"{prefix}{k}") for k in range(n)]
+
+    (web / "a-good.jsonl").write_bytes(b"\n".join(good("a", 20)) + b"\n")
+    (web / "backtrack.jsonl").write_bytes(b"\n".join([b"a" * 64 + b"b", *good("r", 5)]) + b"\n")
+    (web / "deep.jsonl").write_bytes(b"\n".join([*good("d", 5), b'{"a":' * 100_000 + b"1" + b"}" * 100_000]) + b"\n")
+    (web / "segfault.jsonl").write_bytes(b"\n".join(good("s", 5)) + b"\n")
+    (web / "hog.jsonl").write_bytes(b"\n".join(good("h", 5)) + b"\n")
+    (web / "z-good.jsonl").write_bytes(b"\n".join(good("z", 20)) + b"\n")
+    rows_in = sum(data_lines(p, header=False) for p in web.iterdir())
+    hostile = _limits(s, read_seconds=4.0, read_memory_bytes=2 << 30, max_nesting=1_000_000)
+    summary = ingest(hostile, with_docs=False, reader="tests.faults.hostile_reader:read")
+    by_file = {b.file.split("/")[-1]: b for b in summary.batches}
+    assert len({b.group for b in summary.batches}) == 1  # one commit group: the bad files did not stop it
+    assert (by_file["a-good.jsonl"].accepted, by_file["z-good.jsonl"].accepted) == (20, 20)
+    expected_reason = {"backtrack.jsonl": "reader took more than 4 s", "deep.jsonl": "reader crashed with signal 11",
+                       "segfault.jsonl": "reader crashed with signal 11", "hog.jsonl": "read_memory_bytes=2147483648"}
+    for name, reason in expected_reason.items():
+        record = by_file[name]
+        assert record.status == "batch_quarantined" and record.rows_read == 0, record
+        assert reason in record.message and name in record.message, record.message
+    listed = quarantine_overview(s).set_index("file")  # files quarantined whole are listed with the reason
+    for name, reason in expected_reason.items():
+        assert listed.loc[f"raw/web/{name}", "checks"] == "whole_file"
+        assert reason in listed.loc[f"raw/web/{name}", "reason"]
+    for name in expected_reason:  # the fix: the real reader, the default limits
+        record, ran = release_batch(s, by_file[name].batch_id)
+        assert ran and record.rows_read == data_lines(web / name, header=False)
+    books = audit(s, ids, "reader hangs (regex backtracking in C), segfaults (pyarrow deep JSON; null pointer), "
+                          "runs out of memory, with good files", rows_in, originals_only=False,
+                  note="4 files quarantined whole naming the bound, the group committed, then released: "
+                       "accounted = good files + releases")
+    assert (books.lost, books.duplicated) == (0, 0) and books.accounted == books.rows_in
+    assert stored_ids(s) == ids

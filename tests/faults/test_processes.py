@@ -43,9 +43,10 @@ def slow_write(*args, **kwargs):
     time.sleep(float(sys.argv[3]))
     return write(*args, **kwargs)
 store.pq.write_table = slow_write
-s = settings_in(Path(sys.argv[1]))
-ingest(s.model_copy(update={"validation": s.validation.model_copy(update={"group_rows": int(sys.argv[2])})}),
-       with_docs=False)
+if __name__ == "__main__":  # not needed (the reader worker never imports this script); harmless
+    s = settings_in(Path(sys.argv[1]))
+    ingest(s.model_copy(update={"validation": s.validation.model_copy(update={"group_rows": int(sys.argv[2])})}),
+           with_docs=False)
 """
 
 
@@ -159,7 +160,8 @@ def test_ingest_killed_at_random_points(reference: Reference, tmp_path: Path, se
         child = subprocess.Popen([*python_script(SLOW_INGEST, s.data_dir.parent, "slow_ingest.py"), str(s.data_dir), str(reference.rows_per_file),
                                   "0.05"],
                                  cwd=PROJECT, env=_env(s), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.5, 6.0))
+        _until_writing(s, child)
+        time.sleep(rng.uniform(0.0, 3.0))  # a random point of the ingest itself
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
             kills += 1
@@ -167,6 +169,38 @@ def test_ingest_killed_at_random_points(reference: Reference, tmp_path: Path, se
     ingest(s, with_docs=False)
     books = audit(s, reference.ids, f"ingest kill -9 at random points (seed {seed})", inbox_rows(s),
                   note=f"{kills} kill(s), {files} files")
+    assert (books.lost, books.duplicated) == (0, 0) and books.accounted == books.rows_in
+    assert stored_ids(s) == reference.ids
+    assert not list(DataPaths(s.data_dir).events.rglob("*.tmp"))
+
+
+def _until_writing(s: Settings, child: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Wait until ``child`` holds the data directory's writer lock (or has exited)."""
+    from base.writer_lock import holder, lock_path
+
+    deadline = time.monotonic() + timeout
+    while child.poll() is None and f"pid {child.pid} " not in holder(lock_path(s.data_dir)):
+        assert time.monotonic() < deadline, "the update never took the writer lock"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_update_killed_at_random_points(reference: Reference, tmp_path: Path, seed: int) -> None:
+    """``persona update`` (ingest, then features, training, scoring) killed -9 at a random moment, then an
+    ingest finishes the inbox: whatever stage the kill hit, nothing committed is lost or doubled. (One kill
+    per seed: each child costs an interpreter and its imports, and the suite has a time budget.)"""
+    s = _copy(reference.inbox, tmp_path / "data")
+    update = _cli(s, "update")
+    _until_writing(s, update)  # the random point is counted from the moment it holds the writer lock
+    when = random.Random(100 + seed).uniform(0.0, 6.0)
+    time.sleep(when)
+    killed = update.poll() is None
+    if killed:
+        update.send_signal(signal.SIGKILL)
+    update.wait(timeout=60)
+    ingest(s, with_docs=False)
+    books = audit(s, reference.ids, f"update kill -9 at a random point (seed {seed})", inbox_rows(s),
+                  note=f"killed {when:.1f} s after taking the lock" if killed else "finished before the kill")
     assert (books.lost, books.duplicated) == (0, 0) and books.accounted == books.rows_in
     assert stored_ids(s) == reference.ids
     assert not list(DataPaths(s.data_dir).events.rglob("*.tmp"))

@@ -109,3 +109,34 @@ def test_binary_garbage_is_rejected_row_by_row(tmp_path: Path) -> None:
     p.write_bytes(GOOD[0] + b"\n" + bytes(range(256)) * 4 + b"\n" + GOOD[1] + b"\n")
     batch = read_channel_file(p, _cfg("jsonl"))
     assert batch.error is None and list(batch.rows["id"]) == ["0", "1"] and len(batch.rejects) >= 1
+
+
+def test_a_parquet_file_is_bounded_by_its_footer_before_reading(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"ts": ["2026-01-01T00:00:00Z"] * 200_000,
+                             "pad": [f"{i * 2654435761 % 2**32:08x}" * 6 for i in range(200_000)]}), p,
+                   compression="zstd", use_dictionary=False)  # ~14 MB of values in a few MB
+    batch = read_channel_file(p, _cfg("parquet"), ReaderLimits(max_decompressed_bytes=1 << 20))
+    assert batch.error is not None and str(p) in batch.error
+    assert "row groups decompress to" in batch.error and "max_decompressed_bytes=1048576" in batch.error
+    assert "max_compression_ratio" in (read_channel_file(p, _cfg("parquet"), ReaderLimits(
+        max_compression_ratio=2)).error or "")
+    assert "max_rows_per_file=1000" in (read_channel_file(p, _cfg("parquet"), ReaderLimits(
+        max_rows_per_file=1000)).error or "")
+    assert read_channel_file(p, _cfg("parquet")).table.num_rows == 200_000  # within the default bounds
+
+
+def test_the_privacy_door_reads_gzip_within_the_limits(tmp_path: Path) -> None:
+    import pytest
+
+    from ingestion.privacy import read_text
+    from ingestion.readers import LimitBreached
+
+    bomb = tmp_path / "b.jsonl.gz"
+    bomb.write_bytes(gzip.compress(b'{"a":1}\n' * (4 << 20), compresslevel=9))  # 32 MB from ~60 KB
+    with pytest.raises(LimitBreached, match="max_compression_ratio"):
+        read_text(bomb, ReaderLimits())
+    assert read_text(bomb, ReaderLimits(max_compression_ratio=10_000)).count("\n") == 4 << 20
