@@ -13,6 +13,8 @@ online reader (serving, now), the dense reference build and the Spark path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -61,3 +63,25 @@ def time_features(inputs: pd.DataFrame, request_ts: np.ndarray | pd.Series | flo
         out["lifetime_purchase_rate"] = np.where(bought, days / np.maximum(age, 1.0), np.where(known, 0.0, np.nan))
         out["lifetime_spend_per_day"] = np.where(bought, spend / np.maximum(age, 1.0), np.where(known, 0.0, np.nan))
     return out
+
+
+def from_feast(inputs: pd.DataFrame, every_days: int) -> pd.DataFrame:
+    """:func:`time_features` of a Feast on-demand view's input frame (its columns may carry the source
+    view's name as a ``view__`` prefix)."""
+    frame = pd.DataFrame(index=inputs.index)
+    for column in inputs.columns:
+        name = str(column).split("__", 1)[-1]
+        if name in INPUTS and name not in frame:
+            frame[name] = inputs[column]
+    return time_features(frame, inputs[REQUEST_TS].to_numpy(dtype=float), every_days)
+
+
+def feast_udf(name: str, every_days: int) -> tuple[Callable[[pd.DataFrame], pd.DataFrame], str]:
+    """The on-demand view's function and its source text, the grid written into both: Feast rebuilds
+    the function from the text (its module's other names are not there)."""
+    source = (f"def {name}(inputs):\n"
+              f"    from features.time_features import from_feast\n"
+              f"    return from_feast(inputs, {int(every_days)})\n")
+    namespace: dict[str, object] = {}
+    exec(source, namespace)  # noqa: S102 - our own fixed text
+    return namespace[name], source  # type: ignore[return-value]
