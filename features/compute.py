@@ -347,3 +347,40 @@ def read_snapshots(root: Path, columns: list[str] | None = None) -> pd.DataFrame
         return pd.DataFrame(columns=columns or [])
     dataset = ds.dataset(str(root), format="parquet", partitioning=None)
     return dataset.to_table(columns=columns).to_pandas()
+
+
+def newest_rows(root: Path, after: pd.Timestamp | None = None, before: pd.Timestamp | None = None,
+                users: set[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    """Each user's newest stored snapshot row (what the online store holds), among the partitions after
+    ``after`` and before ``before`` (all when None); only ``users`` and ``columns`` when given. Snapshots
+    are sparse: a user's newest row can be in any partition, so the partitions are read newest first and
+    each user is taken from the first one that has it."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    seen: set[str] = set()
+    frames = []
+    for folder in sorted(root.glob("date=*"), reverse=True):
+        day = pd.Timestamp(folder.name[5:], tz="UTC")
+        if before is not None and day >= before:
+            continue
+        if (after is not None and day <= after) or (users is not None and len(seen) == len(users)):
+            break
+        table = pq.read_table(folder, columns=columns, partitioning=None)
+        if users is not None:
+            table = table.filter(pc.is_in(table["user_id"], value_set=pa_strings(users)))
+        if not len(table):
+            continue
+        if seen:
+            table = table.filter(pc.invert(pc.is_in(table["user_id"], value_set=pa_strings(seen))))
+        frame = table.to_pandas().sort_values("event_timestamp", kind="stable").drop_duplicates("user_id", keep="last")
+        seen.update(frame["user_id"].astype(str))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def pa_strings(values: Iterable[str]):  # noqa: ANN201
+    """A pyarrow string array of ``values``."""
+    import pyarrow as pa
+
+    return pa.array(sorted(values), type=pa.string())
