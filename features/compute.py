@@ -22,12 +22,16 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from base.config import FeatureConfig
 from features.lifetime import daily_first_purchase, lifetime_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DAY = np.timedelta64(1, "D")
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
@@ -379,7 +383,7 @@ def newest_rows(root: Path, after: pd.Timestamp | None = None, before: pd.Timest
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def pa_strings(values: Iterable[str]):  # noqa: ANN201
+def pa_strings(values: Iterable[str]) -> "pa.Array":
     """A pyarrow string array of ``values``."""
     import pyarrow as pa
 

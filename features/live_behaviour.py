@@ -122,7 +122,7 @@ def update_lifetime_online(store: "FeatureStore", events: pd.DataFrame, now_s: f
     updated (ages and rates over them are computed at read time, features/time_features.py).
     ``last_purchase``: each buyer's ``last_purchase_ts`` before the behaviour fold (read now when not given)."""
     from features.compute import is_known_user
-    from features.lifetime import COLUMNS, DAY_S, INTEGER_COLUMNS, LIFETIME_VIEW, fold_lifetime
+    from features.lifetime import COLUMNS, INTEGER_COLUMNS, LIFETIME_VIEW, fold_lifetime
 
     buys = events.loc[is_known_user(events["user_id"]) & (events["event_type"] == "purchase")]
     if buys.empty:

@@ -172,8 +172,8 @@ class OnlineReader:
         if self._on_demand:  # internal columns (every field read), then the public ones picked from them
             on_demand_names = {(p.name, f.name) for p in service.feature_view_projections if p.name in odfvs
                                for f in p.features}
-            prefix = lambda view: f"{view}__" if full_feature_names else ""  # noqa: E731
-            public = [prefix(v) + n for v, n in outputs]
+            prefix = "{}__" if full_feature_names else ""
+            public = [prefix.format(v) + n for v, n in outputs]
             width = len(internal)
             self._odfv_cols = {key: width + i for i, key in enumerate(sorted(on_demand_names))}
             self._pick = np.array([self._odfv_cols[key] if key in self._odfv_cols else self._internal[key]
