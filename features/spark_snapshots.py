@@ -212,7 +212,8 @@ def _change_points(events: "DataFrame", day0_epoch: int, every: int, n_days: int
     from pyspark.sql import functions as F
 
     offsets = F.array(*[F.lit(o) for o in CHANGE_OFFSETS])
-    c = events.select("user_id", "day").distinct().select("user_id", (F.col("day") + F.explode(offsets)).alias("c"))
+    c = events.select("user_id", "day").distinct().select("user_id", "day", F.explode(offsets).alias("o")) \
+        .select("user_id", (F.col("day") + F.col("o")).alias("c"))
     midnight = F.lit(day0_epoch) + F.col("c") + 1
     g = (F.ceil(midnight / F.lit(float(every))) * every - day0_epoch - 1).cast("int")
     return c.select("user_id", g.alias("day")).where((F.col("day") < n_days) & (F.col("day") >= min_day)).distinct()

@@ -5,8 +5,9 @@ The embedded default reads the offline store with Feast's DuckDB offline store (
 older than the entity row (the views' TTL is ten years), so over daily snapshots one retrieval over the whole
 store grows with users x days (50,000 users x 120 days: 18 minutes and 12 GB). The retrieval therefore runs once
 against a *window*: a folder whose date partitions are hard links to the stored ones that can hold the answer
-(every partition at or before the newest cutoff: snapshots are sparse, a user's newest row can be old), registered
-in a registry of its own with the service's views and sources pointed at it. The time-dependent features come
+(for each cutoff, each user's newest snapshot row at or before it, gathered from every older partition:
+snapshots are sparse, a user's newest row can be old; one row per user and cutoff, as main's dense window had),
+registered in a registry of its own with the service's views and sources pointed at it. The time-dependent features come
 from the on-demand view ``user_time`` with the request time = the cutoff (features/time_features.py). Every entity row comes back; a
 user with no snapshot by its cutoff gets null features (Feast's file store dropped such rows).
 ``python -m bench retrieval`` compares it with the file store.
@@ -29,6 +30,15 @@ from features.store import FEATURE_SERVICE, feature_refs, rebase
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+
+
+def rows_as_of(source: Path, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Each user's newest row of the date-partitioned ``source`` at or before ``cutoff`` (empty when none):
+    the only row Feast's point-in-time join can pick for an entity row at the cutoff."""
+    from features.compute import newest_rows
+
+    rows = newest_rows(source, before=cutoff.floor("D") + pd.Timedelta(days=1))
+    return rows.loc[rows["event_timestamp"] <= cutoff] if len(rows) else rows
 
 
 def partitions_until(source: Path, cutoff: pd.Timestamp) -> list[Path]:
@@ -78,17 +88,20 @@ class OfflineWindow:
         self.store.apply([*store.list_entities(), *[v.batch_source for v in views], *requests, *views, *on_demand, fs])
 
     def point_at(self, *cutoffs: pd.Timestamp) -> None:
-        """Show the partitions up to the newest of these cutoffs (whole sources without date partitions or
-        with nothing that early)."""
+        """Show, for each cutoff, each user's newest row at or before it (whole sources without date
+        partitions or with nothing that early)."""
         for src, dst in self.sources.items():
             shutil.rmtree(dst, ignore_errors=True) if dst.is_dir() else dst.unlink(missing_ok=True)
-            parts = partitions_until(src, max(cutoffs)) if src.is_dir() else []
-            if not parts:  # Feast sees the whole source
+            frames = [rows_as_of(src, c) for c in sorted(set(cutoffs))] if src.is_dir() else []
+            if not any(len(f) for f in frames):  # Feast sees the whole source
                 if src.exists():
                     _link_tree(src, dst)
                 continue
-            for part in sorted(parts):
-                _link_tree(part, dst / part.name)
+            for i, (cutoff, frame) in enumerate(zip(sorted(set(cutoffs)), frames, strict=True)):
+                if len(frame):
+                    folder = dst / f"date={cutoff:%Y-%m-%d}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    frame.to_parquet(folder / f"part-{i}.parquet", index=False)
 
 
 @contextmanager
