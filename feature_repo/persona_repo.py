@@ -20,6 +20,7 @@ from feast import (
     FeatureView,
     Field,
     FileSource,
+    OnDemandFeatureView,
     Project,
     PushSource,
     RequestSource,
@@ -29,10 +30,16 @@ from feast.data_format import ParquetFormat
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
-from features.store import repo_categories
+from features.store import repo_categories, repo_snapshot_every_days
+from features.time_features import BEHAVIOUR as BEHAVIOUR_TIME_FEATURES
+from features.time_features import LIFETIME as LIFETIME_TIME_OUTPUTS
+from features.time_features import OUTPUTS as TIME_OUTPUTS
+from features.time_features import feast_udf
 
 CATEGORIES = repo_categories(Path(__file__).resolve().parent.parent / "persona.yaml")
 """``features.categories`` of the configuration in use: one affinity feature each (none: no affinity features)."""
+SNAPSHOT_EVERY_DAYS = repo_snapshot_every_days(Path(__file__).resolve().parent.parent / "persona.yaml")
+"""``features.snapshot_every_days``: the snapshot grid the read-time features assume."""
 
 OWNER = "persona-data-science"
 TAGS = {"owner": OWNER, "team": "persona"}
@@ -61,7 +68,7 @@ user_behaviour_source = FileSource(
     file_format=ParquetFormat(),  # a folder of date=YYYY-MM-DD partitions
     timestamp_field="event_timestamp",
     created_timestamp_column="created",
-    description="Daily user behaviour snapshots computed from the clean event store",
+    description="Sparse user behaviour snapshots (a row when a stored value changes) from the clean event store",
 )
 
 
@@ -83,9 +90,6 @@ user_behaviour_fv = FeatureView(
         _f("aov_90d", Float64, "Average order value over 90 days (null without orders)"),
         _f("refunds_90d", Int64, "Refunds in the last 90 days"),
         _f("refund_amount_90d", Float64, "Refunded amount in the last 90 days"),
-        _f("days_since_last_purchase", Float64, "Days from the last purchase to the snapshot (null if none)"),
-        _f("days_since_last_event", Float64, "Days from the last event to the snapshot"),
-        _f("tenure_days", Int64, "Days since the user was first seen"),
         _f("events_7d", Int64, "Behaviour events in the last 7 days"),
         _f("events_30d", Int64, "Behaviour events in the last 30 days"),
         _f("sessions_30d", Int64, "Sessions started in the last 30 days"),
@@ -106,10 +110,11 @@ user_behaviour_fv = FeatureView(
         *[_f(f"affinity_{c}", Float64, f"Share of 90-day category interactions in {c}") for c in CATEGORIES],
         _f("last_event_ts", Float64, "Unix time of the user's last event before the snapshot"),
         _f("last_purchase_ts", Float64, "Unix time of the user's last purchase before the snapshot (null if none)"),
+        _f("first_event_ts", Float64, "Unix time of the user's first event"),
     ],
     online=True,
     source=user_behaviour_source,
-    description="What a user did over the last 7/30/90 days, as of each daily snapshot",
+    description="What a user did over the last 7/30/90 days, as of each snapshot where it changed",
     tags=TAGS,
 )
 
@@ -184,11 +189,8 @@ user_lifetime_fv = FeatureView(
         _f("first_purchase_day_spend", Float64, "Spend on the day of the first purchase (null if none)"),
         _f("btyd_frequency", Int64, "BTYD frequency: repeat purchase days (purchase days - 1)"),
         _f("btyd_recency_days", Float64, "BTYD recency: days from the first to the last purchase day (null if none)"),
-        _f("btyd_age_days", Float64, "BTYD age T: days from the first purchase day to the snapshot (null if none)"),
         _f("avg_order_value", Float64, "Lifetime spend per purchase (null without purchases)"),
         _f("btyd_monetary", Float64, "Mean spend of the repeat purchase days (0 without repeats)"),
-        _f("lifetime_purchase_rate", Float64, "Purchase days per day since the first purchase"),
-        _f("lifetime_spend_per_day", Float64, "Lifetime spend per day since the first purchase"),
     ],
     online=True,
     source=user_behaviour_source,
@@ -198,16 +200,35 @@ user_lifetime_fv = FeatureView(
 
 LIFETIME_FEATURES = [f.name for f in user_lifetime_fv.schema if not f.name.endswith("_ts")]
 
+_time_udf, _time_udf_source = feast_udf("user_time", SNAPSHOT_EVERY_DAYS)
+user_time = OnDemandFeatureView(  # the grid is written into the function's text: Feast rebuilds it from the text
+    name="user_time",
+    sources=[user_behaviour_fv[["first_event_ts", "last_event_ts", "last_purchase_ts"]],
+             user_lifetime_fv[["first_purchase_ts", "lifetime_purchase_days", "lifetime_spend"]], request_time],
+    schema=[Field(name=name, dtype=Float64) for name in TIME_OUTPUTS],
+    udf=_time_udf,
+    udf_string=_time_udf_source,
+    mode="pandas",
+    description="Recency, tenure and the BTYD age as of the request time, exactly as the dense snapshot "
+                "taken at the newest snapshot midnight before it gave them (features/time_features.py)",
+    tags=TAGS,
+)
+TIME_FEATURES = list(BEHAVIOUR_TIME_FEATURES)
+"""The behaviour features computed at read time (persona_v1)."""
+LIFETIME_TIME_FEATURES = list(LIFETIME_TIME_OUTPUTS)
+"""The lifetime features computed at read time (persona_v2)."""
+
 persona_v1 = FeatureService(
     name="persona_v1",
-    features=[user_behaviour_fv[MODEL_FEATURES]],
+    features=[user_behaviour_fv[MODEL_FEATURES], user_time[TIME_FEATURES]],
     description="Exactly the features the persona models use (version 1)",
     tags=TAGS,
 )
 
 persona_v2 = FeatureService(
     name="persona_v2",
-    features=[user_behaviour_fv[MODEL_FEATURES], user_lifetime_fv[LIFETIME_FEATURES]],
+    features=[user_behaviour_fv[MODEL_FEATURES], user_time[TIME_FEATURES + LIFETIME_TIME_FEATURES],
+              user_lifetime_fv[LIFETIME_FEATURES]],
     description="The persona models' features, version 2: version 1 plus the lifetime and BTYD summary",
     tags=TAGS,
 )

@@ -1,7 +1,18 @@
-"""Compute daily user behaviour snapshots from clean events (vectorised, chunked by user).
+"""Compute user behaviour snapshots from clean events (vectorised, chunked by user).
 
 A snapshot for day ``s`` carries ``event_timestamp`` = midnight after ``s`` and sees only events
-strictly before that instant, so Feast's point-in-time join never leaks the future.
+strictly before that instant, so Feast's point-in-time join never leaks the future. Snapshots lie on a
+grid of midnights every ``snapshot_every_days`` days, anchored on the epoch (midnights whose epoch day
+is a multiple of it), so read time can tell which snapshot a dense table would have answered with.
+
+The table is *sparse*: a user gets a row only at the grid snapshots where a stored value changes.
+Stored values change only when an event enters a window or leaves one, so for each day ``d`` with an
+event of the user the candidates are the snapshots ending days ``d``, ``d + 7``, ``d + 30`` and
+``d + 90`` (:data:`CHANGE_OFFSETS`), each mapped to the next grid snapshot: at most four rows per
+user-day with an event, whatever the number of days. Time-dependent values (recency, tenure, the BTYD
+age) are not stored; features/time_features.py derives them at read time from the stored timestamps.
+Feast's point-in-time join over the sparse rows returns exactly the dense table's cells
+(tests/data/test_sparse_snapshots.py); ``dense=True`` builds the dense table, the test oracle.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,14 +30,23 @@ import pandas as pd
 from base.config import FeatureConfig
 from features.lifetime import daily_first_purchase, lifetime_columns
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 DAY = np.timedelta64(1, "D")
+EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 _COUNTED = ("page_view", "product_view", "search", "add_to_cart", "purchase", "refund",
             "like", "share", "comment", "support_ticket")
 _CATEGORY_EVENTS = ("product_view", "add_to_cart", "purchase")
 MOBILE_DEVICES = ("mobile", "ios", "android")
 OPTIONAL_COLUMNS = ("amount", "channel", "category", "session_id", "device")
+CHANGE_OFFSETS = (0, 7, 30, 90)
+"""Days after an event day at which a stored value can change: it enters the windows, then leaves the
+7-, 30- and 90-day ones."""
+TIMESTAMP_COLUMNS = ("last_event_ts", "last_purchase_ts", "first_event_ts")
+"""Stored event times (epoch seconds) the read-time features derive from."""
 COUNT_FEATURES = frozenset({
-    "purchases_7d", "purchases_30d", "purchases_90d", "refunds_90d", "tenure_days", "events_7d",
+    "purchases_7d", "purchases_30d", "purchases_90d", "refunds_90d", "events_7d",
     "events_30d", "sessions_30d", "page_views_30d", "product_views_30d", "searches_30d",
     "add_to_cart_30d", "active_days_30d", "social_30d", "support_tickets_90d",
 })
@@ -115,9 +136,10 @@ def session_table(events: pd.DataFrame, codes: np.ndarray, day0: pd.Timestamp) -
 
 def _daily_last(events: pd.DataFrame, codes: np.ndarray, day: np.ndarray, n_users: int,
                 n_days: int) -> dict[str, np.ndarray]:
-    """Per user and day, the unix time of the last event and of the last purchase (NaN when none)."""
+    """Per user and day, the unix time of the last event and of the last purchase (NaN when none);
+    ``first``: per user, the unix time of the first event of any kind."""
     secs = (events["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
-    out = {}
+    out = {"first": pd.Series(secs).groupby(codes).min().reindex(range(n_users)).to_numpy(dtype=float)}
     for kind, mask in (("event", events["event_type"].isin(_COUNTED).to_numpy()),
                        ("purchase", (events["event_type"] == "purchase").to_numpy())):
         frame = pd.DataFrame({"k": codes[mask] * n_days + day[mask], "s": secs[mask]})
@@ -135,13 +157,16 @@ def compute_snapshots(
     end: pd.Timestamp | None = None,
     first_snapshot: pd.Timestamp | None = None,
     chunk_users: int = 5000,
+    dense: bool = False,
 ) -> pd.DataFrame:
     """Daily snapshots (every ``cfg.snapshot_every_days``) for each known user from their first day.
 
     ``end`` is the exclusive end of the history (default: midnight after the last event);
-    ``first_snapshot`` limits output to snapshots at or after that instant (for incremental runs).
+    ``first_snapshot`` limits output to snapshots at or after that instant (for incremental runs);
+    ``dense``: every grid snapshot from the user's first, with the time-dependent columns (the oracle).
     """
-    chunks = list(iter_snapshots(events, cfg, end=end, first_snapshot=first_snapshot, chunk_users=chunk_users))
+    chunks = list(iter_snapshots(events, cfg, end=end, first_snapshot=first_snapshot, chunk_users=chunk_users,
+                                 dense=dense))
     return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
 
 
@@ -152,6 +177,7 @@ def iter_snapshots(
     end: pd.Timestamp | None = None,
     first_snapshot: pd.Timestamp | None = None,
     chunk_users: int = 5000,
+    dense: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """Snapshots one chunk of users at a time (bounded memory for large histories)."""
     events = events.loc[is_known_user(events["user_id"])]
@@ -170,7 +196,11 @@ def iter_snapshots(
     sessions = session_table(events, codes, day0)
     last_ts = _daily_last(events, codes, day, len(users), n_days)
     first_buy = daily_first_purchase(events, codes, day, len(users), n_days)
-    snap_days = np.arange(n_days - 1, -1, -cfg.snapshot_every_days)[::-1]
+    day0_epoch = int((day0 - EPOCH) // pd.Timedelta(days=1))
+    every = cfg.snapshot_every_days
+    on_grid = np.arange(n_days)
+    snap_days = on_grid[(day0_epoch + on_grid + 1) % every == 0]
+    min_day = 0
     if first_snapshot is not None:
         min_day = int(np.ceil((first_snapshot - day0) / pd.Timedelta(days=1))) - 1
         snap_days = snap_days[snap_days >= min_day]
@@ -190,26 +220,65 @@ def iter_snapshots(
         cs["active"] = np.concatenate([np.zeros((n_u, 1)), np.cumsum(daily_events, axis=1)], axis=1)
         last_event = _last_day(daily_events)
         last_purchase = _last_day(np.diff(cs["purchases"], axis=1) > 0)
-        first_day = np.argmax(daily_any, axis=1)
-        ui, sj = np.nonzero(first_day[:, None] <= snap_days[None, :])
-        si = snap_days[sj]
-        frame = _snapshot_frame(cs, ui, si, last_event, last_purchase, first_day, cfg)
+        if dense:
+            first_day = np.argmax(daily_any, axis=1)
+            ui, sj = np.nonzero(first_day[:, None] <= snap_days[None, :])
+            si = snap_days[sj]
+        else:
+            ui, si = change_points(*np.nonzero(daily_any), n_days, day0_epoch, every, min_day)
+        frame = _snapshot_frame(cs, ui, si, cfg)
         for kind, last in (("event", last_event), ("purchase", last_purchase)):
             ld = last[ui, si]
             values = last_ts[kind][start:start + n_u][ui, np.maximum(ld, 0)]
             frame[f"last_{kind}_ts"] = np.where(ld >= 0, values, np.nan)
-        snap_s = (day0 - pd.Timestamp("1970-01-01", tz="UTC")).total_seconds() + (si + 1) * 86400.0
-        life = lifetime_columns(cs["purchases"], cs["spend"], ui, si, snap_s, first_buy[start:start + n_u],
+        frame["first_event_ts"] = last_ts["first"][start:start + n_u][ui]
+        life = lifetime_columns(cs["purchases"], cs["spend"], ui, si, first_buy[start:start + n_u],
                                 frame["last_purchase_ts"].to_numpy())
         frame = pd.concat([frame, life], axis=1)
+        if dense:
+            frame = _dense_time_columns(frame, ui, si, last_event, last_purchase, first_day, day0_epoch)
         out = frame.assign(user_id=users[start:start + n_u][ui].to_numpy(),
                            event_timestamp=day0 + pd.to_timedelta(si + 1, unit="D"))
         out["created"] = out["event_timestamp"]
         yield out[lead + [c for c in out.columns if c not in lead]]
 
 
-def _snapshot_frame(cs: dict[str, np.ndarray], ui: np.ndarray, si: np.ndarray, last_event: np.ndarray,
-                    last_purchase: np.ndarray, first_day: np.ndarray, cfg: FeatureConfig) -> pd.DataFrame:
+def change_points(u: np.ndarray, d: np.ndarray, n_days: int, day0_epoch: int, every: int,
+                  min_day: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(user row, snapshot day) of every sparse row, sorted by user then day, from the (user, day) pairs
+    with an event: each day plus :data:`CHANGE_OFFSETS`, moved to the next grid snapshot, kept when
+    inside ``[min_day, n_days)``."""
+    c = (d[:, None] + np.asarray(CHANGE_OFFSETS)[None, :]).ravel()
+    midnight = day0_epoch + c + 1  # epoch day of each candidate's snapshot time, up to the next grid one
+    g = -(-midnight // every) * every - day0_epoch - 1
+    uu = np.repeat(u, len(CHANGE_OFFSETS))
+    keep = (g < n_days) & (g >= min_day)
+    key = np.unique(uu[keep].astype(np.int64) * n_days + g[keep])
+    return key // n_days, key % n_days
+
+
+def _dense_time_columns(frame: pd.DataFrame, ui: np.ndarray, si: np.ndarray, last_event: np.ndarray,
+                        last_purchase: np.ndarray, first_day: np.ndarray, day0_epoch: int) -> pd.DataFrame:
+    """The time-dependent columns as the dense build stored them, from each snapshot's own day (the
+    oracle for features/time_features.py, computed independently of it)."""
+    lp, le = last_purchase[ui, si], last_event[ui, si]
+    frame["days_since_last_purchase"] = np.where(lp >= 0, si - lp, np.nan).astype(float)
+    frame["days_since_last_event"] = np.where(le >= 0, si - le, np.nan).astype(float)
+    frame["tenure_days"] = (si - first_day[ui]).astype(float)
+    days = frame["lifetime_purchase_days"].to_numpy(dtype=float)
+    bought = days > 0
+    snap_day = day0_epoch + si + 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        age = np.where(bought, snap_day - np.floor(frame["first_purchase_ts"].to_numpy(dtype=float) / 86400.0),
+                       np.nan)
+        spend = frame["lifetime_spend"].to_numpy(dtype=float)
+        frame["btyd_age_days"] = age
+        frame["lifetime_purchase_rate"] = np.where(bought, days / np.maximum(age, 1.0), 0.0)
+        frame["lifetime_spend_per_day"] = np.where(bought, spend / np.maximum(age, 1.0), 0.0)
+    return frame
+
+
+def _snapshot_frame(cs: dict[str, np.ndarray], ui: np.ndarray, si: np.ndarray, cfg: FeatureConfig) -> pd.DataFrame:
     """Feature columns for the (user, snapshot day) pairs of one chunk."""
     w = lambda name, days: _window(cs[name], ui, si, days)  # noqa: E731
     f: dict[str, np.ndarray] = {}
@@ -219,11 +288,6 @@ def _snapshot_frame(cs: dict[str, np.ndarray], ui: np.ndarray, si: np.ndarray, l
     f["aov_90d"] = _ratio(f["spend_90d"], f["purchases_90d"])
     f["refunds_90d"] = w("refunds", 90)
     f["refund_amount_90d"] = w("refund_amount", 90)
-    lp = last_purchase[ui, si]
-    f["days_since_last_purchase"] = np.where(lp >= 0, si - lp, np.nan).astype(float)
-    le = last_event[ui, si]
-    f["days_since_last_event"] = np.where(le >= 0, si - le, np.nan).astype(float)
-    f["tenure_days"] = si - first_day[ui]
     f["events_7d"] = w("events", 7)
     f["events_30d"] = w("events", 30)
     f["sessions_30d"] = w("sessions", 30)
@@ -287,3 +351,40 @@ def read_snapshots(root: Path, columns: list[str] | None = None) -> pd.DataFrame
         return pd.DataFrame(columns=columns or [])
     dataset = ds.dataset(str(root), format="parquet", partitioning=None)
     return dataset.to_table(columns=columns).to_pandas()
+
+
+def newest_rows(root: Path, after: pd.Timestamp | None = None, before: pd.Timestamp | None = None,
+                users: set[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    """Each user's newest stored snapshot row (what the online store holds), among the partitions after
+    ``after`` and before ``before`` (all when None); only ``users`` and ``columns`` when given. Snapshots
+    are sparse: a user's newest row can be in any partition, so the partitions are read newest first and
+    each user is taken from the first one that has it."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    seen: set[str] = set()
+    frames = []
+    for folder in sorted(root.glob("date=*"), reverse=True):
+        day = pd.Timestamp(folder.name[5:], tz="UTC")
+        if before is not None and day >= before:
+            continue
+        if (after is not None and day <= after) or (users is not None and len(seen) == len(users)):
+            break
+        table = pq.read_table(folder, columns=columns, partitioning=None)
+        if users is not None:
+            table = table.filter(pc.is_in(table["user_id"], value_set=pa_strings(users)))
+        if not len(table):
+            continue
+        if seen:
+            table = table.filter(pc.invert(pc.is_in(table["user_id"], value_set=pa_strings(seen))))
+        frame = table.to_pandas().sort_values("event_timestamp", kind="stable").drop_duplicates("user_id", keep="last")
+        seen.update(frame["user_id"].astype(str))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def pa_strings(values: Iterable[str]) -> "pa.Array":
+    """A pyarrow string array of ``values``."""
+    import pyarrow as pa
+
+    return pa.array(sorted(values), type=pa.string())

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from base.config import FeatureConfig
+from features.lifetime import STORED as LIFETIME_STORED
 
 WINDOW_DAYS = 90
 """The longest feature window: a day's events change snapshots up to this many days later."""
@@ -30,7 +31,7 @@ def event_partitions(events_root: Path) -> dict[str, list[str]]:
     return out
 
 
-SNAPSHOT_LAYOUT = "lifetime-1"
+SNAPSHOT_LAYOUT = "sparse-1"
 """Changes when the snapshot columns change, so the next build recomputes everything."""
 
 
@@ -97,59 +98,21 @@ def plan_rebuild(state: dict[str, Any] | None, partitions: dict[str, list[str]],
     return "from", min(changed) + pd.Timedelta(days=1)
 
 
-HISTORY_COLUMNS = ("tenure_days", "last_event_ts", "last_purchase_ts")
-"""Snapshot columns that depend on history older than the longest window."""
+HISTORY_COLUMNS = ("first_event_ts", "last_event_ts", "last_purchase_ts", *LIFETIME_STORED)
+"""Stored columns that depend on history older than the longest window (carried by incremental builds)."""
 
 
-def _since_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Recompute ``days_since_*`` from the snapshot time and the last-event times (day granularity)."""
-    # day numbers since the epoch, in numpy: pandas' float path for unit="s" raised a spurious
-    # FloatingPointError now and then on columns with NaN (seen in `make run`)
-    epoch = pd.Timestamp("1970-01-01", tz="UTC")
-    snap_day = ((frame["event_timestamp"] - epoch) // pd.Timedelta(days=1)).to_numpy(dtype=np.float64) - 1.0
-    for kind in ("event", "purchase"):
-        secs = pd.to_numeric(frame[f"last_{kind}_ts"], errors="coerce").to_numpy(dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            frame[f"days_since_last_{kind}"] = snap_day - np.floor(secs / 86400.0)
-    return frame
-
-
-def carry_history(computed: pd.DataFrame, previous: pd.DataFrame, times: pd.DatetimeIndex) -> pd.DataFrame:
-    """Complete snapshots computed from a recent window of events with what the previous snapshot knew.
-
-    ``computed`` holds snapshots (at ``times``) built only from events of the last window; users of
-    ``previous`` (the snapshot just before ``times[0]``) with no row at some time get a row with
-    empty windows, and every returning user keeps its tenure and last-event times.
-    """
-    prev = previous.set_index("user_id")
-    prev_time = previous["event_timestamp"].iloc[0]
-    grid = pd.MultiIndex.from_product([prev.index, times], names=["user_id", "event_timestamp"])
-    have = pd.MultiIndex.from_frame(computed[["user_id", "event_timestamp"]]) if len(computed) else grid[:0]
-    missing = grid.difference(have)
-    filler = pd.DataFrame(index=range(len(missing)), columns=computed.columns)
-    if len(missing):
-        filler["user_id"] = missing.get_level_values(0)
-        filler["event_timestamp"] = missing.get_level_values(1)
-        filler["created"] = filler["event_timestamp"]
-        zeros = [c for c in computed.columns if c not in ("user_id", "event_timestamp", "created", *HISTORY_COLUMNS)]
-        for col in zeros:  # an empty window: counts/sums/shares 0, ratios undefined (as a full build gives)
-            filler[col] = np.nan if col in _UNDEFINED_WHEN_EMPTY else 0
-    out = pd.concat([computed, filler], ignore_index=True) if len(computed) else filler
-    known = out["user_id"].isin(prev.index)
-    elapsed = ((out["event_timestamp"] - prev_time) / pd.Timedelta(days=1)).astype("int64")
-    prior = prev.reindex(out["user_id"])
-    out.loc[known, "tenure_days"] = (prior["tenure_days"].to_numpy() + elapsed.to_numpy())[known.to_numpy()]
-    for col in ("last_event_ts", "last_purchase_ts"):
-        out[col] = np.fmax(pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float),
-                           prior[col].to_numpy(dtype=float))
-    out = _since_columns(out)
-    return out.astype(computed.dtypes.to_dict()).sort_values(["event_timestamp", "user_id"], ignore_index=True)
-
-
-_UNDEFINED_WHEN_EMPTY = frozenset({
-    "aov_90d", "cart_conversion_30d", "spend_trend", "events_trend", "avg_session_minutes_30d",
-    "days_since_last_purchase", "days_since_last_event",
-})
+def carry_history(computed: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    """Complete snapshot rows computed from a recent window of events with what each user's previous
+    row knew: ``previous`` holds each user's newest stored row before the rebuild (one per user; users
+    without one had no event before it). The first event time is the previous one, the last event and
+    purchase times the newer of the two (the window columns need nothing older than the window)."""
+    prior = previous.set_index("user_id").reindex(computed["user_id"])
+    out = computed.copy()
+    for col, pick in (("last_event_ts", np.fmax), ("last_purchase_ts", np.fmax), ("first_event_ts", np.fmin)):
+        out[col] = pick(pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float),
+                        prior[col].to_numpy(dtype=float))
+    return out
 
 
 def users_of_aliases(events: pd.DataFrame, aliases: set[str]) -> set[str]:
@@ -175,10 +138,12 @@ def rewrite_users(root: Path, computed: pd.DataFrame, users: set[str], start: pd
     written = 0
     by_day = {day: part for day, part in computed.groupby(computed["event_timestamp"].dt.strftime("%Y-%m-%d"))}
     mine = pa.array(sorted(users), type=pa.string())
-    for folder in sorted(root.glob("date=*")):
+    folders = {f.name for f in root.glob("date=*")} | {f"date={day}" for day in by_day}
+    for folder in sorted(root / name for name in folders):
         day = pd.Timestamp(folder.name[5:], tz="UTC")
         if day < start.floor("D") or (stop is not None and day >= stop.floor("D")):
             continue
+        folder.mkdir(exist_ok=True)  # sparse rows: a user's new row can fall on a day no one had one
         parts = sorted(folder.glob("part-*.parquet"))
         old = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default") if parts else None
         new = by_day.get(folder.name[5:])

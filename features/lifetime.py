@@ -12,8 +12,9 @@ that give the same numbers (tests/data/test_lifetime_features.py):
 The buy-till-you-die summary follows Fader, Hardie & Lee on purchase *days*: frequency = purchase days
 - 1, recency = days from the first to the last purchase day, age T = days from the first purchase day
 to the snapshot, monetary value = mean spend of the repeat purchase days. Derived columns
-(:data:`DERIVED`) are recomputed from the stored ones wherever those change. Money is not rounded, so
-the three paths agree to the cent.
+(:data:`DERIVED`) are recomputed from the stored ones wherever those change. The columns that depend on
+the time they are read at (the age T and the rates over it) are not stored: features/time_features.py
+computes them at read time. Money is not rounded, so the three paths agree to the cent.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ DAY_S = 86400.0
 STORED = ("lifetime_purchases", "lifetime_spend", "lifetime_purchase_days", "first_purchase_ts",
           "first_purchase_day_spend")
 """Columns that are carried forward (sums, and the first purchase day's time and spend)."""
-DERIVED = ("btyd_frequency", "btyd_recency_days", "btyd_age_days", "avg_order_value", "btyd_monetary",
-           "lifetime_purchase_rate", "lifetime_spend_per_day")
-"""Columns recomputed from the stored ones, the last purchase time and the snapshot time."""
+DERIVED = ("btyd_frequency", "btyd_recency_days", "avg_order_value", "btyd_monetary")
+"""Columns recomputed from the stored ones and the last purchase time (they change only with purchases)."""
 COLUMNS = STORED + DERIVED
 INTEGER_COLUMNS = frozenset({"lifetime_purchases", "lifetime_purchase_days", "btyd_frequency"})
 
@@ -54,12 +54,11 @@ def daily_first_purchase(events: pd.DataFrame, codes: np.ndarray, day: np.ndarra
 
 
 def lifetime_columns(purchases: np.ndarray, spend: np.ndarray, ui: np.ndarray, si: np.ndarray,
-                     snapshot_s: np.ndarray, first_ts: np.ndarray, last_purchase_ts: np.ndarray) -> pd.DataFrame:
+                     first_ts: np.ndarray, last_purchase_ts: np.ndarray) -> pd.DataFrame:
     """Lifetime columns for the (user row ``ui``, snapshot day ``si``) pairs of one chunk.
 
     ``purchases``/``spend``: cumulative per-user sums over days, shape (users, days + 1), column 0 = 0
-    (as features/compute.py keeps them); ``snapshot_s``: unix time of each pair's snapshot;
-    ``first_ts``: :func:`daily_first_purchase` of the chunk; ``last_purchase_ts``: each pair's last purchase.
+    (as features/compute.py keeps them); ``first_ts``: :func:`daily_first_purchase` of the chunk; ``last_purchase_ts``: each pair's last purchase.
     """
     daily = np.diff(purchases, axis=1) > 0
     days_cum = np.concatenate([np.zeros((len(daily), 1)), np.cumsum(daily, axis=1)], axis=1)
@@ -73,10 +72,10 @@ def lifetime_columns(purchases: np.ndarray, spend: np.ndarray, ui: np.ndarray, s
         "first_purchase_ts": np.where(has, first_ts[ui, fd], np.nan),
         "first_purchase_day_spend": np.where(has, spend[ui, fd + 1] - spend[ui, fd], np.nan),
     })
-    return finish(derive(frame, last_purchase_ts, snapshot_s))
+    return finish(derive(frame, last_purchase_ts))
 
 
-def derive(frame: pd.DataFrame, last_purchase_ts: np.ndarray, snapshot_s: np.ndarray) -> pd.DataFrame:
+def derive(frame: pd.DataFrame, last_purchase_ts: np.ndarray) -> pd.DataFrame:
     """Fill the :data:`DERIVED` columns from the stored ones (NaN/0 for users who never bought)."""
     n = frame["lifetime_purchases"].to_numpy(dtype=float)
     spend = frame["lifetime_spend"].to_numpy(dtype=float)
@@ -84,19 +83,14 @@ def derive(frame: pd.DataFrame, last_purchase_ts: np.ndarray, snapshot_s: np.nda
     first = frame["first_purchase_ts"].to_numpy(dtype=float)
     first_day = np.floor(first / DAY_S)
     last_day = np.floor(np.asarray(last_purchase_ts, dtype=float) / DAY_S)
-    snap_day = np.floor(np.asarray(snapshot_s, dtype=float) / DAY_S)
     bought = days > 0
     x = np.where(bought, days - 1, 0.0)
-    age = np.where(bought, snap_day - first_day, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["btyd_frequency"] = x
         frame["btyd_recency_days"] = np.where(bought, last_day - first_day, np.nan)
-        frame["btyd_age_days"] = age
         frame["avg_order_value"] = np.where(n > 0, spend / np.where(n > 0, n, 1), np.nan)
         repeat = spend - np.nan_to_num(frame["first_purchase_day_spend"].to_numpy(dtype=float))
         frame["btyd_monetary"] = np.where(x > 0, repeat / np.where(x > 0, x, 1), 0.0)
-        frame["lifetime_purchase_rate"] = np.where(bought, days / np.maximum(age, 1.0), 0.0)
-        frame["lifetime_spend_per_day"] = np.where(bought, spend / np.maximum(age, 1.0), 0.0)
     return frame
 
 
@@ -110,7 +104,8 @@ def finish(frame: pd.DataFrame) -> pd.DataFrame:
 def carry_lifetime(out: pd.DataFrame, previous: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
     """Lifetime columns of an incremental build: ``out`` holds snapshots computed from a recent window
     of events only (their lifetime sums start with that window), ``base`` the same window's values at
-    the time of ``previous`` (the last stored snapshot, which saw all history before it). Each sum is
+    the time of ``previous`` (each user's newest stored row before the rebuild, which saw all history
+before it; one row per user). Each sum is
     the previous value plus what the window added since; first-purchase values are the previous ones
     when there were any."""
     users = out["user_id"]
@@ -123,16 +118,14 @@ def carry_lifetime(out: pd.DataFrame, previous: pd.DataFrame, base: pd.DataFrame
     had = prev["first_purchase_ts"].notna().to_numpy()
     for c in ("first_purchase_ts", "first_purchase_day_spend"):
         out[c] = np.where(had, prev[c].to_numpy(dtype=float), pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float))
-    snap_s = (out["event_timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
     last = pd.to_numeric(out["last_purchase_ts"], errors="coerce").to_numpy(dtype=float)
-    return finish(derive(out, last, snap_s))
+    return finish(derive(out, last))
 
 
-def fold_lifetime(current: Mapping[str, float | None], events: pd.DataFrame, last_purchase_ts: float | None,
-                  snapshot_s: float) -> dict[str, float | None]:
+def fold_lifetime(current: Mapping[str, float | None], events: pd.DataFrame,
+                  last_purchase_ts: float | None) -> dict[str, float | None]:
     """One user's online lifetime values after ``events`` (canonical rows, amounts in the base currency);
-    ``last_purchase_ts``: the stored last purchase before these events (None when none); ``snapshot_s``:
-    the time the values hold for (ages count to it)."""
+    ``last_purchase_ts``: the stored last purchase before these events (None when none)."""
     def num(name: str) -> float:
         v = current.get(name)
         return 0.0 if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
@@ -158,5 +151,5 @@ def fold_lifetime(current: Mapping[str, float | None], events: pd.DataFrame, las
             out["first_purchase_day_spend"] = num("first_purchase_day_spend") + float(amount[day == first_day].sum())
         last = max(last or 0.0, float(secs.max()))
     frame = pd.DataFrame({c: [np.nan if out[c] is None else out[c]] for c in STORED})
-    frame = derive(frame, np.array([np.nan if last is None else last]), np.array([snapshot_s]))
+    frame = derive(frame, np.array([np.nan if last is None else last]))
     return {c: (None if pd.isna(frame[c].iloc[0]) else float(frame[c].iloc[0])) for c in COLUMNS}

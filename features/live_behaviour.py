@@ -2,7 +2,8 @@
 
 The batch path computes ``user_behaviour`` snapshots at midnight; between two snapshots, events
 posted to the service move the online values at once so the persona reacts immediately. Counts and
-sums over the 7/30/90-day windows grow by the new events, recency drops to zero, the ratios derived
+sums over the 7/30/90-day windows grow by the new events, the last-event times move (recency and tenure
+are computed from them at read time, features/time_features.py), the ratios derived
 from them (average order value, cart conversion, trends, device/channel shares) are recomputed.
 Category affinities and session counts are left as they are (neither their 90-day denominator nor
 the sessions already seen are kept online), and the windows do not slide between snapshots (an
@@ -77,12 +78,10 @@ def fold_user(current: Mapping[str, float | None], events: pd.DataFrame, now_s: 
         if newest // DAY_S > last_event // DAY_S:
             out["active_days_30d"] = _num(current, "active_days_30d") + 1.0
         out["last_event_ts"] = max(last_event, newest)
-        out["days_since_last_event"] = 0.0
     if purchase.any():
         out["last_purchase_ts"] = max(_num(current, "last_purchase_ts"), float(secs[purchase].max()))
-        out["days_since_last_purchase"] = 0.0
-    if current.get("tenure_days") is None:
-        out["tenure_days"] = 0.0
+    if current.get("first_event_ts") is None and len(secs):  # a user new to the online store
+        out["first_event_ts"] = float(secs.min())
     return out
 
 
@@ -120,10 +119,10 @@ def last_purchase_times(store: "FeatureStore", events: pd.DataFrame) -> dict[str
 def update_lifetime_online(store: "FeatureStore", events: pd.DataFrame, now_s: float,
                            last_purchase: dict[str, float | None] | None = None) -> list[str]:
     """Fold the purchases of known users into their online ``user_lifetime`` values; returns the users
-    updated. Ages count to the end of the current day, as in a snapshot taken at the next midnight.
+    updated (ages and rates over them are computed at read time, features/time_features.py).
     ``last_purchase``: each buyer's ``last_purchase_ts`` before the behaviour fold (read now when not given)."""
     from features.compute import is_known_user
-    from features.lifetime import COLUMNS, DAY_S, INTEGER_COLUMNS, LIFETIME_VIEW, fold_lifetime
+    from features.lifetime import COLUMNS, INTEGER_COLUMNS, LIFETIME_VIEW, fold_lifetime
 
     buys = events.loc[is_known_user(events["user_id"]) & (events["event_type"] == "purchase")]
     if buys.empty:
@@ -135,11 +134,10 @@ def update_lifetime_online(store: "FeatureStore", events: pd.DataFrame, now_s: f
         entity_rows=[{"user_id": u} for u in users]).to_dict()
     if last_purchase is None:
         last_purchase = last_purchase_times(store, buys)
-    midnight = (np.floor(now_s / DAY_S) + 1) * DAY_S
     rows = []
     for i, (user, group) in enumerate(buys.groupby("user_id", sort=True)):
         current = {f: resp[f][i] for f in fields}
-        folded = fold_lifetime(current, group, last_purchase.get(user), midnight)
+        folded = fold_lifetime(current, group, last_purchase.get(user))
         rows.append({"user_id": user, "event_timestamp": group["timestamp"].max(), **folded})
     frame = pd.DataFrame(rows)
     frame["created"] = frame["event_timestamp"]

@@ -13,13 +13,16 @@ Values: numeric fields (Int32/Int64, Float32/Float64, Bool as 0/1, UnixTimestamp
 fill ``OnlineBatch.values`` (NaN when missing). Non-numeric fields (String, Bytes, lists, ...) keep
 their column in ``values`` as NaN, so columns always match ``features``, and their decoded Python
 values (as ``get_online_features`` returns them, None when missing) are in ``OnlineBatch.other``.
-On-demand views are computed per request and are not read here (the constructor refuses them).
+On-demand views whose inputs are batch-view fields and the request time (``user_time``: recency,
+tenure, the BTYD age; features/time_features.py) are computed here per read with the view's own
+function and ``request_ts`` = now (or the time given); other on-demand views are refused.
 
 A reader is bound to the registry as it was when it was made: make a new one after ``apply``.
 """
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 import struct
 import threading
@@ -142,11 +145,43 @@ class OnlineReader:
         self._join_key = ""
         self._version = key_version(store)
         views = {v.name: v for v in store.list_feature_views()}
+        odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
+        wanted: dict[str, Any] = {}  # view -> projection read (the service's fields, then the on-demand inputs)
+        outputs: list[tuple[str, str]] = []  # (view or on-demand view, feature) of each public feature
+        self._on_demand: list[tuple[Any, list[str], list[tuple[str, str]]]] = []
         for proj in service.feature_view_projections:
-            if proj.name not in views:
-                raise ValueError(f"feature service {service.name!r}: {proj.name!r} is not a feature view "
-                                 "(on-demand views are computed per request; use get_online_features for them)")
-            self._views.append(self._resolve(store, views[proj.name], proj, full_feature_names))
+            if proj.name in odfvs:
+                odfv = odfvs[proj.name]
+                self._check_on_demand(service.name, odfv, views)
+                inputs = [(p.name, f.name) for p in odfv.source_feature_view_projections.values() for f in p.features]
+                for view, name in inputs:
+                    self._want(wanted, views[view], name)
+                self._on_demand.append((odfv.feature_transformation.udf, [f.name for f in proj.features], inputs))
+            elif proj.name in views:
+                for f in proj.features:
+                    self._want(wanted, views[proj.name], f.name, proj)
+            else:
+                raise ValueError(f"feature service {service.name!r}: {proj.name!r} is not a feature view")
+            outputs += [(proj.name, f.name) for f in proj.features]
+        internal: list[tuple[str, str]] = []
+        for name, proj in wanted.items():
+            self._views.append(self._resolve(store, views[name], proj, full_feature_names))
+            internal += [(name, f.name) for f in proj.features]
+        self._internal = {key: i for i, key in enumerate(internal)}
+        public = self.features
+        if self._on_demand:  # internal columns (every field read), then the public ones picked from them
+            on_demand_names = {(p.name, f.name) for p in service.feature_view_projections if p.name in odfvs
+                               for f in p.features}
+            prefix = "{}__" if full_feature_names else ""
+            public = [prefix.format(v) + n for v, n in outputs]
+            width = len(internal)
+            self._odfv_cols = {key: width + i for i, key in enumerate(sorted(on_demand_names))}
+            self._pick = np.array([self._odfv_cols[key] if key in self._odfv_cols else self._internal[key]
+                                   for key in outputs], dtype=np.intp)
+            self._internal_names = list(self.features)
+            self.features = public
+        else:
+            self._pick = None
         self._project = store.project.encode()
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -154,6 +189,28 @@ class OnlineReader:
         self._client = redis_client(store) if self._redis else None
         cluster = self._redis and store.config.online_store.redis_type != "redis"
         self._script = self._client.register_script(HMGET_PACKED) if self._redis and not cluster else None
+
+    @staticmethod
+    def _want(wanted: dict[str, Any], fv: Any, name: str, proj: Any = None) -> None:
+        """Add field ``name`` of view ``fv`` to the projections read (once)."""
+        got = wanted.get(fv.name)
+        if got is None:
+            got = wanted[fv.name] = copy.copy(proj if proj is not None else fv.projection)
+            got.features = []
+        if name not in [f.name for f in got.features]:
+            got.features = [*got.features, next(f for f in fv.features if f.name == name)]
+
+    @staticmethod
+    def _check_on_demand(service: str, odfv: Any, views: dict[str, Any]) -> None:
+        """Only on-demand views over batch-view fields and the request time are computed here."""
+        from features.time_features import REQUEST_TS
+
+        requests = [f.name for r in odfv.source_request_sources.values() for f in r.schema]
+        sources = list(odfv.source_feature_view_projections)
+        if any(r != REQUEST_TS for r in requests) or any(v not in views for v in sources):
+            raise ValueError(f"feature service {service!r}: {odfv.name!r} is not a feature view "
+                             f"(only on-demand views over feature views and {REQUEST_TS!r} are computed here; "
+                             "use get_online_features for the others)")
 
     def _resolve(self, store: "FeatureStore", fv: Any, proj: Any, full_names: bool) -> _View:
         """Columns, types, table and hash fields of one projection."""
@@ -181,13 +238,15 @@ class OnlineReader:
                      other=other, fields=[redis_field(stored, n) for n in names] + [redis_ts_field(stored)],
                      names=names)
 
-    def read(self, user_ids: Sequence[str]) -> OnlineBatch:
-        """The service's features of these users (duplicates and unknown users allowed)."""
+    def read(self, user_ids: Sequence[str], request_ts: float | None = None) -> OnlineBatch:
+        """The service's features of these users (duplicates and unknown users allowed); on-demand
+        features as of ``request_ts`` (epoch seconds; default now)."""
         ids = [str(u) for u in user_ids]
         unique = list(dict.fromkeys(ids))
-        n, width = len(unique), len(self.features)
+        read = self._internal_names if self._pick is not None else self.features
+        n, width = len(unique), len(read)
         flat = [NAN] * (n * width)
-        other = {self.features[c]: [None] * n for v in self._views for c in v.other.values()}
+        other = {read[c]: [None] * n for v in self._views for c in v.other.values()}
         top: list[Any] = [-1] * n
         if unique:
             keys = entity_keys(self._join_key, unique, self._version)
@@ -201,10 +260,12 @@ class OnlineReader:
                     is_double = raw and len(raw) == 9 and raw[0] == 0x29  # the common case, decoded inline
                     flat[row * width + col] = _double(raw, 1)[0] if is_double else number(raw)
                 elif (col := others[view].get(name)) is not None:
-                    other[self.features[col]][row] = python_value(raw)
+                    other[read[col]][row] = python_value(raw)
         convert = from_sqlite_epoch if self._sqlite else float
         newest = [None if t == -1 else convert(t) for t in top]
         values = np.array(flat, dtype=np.float64).reshape(n, width)
+        if self._pick is not None:
+            values = self._with_on_demand(values, request_ts)
         if n != len(ids):
             index = {u: i for i, u in enumerate(unique)}
             pick = [index[u] for u in ids]
@@ -212,6 +273,27 @@ class OnlineReader:
             newest = [newest[i] for i in pick]
             other = {k: [v[i] for i in pick] for k, v in other.items()}
         return OnlineBatch(features=list(self.features), values=values, times=newest, other=other)
+
+    def _with_on_demand(self, values: np.ndarray, request_ts: float | None) -> np.ndarray:
+        """The public columns: the read ones and each on-demand view's outputs, computed by its own
+        function from its input fields and the request time."""
+        import time
+
+        import pandas as pd
+
+        from features.time_features import REQUEST_TS
+
+        now = time.time() if request_ts is None else float(request_ts)
+        extra = np.full((len(values), len(self._odfv_cols)), np.nan)
+        base = values.shape[1]
+        for udf, names, inputs in self._on_demand:
+            frame = pd.DataFrame({name: values[:, self._internal[(view, name)]] for view, name in inputs})
+            frame[REQUEST_TS] = now
+            out = udf(frame)
+            for name in names:
+                key = next(k for k in self._odfv_cols if k[1] == name)
+                extra[:, self._odfv_cols[key] - base] = out[name].to_numpy(dtype=float)
+        return np.concatenate([values, extra], axis=1)[:, self._pick]
 
     def _sqlite_rows(self, keys: list[bytes]) -> list[tuple[int, int, str, bytes, int]]:
         """(view, user row, feature, value bytes, stored event_ts) of every stored value of these keys."""

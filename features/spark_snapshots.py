@@ -1,9 +1,10 @@
 """The daily snapshot build as Spark SQL window aggregations over the Parquet event store.
 
 Cell for cell the same table as :func:`features.compute.iter_snapshots` (tests/spark): events are
-resolved through the identity graph, summed per user and day, laid on a dense per-user day grid from
-the user's first day, and each window feature is a difference of running sums (``cs(s) - cs(s - w)``,
-the same additions in the same order as the NumPy builder). Values are written as microsecond
+resolved through the identity graph, summed per user and day, laid on a per-user day grid from the
+user's first day, and each window feature is a difference of running sums (``cs(s) - cs(s - w)``, the
+same additions in the same order as the NumPy builder). Only the sparse rows are kept: the grid
+snapshots where an event enters a window or leaves one (``features.compute.CHANGE_OFFSETS``). Values are written as microsecond
 timestamps under ``date=YYYY-MM-DD/`` folders, the layout the Feast sources and the pandas readers use.
 """
 
@@ -19,7 +20,7 @@ import pandas as pd
 
 from base.config import FeatureConfig, Settings
 from base.paths import DataPaths
-from features.compute import _CATEGORY_EVENTS, _COUNTED, COUNT_FEATURES, MOBILE_DEVICES
+from features.compute import _CATEGORY_EVENTS, _COUNTED, CHANGE_OFFSETS, COUNT_FEATURES, MOBILE_DEVICES
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -175,8 +176,9 @@ def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, 
     day0_epoch = int(day0.timestamp() // DAY_SECONDS)
     events = events.withColumn("day", (F.unix_date(F.to_date("timestamp")) - day0_epoch).cast("int"))
     daily = _daily(events, cfg.categories).join(_sessions(events), ["user_id", "day"], "full")
-    firsts = events.groupBy("user_id").agg(F.min("day").alias("first_day"))
-    grid = firsts.select("user_id", "first_day",
+    firsts = events.groupBy("user_id").agg(F.min("day").alias("first_day"),
+                                           (F.min(F.unix_micros("timestamp")) / 1e6).alias("first_event_ts"))
+    grid = firsts.select("user_id", "first_day", "first_event_ts",
                          F.explode(F.sequence("first_day", F.lit(n_days - 1))).alias("day"))
     times = ("day_last_event_ts", "day_last_purchase_ts", "day_first_purchase_ts")
     metrics = [c for c in daily.columns if c not in ("user_id", "day", *times)]
@@ -186,9 +188,7 @@ def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, 
     by_day = Window.partitionBy("user_id").orderBy("day")
     sums = [F.sum(m).over(running).alias(f"cs_{m}") for m in [*metrics, "active"]]
     dense = dense.select(
-        "user_id", "day", "first_day", *sums,
-        F.max(F.when(F.col("events") > 0, F.col("day"))).over(running).alias("last_event_day"),
-        F.max(F.when(F.col("purchases") > 0, F.col("day"))).over(running).alias("last_purchase_day"),
+        "user_id", "day", "first_day", "first_event_ts", *sums,
         F.max("day_last_event_ts").over(running).alias("last_event_ts"),
         F.max("day_last_purchase_ts").over(running).alias("last_purchase_ts"),
         # lifetime (features/lifetime.lifetime_columns): purchase days so far, the first purchase day's
@@ -202,8 +202,21 @@ def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, 
     lagged = [F.coalesce(F.lag(f"cs_{m}", w).over(by_day), F.lit(0.0)).alias(f"lag{w}_{m}") for m, w in windows]
     dense = dense.select("*", *lagged)
     every = cfg.snapshot_every_days
-    dense = dense.where((((n_days - 1) - F.col("day")) % every == 0) & (F.col("day") >= min_day))
-    return _features(dense, cfg, day0_epoch)
+    changes = _change_points(events, day0_epoch, every, n_days, min_day)
+    return _features(dense.join(changes, ["user_id", "day"], "left_semi"), cfg, day0_epoch)
+
+
+def _change_points(events: "DataFrame", day0_epoch: int, every: int, n_days: int, min_day: int) -> "DataFrame":
+    """(user, snapshot day) of the sparse rows (``features.compute.change_points``): each day with an
+    event plus each of ``CHANGE_OFFSETS``, moved to the next snapshot of the epoch-anchored grid."""
+    from pyspark.sql import functions as F
+
+    offsets = F.array(*[F.lit(o) for o in CHANGE_OFFSETS])
+    c = events.select("user_id", "day").distinct().select("user_id", "day", F.explode(offsets).alias("o")) \
+        .select("user_id", (F.col("day") + F.col("o")).alias("c"))
+    midnight = F.lit(day0_epoch) + F.col("c") + 1
+    g = (F.ceil(midnight / F.lit(float(every))) * every - day0_epoch - 1).cast("int")
+    return c.select("user_id", g.alias("day")).where((F.col("day") < n_days) & (F.col("day") >= min_day)).distinct()
 
 
 def _features(dense: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataFrame":
@@ -221,9 +234,6 @@ def _features(dense: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataF
     f["aov_90d"] = _ratio(f["spend_90d"], f["purchases_90d"])
     f["refunds_90d"] = w("refunds", 90)
     f["refund_amount_90d"] = w("refund_amount", 90)
-    f["days_since_last_purchase"] = (s - F.col("last_purchase_day")).cast("double")
-    f["days_since_last_event"] = (s - F.col("last_event_day")).cast("double")
-    f["tenure_days"] = s - F.col("first_day")
     f["events_7d"] = w("events", 7)
     f["events_30d"] = w("events", 30)
     f["sessions_30d"] = w("sessions", 30)
@@ -255,11 +265,12 @@ def _features(dense: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataF
         "user_id", when.alias("event_timestamp"), when.alias("created"), *typed,
         F.col("last_event_ts").cast("double").alias("last_event_ts"),
         F.col("last_purchase_ts").cast("double").alias("last_purchase_ts"),
-        *_lifetime(((F.lit(day0_epoch) + s + 1) * float(DAY_SECONDS)).cast("double")),
+        F.col("first_event_ts").cast("double").alias("first_event_ts"),
+        *_lifetime(),
     )
 
 
-def _lifetime(snapshot_s: "Column") -> list["Column"]:
+def _lifetime() -> list["Column"]:
     """The columns of ``features.lifetime.lifetime_columns`` (stored, then ``derive``'s, then ``finish``'s
     integer types), the same IEEE operations in Spark SQL: nulls where ``derive`` leaves NaN."""
     from pyspark.sql import functions as F
@@ -270,20 +281,16 @@ def _lifetime(snapshot_s: "Column") -> list["Column"]:
     first = F.col("first_purchase_ts")
     first_day = F.floor(first / DAY_S).cast("double")
     last_day = F.floor(F.col("last_purchase_ts") / DAY_S).cast("double")
-    snap_day = F.floor(snapshot_s / DAY_S).cast("double")
     bought = days > 0
     x = F.when(bought, days - 1.0).otherwise(0.0)
-    age = F.when(bought, snap_day - first_day)
     repeat = spend - F.coalesce(F.col("first_purchase_day_spend"), F.lit(0.0))
     c = {
         "lifetime_purchases": n, "lifetime_spend": spend, "lifetime_purchase_days": days,
         "first_purchase_ts": F.when(bought, first), "first_purchase_day_spend":
             F.when(bought, F.col("first_purchase_day_spend")),
-        "btyd_frequency": x, "btyd_recency_days": F.when(bought, last_day - first_day), "btyd_age_days": age,
+        "btyd_frequency": x, "btyd_recency_days": F.when(bought, last_day - first_day),
         "avg_order_value": F.when(n > 0, spend / n),
         "btyd_monetary": F.when(x > 0, repeat / x).otherwise(0.0),
-        "lifetime_purchase_rate": F.when(bought, days / F.greatest(age, F.lit(1.0))).otherwise(0.0),
-        "lifetime_spend_per_day": F.when(bought, spend / F.greatest(age, F.lit(1.0))).otherwise(0.0),
     }
     return [(F.rint(c[k]).cast("long") if k in INTEGER_COLUMNS else c[k].cast("double")).alias(k) for k in COLUMNS]
 

@@ -101,25 +101,25 @@ def spark_objects(repo: RepoObjects) -> RepoObjects:
     return RepoObjects(out)
 
 
-def partition_at(spark: "SparkSession", root: str, cutoff: pd.Timestamp) -> str | None:
-    """The newest ``date=YYYY-MM-DD`` folder under ``root`` at or before the cutoff's day (any Hadoop
-    file system: local, HDFS, object storage); None when there is none."""
+def partitions_until(spark: "SparkSession", root: str, cutoff: pd.Timestamp) -> list[str]:
+    """The ``date=YYYY-MM-DD`` folders under ``root`` at or before the cutoff's day (any Hadoop file
+    system: local, HDFS, object storage); snapshots are sparse, so a user's newest row at the cutoff can
+    be in any of them."""
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(root)
     fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     if not fs.exists(path):
-        return None
+        return []
     last = f"date={cutoff:%Y-%m-%d}"
     names = sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory())
-    names = [n for n in names if n.startswith("date=") and n <= last]
-    return f"{root.rstrip('/')}/{names[-1]}" if names else None
+    return [f"{root.rstrip('/')}/{n}" for n in names if n.startswith("date=") and n <= last]
 
 
 def bind_sources(spark: "SparkSession", settings: Settings, cutoff: pd.Timestamp | None = None,
                  repo: RepoObjects | None = None) -> dict[str, str]:
-    """Point each Spark view's table at its folder: the whole of it, or (with ``cutoff``) its newest
-    partition at or before the cutoff, which holds every user known by then (the whole folder when
-    there is none that early). Returns table → path."""
+    """Point each Spark view's table at its folder: the whole of it, or (with ``cutoff``) its partitions
+    at or before the cutoff (Spark does not prune them itself; the whole folder when there is none that
+    early). Returns table → path (the first partition's when several)."""
     from features.store import load_definitions
 
     repo = repo or load_definitions(settings.feature_repo)
@@ -127,9 +127,10 @@ def bind_sources(spark: "SparkSession", settings: Settings, cutoff: pd.Timestamp
     for name, folder in source_paths(repo, settings.data_dir).items():
         root = data_url(settings, folder)
         # nothing that early: the whole folder (the point-in-time join then finds nothing either)
-        path = (partition_at(spark, root, cutoff) if cutoff is not None else None) or root
+        paths = (partitions_until(spark, root, cutoff) if cutoff is not None else []) or [root]
+        path = paths[0]
         try:
-            spark.read.parquet(path).createOrReplaceTempView(table_name(name))
+            spark.read.option("basePath", root).parquet(*paths).createOrReplaceTempView(table_name(name))
         except Exception as e:  # AnalysisException: missing folder, nanosecond timestamps, ...
             raise RuntimeError(f"{path}: Spark cannot read the snapshots ({str(e).splitlines()[0]}); "
                                "build them with PERSONA_ENGINE=spark (microsecond timestamps)") from e
@@ -150,8 +151,8 @@ def apply_spark_definitions(settings: Settings, store: "FeatureStore") -> list[s
 
 
 def materialize_spark(settings: Settings, store: "FeatureStore", views: list[str] | None = None) -> int:
-    """``spark.engine`` materialization of the newest snapshot partition into the online store;
-    returns the rows it holds (one per user)."""
+    """``spark.engine`` materialization of every user's newest snapshot row into the online store
+    (Feast keeps the newest row per user over the whole table); returns the users."""
     from pyspark.sql import functions as F
 
     spark = spark_session(settings.spark)
@@ -162,8 +163,8 @@ def materialize_spark(settings: Settings, store: "FeatureStore", views: list[str
     cutoff = pd.Timestamp(newest[-1].name[5:], tz="UTC") if newest else pd.Timestamp.now(tz="UTC")
     bound = bind_sources(spark, settings, cutoff)
     table = spark.table(next(iter(bound)))
-    span = table.agg(F.min(F.unix_micros("event_timestamp")).alias("lo"),
-                     F.max(F.unix_micros("event_timestamp")).alias("hi"), F.count(F.lit(1)).alias("n")).collect()[0]
+    span = table.agg(F.min(F.unix_micros("event_timestamp")).alias("lo"), F.max(F.unix_micros("event_timestamp"))
+                     .alias("hi"), F.countDistinct("user_id").alias("n")).collect()[0]
     start = pd.Timestamp(span["lo"], unit="us", tz="UTC") - pd.Timedelta(seconds=1)
     end = pd.Timestamp(span["hi"], unit="us", tz="UTC") + pd.Timedelta(seconds=1)
     store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),

@@ -21,6 +21,8 @@ BEHAVIOUR_VIEW = "user_behaviour"
 CATEGORIES_ENV = "PERSONA_FEATURE_CATEGORIES"
 """Set (comma-separated, empty = none) while ``persona`` imports the feature repo: the categories of the
 settings in use, so the repo's views follow the configuration the store is opened with."""
+SNAPSHOT_EVERY_ENV = "PERSONA_SNAPSHOT_EVERY_DAYS"
+"""Set the same way: the snapshot grid (``features.snapshot_every_days``) the read-time features assume."""
 
 
 def repo_categories(default_config: Path | None = None) -> list[str]:
@@ -37,21 +39,34 @@ def repo_categories(default_config: Path | None = None) -> list[str]:
     return list(load_settings(os.environ.get(CONFIG_ENV) or default_config).features.categories)
 
 
+def repo_snapshot_every_days(default_config: Path | None = None) -> int:
+    """The snapshot grid the feature repo's read-time features assume, found like :func:`repo_categories`."""
+    value = os.environ.get(SNAPSHOT_EVERY_ENV)
+    if value:
+        return int(value)
+    from base.config import CONFIG_ENV, PROJECT_FEATURE_REPO, load_settings
+
+    if default_config is None or not default_config.is_file():
+        default_config = PROJECT_FEATURE_REPO.parent / "persona.yaml"
+    return int(load_settings(os.environ.get(CONFIG_ENV) or default_config).features.snapshot_every_days)
+
+
 @contextmanager
-def _categories_set(categories: list[str] | None) -> Iterator[None]:
-    """:data:`CATEGORIES_ENV` set for the duration of an import of the feature repo (then restored)."""
-    if categories is None:
-        yield
-        return
-    before = os.environ.get(CATEGORIES_ENV)
-    os.environ[CATEGORIES_ENV] = ",".join(categories)
+def _categories_set(categories: list[str] | None, every_days: int | None = None) -> Iterator[None]:
+    """:data:`CATEGORIES_ENV` (and :data:`SNAPSHOT_EVERY_ENV`) set for the duration of an import of the
+    feature repo (then restored)."""
+    values = {CATEGORIES_ENV: None if categories is None else ",".join(categories),
+              SNAPSHOT_EVERY_ENV: None if every_days is None else str(every_days)}
+    before = {k: os.environ.get(k) for k, v in values.items() if v is not None}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(CATEGORIES_ENV, None)
-        else:
-            os.environ[CATEGORIES_ENV] = before
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 FEAST_PROJECT_ENV = "PERSONA_FEAST_PROJECT"
@@ -161,9 +176,11 @@ class RepoObjects:
         return [o for o in self.objects if isinstance(o, kind)]
 
 
-def load_definitions(repo_dir: Path, categories: list[str] | None = None) -> RepoObjects:
+def load_definitions(repo_dir: Path, categories: list[str] | None = None,
+                     every_days: int | None = None) -> RepoObjects:
     """Import every module of the feature repo and collect its Feast objects (like ``feast apply``);
-    ``categories``: the configured categories the repo declares affinity features for."""
+    ``categories``: the configured categories the repo declares affinity features for; ``every_days``:
+    the configured snapshot grid."""
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
     from feast.data_source import DataSource
 
@@ -175,7 +192,7 @@ def load_definitions(repo_dir: Path, categories: list[str] | None = None) -> Rep
     data_dir: Path | None = None
     sys.path.insert(0, str(repo_dir))  # definitions may import each other, as with `feast apply`
     try:
-        with _categories_set(categories):
+        with _categories_set(categories, every_days):
             for file in files:
                 module = sys.modules.get(file.stem) or _import_file(file)
                 data_dir = getattr(module, REPO_DATA_DIR, None) or data_dir
@@ -250,7 +267,8 @@ def store_objects(settings: Settings, store: "FeatureStore") -> RepoObjects:
     under the repo's data directory moved into the settings' one."""
     from feast import Project
 
-    repo = load_definitions(settings.feature_repo, list(settings.features.categories))
+    repo = load_definitions(settings.feature_repo, list(settings.features.categories),
+                            settings.features.snapshot_every_days)
     declared = repo.named(Project)
     description = declared[0].description if declared else ""
     objects = [o for o in repo.objects if not isinstance(o, Project)]

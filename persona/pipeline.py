@@ -87,9 +87,10 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
 
         built, start = build_features_spark(settings, incremental)
         return FeatureSummary(built.rows, built.users, built.first, built.last, start is not None, start)
-    from features.compute import compute_snapshots, iter_snapshots, read_snapshots, write_snapshots
+    from features.compute import compute_snapshots, iter_snapshots, newest_rows, write_snapshots
     from features.lifetime import carry_lifetime
     from features.incremental import (
+        HISTORY_COLUMNS,
         WINDOW_DAYS,
         carry_history,
         event_partitions,
@@ -133,18 +134,21 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
             advance(2)
             return FeatureSummary(relinked_rows, relinked_users, None, None, incremental=True,
                                   recomputed_from=alias_start, relinked_users=relinked_users)
-        previous = paths.behaviour_snapshots / f"date={start - pd.Timedelta(days=1):%Y-%m-%d}" if start else None
-        if start is not None and previous is not None and previous.exists() and settings.features.snapshot_every_days == 1:
-            # only the last window of events is read; older history comes from the previous snapshot
+        root = paths.behaviour_snapshots
+        history = start is not None and any(p.name < f"date={start:%Y-%m-%d}" for p in root.glob("date=*"))
+        if history and settings.features.snapshot_every_days == 1:
+            # only the last window of events is read; older history comes from each user's newest row before it
             events = load_clean_events(settings, since=start - pd.Timedelta(days=WINDOW_DAYS + 1))
             advance(1)
-            computed = compute_snapshots(events, settings.features, first_snapshot=start - pd.Timedelta(days=1))
-            base = computed.loc[computed["event_timestamp"] < start]  # the window's sums at the previous snapshot
-            computed = computed.loc[computed["event_timestamp"] >= start].reset_index(drop=True)
-            end = pd.Timestamp(max(partitions), tz="UTC") + pd.Timedelta(days=1)
-            prev = read_snapshots(previous)
-            carried = carry_history(computed, prev, pd.date_range(start, end, freq="D"))
-            chunks = iter([carry_lifetime(carried, prev, base)])
+            computed = compute_snapshots(events, settings.features)
+            before = computed["event_timestamp"] < start
+            # the window's own sums as of the rebuild start: each user's newest window row before it
+            base = computed.loc[before].drop_duplicates("user_id", keep="last")
+            computed = computed.loc[~before].reset_index(drop=True)
+            prev = newest_rows(root, before=start, users=set(computed["user_id"].astype(str)),
+                               columns=["user_id", "event_timestamp", *HISTORY_COLUMNS])
+            prev = prev if len(prev) else pd.DataFrame(columns=["user_id", *HISTORY_COLUMNS])
+            chunks = iter([carry_lifetime(carry_history(computed, prev), prev, base)])
         else:
             start = None if mode == "full" else start
             events = load_clean_events(settings)
@@ -200,7 +204,7 @@ def register_features(settings: Settings, store: "FeatureStore | None" = None) -
 
 
 def _newest_partition(settings: Settings) -> Path:
-    """The newest day partition of the snapshots, which holds every user's latest snapshot."""
+    """The newest day partition of the snapshots (its name is the newest snapshot time)."""
     partitions = sorted(DataPaths(settings.data_dir).behaviour_snapshots.glob("date=*"))
     if not partitions:
         raise RuntimeError("no feature snapshots: run `persona build-features` first")
@@ -211,11 +215,12 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
                 views: list[str] | None = None, use_feast: bool = False) -> int:
     """Load the newest snapshot of every user into the online store; returns users loaded.
 
-    By default the newest day partition (every user's latest snapshot) goes straight to the online
-    store for both snapshot views (features/online_writer.py); ``use_feast`` (or another view) runs
-    Feast's own ``materialize`` over the whole offline table instead.
+    By default every user's newest row (snapshots are sparse: it can be in any partition) goes straight
+    to the online store for both snapshot views (features/online_writer.py); ``use_feast`` (or another
+    view) runs Feast's own ``materialize`` over the whole offline table instead (from its oldest row, so
+    no user's newest row is left out).
     """
-    from features.compute import read_snapshots
+    from features.compute import newest_rows, read_snapshots
     from features.lifetime import LIFETIME_VIEW
     from features.online_writer import write_latest
     from features.store import BEHAVIOUR_VIEW, open_store
@@ -230,7 +235,8 @@ def materialize(settings: Settings, store: "FeatureStore | None" = None, progres
     root = DataPaths(settings.data_dir).behaviour_snapshots
     with step(progress, "materialize online store", total=len(views)) as advance:
         if set(views) <= set(snapshot_views) and not use_feast:
-            newest = read_snapshots(_newest_partition(settings))
+            _newest_partition(settings)  # says so when there are none
+            newest = newest_rows(root)
             users = max(write_latest(store, view, newest) for view in views)
             advance(len(views))
             return users
@@ -246,11 +252,11 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
                             progress: Any | None = None) -> pd.Timestamp:
     """Move only snapshots newer than the last materialization online; returns the new high-water mark.
 
-    The newest day partition holds every user's latest snapshot, so when it is newer than the
-    registry's last materialized interval it alone is written (features/online_writer.py, which
-    records the interval); otherwise nothing is written.
+    When the newest partition is newer than the registry's last materialized interval, each user's
+    newest row among the partitions after that mark is written (features/online_writer.py, which
+    records the interval; the other users' rows online are still their newest); otherwise nothing is.
     """
-    from features.compute import read_snapshots
+    from features.compute import newest_rows
     from features.lifetime import LIFETIME_VIEW
     from features.online_writer import write_latest
     from features.store import BEHAVIOUR_VIEW, open_store
@@ -262,7 +268,7 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
     mark = max((pd.to_datetime(end, utc=True) for _, end in intervals), default=None)
     with step(progress, "materialize (incremental)", total=1) as advance:
         if mark is None or newest > mark:
-            latest = read_snapshots(partition)
+            latest = newest_rows(DataPaths(settings.data_dir).behaviour_snapshots, after=mark)
             write_latest(store, BEHAVIOUR_VIEW, latest)
             write_latest(store, LIFETIME_VIEW, latest)
             mark = newest

@@ -42,14 +42,28 @@ class ScoringResult:
 
 
 def newest_snapshots(settings: Settings) -> pd.DataFrame:
-    """Every user's newest snapshot (the newest day partition holds every user)."""
-    from features.compute import read_snapshots
+    """Every user's newest snapshot row (sparse: it can be in any partition), stamped with the newest
+    snapshot time, which its stored values still hold for (the time features are computed as of it)."""
+    from features.compute import newest_rows
 
-    parts = sorted(DataPaths(settings.data_dir).behaviour_snapshots.glob("date=*"))
+    root = DataPaths(settings.data_dir).behaviour_snapshots
+    parts = sorted(root.glob("date=*"))
     if not parts:
         raise RuntimeError("no feature snapshots: run `persona build-features` first")
-    snaps = read_snapshots(parts[-1])
-    return snaps.sort_values("event_timestamp").drop_duplicates("user_id", keep="last").reset_index(drop=True)
+    snaps = newest_rows(root).sort_values("user_id", kind="stable").reset_index(drop=True)
+    return snaps.assign(event_timestamp=pd.Timestamp(parts[-1].name[5:], tz="UTC"))
+
+
+def with_time_features(snaps: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Snapshot rows with the time-dependent features (features/time_features.py) as of each row's
+    ``event_timestamp``, unless they are there already."""
+    from features.time_features import OUTPUTS, time_features
+
+    if set(OUTPUTS) <= set(snaps.columns):
+        return snaps
+    at = (pd.to_datetime(snaps["event_timestamp"], utc=True) - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()
+    extra = time_features(snaps, at.to_numpy(dtype=float), settings.features.snapshot_every_days)
+    return pd.concat([snaps.drop(columns=[c for c in OUTPUTS if c in snaps]), extra], axis=1)
 
 
 def score_personas(settings: Settings, models: dict[str, "LoadedModel"], snaps: pd.DataFrame,
@@ -57,6 +71,7 @@ def score_personas(settings: Settings, models: dict[str, "LoadedModel"], snaps: 
     """Smoothed personas for the users of ``snaps`` (the frame :func:`append_history` takes)."""
     scorer = PersonaScorer(models, settings)
     n = len(snaps)
+    snaps = with_time_features(snaps.reset_index(drop=True), settings)
     x = scorer.frame_matrix(snaps)
     kept = [t for t in scorer.targets if t.segment_input]
     raw = scorer.predict(x, [t.key for t in kept]) if n else {t.key: np.zeros(0) for t in kept}

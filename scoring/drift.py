@@ -114,9 +114,17 @@ def reference_days(settings: Settings, ml: MlflowSettings, models: dict[str, "Lo
 
 
 def _read_days(settings: Settings, days: list[str], columns: list[str], max_rows: int, seed: int) -> pd.DataFrame:
-    from features.compute import read_snapshots
+    """Every user's features as of each of ``days`` (sparse snapshots: each user's newest row up to the
+    day, with the time features as of the day), the ``columns`` asked for."""
+    from features.compute import newest_rows
+    from scoring.batch import with_time_features
 
-    frames = [read_snapshots(_partition(settings, d), columns=columns) for d in days]
+    root = DataPaths(settings.data_dir).behaviour_snapshots
+    frames = []
+    for d in days:
+        at = pd.Timestamp(d, tz="UTC")
+        rows = newest_rows(root, before=at + pd.Timedelta(days=1)).assign(event_timestamp=at)
+        frames.append(with_time_features(rows, settings).loc[:, columns])
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return frame.sample(n=max_rows, random_state=seed) if len(frame) > max_rows else frame
 

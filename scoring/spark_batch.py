@@ -68,7 +68,11 @@ def score_spark(spark: "SparkSession", settings: Settings, models: dict[str, "Lo
 
 
 def newest_snapshots_spark(spark: "SparkSession", settings: Settings) -> "DataFrame":
-    """Every user's newest snapshot: the newest day partition (it holds every user), read by Spark."""
+    """Every user's newest snapshot row (sparse: from any partition), stamped with the newest snapshot
+    time, as :func:`scoring.batch.newest_snapshots` gives them, read by Spark."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
     from features.spark_store import bind_sources, table_name
     from features.store import BEHAVIOUR_VIEW, load_definitions
 
@@ -77,7 +81,10 @@ def newest_snapshots_spark(spark: "SparkSession", settings: Settings) -> "DataFr
     from feast import FeatureView
 
     source = next(fv.batch_source.name for fv in repo.named(FeatureView) if fv.name == BEHAVIOUR_VIEW)
-    return spark.table(table_name(source))
+    table = spark.table(table_name(source))
+    newest = Window.partitionBy("user_id").orderBy(F.col("event_timestamp").desc())
+    latest = table.withColumn("_n", F.row_number().over(newest)).where(F.col("_n") == 1).drop("_n")
+    return latest.withColumn("event_timestamp", F.lit(table.agg(F.max("event_timestamp")).collect()[0][0]))
 
 
 def rescore_all_spark(settings: Settings, models: dict[str, "LoadedModel"]) -> ScoringResult:

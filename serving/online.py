@@ -34,8 +34,10 @@ class OnlineFeatures:
             self._columns[key] = found
         return found
 
-    def read(self, user_ids: Sequence[str], features: Sequence[str]) -> tuple[np.ndarray, list[float | None]]:
+    def read(self, user_ids: Sequence[str], features: Sequence[str],
+             request_ts: float | None = None) -> tuple[np.ndarray, list[float | None]]:
         """The users' values of ``features`` (a float matrix in that order, NaN when missing) and each
-        user's snapshot time (epoch seconds; None when the user is unknown)."""
-        batch = self.reader.read(user_ids)
+        user's snapshot time (epoch seconds; None when the user is unknown). Time-dependent features
+        (recency, tenure) are as of ``request_ts`` (default now)."""
+        batch = self.reader.read(user_ids, request_ts)
         return batch.values[:, self.columns(features)], batch.times

@@ -75,13 +75,13 @@ class RecordKeeper:
         return max((end for _, end in intervals), default="").isoformat() if intervals else ""
 
     def all_users(self) -> list[str]:
-        """Users with a record, and every user of the newest snapshot."""
+        """Users with a record, and every user with a snapshot (sparse: in any partition)."""
         from features.compute import read_snapshots
 
         users = set(self.records.users())
-        parts = sorted(DataPaths(self.settings.data_dir).behaviour_snapshots.glob("date=*"))
-        if parts:
-            users |= set(read_snapshots(parts[-1], columns=["user_id"])["user_id"].astype(str))
+        root = DataPaths(self.settings.data_dir).behaviour_snapshots
+        if any(root.glob("date=*")):
+            users |= set(read_snapshots(root, columns=["user_id"])["user_id"].astype(str))
         return sorted(users)
 
     def check(self) -> bool:

@@ -30,7 +30,7 @@ PROFILE_FEATURES = ("spend_90d", "purchases_90d", "aov_90d", "product_views_30d"
 """Features whose segment means the overview sets against the population (those present are shown)."""
 UPDATES_KEPT = 60
 """Batch updates kept in the segment-by-update table (the newest)."""
-SKIPPED = ("event_timestamp", "created", "last_event_ts", "last_purchase_ts")
+SKIPPED = ("event_timestamp", "created", "last_event_ts", "last_purchase_ts", "first_event_ts", "first_purchase_ts")
 RECENT_DAYS = 30
 """Days of events the person page shows from."""
 EVENT_COLUMNS = ("user_id", "timestamp", "event_type", "channel", "amount", "currency", "category", "product_id", "device")
@@ -50,9 +50,9 @@ def current_frame(settings: Settings) -> pd.DataFrame:
 
     personas = latest_personas(settings)
     try:
-        from scoring.batch import newest_snapshots
+        from scoring.batch import newest_snapshots, with_time_features
 
-        snaps = newest_snapshots(settings)
+        snaps = with_time_features(newest_snapshots(settings), settings)  # recency as of the newest snapshot
     except RuntimeError:  # no snapshots yet
         return personas
     numeric = [c for c in snaps.columns if c not in SKIPPED and c != "user_id"

@@ -5,8 +5,10 @@ The embedded default reads the offline store with Feast's DuckDB offline store (
 older than the entity row (the views' TTL is ten years), so over daily snapshots one retrieval over the whole
 store grows with users x days (50,000 users x 120 days: 18 minutes and 12 GB). The retrieval therefore runs once
 against a *window*: a folder whose date partitions are hard links to the stored ones that can hold the answer
-(for each cutoff, the newest partition at or before it, which carries every user known by then), registered in
-a registry of its own with the service's views and sources pointed at it. Every entity row comes back; a
+(for each cutoff, each user's newest snapshot row at or before it, gathered from every older partition:
+snapshots are sparse, a user's newest row can be old; one row per user and cutoff, as main's dense window had),
+registered in a registry of its own with the service's views and sources pointed at it. The time-dependent features come
+from the on-demand view ``user_time`` with the request time = the cutoff (features/time_features.py). Every entity row comes back; a
 user with no snapshot by its cutoff gets null features (Feast's file store dropped such rows).
 ``python -m bench retrieval`` compares it with the file store.
 """
@@ -30,11 +32,20 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 
-def partition_for(source: Path, cutoff: pd.Timestamp) -> Path | None:
-    """The newest ``date=YYYY-MM-DD`` partition of ``source`` at or before the cutoff's day (None if none)."""
+def rows_as_of(source: Path, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Each user's newest row of the date-partitioned ``source`` at or before ``cutoff`` (empty when none):
+    the only row Feast's point-in-time join can pick for an entity row at the cutoff."""
+    from features.compute import newest_rows
+
+    rows = newest_rows(source, before=cutoff.floor("D") + pd.Timedelta(days=1))
+    return rows.loc[rows["event_timestamp"] <= cutoff] if len(rows) else rows
+
+
+def partitions_until(source: Path, cutoff: pd.Timestamp) -> list[Path]:
+    """The ``date=YYYY-MM-DD`` partitions of ``source`` at or before the cutoff's day (sparse snapshots:
+    each user's newest row at the cutoff is in one of them)."""
     last = f"date={cutoff:%Y-%m-%d}"
-    parts = sorted(p for p in source.glob("date=*") if p.is_dir() and p.name <= last)
-    return parts[-1] if parts else None
+    return sorted(p for p in source.glob("date=*") if p.is_dir() and p.name <= last)
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -59,7 +70,12 @@ class OfflineWindow:
         from feast.repo_config import RepoConfig
 
         fs = store.get_feature_service(service)
-        views = [store.get_feature_view(p.name) for p in fs.feature_view_projections]
+        odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
+        on_demand = [odfvs[p.name] for p in fs.feature_view_projections if p.name in odfvs]
+        names = {p.name for p in fs.feature_view_projections if p.name not in odfvs}
+        names |= {p.name for v in on_demand for p in v.source_feature_view_projections.values()}
+        views = [store.get_feature_view(name) for name in sorted(names)]
+        requests = [r for v in on_demand for r in v.source_request_sources.values()]
         self.sources = {Path(v.batch_source.path): Path(rebase(v.batch_source.path, data_dir, root)) for v in views}
         for view in views:  # the registry's own definitions, reading the window
             view.batch_source.file_options.uri = str(self.sources[Path(view.batch_source.path)])
@@ -69,19 +85,23 @@ class OfflineWindow:
                             entity_key_serialization_version=store.config.entity_key_serialization_version)
         config.repo_path = root
         self.store = FeatureStore(repo_path=str(root), config=config)
-        self.store.apply([*store.list_entities(), *[v.batch_source for v in views], *views, fs])
+        self.store.apply([*store.list_entities(), *[v.batch_source for v in views], *requests, *views, *on_demand, fs])
 
     def point_at(self, *cutoffs: pd.Timestamp) -> None:
-        """Show the partitions for these cutoffs (whole sources without date partitions or with nothing that early)."""
+        """Show, for each cutoff, each user's newest row at or before it (whole sources without date
+        partitions or with nothing that early)."""
         for src, dst in self.sources.items():
             shutil.rmtree(dst, ignore_errors=True) if dst.is_dir() else dst.unlink(missing_ok=True)
-            parts = {partition_for(src, c) for c in cutoffs} if src.is_dir() else {None}
-            if None in parts:  # Feast sees the whole source
+            frames = [rows_as_of(src, c) for c in sorted(set(cutoffs))] if src.is_dir() else []
+            if not any(len(f) for f in frames):  # Feast sees the whole source
                 if src.exists():
                     _link_tree(src, dst)
                 continue
-            for part in sorted(parts):
-                _link_tree(part, dst / part.name)
+            for i, (cutoff, frame) in enumerate(zip(sorted(set(cutoffs)), frames, strict=True)):
+                if len(frame):
+                    folder = dst / f"date={cutoff:%Y-%m-%d}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    frame.to_parquet(folder / f"part-{i}.parquet", index=False)
 
 
 @contextmanager
@@ -96,7 +116,12 @@ def offline_window(store: "FeatureStore", data_dir: Path, service: str = FEATURE
 
 def retrieve(store: "FeatureStore", entity_df: pd.DataFrame, service: str = FEATURE_SERVICE) -> pd.DataFrame:
     """``store.get_historical_features`` for the feature service, columns named without the view prefix."""
+    from features.time_features import REQUEST_TS
+
     fs = store.get_feature_service(service)
+    if REQUEST_TS not in entity_df:  # the on-demand view's request time: the row's cutoff
+        stamps = pd.to_datetime(entity_df["event_timestamp"], utc=True)
+        entity_df = entity_df.assign(**{REQUEST_TS: (stamps - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds()})
     frame = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
     names = feature_refs(store, service)
     views = [p.name for p in fs.feature_view_projections]

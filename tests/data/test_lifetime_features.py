@@ -9,8 +9,9 @@ import pytest
 
 from base.config import FeatureConfig
 from base.paths import DataPaths
-from features.compute import compute_snapshots, read_snapshots
+from features.compute import EPOCH, compute_snapshots, read_snapshots
 from features.lifetime import COLUMNS, fold_lifetime
+from features.time_features import time_features
 from ingestion.event_store import write_batch
 from persona.pipeline import build_features
 from tests.conftest import settings_in
@@ -34,10 +35,14 @@ def test_lifetime_columns_equal_the_btyd_inputs_before_each_cutoff() -> None:
     browser = {"user_id": "u99", "timestamp": T0, "event_type": "page_view", "amount": None, "channel": "web",
                "category": None, "session_id": None}
     ev = pd.concat([ev, pd.DataFrame([browser])], ignore_index=True)
-    snaps = compute_snapshots(ev, CFG)
+    snaps = compute_snapshots(ev, CFG).sort_values("event_timestamp")  # sparse rows
     cutoffs = [T0 + pd.Timedelta(days=d) for d in (20, 75, 150, 200)]
     hist = history_summary(ev, cutoffs, 30).set_index(["user_id", "event_timestamp"])
-    snap = snaps.set_index(["user_id", "event_timestamp"]).loc[hist.index]
+    rows = hist.index.to_frame(index=False).sort_values("event_timestamp")
+    snap = pd.merge_asof(rows, snaps, on="event_timestamp", by="user_id")  # each user's row as of the cutoff
+    request = (snap["event_timestamp"] - EPOCH).dt.total_seconds().to_numpy()
+    snap = pd.concat([snap, time_features(snap, request)], axis=1).set_index(["user_id", "event_timestamp"])
+    snap = snap.loc[hist.index]
     bought = snap["lifetime_purchase_days"] > 0
     assert bought.sum() > 20 and (~bought).sum() > 0
     b, h = snap.loc[bought], hist.loc[bought]
@@ -77,7 +82,7 @@ def test_real_time_fold_equals_the_next_snapshot() -> None:
     day = T0 + pd.Timedelta(days=59)
     last_day = _purchases(rng, 40, 1).assign(timestamp=lambda f: f.timestamp + pd.Timedelta(days=59))
     ev = pd.concat([_purchases(rng, 400, 59), last_day], ignore_index=True)
-    snaps = compute_snapshots(ev, CFG, end=day + pd.Timedelta(days=1))
+    snaps = compute_snapshots(ev, CFG, end=day + pd.Timedelta(days=1), dense=True)
     before = snaps.loc[snaps["event_timestamp"] == day].set_index("user_id")
     after = snaps.loc[snaps["event_timestamp"] == day + pd.Timedelta(days=1)].set_index("user_id")
     today = ev.loc[ev.timestamp >= day]
@@ -88,7 +93,7 @@ def test_real_time_fold_equals_the_next_snapshot() -> None:
         row = before.loc[user]
         current = {c: (None if pd.isna(row[c]) else float(row[c])) for c in COLUMNS}
         last = None if pd.isna(row["last_purchase_ts"]) else float(row["last_purchase_ts"])
-        folded = fold_lifetime(current, group, last, (day + pd.Timedelta(days=1)).timestamp())
+        folded = fold_lifetime(current, group, last)
         for c in COLUMNS:
             want = after.loc[user, c]
             assert (folded[c] is None and pd.isna(want)) or folded[c] == pytest.approx(float(want), abs=0.011), c
@@ -112,8 +117,9 @@ def test_lifetime_view_is_served_online_and_folds_posted_purchases(tmp_path) -> 
     newest = snaps.loc[snaps["event_timestamp"] == snaps["event_timestamp"].max()].set_index("user_id")
     user = newest["lifetime_purchases"].idxmax()
     refs = [f"user_lifetime:{c}" for c in COLUMNS]
-    online = store.get_online_features(features=store.get_feature_service(FEATURE_SERVICE),
-                                       entity_rows=[{"user_id": user}]).to_dict()
+    service = store.get_feature_service(FEATURE_SERVICE)
+    online = store.get_online_features(features=service, entity_rows=[
+        {"user_id": user, "request_ts": newest["event_timestamp"].max().timestamp()}]).to_dict()
     assert online["lifetime_purchases"] == [newest.loc[user, "lifetime_purchases"]]
     assert online["btyd_frequency"] == [newest.loc[user, "btyd_frequency"]]
     when = newest["event_timestamp"].max() + pd.Timedelta(hours=5)
@@ -126,4 +132,8 @@ def test_lifetime_view_is_served_online_and_folds_posted_purchases(tmp_path) -> 
     assert after["lifetime_spend"][0] == pytest.approx(newest.loc[user, "lifetime_spend"] + 15.5)
     assert after["lifetime_purchase_days"] == [newest.loc[user, "lifetime_purchase_days"] + 1]  # one new day
     assert after["btyd_frequency"] == [newest.loc[user, "btyd_frequency"] + 1]
-    assert after["btyd_recency_days"][0] == after["btyd_age_days"][0] - 1  # bought today, T counts to midnight
+    now = store.get_online_features(features=service, entity_rows=[{"user_id": user, "request_ts": when.timestamp()}])
+    now = now.to_dict()
+    # bought today; read today: T counts to the newest snapshot midnight (today's), as a dense table had it
+    assert now["btyd_recency_days"][0] == now["btyd_age_days"][0] == after["btyd_recency_days"][0]
+    assert now["lifetime_purchase_rate"][0] == pytest.approx(after["lifetime_purchase_days"][0] / now["btyd_age_days"][0])

@@ -39,13 +39,19 @@ def _snapshots(s: Settings) -> pd.DataFrame:
 def test_online_store_holds_the_newest_snapshot(store_settings: Settings) -> None:
     snaps = _snapshots(store_settings)
     newest = snaps.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
-    users = list(newest.index[:5])
+    old = newest["event_timestamp"] < newest["event_timestamp"].max()  # sparse: rows older than the newest day
+    users = list(newest.index[old][:3]) + list(newest.index[~old][:2])
+    assert old.sum() >= 3
     store = open_store(store_settings)
+    now = pd.Timestamp.now(tz="UTC").timestamp()
     online = store.get_online_features(features=store.get_feature_service("persona_v1"),
-                                       entity_rows=[{"user_id": u} for u in users]).to_dict()
+                                       entity_rows=[{"user_id": u, "request_ts": now} for u in users]).to_dict()
     assert online["spend_90d"] == pytest.approx(list(newest.loc[users, "spend_90d"]))
     assert online["purchases_30d"] == list(newest.loc[users, "purchases_30d"])
     assert "last_event_ts" not in online  # persona_v1 serves only model features
+    # recency as of now (the newest snapshot midnight before now), not as of the user's old row
+    want = [now // 86400 - 1 - t // 86400 for t in newest.loc[users, "last_event_ts"]]
+    assert online["days_since_last_event"] == want and min(want) > 2
 
 
 def test_historical_retrieval_is_point_in_time(store_settings: Settings) -> None:

@@ -45,15 +45,17 @@ def store(request: pytest.FixtureRequest, history: tuple) -> Iterator[object]:
 
 
 def _assert_same_as_feast(store, reader: OnlineReader, users: list[str], service: str) -> None:
-    batch = reader.read(users)
+    now = 1.8e9
+    batch = reader.read(users, now)
     feast = store.get_online_features(features=store.get_feature_service(service),
-                                      entity_rows=[{"user_id": u} for u in users]).to_dict(include_event_timestamps=True)
+                                      entity_rows=[{"user_id": u, "request_ts": now} for u in users]
+                                      ).to_dict(include_event_timestamps=True)
     assert batch.values.shape == (len(users), len(batch.features)) and batch.values.dtype == np.float64
     for j, name in enumerate(batch.features):
         want = [math.nan if v is None else float(v) for v in feast[name]]
         np.testing.assert_array_equal(batch.values[:, j], want, err_msg=name)
     for i, when in enumerate(batch.times):
-        stamps = [feast[f"{n}__ts"][i] for n in batch.features]
+        stamps = [feast[f"{n}__ts"][i] for n in batch.features if f"{n}__ts" in feast]
         if when is None:
             assert all(v is None for n in batch.features for v in [feast[n][i]]), users[i]
         else:
@@ -132,10 +134,27 @@ def test_non_numeric_fields_go_to_other(store, history: tuple) -> None:
 def test_on_demand_views_and_name_clashes_are_refused(store) -> None:
     from feast import FeatureService
 
-    odfv = store.get_on_demand_feature_view("user_recency_now")
+    from feast import Field, RequestSource
+    from feast.on_demand_feature_view import on_demand_feature_view
+    from feast.types import Float64
+
+    odfv = store.get_on_demand_feature_view("user_recency_now")  # over batch fields and request_ts: computed
     store.apply([FeatureService(name="odfv_test", features=[odfv])])
-    with pytest.raises(ValueError, match="user_recency_now.*not a feature view"):
-        OnlineReader(store, "odfv_test")
+    users = ["u000001", "nobody"]
+    got = OnlineReader(store, "odfv_test").read(users, 1.8e9)
+    feast = store.get_online_features(features=store.get_feature_service("odfv_test"),
+                                      entity_rows=[{"user_id": u, "request_ts": 1.8e9} for u in users]).to_dict()
+    np.testing.assert_array_equal(got.column("days_since_last_event_now"),
+                                  [math.nan if v is None else v for v in feast["days_since_last_event_now"]])
+    other = RequestSource(name="other_request", schema=[Field(name="budget", dtype=Float64)])
+
+    @on_demand_feature_view(sources=[other], schema=[Field(name="double_budget", dtype=Float64)], mode="pandas")
+    def other_odfv(inputs: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"double_budget": inputs["budget"] * 2})
+
+    store.apply([other, other_odfv, FeatureService(name="odfv_other", features=[other_odfv])])
+    with pytest.raises(ValueError, match="other_odfv.*not a feature view"):
+        OnlineReader(store, "odfv_other")
     behaviour, activity = store.get_feature_view("user_behaviour"), store.get_feature_view("user_activity")
     store.apply([FeatureService(name="clash_test", features=[behaviour[["last_event_ts"]], activity])])
     with pytest.raises(ValueError, match="two features named 'last_event_ts'"):

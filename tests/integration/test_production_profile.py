@@ -59,7 +59,7 @@ def test_materialized_values_are_read_back_from_redis(prod_store: tuple) -> None
     newest = snaps.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
     users = list(newest.index[:10])
     got = store.get_online_features(features=store.get_feature_service("persona_v1"),
-                                    entity_rows=[{"user_id": u} for u in users]).to_dict()
+                                    entity_rows=[{"user_id": u, "request_ts": 1.8e9} for u in users]).to_dict()
     assert got["spend_30d"] == pytest.approx(list(newest.loc[users, "spend_30d"]))
 
 

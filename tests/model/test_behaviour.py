@@ -60,7 +60,7 @@ def test_predictions_are_invariant_to_the_order_of_events(trained: dict) -> None
     cfg = FeatureConfig(categories=CATEGORIES)
 
     def predict(ev: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-        snaps = compute_snapshots(ev, cfg)
+        snaps = compute_snapshots(ev, cfg, dense=True)  # every user at the newest snapshot, with recency
         last = snaps.loc[snaps["event_timestamp"] == snaps["event_timestamp"].max()].sort_values("user_id")
         x = matrix(last, FEATURES)
         preds = np.column_stack([trained[k].predict(x) if k != "category" else trained[k].predict(x).argmax(1)

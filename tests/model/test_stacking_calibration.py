@@ -34,7 +34,7 @@ def _events(seed: int, users: int = 150, days: int = 200) -> pd.DataFrame:
 
 
 def _training_frame(events: pd.DataFrame, cutoffs: list[pd.Timestamp]) -> pd.DataFrame:
-    snaps = compute_snapshots(events, FeatureConfig())
+    snaps = compute_snapshots(events, FeatureConfig(), dense=True)  # a row per user and cutoff (the oracle)
     labels = make_labels(events, cutoffs, 30)
     return labels.merge(snaps, on=["user_id", "event_timestamp"], how="left")
 

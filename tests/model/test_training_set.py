@@ -13,7 +13,7 @@ from base.config import Settings
 from persona.pipeline import build_features, ingest_inbox, register_features, training_events, training_set
 from persona.sample_data import generate_sample_data
 from tests.conftest import settings_in
-from training.dataset import build_training_set, partition_for
+from training.dataset import build_training_set, rows_as_of
 from training.labels import identity_exclusions, make_labels
 
 
@@ -60,12 +60,19 @@ def test_users_without_a_snapshot_by_the_cutoff_come_back_with_null_features(bui
     assert 0 < known.sum() < len(rows) - 1
 
 
-def test_window_holds_the_newest_partition_at_or_before_the_cutoff(built: Settings) -> None:
+def test_window_holds_each_users_newest_row_at_or_before_the_cutoff(built: Settings) -> None:
+    from features.compute import read_snapshots
+
     root = Path(built.data_dir) / "features" / "user_behaviour"
     days = sorted(p.name for p in root.glob("date=*"))
     cutoff = pd.Timestamp(days[10][5:], tz="UTC") + pd.Timedelta(hours=6)
-    assert partition_for(root, cutoff).name == days[10]
-    assert partition_for(root, pd.Timestamp(days[0][5:], tz="UTC") - pd.Timedelta(days=1)) is None
+    got = rows_as_of(root, cutoff).set_index("user_id").sort_index()
+    snaps = read_snapshots(root)
+    want = snaps.loc[snaps["event_timestamp"] <= cutoff].sort_values("event_timestamp").groupby("user_id").tail(1)
+    want = want.set_index("user_id").sort_index()
+    assert len(got) == len(want) > len(read_snapshots(root / days[10]))  # sparse: older rows count too
+    pd.testing.assert_frame_equal(got, want[got.columns])
+    assert rows_as_of(root, pd.Timestamp(days[0][5:], tz="UTC") - pd.Timedelta(days=1)).empty
     assert not list((Path(built.data_dir) / "training").glob(".feast-window-*"))  # windows are cleaned up
 
 

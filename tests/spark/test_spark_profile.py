@@ -13,7 +13,8 @@ import pytest
 
 from base.config import Settings
 from base.paths import DataPaths
-from features.compute import compute_snapshots, read_snapshots
+from features.compute import compute_snapshots, newest_rows, read_snapshots
+from features.time_features import time_features
 from persona.pipeline import build_features, load_clean_events, training_events
 from training.champions import LoadedModel
 from training.labels import make_labels
@@ -134,13 +135,14 @@ def test_spark_engine_materializes_every_feature_of_every_user(spark_built: Sett
     store = open_spark_store(spark_built, project=project)
     apply_spark_definitions(spark_built, store)
     users = materialize_spark(spark_built, store)
+    latest = newest_rows(DataPaths(spark_built.data_dir).behaviour_snapshots).set_index("user_id")
     newest = max(DataPaths(spark_built.data_dir).behaviour_snapshots.glob("date=*"))
-    assert users == read_snapshots(newest)["user_id"].nunique() > 50
+    # sparse: every user's newest row goes online, not only the users of the newest partition
+    assert users == len(latest) > read_snapshots(newest)["user_id"].nunique() and users > 50
     with sqlite3.connect(DataPaths(spark_built.data_dir).feast / "online_store.db") as db:
         for name in ("user_behaviour", "user_lifetime"):  # both views over the snapshots, as the default engine
             rows = db.execute(f"SELECT COUNT(*), COUNT(DISTINCT entity_key) FROM {project}_{name}").fetchone()
             assert rows == (users * len(store.get_feature_view(name).features), users), name
-    latest = read_snapshots(newest).set_index("user_id")
     some = list(latest.index[:3])
     online = store.get_online_features(
         features=["user_behaviour:spend_90d", "user_behaviour:events_30d", "user_lifetime:lifetime_spend"],
@@ -155,6 +157,8 @@ def models(reference: pd.DataFrame) -> dict[str, LoadedModel]:
     """Small real boosters trained on the sample's snapshots."""
     features = ["spend_90d", "purchases_90d", "aov_90d", "product_views_30d", "events_30d", "days_since_last_event",
                 "affinity_home"]  # every feature segments.yaml reads, and a few more
+    at = (reference["event_timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
+    reference = pd.concat([reference, time_features(reference, at)], axis=1)  # recency as of each row
     x = reference[features].to_numpy(dtype=float)
     params = {"verbosity": -1, "num_threads": 1, "min_data_in_leaf": 20}
     spend = lgb.train({**params, "objective": "tweedie"}, lgb.Dataset(x, reference["spend_30d"], feature_name=features), 15)

@@ -23,15 +23,18 @@ def test_windows_match_brute_force() -> None:
                 str(rng.choice(CFG.categories)))
             for m in rng.integers(0, 100 * 1440, 2000)]
     ev = pd.DataFrame(rows)
-    snaps = compute_snapshots(ev, CFG)
-    for _, snap in snaps.sample(40, random_state=1).iterrows():
+    snaps = compute_snapshots(ev, CFG, dense=True)  # the oracle (sparse rows equal it: tests/data/test_sparse_snapshots.py)
+    sparse = compute_snapshots(ev, CFG)
+    assert set(sparse.columns) < set(snaps.columns) and 0 < len(sparse) < len(snaps)
+    for _, snap in pd.concat([snaps.sample(40, random_state=1), sparse.sample(40, random_state=1)]).iterrows():
         mine = ev.loc[(ev.user_id == snap.user_id) & (ev.timestamp < snap.event_timestamp)]
         for days in (7, 30, 90):
             win = mine.loc[mine.timestamp >= snap.event_timestamp - pd.Timedelta(days=days)]
             buys = win.loc[win.event_type == "purchase"]
             assert snap[f"purchases_{days}d"] == len(buys)
             assert snap[f"spend_{days}d"] == pytest.approx(buys.amount.sum(), abs=0.02)
-        assert snap.tenure_days == (snap.event_timestamp - mine.timestamp.min().floor("D")).days - 1
+        if pd.notna(snap.get("tenure_days")):  # the dense rows
+            assert snap.tenure_days == (snap.event_timestamp - mine.timestamp.min().floor("D")).days - 1
 
 
 def test_snapshot_sees_only_events_before_its_timestamp() -> None:
@@ -42,7 +45,7 @@ def test_snapshot_sees_only_events_before_its_timestamp() -> None:
         _ev("u1", cutoff, "purchase", 1000.0),
         _ev("u1", cutoff + pd.Timedelta(hours=5), "purchase", 500.0),
     ])
-    snaps = compute_snapshots(ev, CFG)
+    snaps = compute_snapshots(ev, CFG, dense=True)
     at_cutoff = snaps.loc[snaps.event_timestamp == cutoff].iloc[0]
     assert at_cutoff.purchases_7d == 1 and at_cutoff.spend_7d == 10.0
     assert at_cutoff.days_since_last_purchase == 0

@@ -111,8 +111,7 @@ def test_the_log_holds_exactly_the_batch_and_leaves_no_temporary_file(tmp_path: 
 def test_folding_a_purchase_moves_windows_recency_and_ratios() -> None:
     current = {"purchases_7d": 1, "purchases_30d": 2, "purchases_90d": 4, "spend_7d": 10.0, "spend_30d": 30.0,
                "spend_90d": 90.0, "events_7d": 5, "events_30d": 10, "add_to_cart_30d": 4, "share_mobile_30d": 0.5,
-               "days_since_last_purchase": 6.0, "days_since_last_event": 2.0, "last_event_ts": 0.0,
-               "active_days_30d": 3, "tenure_days": 40}
+               "last_purchase_ts": 1.0, "last_event_ts": 0.0, "first_event_ts": 0.0, "active_days_30d": 3}
     now = NOW.timestamp()
     events = pd.DataFrame({"timestamp": [pd.Timestamp(NOW) - pd.Timedelta(minutes=5)] * 2,
                            "event_type": ["purchase", "page_view"], "amount": [50.0, None],
@@ -123,8 +122,9 @@ def test_folding_a_purchase_moves_windows_recency_and_ratios() -> None:
     assert out["events_7d"] == 7 and out["events_30d"] == 12
     assert out["cart_conversion_30d"] == pytest.approx(3 / 4)
     assert out["share_mobile_30d"] == pytest.approx((0.5 * 10 + 2) / 12)
-    assert out["days_since_last_purchase"] == 0.0 and out["days_since_last_event"] == 0.0
-    assert out["active_days_30d"] == 4 and out["tenure_days"] == 40
+    bought = (pd.Timestamp(NOW) - pd.Timedelta(minutes=5)).timestamp()  # recency is read from these times
+    assert out["last_purchase_ts"] == bought and out["last_event_ts"] == bought
+    assert out["active_days_30d"] == 4 and out["first_event_ts"] == 0.0  # tenure counts from the first event
     assert out["spend_30d"] == 80.0 and out["spend_trend"] == pytest.approx(80.0 / (140.0 / 3))
 
 
@@ -133,7 +133,7 @@ def test_an_event_older_than_a_window_only_counts_in_longer_ones() -> None:
                            "amount": [20.0], "device": [None], "session_id": [None]})
     out = fold_user({}, events, NOW.timestamp())
     assert out["purchases_7d"] == 0 and out["purchases_30d"] == 1 and out["spend_90d"] == 20.0
-    assert out["tenure_days"] == 0.0  # a user first seen through the API
+    assert out["first_event_ts"] == events["timestamp"].iloc[0].timestamp()  # a user first seen through the API
 
 
 def test_api_key_rules() -> None:
