@@ -42,6 +42,21 @@ ISOLATED_PREFIXES = ("PERSONA_PROFILE", "PERSONA_MLFLOW_", "PERSONA_FEAST_", "PE
                      "PERSONA_ENGINE", "PERSONA_SEGMENTS_FILE")
 
 
+HEAVY_FIRST = ("tests/soak/", "tests/spark/", "tests/privacy/", "tests/integration/", "tests/faults/", "tests/data/",
+               "tests/model/", "tests/property/", "tests/unit/")
+"""Folders in the order their tests are handed out: those that build whole pipelines, start services or a
+JVM first, so that on two pytest-xdist workers (``make test``) a long module never starts last while the other
+worker idles; the many short unit tests fill in at the end. Within a folder the order stays the collection's."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heaviest folders first (see :data:`HEAVY_FIRST`; the order of tests in a module is unchanged)."""
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, folder in enumerate(HEAVY_FIRST) if item.nodeid.startswith(folder)), len(HEAVY_FIRST))
+
+    items.sort(key=rank)  # stable
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment() -> None:
     """Tests never pick up a developer's profile, stores or data directory from the shell."""
