@@ -24,8 +24,12 @@ sync: .venv/.synced  ## install the locked environment
 run: sync $(if $(filter spark,$(PERSONA_ENGINE)),spark-deps)  ## the main job: sample data, every stage, a live service answering
 	$(UV) run --frozen persona run
 
+# Two pytest-xdist workers (the machine's two cores); each test file runs whole on one worker, so a module's
+# fixtures (a pipeline run, a service, the Spark session) are built once; files are handed out in the order
+# tests/conftest.py sorts them (heaviest folders first). The 25 slowest steps are listed at the end.
+PYTEST_WORKERS ?= 2
 test: sync spark-deps  ## the test suite (unit, data, model, integration, end to end)
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 bench: sync $(if $(filter spark,$(PERSONA_ENGINE)),spark-deps)  ## benchmarks (figures, not pass/fail)
 	$(UV) run --frozen python -m bench

@@ -42,6 +42,35 @@ ISOLATED_PREFIXES = ("PERSONA_PROFILE", "PERSONA_MLFLOW_", "PERSONA_FEAST_", "PE
                      "PERSONA_ENGINE", "PERSONA_SEGMENTS_FILE")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker (``make test``) runs in execnet's ``python -c`` bootstrap: its ``__main__`` has
+    neither a file nor a spec, which PySpark's connect package (imported by Great Expectations, with the
+    Spark extra installed) takes for its doctest runner: it ``sys.exit(0)``s the import, and every test that
+    validates a batch errors with ``SystemExit: 0``. The worker's ``__main__`` gets pytest's own module spec,
+    as in ``python -m pytest`` (what multiprocessing's spawn would re-import is then that guarded module)."""
+    import importlib.util
+    import sys
+
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__"):
+        main.__spec__ = importlib.util.find_spec("pytest.__main__")
+
+
+HEAVY_FIRST = ("tests/soak/", "tests/spark/", "tests/privacy/", "tests/integration/", "tests/faults/", "tests/data/",
+               "tests/model/", "tests/property/", "tests/unit/")
+"""Folders in the order their tests are handed out: those that build whole pipelines, start services or a
+JVM first, so that on two pytest-xdist workers (``make test``) a long module never starts last while the other
+worker idles; the many short unit tests fill in at the end. Within a folder the order stays the collection's."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heaviest folders first (see :data:`HEAVY_FIRST`; the order of tests in a module is unchanged)."""
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, folder in enumerate(HEAVY_FIRST) if item.nodeid.startswith(folder)), len(HEAVY_FIRST))
+
+    items.sort(key=rank)  # stable
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment() -> None:
     """Tests never pick up a developer's profile, stores or data directory from the shell."""

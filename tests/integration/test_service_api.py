@@ -342,7 +342,8 @@ def test_the_service_serves_the_latest_report(settings: Settings, service: Servi
     assert resp.content == path.read_bytes()
 
 
-def test_the_bento_packages_the_service_with_its_champions(settings: Settings, users: list[str]) -> None:
+def test_the_bento_packages_the_service_with_its_champions(settings: Settings, users: list[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """`persona package` exports the champions and builds the bento from bentofile.yaml; the built
     bento serves personas from the packaged models (not from the registry)."""
     from typer.testing import CliRunner
@@ -350,6 +351,8 @@ def test_the_bento_packages_the_service_with_its_champions(settings: Settings, u
     from persona.cli import app
     from serving.process import service_env
 
+    # `persona package` points this process's BentoML at the data directory's store: unset again after the test
+    monkeypatch.setenv("BENTOML_HOME", service_env(settings)["BENTOML_HOME"])
     ml = settings.ml
     champions = {t: alias_version(ml, t).version for t in ("spend", "churn", "category")}
     env = {"PERSONA_DATA_DIR": str(settings.data_dir)}

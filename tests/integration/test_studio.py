@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -212,11 +211,9 @@ def test_audience_sync_delivers_entered_and_left_and_retries(page: Any, service:
     moved["feature_timestamp"] = moved["feature_timestamp"] + pd.Timedelta(days=1)
     moved["scored_at"] = pd.Timestamp.now(tz="UTC")
     assert append_history(settings, moved, "batch") == 4
-    os.environ["PERSONA_HOOK_SECRET"] = SECRET
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PERSONA_HOOK_SECRET", SECRET)
         line = after_update(settings)  # what `persona update` calls at its end
-    finally:
-        del os.environ["PERSONA_HOOK_SECRET"]
     assert "audience at-risk: delivered (+2 -2)" in line, line
     second = hook.received[-1][0]
     assert sorted(second["entered"]) == sorted(into) and sorted(second["left"]) == sorted(out)

@@ -8,7 +8,6 @@ delivered again brings nothing back."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -130,16 +129,12 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     env = {"PERSONA_PROFILE": "production", "PERSONA_MLFLOW_TRACKING_URI": url,
            "PERSONA_MLFLOW_ARTIFACTS": artifacts.as_uri(),
            "PERSONA_FEAST_PROJECT": project}  # Feast's registry: feature_store.production.yaml's, own project
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        yield {"schema": schema, "project": project, "artifacts": str(artifacts)}
+        with pytest.MonkeyPatch.context() as mp:  # this module's environment only, restored after it
+            for k, v in env.items():
+                mp.setenv(k, v)
+            yield {"schema": schema, "project": project, "artifacts": str(artifacts)}
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         client = redis.Redis(host="127.0.0.1", port=6379)
         stale = list(client.scan_iter(match=b"*" + project.encode(), count=1000))
         if stale:
