@@ -39,17 +39,21 @@ def rows_as_of(source: Path, cutoffs: list[pd.Timestamp], columns: list[str] | N
     when given), sorted by (user, time) and each cutoff's rows are found with a binary search."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
     if not cutoffs:
         return pd.DataFrame()
     last = f"date={max(cutoffs):%Y-%m-%d}"
     folders = sorted(p for p in source.glob("date=*") if p.is_dir() and p.name <= last)
-    tables = [pq.read_table(f, columns=columns, partitioning=None) for f in folders]
-    tables = [t for t in tables if len(t)]
-    if not tables:
+    files = [str(f) for folder in folders for f in sorted(folder.rglob("*.parquet"))]
+    if not files:
         return pd.DataFrame()
-    frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+    schema = pa.unify_schemas([pq.read_schema(files[0]), pq.read_schema(files[-1])])
+    table = ds.dataset(files, schema=schema, format="parquet").to_table(columns=columns)  # read order kept
+    if not len(table):
+        return pd.DataFrame()
+    frame = table.to_pandas()
     stamps = pd.to_datetime(frame["event_timestamp"], utc=True).to_numpy(dtype="datetime64[ns]").view("int64")
     codes, uniques = pd.factorize(frame["user_id"], sort=True)
     times, ranks = np.unique(stamps, return_inverse=True)
