@@ -94,7 +94,7 @@ def _retrieval(data_dir: Path, project: str, users: int, cutoffs: list[pd.Timest
 
     from features.store import open_store
     from persona.pipeline import register_features
-    from training.dataset import OfflineWindow, _link_tree, partitions_until, retrieve
+    from training.dataset import OfflineWindow, _link_tree, retrieve
 
     s = load_settings(PROJECT / "persona.yaml").model_copy(update={"data_dir": data_dir})
     store = open_store(s, project=project)
@@ -106,7 +106,7 @@ def _retrieval(data_dir: Path, project: str, users: int, cutoffs: list[pd.Timest
         t = time.perf_counter()
         if newest_only:
             for src, dst in window.sources.items():
-                for part in {partitions_until(src, c)[-1] for c in cutoffs}:
+                for part in {max(p for p in src.glob("date=*") if p.name <= f"date={c:%Y-%m-%d}") for c in cutoffs}:
                     _link_tree(part, dst / part.name)
         else:
             window.point_at(*cutoffs)

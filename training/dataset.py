@@ -32,20 +32,45 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 
-def rows_as_of(source: Path, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Each user's newest row of the date-partitioned ``source`` at or before ``cutoff`` (empty when none):
-    the only row Feast's point-in-time join can pick for an entity row at the cutoff."""
-    from features.compute import newest_rows
+def rows_as_of(source: Path, cutoffs: list[pd.Timestamp], columns: list[str] | None = None) -> pd.DataFrame:
+    """For each cutoff, each user's newest row of the date-partitioned ``source`` at or before it (the only
+    row Feast's point-in-time join can pick for an entity row at that cutoff), as one frame without repeats
+    (empty when none). One pass: the partitions up to the last cutoff's day are read once (only ``columns``
+    when given), sorted by (user, time) and each cutoff's rows are found with a binary search."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
-    rows = newest_rows(source, before=cutoff.floor("D") + pd.Timedelta(days=1))
-    return rows.loc[rows["event_timestamp"] <= cutoff] if len(rows) else rows
-
-
-def partitions_until(source: Path, cutoff: pd.Timestamp) -> list[Path]:
-    """The ``date=YYYY-MM-DD`` partitions of ``source`` at or before the cutoff's day (sparse snapshots:
-    each user's newest row at the cutoff is in one of them)."""
-    last = f"date={cutoff:%Y-%m-%d}"
-    return sorted(p for p in source.glob("date=*") if p.is_dir() and p.name <= last)
+    if not cutoffs:
+        return pd.DataFrame()
+    last = f"date={max(cutoffs):%Y-%m-%d}"
+    folders = sorted(p for p in source.glob("date=*") if p.is_dir() and p.name <= last)
+    files = [str(f) for folder in folders for f in sorted(folder.rglob("*.parquet"))]
+    if not files:
+        return pd.DataFrame()
+    schema = pa.unify_schemas([pq.read_schema(files[0]), pq.read_schema(files[-1])])
+    table = ds.dataset(files, schema=schema, format="parquet").to_table(columns=columns)  # read order kept
+    if not len(table):
+        return pd.DataFrame()
+    frame = table.to_pandas()
+    stamps = pd.to_datetime(frame["event_timestamp"], utc=True).to_numpy(dtype="datetime64[ns]").view("int64")
+    codes, uniques = pd.factorize(frame["user_id"], sort=True)
+    times, ranks = np.unique(stamps, return_inverse=True)
+    width = len(times) + 1
+    key = codes.astype("int64") * width + ranks.astype("int64")
+    order = np.argsort(key, kind="stable")  # ties keep read order: the later partition's row is the last
+    key = key[order]
+    users = np.arange(len(uniques), dtype="int64")
+    picked = []
+    for cutoff in sorted(set(cutoffs)):
+        at = np.searchsorted(times, pd.Timestamp(cutoff).tz_convert("UTC").value, side="right")
+        pos = np.searchsorted(key, users * width + at, side="left") - 1  # last row < (user, rank at) = newest <= cutoff
+        ok = pos >= 0
+        ok[ok] = key[pos[ok]] // width == users[ok]
+        picked.append(order[pos[ok]])
+    rows = np.unique(np.concatenate(picked))
+    return frame.iloc[rows].reset_index(drop=True)
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -77,6 +102,11 @@ class OfflineWindow:
         views = [store.get_feature_view(name) for name in sorted(names)]
         requests = [r for v in on_demand for r in v.source_request_sources.values()]
         self.sources = {Path(v.batch_source.path): Path(rebase(v.batch_source.path, data_dir, root)) for v in views}
+        self.needed: dict[Path, set[str]] = {}  # the columns Feast reads, per source (views can share one)
+        for v in views:
+            self.needed.setdefault(Path(v.batch_source.path), set()).update(
+                {*(f.name for f in v.features), *(c.name for c in v.entity_columns),
+                 v.batch_source.timestamp_field, v.batch_source.created_timestamp_column})
         for view in views:  # the registry's own definitions, reading the window
             view.batch_source.file_options.uri = str(self.sources[Path(view.batch_source.path)])
         config = RepoConfig(project=store.project, provider="local", registry=str(root / "registry.db"),
@@ -88,20 +118,29 @@ class OfflineWindow:
         self.store.apply([*store.list_entities(), *[v.batch_source for v in views], *requests, *views, *on_demand, fs])
 
     def point_at(self, *cutoffs: pd.Timestamp) -> None:
-        """Show, for each cutoff, each user's newest row at or before it (whole sources without date
-        partitions or with nothing that early)."""
+        """Show one file holding, for every cutoff, each user's newest row at or before it (Feast's join
+        picks the right one per entity row; whole sources without date partitions or with nothing that early)."""
+        stamps = sorted({pd.Timestamp(c) for c in cutoffs})
         for src, dst in self.sources.items():
             shutil.rmtree(dst, ignore_errors=True) if dst.is_dir() else dst.unlink(missing_ok=True)
-            frames = [rows_as_of(src, c) for c in sorted(set(cutoffs))] if src.is_dir() else []
-            if not any(len(f) for f in frames):  # Feast sees the whole source
+            rows = rows_as_of(src, stamps, self._columns(src)) if src.is_dir() and stamps else pd.DataFrame()
+            if not len(rows):  # Feast sees the whole source
                 if src.exists():
                     _link_tree(src, dst)
                 continue
-            for i, (cutoff, frame) in enumerate(zip(sorted(set(cutoffs)), frames, strict=True)):
-                if len(frame):
-                    folder = dst / f"date={cutoff:%Y-%m-%d}"
-                    folder.mkdir(parents=True, exist_ok=True)
-                    frame.to_parquet(folder / f"part-{i}.parquet", index=False)
+            folder = dst / f"date={stamps[-1]:%Y-%m-%d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            rows.to_parquet(folder / "part-0.parquet", index=False)
+
+    def _columns(self, src: Path) -> list[str] | None:
+        """The stored columns of ``src`` that Feast reads (None: all of them)."""
+        import pyarrow.parquet as pq
+
+        first = next(src.rglob("*.parquet"), None)
+        if first is None:
+            return None
+        stored = pq.read_schema(first).names
+        return [c for c in stored if c in self.needed[src]]
 
 
 @contextmanager

@@ -66,14 +66,31 @@ def test_window_holds_each_users_newest_row_at_or_before_the_cutoff(built: Setti
     root = Path(built.data_dir) / "features" / "user_behaviour"
     days = sorted(p.name for p in root.glob("date=*"))
     cutoff = pd.Timestamp(days[10][5:], tz="UTC") + pd.Timedelta(hours=6)
-    got = rows_as_of(root, cutoff).set_index("user_id").sort_index()
+    got = rows_as_of(root, [cutoff]).set_index("user_id").sort_index()
     snaps = read_snapshots(root)
     want = snaps.loc[snaps["event_timestamp"] <= cutoff].sort_values("event_timestamp").groupby("user_id").tail(1)
     want = want.set_index("user_id").sort_index()
     assert len(got) == len(want) > len(read_snapshots(root / days[10]))  # sparse: older rows count too
     pd.testing.assert_frame_equal(got, want[got.columns])
-    assert rows_as_of(root, pd.Timestamp(days[0][5:], tz="UTC") - pd.Timedelta(days=1)).empty
+    assert rows_as_of(root, [pd.Timestamp(days[0][5:], tz="UTC") - pd.Timedelta(days=1)]).empty
     assert not list((Path(built.data_dir) / "training").glob(".feast-window-*"))  # windows are cleaned up
+
+
+def test_one_pass_window_holds_every_cutoffs_rows_once(built: Settings) -> None:
+    from features.compute import read_snapshots
+
+    root = Path(built.data_dir) / "features" / "user_behaviour"
+    days = sorted(p.name for p in root.glob("date=*"))
+    cutoffs = [pd.Timestamp(days[i][5:], tz="UTC") + pd.Timedelta(hours=h) for i, h in ((3, 0), (10, 6), (-1, 23))]
+    got = rows_as_of(root, cutoffs, columns=["user_id", "event_timestamp", "purchases_90d"])
+    assert list(got.columns) == ["user_id", "event_timestamp", "purchases_90d"]
+    assert not got.duplicated(["user_id", "event_timestamp"]).any()  # a row newest at two cutoffs is written once
+    snaps = read_snapshots(root)
+    for cutoff in cutoffs:  # the newest row at or before each cutoff, per user, is in the window and is the newest there
+        want = snaps.loc[snaps["event_timestamp"] <= cutoff].sort_values("event_timestamp").groupby("user_id").tail(1)
+        seen = got.loc[got["event_timestamp"] <= cutoff].sort_values("event_timestamp").groupby("user_id").tail(1)
+        pd.testing.assert_frame_equal(seen.set_index("user_id").sort_index()[["event_timestamp", "purchases_90d"]],
+                                      want.set_index("user_id").sort_index()[["event_timestamp", "purchases_90d"]])
 
 
 def test_training_set_has_no_row_that_a_later_login_would_leak(built: Settings) -> None:
