@@ -18,10 +18,10 @@ import yaml
 from typer.testing import CliRunner
 
 from base.config import Settings, load_settings
-from scoring.history import latest_personas, read_history
 from persona.pipeline import run_all
 from persona.sample_data import Drift, replay_day
 from persona.update import load_state, run_update
+from scoring.history import latest_personas, read_history
 from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.e2e
@@ -147,8 +147,8 @@ def test_a_killed_update_completes_on_rerun_without_duplicates(built: tuple[Sett
     history = read_history(settings)
     assert len(history) == rows_before + summary.personas_changed
     assert not history.duplicated(["user_id", "event_timestamp"]).any()
-    from ingestion.ledger import read_ledger
     from base.paths import DataPaths
+    from ingestion.ledger import read_ledger
     from persona.pipeline import load_clean_events
 
     ledger = read_ledger(DataPaths(settings.data_dir).ledger)
