@@ -393,3 +393,66 @@ def test_the_service_class_directly(settings: Settings, users: list[str], monkey
         assert svc.__is_ready__()
     finally:
         svc.shutdown()
+
+
+def _faultkill_batch(now: datetime) -> list[dict]:
+    """50 mixed events of users no other test uses: page views without amount, anonymous visitors,
+    add-to-cart without ids, and purchases (with ids) of one buyer."""
+    out: list[dict] = []
+    for k in range(50):
+        kind = ("page_view", "add_to_cart", "purchase", "search", "product_view")[k % 5]
+        event = {"event_type": kind, "timestamp": (now - timedelta(seconds=60 + k)).isoformat(), "quantity": k % 3 + 1}
+        if kind == "purchase":
+            event |= {"user_id": "faultkill-buyer", "event_id": f"faultkill-p{k}", "amount": 10.0 + k,
+                      "currency": "EUR", "category": "home"}
+        else:
+            event |= {"anonymous_id": f"faultkill-v{k}"} if k % 2 else {"user_id": f"faultkill-u{k % 7}"}
+        out.append(event)
+    return out
+
+
+@pytest.mark.faults
+def test_service_killed_right_after_answering_then_the_client_resends(settings: Settings) -> None:
+    """A second real service answers 200 to a batch and its whole process group is SIGKILLed at once;
+    the client re-sends the batch (plus its next event) to a new service. After ingest every event is
+    in the clean store exactly once, and the buyer's purchases were counted once online."""
+    import os
+    import signal
+
+    from ingestion.event_store import read_events
+    from serving.events import check_events
+
+    env = {"PERSONA_API_KEY": KEY}
+    now = datetime.now(timezone.utc)
+    posted = _faultkill_batch(now)
+    purchases = [e for e in posted if e["event_type"] == "purchase"]
+    before = _online(settings, "faultkill-buyer", ["purchases_7d"])["purchases_7d"] or 0
+    killed = start_service(settings, port=free_port(), env=env, timeout=300)
+    try:
+        first = _post(killed, "/events", {"events": posted}, AUTH)
+        assert first.status_code == 200, first.text
+        os.killpg(killed.process.pid, signal.SIGKILL)  # right after the 200: the service and its workers
+        killed.process.wait(30)
+    finally:
+        killed.stop()
+    assert first.json()["accepted"] == 50 and not first.json()["rejected"]
+    again = [*posted, {"user_id": "faultkill-u0", "event_type": "page_view", "timestamp": now.isoformat()}]
+    retry = start_service(settings, port=free_port(), env=env, timeout=300)
+    try:
+        resent = _post(retry, "/events", {"events": again}, AUTH)
+    finally:
+        retry.stop()
+    assert resent.status_code == 200, resent.text
+    assert (resent.json()["accepted"], resent.json()["duplicates"]) == (1, 50)
+    after = _online(settings, "faultkill-buyer", ["purchases_7d"])["purchases_7d"]
+    assert after == before + len(purchases)  # counted once online, the retry did not count them again
+    expected = {f"api:{e.event_id}" for e in check_events(again, settings, datetime.now(timezone.utc)).events}
+    assert len(expected) == 51
+    summary = ingest_inbox(settings)
+    assert all(b.balanced for b in summary.batches)
+    stored = read_events(settings.data_dir / "events", columns=["event_id"])["event_id"]
+    counts = stored[stored.isin(expected)].value_counts()  # independent count over the clean store
+    lost, duplicated = len(expected - set(counts.index)), int((counts - 1).sum())
+    accounted = int(counts.sum()) + resent.json()["duplicates"]  # stored + refused by the service as re-sent
+    print(f"| real service killed -9 after 200, client re-sends | 101 | {accounted} | {lost} | {duplicated} |")
+    assert (lost, duplicated) == (0, 0) and len(counts) == 51
