@@ -170,20 +170,19 @@ class OnlineFold:
     def _fold_lifetime(self, frame: pd.DataFrame, behaviour: Current, lifetime: Current,
                        lifetime_ts: dict[str, float | None], now_s: float) -> pd.DataFrame:
         """New ``user_lifetime`` rows of the buyers in ``frame``: their stored values folded with their
-        purchases, with ``last_purchase_ts`` from ``behaviour`` as read before this fold; ages count to
-        the end of the current day (as in a snapshot taken at the next midnight)."""
+        purchases, with ``last_purchase_ts`` from ``behaviour`` as read before this fold (the values that
+        move with time, such as the BTYD age, are derived at read time: features/time_features.py)."""
         from features.compute import is_known_user
-        from features.lifetime import COLUMNS, DAY_S, INTEGER_COLUMNS, fold_lifetime
+        from features.lifetime import COLUMNS, INTEGER_COLUMNS, fold_lifetime
 
         assert self.lifetime is not None
         buys = frame.loc[is_known_user(frame["user_id"]) & (frame["event_type"] == "purchase")]
         if buys.empty:
             return pd.DataFrame()
-        midnight = (math.floor(now_s / DAY_S) + 1) * DAY_S
         rows = []
         for user, group in buys.groupby("user_id", sort=True):
             last = behaviour.get(user, {}).get("last_purchase_ts")
-            folded = fold_lifetime(lifetime.get(user, {}), group, last, midnight)
+            folded = fold_lifetime(lifetime.get(user, {}), group, last)
             newest = group["timestamp"].max()
             stored = lifetime_ts.get(user)
             stamp = max(newest, pd.Timestamp(stored, unit="s", tz="UTC")) if stored else newest
