@@ -56,8 +56,41 @@ class ServiceProcess:
     url: str
     log_path: Path
 
+    def descendants(self) -> list[int]:
+        """Every live process below the service (BentoML starts its workers in process groups of their own,
+        so the service's group does not reach them)."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        out, todo = [], [self.process.pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                out.append(child)
+                todo.append(child)
+        return out
+
+    def kill(self) -> None:
+        """SIGKILL the service and every process below it at once (a crash, as far as clients can tell)."""
+        below = self.descendants()
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(30)
+
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the whole process group (workers too), then SIGKILL if it lingers."""
+        """SIGTERM the whole process group (the server stops its workers), then SIGKILL whatever lingers,
+        workers included."""
+        below = self.descendants()
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -66,8 +99,13 @@ class ServiceProcess:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             pass
+        for pid in below:  # stragglers, in their own process groups
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # stragglers of the group
+            os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.process.wait(5)
