@@ -24,7 +24,7 @@ from persona.pipeline import register_features
 from tests.conftest import PROJECT, settings_in
 
 FEAST = str(Path(sys.executable).parent / "feast")
-VIEWS = ("user_behaviour", "user_lifetime", "user_activity", "user_persona", "user_recency_now")
+VIEWS = ("user_behaviour", "user_lifetime", "user_activity", "user_persona", "user_recency_now", "user_time")
 T0 = pd.Timestamp("2026-08-01", tz="UTC")
 
 
