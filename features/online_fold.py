@@ -168,7 +168,7 @@ class OnlineFold:
         return sorted(buys["user_id"].astype(str).unique())
 
     def _fold_lifetime(self, frame: pd.DataFrame, behaviour: Current, lifetime: Current,
-                       lifetime_ts: dict[str, float | None], now_s: float) -> pd.DataFrame:
+                       lifetime_ts: dict[str, float | None]) -> pd.DataFrame:
         """New ``user_lifetime`` rows of the buyers in ``frame``: their stored values folded with their
         purchases, with ``last_purchase_ts`` from ``behaviour`` as read before this fold (the values that
         move with time, such as the BTYD age, are derived at read time: features/time_features.py)."""
@@ -293,7 +293,7 @@ class OnlineFold:
             if buyers:
                 assert self.lifetime is not None
                 lifetime, life_ts = self._sqlite_read(conn, self.lifetime, buyers)
-                self._sqlite_write(conn, self.lifetime, self._fold_lifetime(fresh, behaviour, lifetime, life_ts, now_s))
+                self._sqlite_write(conn, self.lifetime, self._fold_lifetime(fresh, behaviour, lifetime, life_ts))
             conn.executemany(f'INSERT INTO "{self._ids_table}" (event_id, seen) VALUES (?, ?)',
                              [(i, now_s) for i in fresh["event_id"].astype(str)])
             self._folds += 1
@@ -377,7 +377,7 @@ class OnlineFold:
                         assert self.lifetime is not None
                         lifetime, life_ts = read[self.lifetime.name]
                         self._redis_write(pipe, self.lifetime,
-                                          self._fold_lifetime(fresh, behaviour, lifetime, life_ts, now_s), ttl)
+                                          self._fold_lifetime(fresh, behaviour, lifetime, life_ts), ttl)
                     for i in fresh["event_id"].astype(str):
                         pipe.set(self._id_key(i), b"1", ex=max(1, int(self.retention_s)))
                     pipe.execute()

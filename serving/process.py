@@ -73,9 +73,8 @@ class ServiceProcess:
                 todo.append(child)
         return out
 
-    def kill(self) -> None:
-        """SIGKILL the service and every process below it at once (a crash, as far as clients can tell)."""
-        below = self.descendants()
+    def _kill_all(self, below: list[int]) -> None:
+        """SIGKILL ``below`` (processes in groups of their own) and the service's own process group."""
         for pid in below:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -85,6 +84,10 @@ class ServiceProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+    def kill(self) -> None:
+        """SIGKILL the service and every process below it at once (a crash, as far as clients can tell)."""
+        self._kill_all(self.descendants())
         self.process.wait(30)
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -99,15 +102,7 @@ class ServiceProcess:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             pass
-        for pid in below:  # stragglers, in their own process groups
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        self._kill_all(below)  # stragglers, workers in their own process groups included
         self.process.wait(5)
 
     def log_tail(self, lines: int = 40) -> str:

@@ -115,6 +115,14 @@ def _served(service: ServiceProcess, source: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def _stored_record(records, user: str, within: float = 60.0):  # noqa: ANN001, ANN202
+    """The user's stored persona record, waiting for the service's background writer (a guard, not a speed check)."""
+    deadline = time.monotonic() + within
+    while user not in records.read([user]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return records.read([user])[user]
+
+
 def test_personas_are_read_from_records_scored_on_write(settings: Settings, service: ServiceProcess,
                                                          users: list[str]) -> None:
     from features.online_records import RecordStore
@@ -123,7 +131,7 @@ def test_personas_are_read_from_records_scored_on_write(settings: Settings, serv
     records = RecordStore(open_store(settings))
     user = users[20]
     first = _post(service, "/persona", {"user_ids": [user]}).json()["personas"][0]
-    stored = records.read([user])[user]  # written by the start-up re-score or by this request
+    stored = _stored_record(records, user)  # written by the start-up re-score or by this request
     versions = ",".join(f"{k}={v}" for k, v in sorted(first["model_versions"].items()) if v)
     assert stored.versions == versions and stored.segment == first["segment"]
     before = _served(service, "record")
@@ -135,10 +143,7 @@ def test_personas_are_read_from_records_scored_on_write(settings: Settings, serv
     scored = _served(service, "scored")
     third = _post(service, "/persona", {"user_ids": [user]}).json()["personas"][0]
     assert _served(service, "scored") == scored + 1 and third["predicted_spend"] == first["predicted_spend"]
-    deadline = time.monotonic() + 10
-    while user not in records.read([user]) and time.monotonic() < deadline:  # stored by the background writer
-        time.sleep(0.2)
-    assert records.read([user])[user].versions == versions
+    assert _stored_record(records, user).versions == versions
     records.close()
 
 
