@@ -31,6 +31,10 @@ PYTEST_WORKERS ?= 2
 test: sync spark-deps  ## the test suite (unit, data, model, integration, end to end)
 	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
+lint: sync  ## ruff (errors and likely bugs) and the layer contracts (import-linter)
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen lint-imports
+
 bench: sync $(if $(filter spark,$(PERSONA_ENGINE)),spark-deps)  ## benchmarks (figures, not pass/fail)
 	$(UV) run --frozen python -m bench
 

@@ -108,7 +108,7 @@ def read_latency(store: Any, ids: list[str], reads: int, seed: int = 3) -> dict[
     }
     out: dict[str, dict[str, list[float]]] = {"1": {k: [] for k in calls}, "100": {k: [] for k in calls}}
     for size, rounds in (("1", reads), ("100", max(reads // 10, 20))):
-        for name, call in calls.items():  # warm-up
+        for call in calls.values():  # warm-up
             call(list(rng.choice(ids, int(size))))
         for _ in range(rounds):
             users = [str(u) for u in rng.choice(ids, int(size))]

@@ -57,7 +57,7 @@ def parse(form: dict[str, list[str]]) -> list[dict[str, Any]]:
             try:
                 number = float(value)
             except ValueError:
-                raise ConfigError(f"{where} ({name or 'unnamed'}), condition {j + 1}: value {value!r} is not a number")
+                raise ConfigError(f"{where} ({name or 'unnamed'}), condition {j + 1}: value {value!r} is not a number") from None
             conds.append({"field": field, "op": op, "value": number})
         if get(f"r{i}.delete") or (not name and not conds and not get(f"r{i}.description")):
             continue
@@ -66,7 +66,7 @@ def parse(form: dict[str, list[str]]) -> list[dict[str, Any]]:
         try:
             order = float(get(f"r{i}.order") or i + 1)
         except ValueError:
-            raise ConfigError(f"{where} ({name}): position {get(f'r{i}.order')!r} is not a number")
+            raise ConfigError(f"{where} ({name}): position {get(f'r{i}.order')!r} is not a number") from None
         rules.append((order, i, {"name": name, "description": get(f"r{i}.description"), "all": conds}))
     return [item for _, _, item in sorted(rules, key=lambda t: (t[0], t[1]))]
 

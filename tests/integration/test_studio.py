@@ -1,12 +1,14 @@
 """The persona studio in headless Chromium against a real ``bentoml serve`` on a small pipeline run: every
 page renders without console errors, a rule edit shows its preview, saving changes what POST /persona
 answers (and a bad rule never reaches the file), an audience sync delivers who entered and left to a
-webhook on 127.0.0.1 with a valid signature, retrying after a failure. Screenshots go to docs/studio/."""
+webhook on 127.0.0.1 with a valid signature, retrying after a failure. Screenshots go to a temporary folder,
+or to the folder named by ``PERSONA_STUDIO_SHOTS`` (``PERSONA_STUDIO_SHOTS=docs/studio`` refreshes the README's)."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -33,7 +35,15 @@ pytestmark = pytest.mark.studio
 CHROMIUM = "/usr/bin/chromium"
 KEY = "studio-test-key-0123456789"
 SECRET = "hook-secret-42"
-SHOTS = PROJECT / "docs" / "studio"
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: ``PERSONA_STUDIO_SHOTS`` when set, else a temporary folder."""
+    chosen = os.environ.get("PERSONA_STUDIO_SHOTS")
+    folder = (PROJECT / chosen) if chosen else tmp_path_factory.mktemp("studio-shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +110,8 @@ def _segments(service: ServiceProcess, users: list[str]) -> dict[str, str]:
     return {p["user_id"]: p["segment"] for p in resp.json()["personas"]}
 
 
-def test_every_page_renders_without_console_errors(page: Any, service: ServiceProcess, settings: Settings) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def test_every_page_renders_without_console_errors(page: Any, service: ServiceProcess, settings: Settings,
+                                                   shots: Path) -> None:
     user = _users(settings)[0]
     for name, path, marker in [("overview", "/", "#profiles"), ("person", f"/person?q={user}", "#live"),
                                ("rules", "/rules", "#rules"), ("audiences", "/audiences", "#new-audience"),
@@ -109,7 +119,7 @@ def test_every_page_renders_without_console_errors(page: Any, service: ServicePr
         page.goto(f"{service.url}/studio{path}")
         page.wait_for_load_state("load")
         assert page.locator(marker).count() >= 1, (name, page.content()[:500])
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
     charts = page.evaluate("() => document.querySelectorAll('.plotly-graph-div').length")
     page.goto(f"{service.url}/studio/")
     drawn = page.evaluate("() => Array.from(document.querySelectorAll('.plotly-graph-div')).map(d => "
@@ -120,7 +130,7 @@ def test_every_page_renders_without_console_errors(page: Any, service: ServicePr
 
 
 def test_rule_edit_previews_and_saving_changes_what_post_persona_answers(page: Any, service: ServiceProcess,
-                                                                        settings: Settings) -> None:
+                                                                        settings: Settings, shots: Path) -> None:
     users = _users(settings)
     before = _segments(service, users)
     assert set(before.values()) != {"drifting_away"}
@@ -137,7 +147,7 @@ def test_rule_edit_previews_and_saving_changes_what_post_persona_answers(page: A
     page.wait_for_selector("#preview-changed")
     changed = int(page.locator("#preview-changed").inner_text().replace(",", ""))
     assert changed > 0 and page.locator("#preview-sample tr").count() > 1
-    page.screenshot(path=str(SHOTS / "rules-preview.png"), full_page=True)
+    page.screenshot(path=str(shots / "rules-preview.png"), full_page=True)
     page.fill("input[name='note']", "everyone is drifting away (test)")
     page.click("#save")
     assert "saved as version 2" in page.locator(".ok").inner_text()
@@ -180,7 +190,7 @@ def webhook() -> Iterator[tuple[str, type[_Hook]]]:
 
 
 def test_audience_sync_delivers_entered_and_left_and_retries(page: Any, service: ServiceProcess, settings: Settings,
-                                                             webhook: tuple[str, type[_Hook]]) -> None:
+                                                             webhook: tuple[str, type[_Hook]], shots: Path) -> None:
     url, hook = webhook
     current = latest_personas(settings)
     cut = float(current["churn_risk"].median())
@@ -202,7 +212,7 @@ def test_audience_sync_delivers_entered_and_left_and_retries(page: Any, service:
     assert hmac.compare_digest(signature, sign(SECRET, body))
     assert set(first["entered"]) == members and first["left"] == []
     assert page.locator("#deliveries tr").count() == 3  # header, failed try, delivered try
-    page.screenshot(path=str(SHOTS / "audiences.png"), full_page=True)
+    page.screenshot(path=str(shots / "audiences.png"), full_page=True)
 
     # the next update moves two members out and two others in; its sync sends only them
     out, into = sorted(members)[:2], sorted(set(current["user_id"]) - members)[:2]

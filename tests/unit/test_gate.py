@@ -265,7 +265,7 @@ def test_validation_results_of_old_runs_are_pruned(tmp_path: Path) -> None:
     from validation.gate import GateSession
 
     root = tmp_path / "gx"
-    for i in range(4):  # four ingest runs (sessions), two batches each
+    for _ in range(4):  # four ingest runs (sessions), two batches each
         session = GateSession(now=NOW, context_root=root, keep_runs=2)
         for b in ("web-a", "web-b"):
             session.check_events(events(6), batch_id=b)
