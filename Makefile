@@ -6,7 +6,7 @@ export UV_PYTHON_DOWNLOADS := never
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := False
 
-.PHONY: run test sync lint bench clean help spark-deps
+.PHONY: run test sync lint bench clean help spark-deps browser-deps
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,7 +28,7 @@ run: sync $(if $(filter spark,$(PERSONA_ENGINE)),spark-deps)  ## the main job: s
 # fixtures (a pipeline run, a service, the Spark session) are built once; files are handed out in the order
 # tests/conftest.py sorts them (heaviest folders first). The 25 slowest steps are listed at the end.
 PYTEST_WORKERS ?= 2
-test: sync spark-deps  ## the test suite (unit, data, model, integration, end to end)
+test: sync spark-deps browser-deps  ## the test suite (unit, data, model, integration, end to end)
 	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 lint: sync  ## ruff (errors and likely bugs) and the layer contracts (import-linter)
@@ -44,3 +44,7 @@ clean:  ## remove generated data (keeps the environment)
 spark-deps:  ## Java 17 runtime for the Spark profile (PERSONA_ENGINE=spark) and the spark tests, when missing
 	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || \
 		(apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-headless)
+
+browser-deps:  ## headless Chromium (Debian's package) for the report and studio tests, when missing; Playwright downloads nothing
+	@command -v chromium >/dev/null || \
+		(apt-get update && apt-get install -y --no-install-recommends chromium)
