@@ -248,11 +248,14 @@ def stacking_step(dataset: pd.DataFrame, features: list[str],
     """With ``cfg.stacking``: BTYD predictions per cutoff as features (training/stacking.py), and what to log."""
     if not cfg.stacking:
         return dataset, features, {}
-    from training.stacking import STACK_FEATURES, stack
+    from training.stacking import STACK_FEATURES, run_params, stack
 
     stacked, params = stack(dataset, cfg.horizon_days)
+    newest = params[max(params)]  # the evaluation cutoff's fit: what the scorer uses for every later score
     return stacked, [*features, *STACK_FEATURES], {"dicts": {"stacking/btyd_params_per_cutoff.json": params},
-                                                   "tags": {"persona.stacking": "bgnbd+gamma_gamma"}}
+                                                   "params": run_params(newest, cfg.horizon_days),
+                                                   "tags": {"persona.stacking": "bgnbd+gamma_gamma",
+                                                            "persona.stacking_cutoff": max(params)}}
 
 
 def calibration_step(boosters: dict[str, Any], refits: dict[str, Any], train: pd.DataFrame, features: list[str],
