@@ -77,12 +77,24 @@ def _metrics(y_spend: np.ndarray, bought: np.ndarray) -> dict[str, tuple[Any, bo
     }
 
 
-def _evaluated(ml: Any, ref: Any) -> Any:
+def _served_scores(s: Any, refs: dict[str, Any], evaluation: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The evaluated fits' raw outputs on the evaluation rows, through the one scorer (which computes the
+    stacked features, if any, from the lifetime features with the parameters logged on the version)."""
+    import dataclasses
+
     import mlflow.lightgbm
 
+    from scoring.scorer import PersonaScorer
+    from training.champions import load_models
     from training.refit import evaluated_uri
 
-    return mlflow.lightgbm.load_model(evaluated_uri(ml, ref))
+    loaded = load_models(s.ml, {k: refs[k] for k in ("spend", "churn")})
+    models = {}
+    for k, m in loaded.items():
+        booster = mlflow.lightgbm.load_model(evaluated_uri(s.ml, refs[k]))
+        models[k] = dataclasses.replace(m, booster=booster, features=list(booster.feature_name()))
+    scorer = PersonaScorer(models, s)
+    return scorer.predict(scorer.frame_matrix(evaluation), ["spend", "churn"])
 
 
 def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> dict[str, dict[str, np.ndarray]]:
@@ -107,7 +119,49 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
     out["+ BTYD stacking"] = {k: np.asarray(b.predict(matrix(st_eval, feats))) for k, b in boosters.items()}
     out["+ BTYD stacking + calibration"] = {
         k: calibrate_predictions(target(k), b, st_train, st_eval, feats, cfg, fit) for k, b in boosters.items()}
+    out["+ BTYD stacking, BTYD as offset"] = {k: _offset_fit(k, st_train, st_eval, feats, cfg)
+                                              for k in ("spend", "churn")}
+    out["+ BTYD stacking, BTYD offset, spend-weighted"] = {
+        k: _offset_fit(k, st_train, st_eval, feats, cfg, weighted=True) for k in ("spend", "churn")}
     return out
+
+
+def _offset(key: str, frame: pd.DataFrame) -> np.ndarray:
+    """The BTYD prediction on the model's raw scale: log expected spend (tweedie), logit P(no purchase)."""
+    if key == "spend":
+        return np.log(np.maximum(frame["btyd_expected_spend"].to_numpy(dtype=float), 1e-3))
+    p = np.clip(frame["btyd_p_no_purchase"].to_numpy(dtype=float), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any,
+                weighted: bool = False) -> np.ndarray:
+    """Boosting that starts from the BTYD prediction (``init_score``): the trees learn corrections to it.
+    Rounds early-stopped on the newest training cutoff, then refitted on every training cutoff;
+    ``weighted``: rows weighted by 1 + spend / mean spend of buyers (the top decile's rows weigh more)."""
+    import lightgbm as lgb
+
+    from training.targets import target
+    from training.train import lgb_params, matrix
+
+    t = target(key)
+    params = lgb_params(t, cfg)
+
+    def data(rows: pd.DataFrame, ref: Any = None) -> Any:
+        y = rows[t.label].to_numpy(dtype=float)
+        spend = rows["label_spend"].to_numpy(dtype=float)
+        w = 1 + spend / max(spend[spend > 0].mean(), 1e-9) if weighted else None
+        return lgb.Dataset(matrix(rows, feats), label=y, weight=w, init_score=_offset(key, rows), reference=ref)
+
+    ts = pd.to_datetime(train["event_timestamp"], utc=True)
+    fit_rows, valid_rows = train.loc[ts < ts.max()], train.loc[ts == ts.max()]
+    d = data(fit_rows)
+    b = lgb.train(params, d, num_boost_round=cfg.num_boost_round, valid_sets=[data(valid_rows, d)],
+                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+    rounds = max(1, int(b.best_iteration or cfg.num_boost_round))
+    b = lgb.train(params, data(train), num_boost_round=rounds)
+    raw = b.predict(matrix(evaluation, feats), raw_score=True) + _offset(key, evaluation)
+    return np.exp(raw) if key == "spend" else 1 / (1 + np.exp(-raw))
 
 
 def in_sample_ceiling(evaluation: pd.DataFrame, features: list[str], s: Any, folds: int = 5,
@@ -179,7 +233,7 @@ def regime(mode: str, users: int, days: int, horizon: int) -> None:
     from bench.training import _train
     from training.baselines import churn_baselines, spend_baselines
     from training.registry import use_tracking
-    from training.train import matrix, split_frames
+    from training.train import split_frames
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,9 +244,7 @@ def regime(mode: str, users: int, days: int, horizon: int) -> None:
         train, evaluation = split_frames(data, split)
         y = evaluation["label_spend"].to_numpy(dtype=float)
         bought = (evaluation["label_churn"].to_numpy() == 0).astype(int)
-        x = matrix(evaluation, features)
-        model = {"spend": np.asarray(_evaluated(s.ml, refs["spend"]).predict(x)),
-                 "churn": np.asarray(_evaluated(s.ml, refs["churn"]).predict(x))}
+        model = _served_scores(s, refs, evaluation)
         spend_b = spend_baselines(train, evaluation, s.training.horizon_days)
         churn_b = churn_baselines(train, evaluation, s.training.horizon_days)
         rows = {"model (served config)": model, **_variants(data, split, features, s),
