@@ -202,6 +202,10 @@ class TrainingConfig(Strict):
                               "the step grows so the training cutoffs span the whole history")
     stacking: bool = Field(False, description="BG/NBD + Gamma-Gamma predictions (fitted at each cutoff on "
                                               "data before it) as model features (training/stacking.py)")
+    btyd_offset: bool = Field(False, description="with stacking: the spend and churn models boost from the "
+                                                 "BG/NBD + Gamma-Gamma prediction (LightGBM init_score: log "
+                                                 "expected spend, logit P(no purchase)); the trees learn "
+                                                 "corrections to it (training/stacking.py)")
     calibrate: bool = Field(False, description="level calibration of amounts and Platt scaling of "
                                                "probabilities, fitted on the newest training cutoff "
                                                "(training/calibration.py)")

@@ -21,7 +21,7 @@ from base.segments import assign_segments, check_rules
 from scoring.records import CategoryAffinity, Driver, ModelVersions, PersonaRecord
 from training.champions import LoadedModel
 from training.stacking import INPUTS as STACK_INPUTS
-from training.stacking import STACK_FEATURES, predictions_from
+from training.stacking import OFFSET_FEATURES, STACK_FEATURES, linked, offset, predictions_from, uses_offset
 from training.targets import TARGETS, Target, segment_inputs, segment_values
 
 AFFINITY_PREFIX = "affinity_"
@@ -101,18 +101,35 @@ class PersonaScorer:
         ``self.features``; stacked features computed here)."""
         return self.extended(key, x)[:, self._columns[key]]
 
+    def _offset(self, key: str, inputs: np.ndarray) -> np.ndarray | None:
+        """The raw-scale BTYD start of model ``key`` (trained with ``training.btyd_offset``), else None."""
+        m = self.models[key]
+        if not (m.stacking and uses_offset(key, m.stacking.get("offset"))):
+            return None
+        return offset(key, inputs[:, m.features.index(OFFSET_FEATURES[key])])
+
     def predict(self, x: np.ndarray, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Raw output of every model (or of ``keys``) for the rows of ``x`` (users × ``self.features``)."""
-        return {k: np.asarray(self.models[k].booster.predict(self.inputs(k, x), num_threads=1), dtype=float)
-                for k in (keys if keys is not None else self.models)}
+        out = {}
+        for k in (keys if keys is not None else self.models):
+            inputs = self.inputs(k, x)
+            start = self._offset(k, inputs)
+            booster = self.models[k].booster
+            out[k] = (np.asarray(booster.predict(inputs, num_threads=1), dtype=float) if start is None else
+                      linked(k, np.asarray(booster.predict(inputs, raw_score=True, num_threads=1)) + start))
+        return out
 
     def contributions(self, key: str, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions of model ``key`` (LightGBM ``pred_contrib``), mapped onto
         ``self.names`` columns, plus the bias as the last column."""
-        raw = self.models[key].booster.predict(self.inputs(key, x), pred_contrib=True, num_threads=1)
+        inputs = self.inputs(key, x)
+        raw = self.models[key].booster.predict(inputs, pred_contrib=True, num_threads=1)
         out = np.zeros((len(x), len(self.names) + 1))
         out[:, self._columns[key]] = raw[:, :-1]
         out[:, -1] = raw[:, -1]
+        start = self._offset(key, inputs)
+        if start is not None:  # the BTYD start is the offset feature's contribution (raw scale)
+            out[:, self.names.index(OFFSET_FEATURES[key])] += start
         return out
 
     def segments(self, x: np.ndarray, outputs: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -92,3 +92,41 @@ def stack(dataset: pd.DataFrame, horizon_days: int) -> tuple[pd.DataFrame, dict[
         parts.append(pred)
         params[f"{pd.Timestamp(cutoff):%Y-%m-%d}"] = fitted
     return dataset.join(pd.concat(parts)), params
+
+
+OFFSET_FEATURES = {"spend": "btyd_expected_spend", "churn": "btyd_p_no_purchase"}
+"""With ``training.btyd_offset``: the stacked feature each target's boosting starts from (its raw scale:
+log expected spend for the tweedie spend model, logit P(no purchase) for the churn model)."""
+
+
+def offset(key: str, values: np.ndarray) -> np.ndarray:
+    """The raw-scale start of target ``key`` from its :data:`OFFSET_FEATURES` values."""
+    v = np.nan_to_num(np.asarray(values, dtype=float), nan=0.0 if key == "spend" else 0.5)
+    if key == "spend":
+        return np.log(np.maximum(v, 1e-3))
+    p = np.clip(v, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def uses_offset(key: str, enabled: bool | float | None) -> bool:
+    """Whether target ``key`` boosts from the BTYD prediction (``enabled``: the config flag or logged param)."""
+    return bool(enabled) and key in OFFSET_FEATURES
+
+
+def frame_offset(key: str, frame: pd.DataFrame, enabled: bool | float | None) -> np.ndarray | None:
+    """The ``init_score`` of ``frame``'s rows for target ``key`` (None without an offset)."""
+    return offset(key, frame[OFFSET_FEATURES[key]].to_numpy(dtype=float)) if uses_offset(key, enabled) else None
+
+
+def linked(key: str, raw: np.ndarray) -> np.ndarray:
+    """Raw scores (offset included) on the output scale: exp for spend, the logistic for churn."""
+    return np.exp(raw) if key == "spend" else 1.0 / (1.0 + np.exp(-raw))
+
+
+def predict_frame(key: str, booster: object, x: np.ndarray, frame: pd.DataFrame,
+                  enabled: bool | float | None) -> np.ndarray:
+    """A booster's predictions for ``frame``'s rows (matrix ``x``), with the BTYD offset when it has one."""
+    start = frame_offset(key, frame, enabled)
+    if start is None:
+        return np.asarray(booster.predict(x))  # type: ignore[attr-defined]
+    return linked(key, np.asarray(booster.predict(x, raw_score=True)) + start)  # type: ignore[attr-defined]
