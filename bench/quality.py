@@ -107,7 +107,7 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
 
     out: dict[str, dict[str, np.ndarray]] = {}
     train, evaluation = split_frames(data, split)
-    cfg = s.training
+    cfg = s.training.model_copy(update={"btyd_offset": False})  # each variant says what it adds
     plain = [f for f in features if f not in COLUMNS]
     for name, feats, frame_t, frame_e in (("without lifetime features", plain, train, evaluation),):
         out[name] = {k: np.asarray(fit(target(k), frame_t, feats, cfg).predict(matrix(frame_e, feats)))
@@ -126,14 +126,6 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
     return out
 
 
-def _offset(key: str, frame: pd.DataFrame) -> np.ndarray:
-    """The BTYD prediction on the model's raw scale: log expected spend (tweedie), logit P(no purchase)."""
-    if key == "spend":
-        return np.log(np.maximum(frame["btyd_expected_spend"].to_numpy(dtype=float), 1e-3))
-    p = np.clip(frame["btyd_p_no_purchase"].to_numpy(dtype=float), 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
-
-
 def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any,
                 weighted: bool = False) -> np.ndarray:
     """Boosting that starts from the BTYD prediction (``init_score``): the trees learn corrections to it.
@@ -141,6 +133,7 @@ def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: 
     ``weighted``: rows weighted by 1 + spend / mean spend of buyers (the top decile's rows weigh more)."""
     import lightgbm as lgb
 
+    from training.stacking import frame_offset, linked
     from training.targets import target
     from training.train import lgb_params, matrix
 
@@ -151,7 +144,8 @@ def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: 
         y = rows[t.label].to_numpy(dtype=float)
         spend = rows["label_spend"].to_numpy(dtype=float)
         w = 1 + spend / max(spend[spend > 0].mean(), 1e-9) if weighted else None
-        return lgb.Dataset(matrix(rows, feats), label=y, weight=w, init_score=_offset(key, rows), reference=ref)
+        return lgb.Dataset(matrix(rows, feats), label=y, weight=w, init_score=frame_offset(key, rows, True),
+                           reference=ref)
 
     ts = pd.to_datetime(train["event_timestamp"], utc=True)
     fit_rows, valid_rows = train.loc[ts < ts.max()], train.loc[ts == ts.max()]
@@ -160,8 +154,7 @@ def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: 
                   callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
     rounds = max(1, int(b.best_iteration or cfg.num_boost_round))
     b = lgb.train(params, data(train), num_boost_round=rounds)
-    raw = b.predict(matrix(evaluation, feats), raw_score=True) + _offset(key, evaluation)
-    return np.exp(raw) if key == "spend" else 1 / (1 + np.exp(-raw))
+    return linked(key, b.predict(matrix(evaluation, feats), raw_score=True) + frame_offset(key, evaluation, True))
 
 
 def in_sample_ceiling(evaluation: pd.DataFrame, features: list[str], s: Any, folds: int = 5,
