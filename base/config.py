@@ -216,6 +216,15 @@ class TrainingConfig(Strict):
                                                              "cutoffs are retrieved and fitted; the evaluation cutoff "
                                                              "keeps every user (the Spark profile: spark.training_sample)")
 
+    @model_validator(mode="after")
+    def _offset_with_stacking(self) -> "TrainingConfig":
+        if self.btyd_offset and not self.stacking:
+            raise ValueError("btyd_offset needs stacking: true (the offset is a stacked feature)")
+        if self.btyd_offset and (self.calibrate or self.search_seconds):
+            raise ValueError("btyd_offset is not combined with calibrate or search_seconds yet (their fits "
+                             "would leave the offset out)")
+        return self
+
 
 class Condition(Strict):
     """One comparison in a segment rule."""
