@@ -98,7 +98,8 @@ def _served_scores(s: Any, refs: dict[str, Any], evaluation: pd.DataFrame) -> di
 
 
 def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> dict[str, dict[str, np.ndarray]]:
-    """In-process fits on the same rows: without lifetime features, with stacking, with calibration."""
+    """In-process fits on the same rows: without lifetime features, without stacking, with stacking, with
+    calibration, boosting from the BTYD prediction (offset), and a hurdle spend model."""
     from features.lifetime import COLUMNS
     from training.calibration import calibrate_predictions
     from training.stacking import STACK_FEATURES, with_stacking
@@ -121,9 +122,35 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
         k: calibrate_predictions(target(k), b, st_train, st_eval, feats, cfg, fit) for k, b in boosters.items()}
     out["+ BTYD stacking, BTYD as offset"] = {k: _offset_fit(k, st_train, st_eval, feats, cfg)
                                               for k in ("spend", "churn")}
-    out["+ BTYD stacking, BTYD offset, spend-weighted"] = {
-        k: _offset_fit(k, st_train, st_eval, feats, cfg, weighted=True) for k in ("spend", "churn")}
+    out["lifetime features, no stacking"] = {k: np.asarray(fit(target(k), train, features, cfg).predict(
+        matrix(evaluation, features))) for k in ("spend", "churn")}
+    offset_churn = out["+ BTYD stacking, BTYD as offset"]["churn"]
+    out["+ BTYD stacking, hurdle: P(buy) x E[spend | buy]"] = {
+        "spend": (1 - offset_churn) * _conditional_spend(st_train, st_eval, feats, cfg), "churn": offset_churn}
     return out
+
+
+def _conditional_spend(train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any) -> np.ndarray:
+    """E[spend | the user buys] (gamma objective on the buyers' rows; rounds early-stopped on the newest
+    training cutoff, then refitted on every training cutoff)."""
+    import lightgbm as lgb
+
+    from training.targets import target
+    from training.train import lgb_params, matrix
+
+    params = {**lgb_params(target("spend"), cfg), "objective": "gamma", "metric": "gamma"}
+    params.pop("tweedie_variance_power", None)
+    buyers = train.loc[train["label_spend"] > 0]
+    ts = pd.to_datetime(buyers["event_timestamp"], utc=True)
+
+    def data(rows: pd.DataFrame, ref: Any = None) -> Any:
+        return lgb.Dataset(matrix(rows, feats), label=rows["label_spend"].to_numpy(dtype=float), reference=ref)
+
+    d = data(buyers.loc[ts < ts.max()])
+    b = lgb.train(params, d, num_boost_round=cfg.num_boost_round, valid_sets=[data(buyers.loc[ts == ts.max()], d)],
+                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+    b = lgb.train(params, data(buyers), num_boost_round=max(1, int(b.best_iteration or cfg.num_boost_round)))
+    return np.asarray(b.predict(matrix(evaluation, feats)))
 
 
 def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any,
