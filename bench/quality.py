@@ -153,11 +153,10 @@ def _conditional_spend(train: pd.DataFrame, evaluation: pd.DataFrame, feats: lis
     return np.asarray(b.predict(matrix(evaluation, feats)))
 
 
-def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any,
-                weighted: bool = False) -> np.ndarray:
+def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any) -> np.ndarray:
     """Boosting that starts from the BTYD prediction (``init_score``): the trees learn corrections to it.
-    Rounds early-stopped on the newest training cutoff, then refitted on every training cutoff;
-    ``weighted``: rows weighted by 1 + spend / mean spend of buyers (the top decile's rows weigh more)."""
+    Rounds early-stopped on the newest training cutoff, then refitted on every training cutoff (what
+    ``training.btyd_offset`` does in train_all; the served row must equal it)."""
     import lightgbm as lgb
 
     from training.stacking import frame_offset, linked
@@ -169,9 +168,7 @@ def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: 
 
     def data(rows: pd.DataFrame, ref: Any = None) -> Any:
         y = rows[t.label].to_numpy(dtype=float)
-        spend = rows["label_spend"].to_numpy(dtype=float)
-        w = 1 + spend / max(spend[spend > 0].mean(), 1e-9) if weighted else None
-        return lgb.Dataset(matrix(rows, feats), label=y, weight=w, init_score=frame_offset(key, rows, True),
+        return lgb.Dataset(matrix(rows, feats), label=y, init_score=frame_offset(key, rows, True),
                            reference=ref)
 
     ts = pd.to_datetime(train["event_timestamp"], utc=True)
