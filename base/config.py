@@ -202,6 +202,10 @@ class TrainingConfig(Strict):
                               "the step grows so the training cutoffs span the whole history")
     stacking: bool = Field(False, description="BG/NBD + Gamma-Gamma predictions (fitted at each cutoff on "
                                               "data before it) as model features (training/stacking.py)")
+    btyd_offset: bool = Field(False, description="with stacking: the spend and churn models boost from the "
+                                                 "BG/NBD + Gamma-Gamma prediction (LightGBM init_score: log "
+                                                 "expected spend, logit P(no purchase)); the trees learn "
+                                                 "corrections to it (training/stacking.py)")
     calibrate: bool = Field(False, description="level calibration of amounts and Platt scaling of "
                                                "probabilities, fitted on the newest training cutoff "
                                                "(training/calibration.py)")
@@ -211,6 +215,15 @@ class TrainingConfig(Strict):
                                                              "at every cutoff) whose rows at the training and refit "
                                                              "cutoffs are retrieved and fitted; the evaluation cutoff "
                                                              "keeps every user (the Spark profile: spark.training_sample)")
+
+    @model_validator(mode="after")
+    def _offset_with_stacking(self) -> "TrainingConfig":
+        if self.btyd_offset and not self.stacking:
+            raise ValueError("btyd_offset needs stacking: true (the offset is a stacked feature)")
+        if self.btyd_offset and (self.calibrate or self.search_seconds):
+            raise ValueError("btyd_offset is not combined with calibrate or search_seconds yet (their fits "
+                             "would leave the offset out)")
+        return self
 
 
 class Condition(Strict):

@@ -77,16 +77,29 @@ def _metrics(y_spend: np.ndarray, bought: np.ndarray) -> dict[str, tuple[Any, bo
     }
 
 
-def _evaluated(ml: Any, ref: Any) -> Any:
+def _served_scores(s: Any, refs: dict[str, Any], evaluation: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The evaluated fits' raw outputs on the evaluation rows, through the one scorer (which computes the
+    stacked features, if any, from the lifetime features with the parameters logged on the version)."""
+    import dataclasses
+
     import mlflow.lightgbm
 
+    from scoring.scorer import PersonaScorer
+    from training.champions import load_models
     from training.refit import evaluated_uri
 
-    return mlflow.lightgbm.load_model(evaluated_uri(ml, ref))
+    loaded = load_models(s.ml, {k: refs[k] for k in ("spend", "churn")})
+    models = {}
+    for k, m in loaded.items():
+        booster = mlflow.lightgbm.load_model(evaluated_uri(s.ml, refs[k]))
+        models[k] = dataclasses.replace(m, booster=booster, features=list(booster.feature_name()))
+    scorer = PersonaScorer(models, s)
+    return scorer.predict(scorer.frame_matrix(evaluation), ["spend", "churn"])
 
 
 def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> dict[str, dict[str, np.ndarray]]:
-    """In-process fits on the same rows: without lifetime features, with stacking, with calibration."""
+    """In-process fits on the same rows: without lifetime features, without stacking, with stacking, with
+    calibration, boosting from the BTYD prediction (offset), and a hurdle spend model."""
     from features.lifetime import COLUMNS
     from training.calibration import calibrate_predictions
     from training.stacking import STACK_FEATURES, with_stacking
@@ -95,7 +108,7 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
 
     out: dict[str, dict[str, np.ndarray]] = {}
     train, evaluation = split_frames(data, split)
-    cfg = s.training
+    cfg = s.training.model_copy(update={"btyd_offset": False})  # each variant says what it adds
     plain = [f for f in features if f not in COLUMNS]
     for name, feats, frame_t, frame_e in (("without lifetime features", plain, train, evaluation),):
         out[name] = {k: np.asarray(fit(target(k), frame_t, feats, cfg).predict(matrix(frame_e, feats)))
@@ -107,7 +120,65 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
     out["+ BTYD stacking"] = {k: np.asarray(b.predict(matrix(st_eval, feats))) for k, b in boosters.items()}
     out["+ BTYD stacking + calibration"] = {
         k: calibrate_predictions(target(k), b, st_train, st_eval, feats, cfg, fit) for k, b in boosters.items()}
+    out["+ BTYD stacking, BTYD as offset"] = {k: _offset_fit(k, st_train, st_eval, feats, cfg)
+                                              for k in ("spend", "churn")}
+    out["lifetime features, no stacking"] = {k: np.asarray(fit(target(k), train, features, cfg).predict(
+        matrix(evaluation, features))) for k in ("spend", "churn")}
+    offset_churn = out["+ BTYD stacking, BTYD as offset"]["churn"]
+    out["+ BTYD stacking, hurdle: P(buy) x E[spend | buy]"] = {
+        "spend": (1 - offset_churn) * _conditional_spend(st_train, st_eval, feats, cfg), "churn": offset_churn}
     return out
+
+
+def _conditional_spend(train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any) -> np.ndarray:
+    """E[spend | the user buys] (gamma objective on the buyers' rows; rounds early-stopped on the newest
+    training cutoff, then refitted on every training cutoff)."""
+    import lightgbm as lgb
+
+    from training.targets import target
+    from training.train import lgb_params, matrix
+
+    params = {**lgb_params(target("spend"), cfg), "objective": "gamma", "metric": "gamma"}
+    params.pop("tweedie_variance_power", None)
+    buyers = train.loc[train["label_spend"] > 0]
+    ts = pd.to_datetime(buyers["event_timestamp"], utc=True)
+
+    def data(rows: pd.DataFrame, ref: Any = None) -> Any:
+        return lgb.Dataset(matrix(rows, feats), label=rows["label_spend"].to_numpy(dtype=float), reference=ref)
+
+    d = data(buyers.loc[ts < ts.max()])
+    b = lgb.train(params, d, num_boost_round=cfg.num_boost_round, valid_sets=[data(buyers.loc[ts == ts.max()], d)],
+                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+    b = lgb.train(params, data(buyers), num_boost_round=max(1, int(b.best_iteration or cfg.num_boost_round)))
+    return np.asarray(b.predict(matrix(evaluation, feats)))
+
+
+def _offset_fit(key: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any) -> np.ndarray:
+    """Boosting that starts from the BTYD prediction (``init_score``): the trees learn corrections to it.
+    Rounds early-stopped on the newest training cutoff, then refitted on every training cutoff (what
+    ``training.btyd_offset`` does in train_all; the served row must equal it)."""
+    import lightgbm as lgb
+
+    from training.stacking import frame_offset, linked
+    from training.targets import target
+    from training.train import lgb_params, matrix
+
+    t = target(key)
+    params = lgb_params(t, cfg)
+
+    def data(rows: pd.DataFrame, ref: Any = None) -> Any:
+        y = rows[t.label].to_numpy(dtype=float)
+        return lgb.Dataset(matrix(rows, feats), label=y, init_score=frame_offset(key, rows, True),
+                           reference=ref)
+
+    ts = pd.to_datetime(train["event_timestamp"], utc=True)
+    fit_rows, valid_rows = train.loc[ts < ts.max()], train.loc[ts == ts.max()]
+    d = data(fit_rows)
+    b = lgb.train(params, d, num_boost_round=cfg.num_boost_round, valid_sets=[data(valid_rows, d)],
+                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+    rounds = max(1, int(b.best_iteration or cfg.num_boost_round))
+    b = lgb.train(params, data(train), num_boost_round=rounds)
+    return linked(key, b.predict(matrix(evaluation, feats), raw_score=True) + frame_offset(key, evaluation, True))
 
 
 def in_sample_ceiling(evaluation: pd.DataFrame, features: list[str], s: Any, folds: int = 5,
@@ -179,7 +250,7 @@ def regime(mode: str, users: int, days: int, horizon: int) -> None:
     from bench.training import _train
     from training.baselines import churn_baselines, spend_baselines
     from training.registry import use_tracking
-    from training.train import matrix, split_frames
+    from training.train import split_frames
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,9 +261,7 @@ def regime(mode: str, users: int, days: int, horizon: int) -> None:
         train, evaluation = split_frames(data, split)
         y = evaluation["label_spend"].to_numpy(dtype=float)
         bought = (evaluation["label_churn"].to_numpy() == 0).astype(int)
-        x = matrix(evaluation, features)
-        model = {"spend": np.asarray(_evaluated(s.ml, refs["spend"]).predict(x)),
-                 "churn": np.asarray(_evaluated(s.ml, refs["churn"]).predict(x))}
+        model = _served_scores(s, refs, evaluation)
         spend_b = spend_baselines(train, evaluation, s.training.horizon_days)
         churn_b = churn_baselines(train, evaluation, s.training.horizon_days)
         rows = {"model (served config)": model, **_variants(data, split, features, s),

@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
     import pandas as pd
 
+    from base.config import load_segment_file
     from base.paths import DataPaths
-    from bench._settings import bench_settings
+    from bench._settings import PROJECT, bench_settings
     from bench.features import synthetic_events
     from features.spark_session import spark_session, stop_spark
     from features.spark_store import (
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         params = {"verbosity": -1, "num_threads": 1, "learning_rate": 0.1, "num_leaves": 31}
         spend = lgb.train({**params, "objective": "tweedie"}, lgb.Dataset(x, frame["label_spend"]), 100)
         churn = lgb.train({**params, "objective": "binary"}, lgb.Dataset(x, frame["label_churn"]), 100)
+        s = s.model_copy(update={"segments": load_segment_file(PROJECT / "segments.classic.yaml")})  # reads these
         models = {"spend": LoadedModel("spend", ModelRef("persona-spend", "1", "b"), spend, features,
                                        float(frame["label_spend"].mean())),
                   "churn": LoadedModel("churn", ModelRef("persona-churn", "1", "b"), churn, features,

@@ -1147,7 +1147,8 @@ def _day_slice(daily: _Daily, d: int) -> _Daily:
     """The behaviour matrices of one day (column ``d``) of a longer history."""
     cols = slice(d, d + 1)
     return _Daily(daily.persona[:, cols], daily.base[:, cols], daily.decay[:, cols], daily.active[:, cols],
-                  daily.session_rate[:, cols], daily.purchase_prob[:, cols], daily.sale[cols])
+                  daily.session_rate[:, cols], daily.purchase_prob[:, cols], daily.sale[cols],
+                  None if daily.purchases is None else daily.purchases[:, cols], daily.value_rate, daily.value_shape)
 
 
 def _replay_ids(values: pd.Series, day: date) -> pd.Series:
@@ -1172,7 +1173,13 @@ def replay_day(settings: Settings, offset: int, *, drift: Drift | None = None, u
     day = sample.end_date + timedelta(days=offset)
     currencies, fx, pop, ids, cat = _world(settings, n_users, n_days, seed)
     d = n_days + offset
-    daily = _day_slice(_daily(pop, _Timeline(sample.end_date - timedelta(days=n_days), d + 1)), d)
+    daily = _daily(pop, _Timeline(sample.end_date - timedelta(days=n_days), d + 1))
+    if sample.mode == "btyd":  # the same customers' buy-till-you-die process, carried on to day d
+        from persona.sample_btyd import btyd_daily, btyd_population
+
+        pop = btyd_population(pop, n_days, seed)  # acquisition days as in the history
+        daily = btyd_daily(daily, pop, seed)
+    daily = _day_slice(daily, d)
     pop = replace(pop, drift_day=pop.drift_day - d)
     if drift is not None:
         daily = replace(daily, session_rate=daily.session_rate * drift.activity)

@@ -3,7 +3,9 @@
 The online service, the batch re-score, the evaluation against the sample's hidden personas and drift
 all score through :class:`PersonaScorer`. Each model keeps its own feature list: the scorer reads the
 union of them once and hands every model its own columns, so champions trained at different times
-(with different feature lists) serve together.
+(with different feature lists) serve together. Stacked features (training/stacking.py: BG/NBD +
+Gamma-Gamma predictions) are not stored anywhere: the scorer computes them for each model from the user's
+lifetime features with the parameters logged with that model, the same function training used.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from base.config import Settings
 from base.segments import assign_segments, check_rules
 from scoring.records import CategoryAffinity, Driver, ModelVersions, PersonaRecord
 from training.champions import LoadedModel
+from training.stacking import INPUTS as STACK_INPUTS
+from training.stacking import OFFSET_FEATURES, STACK_FEATURES, linked, offset, predictions_from, uses_offset
 from training.targets import TARGETS, Target, segment_inputs, segment_values
 
 AFFINITY_PREFIX = "affinity_"
@@ -34,10 +38,13 @@ class PersonaScorer:
         self.models = {t.key: models[t.key] for t in self.targets}
         features: list[str] = []
         for m in self.models.values():
-            features += [f for f in m.features if f not in features]
+            features += [f for f in m.stored_features if f not in features]
         self.features = features
-        """Every feature some model needs, in first-use order (the columns of the matrices taken)."""
-        self._columns = {k: np.array([features.index(f) for f in m.features], dtype=int)
+        """Every stored feature some model needs, in first-use order (the columns of the matrices taken)."""
+        derived = [f for m in self.models.values() if m.stacking for f in m.features if f in STACK_FEATURES]
+        self.names = features + [f for f in STACK_FEATURES if f in derived]
+        """``self.features`` and the features the scorer computes (the columns of contributions)."""
+        self._columns = {k: np.array([self.names.index(f) for f in m.features], dtype=int)
                          for k, m in self.models.items()}
         self.settings = settings
         self.rules = settings.segments
@@ -74,22 +81,55 @@ class PersonaScorer:
         order; columns the frame lacks are NaN."""
         return frame.reindex(columns=self.features).to_numpy(dtype=float)
 
+    def extended(self, key: str, x: np.ndarray) -> np.ndarray:
+        """``x`` (users × ``self.features``) with the computed columns of ``self.names`` as model ``key``
+        computes them (its own stacking parameters; NaN where it has none)."""
+        extra = len(self.names) - len(self.features)
+        if not extra:
+            return x
+        out = np.full((len(x), extra), np.nan)
+        params = self.models[key].stacking
+        if params and len(x):
+            inputs = pd.DataFrame({f: x[:, self.features.index(f)] for f in STACK_INPUTS})
+            stacked = predictions_from(params, inputs, int(params["horizon_days"]))
+            for j, name in enumerate(self.names[len(self.features):]):
+                out[:, j] = stacked[name].to_numpy(dtype=float)
+        return np.hstack([x, out])
+
     def inputs(self, key: str, x: np.ndarray) -> np.ndarray:
-        """The columns of ``x`` (users × ``self.features``) that model ``key`` was trained on, in its order."""
-        return x[:, self._columns[key]]
+        """The columns that model ``key`` was trained on, in its order, for the rows of ``x`` (users ×
+        ``self.features``; stacked features computed here)."""
+        return self.extended(key, x)[:, self._columns[key]]
+
+    def _offset(self, key: str, inputs: np.ndarray) -> np.ndarray | None:
+        """The raw-scale BTYD start of model ``key`` (trained with ``training.btyd_offset``), else None."""
+        m = self.models[key]
+        if not (m.stacking and uses_offset(key, m.stacking.get("offset"))):
+            return None
+        return offset(key, inputs[:, m.features.index(OFFSET_FEATURES[key])])
 
     def predict(self, x: np.ndarray, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Raw output of every model (or of ``keys``) for the rows of ``x`` (users × ``self.features``)."""
-        return {k: np.asarray(self.models[k].booster.predict(self.inputs(k, x), num_threads=1), dtype=float)
-                for k in (keys if keys is not None else self.models)}
+        out = {}
+        for k in (keys if keys is not None else self.models):
+            inputs = self.inputs(k, x)
+            start = self._offset(k, inputs)
+            booster = self.models[k].booster
+            out[k] = (np.asarray(booster.predict(inputs, num_threads=1), dtype=float) if start is None else
+                      linked(k, np.asarray(booster.predict(inputs, raw_score=True, num_threads=1)) + start))
+        return out
 
     def contributions(self, key: str, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions of model ``key`` (LightGBM ``pred_contrib``), mapped onto
-        ``self.features`` columns, plus the bias as the last column."""
-        raw = self.models[key].booster.predict(self.inputs(key, x), pred_contrib=True, num_threads=1)
-        out = np.zeros((len(x), len(self.features) + 1))
+        ``self.names`` columns, plus the bias as the last column."""
+        inputs = self.inputs(key, x)
+        raw = self.models[key].booster.predict(inputs, pred_contrib=True, num_threads=1)
+        out = np.zeros((len(x), len(self.names) + 1))
         out[:, self._columns[key]] = raw[:, :-1]
         out[:, -1] = raw[:, -1]
+        start = self._offset(key, inputs)
+        if start is not None:  # the BTYD start is the offset feature's contribution (raw scale)
+            out[:, self.names.index(OFFSET_FEATURES[key])] += start
         return out
 
     def segments(self, x: np.ndarray, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -101,7 +141,7 @@ class PersonaScorer:
         k = self.settings.serving.top_drivers
         row = contrib[i, :-1]
         top = np.argsort(-np.abs(row))[:k]
-        return [Driver(feature=self.features[j], value=None if np.isnan(x[i, j]) else float(x[i, j]),
+        return [Driver(feature=self.names[j], value=None if np.isnan(x[i, j]) else float(x[i, j]),
                        contribution=float(row[j])) for j in top]
 
     def _classes(self, i: int, probabilities: np.ndarray | None, x: np.ndarray) -> list[CategoryAffinity]:
@@ -124,6 +164,7 @@ class PersonaScorer:
         scalar = [t for t in self.targets if t.scalar]
         outputs = {t.key: np.full(n, self.models[t.key].prior) for t in scalar}
         contrib: dict[str, np.ndarray] = {}
+        values: dict[str, np.ndarray] = {}
         classes: dict[str, np.ndarray | None] = {t.key: None for t in TARGETS if not t.scalar}
         if known.any():
             xk = x[known]
@@ -131,9 +172,10 @@ class PersonaScorer:
             for t in self.targets:
                 if t.scalar:
                     outputs[t.key][known] = raw[t.key]
-                    full = np.zeros((n, len(self.features) + 1))
+                    full = np.zeros((n, len(self.names) + 1))
                     full[known] = self.contributions(t.key, xk)
                     contrib[t.key] = full
+                    values[t.key] = self.extended(t.key, x)
                 else:
                     probabilities = np.zeros((n, raw[t.key].shape[1]))
                     probabilities[known] = raw[t.key]
@@ -154,7 +196,7 @@ class PersonaScorer:
                 segment=str(segments[i]) if known[i] else "unknown",
                 **predictions,
                 horizon_days=self.settings.training.horizon_days,
-                drivers={k: self._drivers(c, x, i) for k, c in contrib.items()} if known[i] else {},
+                drivers={k: self._drivers(c, values[k], i) for k, c in contrib.items()} if known[i] else {},
                 model_versions=self.versions,
                 feature_timestamp=when,
                 feature_age_seconds=round((now - when).total_seconds(), 3) if when else None,

@@ -33,7 +33,7 @@ def export_champions(ml: MlflowSettings) -> list[str]:
     for target, model in load_models(ml, champion_refs(ml)).items():
         labels = {"registered_model": model.ref.name, "version": model.ref.version, "alias": ml.champion_alias}
         meta = {"run_id": model.ref.run_id, "features": json.dumps(model.features), "prior": model.prior,
-                "mlflow_uri": model.ref.uri}
+                "mlflow_uri": model.ref.uri, "stacking": json.dumps(model.stacking)}
         with bentoml.models.create(bento_name(target), labels=labels, metadata=meta) as saved:
             model.booster.save_model(saved.path_of(MODEL_FILE))
         tags.append(str(saved.tag))
@@ -58,5 +58,6 @@ def load_packaged() -> dict[str, LoadedModel]:
         ref = ModelRef(saved.info.labels["registered_model"], saved.info.labels["version"],
                        saved.info.metadata["run_id"])
         out[target.key] = LoadedModel(target.key, ref, booster, json.loads(saved.info.metadata["features"]),
-                                      float(saved.info.metadata["prior"]))
+                                      float(saved.info.metadata["prior"]),
+                                      json.loads(saved.info.metadata.get("stacking", "null")))
     return out

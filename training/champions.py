@@ -23,6 +23,17 @@ class LoadedModel:
     booster: Any
     features: list[str]
     prior: float
+    stacking: dict[str, float] | None = None
+    """The BG/NBD + Gamma-Gamma parameters (and ``horizon_days``) its stacked features are computed with
+    (training/stacking.py); None when it was trained without stacking."""
+
+    @property
+    def stored_features(self) -> list[str]:
+        """The features read from the stores: its own minus the stacked ones, plus their inputs."""
+        from training.stacking import INPUTS, STACK_FEATURES
+
+        own = [f for f in self.features if f not in STACK_FEATURES]
+        return own + [f for f in INPUTS if f not in own] if self.stacking else own
 
 
 REQUIRED = tuple(t.key for t in TARGETS if t.required)
@@ -58,6 +69,8 @@ def load_models(ml: MlflowSettings, refs: Mapping[str, ModelRef],
     """
     import mlflow.lightgbm
 
+    from training.stacking import from_run_params
+
     use_tracking(ml)
     out: dict[str, LoadedModel] = {}
     for key, ref in refs.items():
@@ -68,7 +81,8 @@ def load_models(ml: MlflowSettings, refs: Mapping[str, ModelRef],
         booster = mlflow.lightgbm.load_model(ref.uri, dst_path=None)
         run = client(ml).get_run(ref.run_id)
         prior = float(run.data.metrics.get("prior_prediction", 0.0))
-        out[key] = LoadedModel(key, ref, booster, list(booster.feature_name()), prior)
+        out[key] = LoadedModel(key, ref, booster, list(booster.feature_name()), prior,
+                               from_run_params(run.data.params))
     return out
 
 
@@ -87,7 +101,11 @@ class ServingCheck:
 
     def reasons(self, key: str, booster: Any) -> list[str]:
         """Why the service could not serve ``booster`` as target ``key`` (empty: it can)."""
+        from training.stacking import INPUTS, STACK_FEATURES
+
         features = list(booster.feature_name())
+        if set(STACK_FEATURES) & set(features):  # computed by the scorer from these served inputs
+            features = [f for f in features if f not in STACK_FEATURES] + list(INPUTS)
         classes = int(booster.num_model_per_iteration())
         multiclass = target(key).output == "classes"
         reasons = []

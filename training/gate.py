@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from base.config import GateConfig, MlflowSettings
@@ -103,9 +102,12 @@ def _score(ml: MlflowSettings, ref: ModelRef, key: str, frame: pd.DataFrame, min
 
     t = target(key)
     use_tracking(ml)
+    from training.stacking import from_run_params, predict_frame
+
     booster = mlflow.lightgbm.load_model(evaluated_uri(ml, ref))  # a refit has seen the window: never judged
     rows = t.rows(frame)
-    pred = np.asarray(booster.predict(matrix(rows, list(booster.feature_name()))))
+    stacking = from_run_params(client(ml).get_run(ref.run_id).data.params) or {}
+    pred = predict_frame(key, booster, matrix(rows, list(booster.feature_name())), rows, stacking.get("offset"))
     return evaluate(t, pred, rows, {}, min_rows=min_rows), booster
 
 

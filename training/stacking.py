@@ -5,7 +5,10 @@ only, from their lifetime features (features/lifetime.py: frequency, recency, ag
 purchases' mean value, all computed from events before the cutoff), and their predictions over the
 horizon become four features. Nothing at or after a cutoff enters its fit, so the features leak no
 label (tests/model/test_stacking.py). The fitted parameters of each cutoff are returned with the frame;
-the newest are what a served model would use.
+the newest are what a served model would use: they are logged as ``stacking.*`` run parameters and the
+scorer (scoring/scorer.py) recomputes the four features from a user's lifetime features with
+:func:`predictions_from` at scoring time, so online, batch and evaluation scores use the same code as
+training.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ import numpy as np
 import pandas as pd
 
 STACK_FEATURES = ("btyd_expected_purchases", "btyd_p_alive", "btyd_p_no_purchase", "btyd_expected_spend")
+INPUTS = ("btyd_frequency", "btyd_recency_days", "btyd_age_days", "tenure_days", "btyd_monetary")
+"""The lifetime features the stacked features are computed from (all served online)."""
+PARAM_PREFIX = "stacking."
+"""Run parameters holding the newest cutoff's fitted BTYD parameters and the horizon."""
 
 
 def btyd_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -28,6 +35,24 @@ def btyd_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return x, t_x, np.maximum(T, 1.0), frame["btyd_monetary"].to_numpy(dtype=float)
 
 
+def predictions_from(params: dict[str, float], frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
+    """:data:`STACK_FEATURES` of ``frame``'s rows (its :data:`INPUTS` columns) from fitted parameters
+    (``bgnbd_*``, ``gamma_gamma_*``): the one computation for training and scoring."""
+    from training.btyd import BgNbd, GammaGamma
+
+    bg = BgNbd(**{k: float(params[f"bgnbd_{k}"]) for k in ("r", "alpha", "a", "b")})
+    gg = GammaGamma(**{k: float(params[f"gamma_gamma_{k}"]) for k in ("p", "q", "v")})
+    x, t_x, T, m = btyd_inputs(frame)
+    with np.errstate(all="ignore"):
+        purchases = bg.expected_purchases(horizon_days, x, t_x, T)
+        return pd.DataFrame({
+            "btyd_expected_purchases": purchases,
+            "btyd_p_alive": bg._p_alive(x, t_x, T),
+            "btyd_p_no_purchase": bg.prob_no_purchase(horizon_days, x, t_x, T),
+            "btyd_expected_spend": purchases * gg.expected_value(x, m),
+        }, index=frame.index)
+
+
 def btyd_predictions(frame: pd.DataFrame, horizon_days: int) -> tuple[pd.DataFrame, dict[str, float]]:
     """Fit BG/NBD and Gamma-Gamma on ``frame`` (one cutoff's rows) and predict over the horizon."""
     from training.btyd import fit_bgnbd, fit_gamma_gamma
@@ -35,15 +60,21 @@ def btyd_predictions(frame: pd.DataFrame, horizon_days: int) -> tuple[pd.DataFra
     x, t_x, T, m = btyd_inputs(frame)
     bg = fit_bgnbd(x, t_x, T)
     gg = fit_gamma_gamma(x, m)
-    purchases = bg.expected_purchases(horizon_days, x, t_x, T)
-    out = pd.DataFrame({
-        "btyd_expected_purchases": purchases,
-        "btyd_p_alive": bg._p_alive(x, t_x, T),
-        "btyd_p_no_purchase": bg.prob_no_purchase(horizon_days, x, t_x, T),
-        "btyd_expected_spend": purchases * gg.expected_value(x, m),
-    }, index=frame.index)
-    return out, {**{f"bgnbd_{k}": float(v) for k, v in asdict(bg).items()},
-                 **{f"gamma_gamma_{k}": float(v) for k, v in asdict(gg).items()}}
+    params = {**{f"bgnbd_{k}": float(v) for k, v in asdict(bg).items()},
+              **{f"gamma_gamma_{k}": float(v) for k, v in asdict(gg).items()}}
+    return predictions_from(params, frame, horizon_days), params
+
+
+def run_params(params: dict[str, float], horizon_days: int) -> dict[str, str]:
+    """The newest cutoff's parameters as run parameters (``repr``: a float reads back exactly)."""
+    return {**{f"{PARAM_PREFIX}{k}": repr(float(v)) for k, v in params.items()},
+            f"{PARAM_PREFIX}horizon_days": str(int(horizon_days))}
+
+
+def from_run_params(run_params: dict[str, str]) -> dict[str, float] | None:
+    """The stacking parameters (with ``horizon_days``) logged by :func:`run_params`; None without stacking."""
+    out = {k[len(PARAM_PREFIX):]: float(v) for k, v in run_params.items() if k.startswith(PARAM_PREFIX)}
+    return out or None
 
 
 def with_stacking(dataset: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
@@ -61,3 +92,41 @@ def stack(dataset: pd.DataFrame, horizon_days: int) -> tuple[pd.DataFrame, dict[
         parts.append(pred)
         params[f"{pd.Timestamp(cutoff):%Y-%m-%d}"] = fitted
     return dataset.join(pd.concat(parts)), params
+
+
+OFFSET_FEATURES = {"spend": "btyd_expected_spend", "churn": "btyd_p_no_purchase"}
+"""With ``training.btyd_offset``: the stacked feature each target's boosting starts from (its raw scale:
+log expected spend for the tweedie spend model, logit P(no purchase) for the churn model)."""
+
+
+def offset(key: str, values: np.ndarray) -> np.ndarray:
+    """The raw-scale start of target ``key`` from its :data:`OFFSET_FEATURES` values."""
+    v = np.nan_to_num(np.asarray(values, dtype=float), nan=0.0 if key == "spend" else 0.5)
+    if key == "spend":
+        return np.log(np.maximum(v, 1e-3))
+    p = np.clip(v, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def uses_offset(key: str, enabled: bool | float | None) -> bool:
+    """Whether target ``key`` boosts from the BTYD prediction (``enabled``: the config flag or logged param)."""
+    return bool(enabled) and key in OFFSET_FEATURES
+
+
+def frame_offset(key: str, frame: pd.DataFrame, enabled: bool | float | None) -> np.ndarray | None:
+    """The ``init_score`` of ``frame``'s rows for target ``key`` (None without an offset)."""
+    return offset(key, frame[OFFSET_FEATURES[key]].to_numpy(dtype=float)) if uses_offset(key, enabled) else None
+
+
+def linked(key: str, raw: np.ndarray) -> np.ndarray:
+    """Raw scores (offset included) on the output scale: exp for spend, the logistic for churn."""
+    return np.exp(raw) if key == "spend" else 1.0 / (1.0 + np.exp(-raw))
+
+
+def predict_frame(key: str, booster: object, x: np.ndarray, frame: pd.DataFrame,
+                  enabled: bool | float | None) -> np.ndarray:
+    """A booster's predictions for ``frame``'s rows (matrix ``x``), with the BTYD offset when it has one."""
+    start = frame_offset(key, frame, enabled)
+    if start is None:
+        return np.asarray(booster.predict(x))  # type: ignore[attr-defined]
+    return linked(key, np.asarray(booster.predict(x, raw_score=True)) + start)  # type: ignore[attr-defined]

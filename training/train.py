@@ -79,6 +79,8 @@ def best_rounds(target: Target, train: pd.DataFrame, features: list[str], cfg: T
     training cutoffs, so the evaluation cutoff stays unseen); ``num_boost_round`` when there is one cutoff."""
     import lightgbm as lgb
 
+    from training.stacking import frame_offset
+
     rows = target.rows(train)
     ts = pd.to_datetime(rows["event_timestamp"], utc=True)
     last = ts.max()
@@ -86,10 +88,11 @@ def best_rounds(target: Target, train: pd.DataFrame, features: list[str], cfg: T
     if fit_rows.empty or valid_rows.empty:
         return cfg.num_boost_round
     params = lgb_params(target, cfg, categories)
+    start = cfg.stacking and cfg.btyd_offset
     data = lgb.Dataset(matrix(fit_rows, features), label=fit_rows[target.label].to_numpy(dtype="float64"),
-                       feature_name=features)
+                       feature_name=features, init_score=frame_offset(target.key, fit_rows, start))
     valid = lgb.Dataset(matrix(valid_rows, features), label=valid_rows[target.label].to_numpy(dtype="float64"),
-                        reference=data)
+                        reference=data, init_score=frame_offset(target.key, valid_rows, start))
     booster = lgb.train(params, data, num_boost_round=cfg.num_boost_round, valid_sets=[valid],
                         callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
     return max(1, int(booster.best_iteration or cfg.num_boost_round))
@@ -102,9 +105,12 @@ def fit(target: Target, train: pd.DataFrame, features: list[str], cfg: TrainingC
 
     rounds = rounds or (best_rounds(target, train, features, cfg, categories) if cfg.early_stopping_rounds
                         else cfg.num_boost_round)
+    from training.stacking import frame_offset
+
     rows = target.rows(train)
     data = lgb.Dataset(matrix(rows, features), label=rows[target.label].to_numpy(dtype="float64"),
-                       feature_name=features, free_raw_data=True)
+                       feature_name=features, free_raw_data=True,
+                       init_score=frame_offset(target.key, rows, cfg.stacking and cfg.btyd_offset))
     return lgb.train(lgb_params(target, cfg, categories), data, num_boost_round=rounds)
 
 
@@ -248,11 +254,15 @@ def stacking_step(dataset: pd.DataFrame, features: list[str],
     """With ``cfg.stacking``: BTYD predictions per cutoff as features (training/stacking.py), and what to log."""
     if not cfg.stacking:
         return dataset, features, {}
-    from training.stacking import STACK_FEATURES, stack
+    from training.stacking import STACK_FEATURES, run_params, stack
 
     stacked, params = stack(dataset, cfg.horizon_days)
+    newest = params[max(params)]  # the evaluation cutoff's fit: what the scorer uses for every later score
+    logged = {**run_params(newest, cfg.horizon_days), **({"stacking.offset": "1"} if cfg.btyd_offset else {})}
     return stacked, [*features, *STACK_FEATURES], {"dicts": {"stacking/btyd_params_per_cutoff.json": params},
-                                                   "tags": {"persona.stacking": "bgnbd+gamma_gamma"}}
+                                                   "params": logged,
+                                                   "tags": {"persona.stacking": "bgnbd+gamma_gamma",
+                                                            "persona.stacking_cutoff": max(params)}}
 
 
 def calibration_step(boosters: dict[str, Any], refits: dict[str, Any], train: pd.DataFrame, features: list[str],
@@ -337,8 +347,11 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
         calibrated = calibration_step(boosters, refits, train, features, cfg, categories)
         summary.seconds_fit = time.perf_counter() - t0
         advance(len(targets))
+        from training.stacking import predict_frame
+
         x_eval = matrix(evaluation, features)
-        full = {k: np.asarray(b.predict(x_eval)) for k, b in boosters.items()}
+        full = {k: predict_frame(k, b, x_eval, evaluation, cfg.stacking and cfg.btyd_offset)
+                for k, b in boosters.items()}
         evaluation = evaluation.assign(segment=assign_eval_segments(rules, evaluation, features, full)
                                        if rules else "all")
         t0 = time.perf_counter()

@@ -52,8 +52,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     rules are a copy (the studio edits it)."""
     root = tmp_path_factory.mktemp("studio")
     rules = root / "segments.yaml"
-    shutil.copy(PROJECT / "segments.yaml", rules)
-    s = settings_in(root / "data", users=300, days=80).model_copy(update={"segments_file": rules})
+    shutil.copy(PROJECT / "segments.classic.yaml", rules)  # its first rule: churn_risk, spend_90d
+    s = settings_in(root / "data", users=300, days=80).model_copy(
+        update={"segments_file": rules, "segments": load_segment_file(rules)})
     run_all(s)
     rescore_all(s, load_champions(s.ml))
     build(s)

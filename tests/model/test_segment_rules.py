@@ -1,4 +1,4 @@
-"""The project's segment rule sets read only what the service serves, and segments.personas.yaml puts each
+"""The project's segment rule sets read only what the service serves, and segments.yaml (the default) puts each
 persona's typical behaviour in the segment of that name; the hidden personas' recovery (adjusted Rand
 index per rule set) is measured by ``python -m bench quality``."""
 
@@ -25,7 +25,7 @@ def _served_features() -> set[str]:
     return {f.name for proj in service.feature_view_projections for f in proj.features}
 
 
-@pytest.mark.parametrize("name", ["segments.yaml", "segments.tenure.yaml", "segments.personas.yaml"])
+@pytest.mark.parametrize("name", ["segments.yaml", "segments.tenure.yaml", "segments.classic.yaml"])
 def test_rule_sets_name_only_served_features_or_predictions(name: str) -> None:
     from training.targets import segment_inputs
 
@@ -46,7 +46,7 @@ TYPICAL = [
 
 
 def test_typical_customers_land_in_their_segment() -> None:
-    rules = load_segment_file(PROJECT / "segments.personas.yaml")
+    rules = load_segment_file(PROJECT / "segments.yaml")
     fields = {c.field for r in rules for c in r.all}
     values = {f: np.array([row.get(f, np.nan) for _, row in TYPICAL], dtype=float) for f in fields}
     got = assign_segments(rules, values, len(TYPICAL))

@@ -105,3 +105,52 @@ def test_refit_cutoffs_lie_between_the_training_and_evaluation_cutoffs() -> None
     assert min(wide.train) - T0 < pd.Timedelta(days=30) < min(split.train) - T0
     off = rolling_cutoffs(T0 + pd.Timedelta(days=200), T0, cfg.model_copy(update={"refit_on_newest": False}))
     assert off.refit == [] and off.all == [*off.train, off.evaluation]
+
+
+@pytest.mark.parametrize("with_offset", [False, True])
+def test_served_stacked_features_and_predictions_equal_the_training_time_ones(mlflow_settings, settings,  # noqa: ANN001
+                                                                               with_offset: bool) -> None:
+    """A model trained with stacking serves: the scorer computes each user's stacked features from the
+    lifetime features with the parameters logged on the version, equal to the training-time features of
+    the same user and cutoff (the newest), and so the served refit's predictions equal its own on the
+    stacked training rows (with ``btyd_offset``: boosting from the BTYD prediction, which the scorer adds);
+    the serving check accepts it on the lifetime features alone."""
+    from scoring.scorer import PersonaScorer
+    from tests.model.conftest import FAST
+    from training.baselines import history_summary
+    from training.champions import ServingCheck, load_models
+    from training.evaluation import matrix
+    from training.labels import Split
+    from training.stacking import INPUTS, predict_frame, with_stacking
+    from training.train import train_all, with_history
+
+    events = _events(4, users=200)
+    cutoffs = [T0 + pd.Timedelta(days=d) for d in (100, 120, 140, 160)]
+    frame = with_history(_training_frame(events, cutoffs), history_summary(events, cutoffs, 30))
+    features = [c for c in frame.columns if c not in ("user_id", "event_timestamp") and
+                not c.startswith(("label_", "hist_")) and pd.api.types.is_numeric_dtype(frame[c])]
+    assert set(INPUTS) <= set(features)
+    cfg = FAST.model_copy(update={"stacking": True, "horizon_days": 30, "btyd_offset": with_offset})
+    summary = train_all(frame, features, Split(train=cutoffs[:-1], evaluation=cutoffs[-1]), cfg,
+                        mlflow_settings, categories=["home"], gate=False)
+    models = load_models(mlflow_settings, {m.target: m.ref for m in summary.models if m.target in ("spend", "churn")})
+    assert all(m.stacking and m.stacking["horizon_days"] == 30 for m in models.values())
+    assert all(bool(m.stacking.get("offset")) == with_offset for m in models.values())
+    scorer = PersonaScorer(models, settings)
+    assert not set(STACK_FEATURES) & set(scorer.features) and set(STACK_FEATURES) <= set(scorer.names)
+    assert ServingCheck(frozenset(features)).reasons("spend", models["spend"].booster) == []
+
+    trained = with_stacking(frame, 30)
+    newest = trained.loc[trained["event_timestamp"] == cutoffs[-1]].reset_index(drop=True)
+    x = scorer.frame_matrix(newest.drop(columns=list(STACK_FEATURES)))
+    for key, model in models.items():
+        served = scorer.extended(key, x)
+        for f in STACK_FEATURES:
+            np.testing.assert_allclose(served[:, scorer.names.index(f)], newest[f], rtol=1e-12, err_msg=f)
+        x_own = matrix(newest, model.features)
+        own = predict_frame(key, model.booster, x_own, newest, with_offset)
+        np.testing.assert_allclose(scorer.predict(x, [key])[key], own, rtol=1e-12)
+        assert np.allclose(own, model.booster.predict(x_own)) != with_offset  # the offset is not a no-op
+    assert newest["btyd_expected_spend"].std() > 0
+    records = scorer.score(newest["user_id"].tolist()[:5], x[:5], [1.0] * 5)
+    assert all(r.drivers["spend"] for r in records)

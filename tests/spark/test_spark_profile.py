@@ -156,7 +156,7 @@ def test_spark_engine_materializes_every_feature_of_every_user(spark_built: Sett
 def models(reference: pd.DataFrame) -> dict[str, LoadedModel]:
     """Small real boosters trained on the sample's snapshots."""
     features = ["spend_90d", "purchases_90d", "aov_90d", "product_views_30d", "events_30d", "days_since_last_event",
-                "affinity_home"]  # every feature segments.yaml reads, and a few more
+                "affinity_home"]  # every feature segments.classic.yaml reads, and a few more
     at = (reference["event_timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
     reference = pd.concat([reference, time_features(reference, at)], axis=1)  # recency as of each row
     x = reference[features].to_numpy(dtype=float)
@@ -173,7 +173,10 @@ def test_spark_batch_scores_equal_the_scorers(spark_built: Settings, spark: obje
     from scoring.batch import newest_snapshots, score_personas
     from scoring.spark_batch import newest_snapshots_spark, score_spark
 
-    settings = spark_built
+    from base.config import load_segment_file
+    from tests.conftest import PROJECT
+
+    settings = spark_built.model_copy(update={"segments": load_segment_file(PROJECT / "segments.classic.yaml")})
     snaps = newest_snapshots(settings)
     previous = snaps[["user_id"]].iloc[::2].assign(predicted_spend=30.0, churn_risk=0.5)  # half have a persona
     now = pd.Timestamp("2026-12-01 12:00", tz="UTC")

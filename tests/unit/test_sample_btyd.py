@@ -62,3 +62,23 @@ def test_persona_mode_is_unchanged_by_the_btyd_option(tmp_path) -> None:
     c = make_settings(tmp_path / "c", users=100, days=35, mode="btyd")
     generate_sample_data(c)
     assert digest(c.data_dir) != digest(a.data_dir)
+
+
+def test_replayed_btyd_days_carry_on_the_same_process(tmp_path) -> None:
+    """``replay_day`` in ``btyd`` mode writes the purchases the same customers' process draws on those days
+    (it used to replay the persona process whatever the mode)."""
+    from persona.sample_data import replay_day
+
+    s = make_settings(tmp_path, users=USERS, days=DAYS, mode="btyd", mess_rate=0.0)
+    generate_sample_data(s)
+    replays = [replay_day(s, k) for k in range(3)]
+    ingest_inbox(s)
+    events = load_clean_events(s)
+    buys = events.loc[events["event_type"] == "purchase"]
+    pop = btyd_population(_world(s, USERS, DAYS, s.sample.seed)[2], DAYS, s.sample.seed)
+    draw = draw_btyd(pop, DAYS + 3, s.sample.seed)
+    ids = _world(s, USERS, DAYS, s.sample.seed)[3]
+    want = pd.Series(draw.purchases[:USERS].sum(axis=1), index=ids)
+    got = buys.groupby("user_id").size().reindex(ids, fill_value=0)
+    assert draw.purchases[:USERS, DAYS:].sum() > 0 and all(r.events > 0 for r in replays)
+    assert (got.to_numpy() == want.to_numpy()).all()

@@ -8,12 +8,20 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from base.config import Settings
+from base.config import Settings, load_segment_file
 from training.champions import LoadedModel
 from scoring.scorer import PersonaScorer
 from training.registry import ModelRef
 
 FEATURES = ["spend_90d", "purchases_90d", "aov_90d", "product_views_30d", "affinity_home", "affinity_beauty"]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The prediction-based rule set (segments.classic.yaml): it reads only features these models have."""
+    from tests.conftest import PROJECT
+
+    return settings.model_copy(update={"segments": load_segment_file(PROJECT / "segments.classic.yaml")})
 
 
 def _booster(objective: str, y: np.ndarray, x: np.ndarray) -> lgb.Booster:

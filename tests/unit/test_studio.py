@@ -26,10 +26,11 @@ KNOWN = {"spend_90d", "purchases_90d", "aov_90d", "product_views_30d", "predicte
 
 @pytest.fixture
 def studio_settings(settings: Settings, tmp_path: Path) -> Settings:
-    """Settings whose segment rules are a copy of the project's."""
+    """Settings whose segment rules are a copy of the project's prediction-based rule set (the tests edit
+    its first rule, drifting_away: churn_risk >= 0.6 and spend_90d > 0)."""
     rules = tmp_path / "segments.yaml"
-    shutil.copy(PROJECT / "segments.yaml", rules)
-    return settings.model_copy(update={"segments_file": rules})
+    shutil.copy(PROJECT / "segments.classic.yaml", rules)
+    return settings.model_copy(update={"segments_file": rules, "segments": load_segment_file(rules)})
 
 
 def _items(path: Path) -> list[dict]:
