@@ -47,6 +47,12 @@ class TrainSummary:
     seconds_log: float = 0.0
 
 
+def canonical_order(dataset: pd.DataFrame) -> pd.DataFrame:
+    """The training set's rows by cutoff, then user: LightGBM's bagging samples rows by position, so the
+    same data in another row order (retrieval does not promise one) gives another fit."""
+    return dataset.sort_values(["event_timestamp", "user_id"], kind="stable")
+
+
 def split_frames(dataset: pd.DataFrame, split: Split) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows of the training cutoffs and of the evaluation cutoff (never mixed)."""
     ts = pd.to_datetime(dataset["event_timestamp"], utc=True)
@@ -329,7 +335,7 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
     from training.gate import settle
     from training.target_choice import choose_targets
 
-    dataset, features, stacked = stacking_step(dataset, list(features), cfg)
+    dataset, features, stacked = stacking_step(canonical_order(dataset), list(features), cfg)
     train, evaluation = split_frames(dataset, split)
     if train.empty or evaluation.empty:
         raise ValueError(f"empty split: {len(train)} training rows, {len(evaluation)} evaluation rows")
