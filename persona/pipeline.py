@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from training.train import TrainSummary
 
 
+BUILD_CHUNK_USERS = 20_000
+"""Users per chunk of a full snapshot build (their users x days sums in memory at once, ~0.5 GB)."""
+
+
 @dataclass(frozen=True)
 class FeatureSummary:
     """Offline feature snapshots written by one build."""
@@ -87,7 +91,14 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
 
         built, start = build_features_spark(settings, incremental)
         return FeatureSummary(built.rows, built.users, built.first, built.last, start is not None, start)
-    from features.compute import compute_snapshots, iter_snapshots, newest_rows, write_snapshots
+    from features.compute import (
+        SNAPSHOT_INPUTS,
+        EventArrays,
+        compute_snapshots,
+        iter_snapshots,
+        newest_rows,
+        write_snapshots,
+    )
     from features.lifetime import carry_lifetime
     from features.incremental import (
         HISTORY_COLUMNS,
@@ -100,7 +111,7 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
         plan_rebuild,
         save_state,
     )
-    from ingestion.event_store import read_events
+    from ingestion.event_store import iter_resolved, read_events
     from ingestion.identity import load_graph
 
     paths = DataPaths(settings.data_dir)
@@ -151,9 +162,11 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
             chunks = iter([carry_lifetime(carry_history(computed, prev), prev, base)])
         else:
             start = None if mode == "full" else start
-            events = load_clean_events(settings)
+            # the event store read part by part as Arrow, kept as integer codes (no whole-store frame)
+            events = EventArrays.of_tables(iter_resolved(paths.events, paths.identity_graph, list(SNAPSHOT_INPUTS)),
+                                           settings.features)
             advance(1)
-            chunks = iter_snapshots(events, settings.features, first_snapshot=start)
+            chunks = iter_snapshots(events, settings.features, first_snapshot=start, chunk_users=BUILD_CHUNK_USERS)
         users, first, last = 0, None, None
 
         def tracked():  # noqa: ANN202
@@ -276,15 +289,28 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
     return mark
 
 
+TRAINING_COLUMNS = ("user_id", "anonymous_id", "device_id", "timestamp", "event_type", "amount", "category")
+"""The event columns labels, baselines and point-in-time identity read."""
+
+
 def training_events(settings: Settings) -> pd.DataFrame:
-    """Clean events with ``stitched_at``: when a later identity link attributed each one to its user
-    (point-in-time identity for labels and training rows, see training/identity_pit.py)."""
+    """Clean events (the :data:`TRAINING_COLUMNS`, identities resolved through the newest graph) with
+    ``stitched_at``: when a later identity link attributed each one to its user (point-in-time identity
+    for labels and training rows, see training/identity_pit.py). Read part by part as Arrow; only these
+    columns become pandas."""
+    import pyarrow as pa
+
+    from base.schema import CANONICAL_SCHEMA
     from ingestion.clean_state import NoCleanEvents, no_clean_events
+    from ingestion.event_store import iter_resolved
     from ingestion.identity import load_graph
     from training.identity_pit import with_stitch_times
 
     paths = DataPaths(settings.data_dir)
-    events = load_clean_events(settings)
+    tables = list(iter_resolved(paths.events, paths.identity_graph, list(TRAINING_COLUMNS)))
+    table = pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table().select(list(TRAINING_COLUMNS))
+    events = table.to_pandas()
+    del tables, table
     if events.empty:
         raise NoCleanEvents(no_clean_events(paths))
     return with_stitch_times(events, load_graph(paths.identity_graph))
