@@ -508,26 +508,34 @@ def newest_rows(root: Path, after: pd.Timestamp | None = None, before: pd.Timest
     ``after`` and before ``before`` (all when None); only ``users`` and ``columns`` when given. Snapshots
     are sparse: a user's newest row can be in any partition, so the partitions are read newest first and
     each user is taken from the first one that has it."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    seen: set[str] = set()
+    wanted = pa_strings(users) if users is not None else None
+    seen: list[pa.Array] = []  # the users taken so far, as Arrow (no Python set of a million ids)
+    taken = 0
     frames = []
     for folder in sorted(root.glob("date=*"), reverse=True):
         day = pd.Timestamp(folder.name[5:], tz="UTC")
         if before is not None and day >= before:
             continue
-        if (after is not None and day <= after) or (users is not None and len(seen) == len(users)):
+        if (after is not None and day <= after) or (users is not None and taken == len(users)):
             break
         table = pq.read_table(folder, columns=columns, partitioning=None)
-        if users is not None:
-            table = table.filter(pc.is_in(table["user_id"], value_set=pa_strings(users)))
+        if wanted is not None:
+            table = table.filter(pc.is_in(table["user_id"], value_set=wanted))
         if not len(table):
             continue
         if seen:
-            table = table.filter(pc.invert(pc.is_in(table["user_id"], value_set=pa_strings(seen))))
+            done = pa.concat_arrays(seen) if len(seen) > 1 else seen[0]
+            seen = [done]
+            table = table.filter(pc.invert(pc.is_in(table["user_id"], value_set=done)))
+        if not len(table):
+            continue
         frame = table.to_pandas().sort_values("event_timestamp", kind="stable").drop_duplicates("user_id", keep="last")
-        seen.update(frame["user_id"].astype(str))
+        seen.append(pa.array(frame["user_id"].astype(str).to_numpy(), type=pa.string()))
+        taken += len(frame)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
