@@ -290,30 +290,33 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
 
 
 TRAINING_COLUMNS = ("user_id", "anonymous_id", "device_id", "timestamp", "event_type", "amount", "category")
-"""The event columns labels, baselines and point-in-time identity read."""
+"""The event columns labels, baselines and point-in-time identity read (the alias columns only to find
+when each event was stitched)."""
 
 
 def training_events(settings: Settings) -> pd.DataFrame:
-    """Clean events (the :data:`TRAINING_COLUMNS`, identities resolved through the newest graph) with
-    ``stitched_at``: when a later identity link attributed each one to its user (point-in-time identity
-    for labels and training rows, see training/identity_pit.py). Read part by part as Arrow; only these
-    columns become pandas."""
-    import pyarrow as pa
-
-    from base.schema import CANONICAL_SCHEMA
+    """Clean events (user, time, type, amount, category; identities resolved through the newest graph)
+    with ``stitched_at``: when a later identity link attributed each one to its user (point-in-time
+    identity for labels and training rows, see training/identity_pit.py). Read part by part as Arrow;
+    each part's stitch times are found before the next is read, so only the kept columns of the whole
+    store are ever in pandas at once."""
     from ingestion.clean_state import NoCleanEvents, no_clean_events
     from ingestion.event_store import iter_resolved
     from ingestion.identity import load_graph
     from training.identity_pit import with_stitch_times
 
     paths = DataPaths(settings.data_dir)
-    tables = list(iter_resolved(paths.events, paths.identity_graph, list(TRAINING_COLUMNS)))
-    table = pa.concat_tables(tables) if tables else CANONICAL_SCHEMA.empty_table().select(list(TRAINING_COLUMNS))
-    events = table.to_pandas()
-    del tables, table
+    graph = load_graph(paths.identity_graph)
+    aliases = ["anonymous_id", "device_id"]
+    parts = [with_stitch_times(table.to_pandas(), graph).drop(columns=aliases)
+             for table in iter_resolved(paths.events, paths.identity_graph, list(TRAINING_COLUMNS))]
+    if not parts:
+        raise NoCleanEvents(no_clean_events(paths))
+    events = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    del parts
     if events.empty:
         raise NoCleanEvents(no_clean_events(paths))
-    return with_stitch_times(events, load_graph(paths.identity_graph))
+    return events
 
 
 def sampled_fit_rows(labels: pd.DataFrame, evaluation: pd.Timestamp, share: float) -> pd.DataFrame:
