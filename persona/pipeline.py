@@ -340,7 +340,7 @@ def training_set(settings: Settings, store: "FeatureStore | None" = None, progre
     from training.labels import make_labels, rolling_cutoffs
 
     store = store or open_store(settings)
-    with step(progress, "training set (labels + Feast historical retrieval)", total=2) as advance:
+    with step(progress, "training set (labels + point-in-time features)", total=2) as advance:
         events = training_events(settings) if events is None else events
         history_end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
         split = rolling_cutoffs(history_end, events["timestamp"].min(), settings.training)
