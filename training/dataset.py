@@ -39,6 +39,8 @@ from base.progress import step
 from features.store import FEATURE_SERVICE, feature_refs, rebase
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
     from feast import FeatureStore
 
 
@@ -100,7 +102,7 @@ def _link_tree(src: Path, dst: Path) -> None:
 class OfflineWindow:
     """A folder that shows Feast only the offline-store partitions a cutoff needs, and a store reading it."""
 
-    def __init__(self, store: "FeatureStore", data_dir: Path, root: Path, service: str = FEATURE_SERVICE,
+    def __init__(self, store: FeatureStore, data_dir: Path, root: Path, service: str = FEATURE_SERVICE,
                  offline_store: dict[str, Any] | None = None) -> None:
         from feast import FeatureStore
         from feast.repo_config import RepoConfig
@@ -155,7 +157,7 @@ class OfflineWindow:
 
 
 @contextmanager
-def offline_window(store: "FeatureStore", data_dir: Path, service: str = FEATURE_SERVICE,
+def offline_window(store: FeatureStore, data_dir: Path, service: str = FEATURE_SERVICE,
                    offline_store: dict[str, Any] | None = None) -> Iterator[OfflineWindow]:
     """An :class:`OfflineWindow` in a temporary folder inside the data directory (the rare whole-source hard
     links of :func:`_link_tree` need one filesystem)."""
@@ -165,7 +167,7 @@ def offline_window(store: "FeatureStore", data_dir: Path, service: str = FEATURE
         yield OfflineWindow(store, data_dir, Path(tmp), service, offline_store)
 
 
-def retrieve(store: "FeatureStore", entity_df: pd.DataFrame, service: str = FEATURE_SERVICE) -> pd.DataFrame:
+def retrieve(store: FeatureStore, entity_df: pd.DataFrame, service: str = FEATURE_SERVICE) -> pd.DataFrame:
     """``store.get_historical_features`` for the feature service, columns named without the view prefix."""
     from features.time_features import REQUEST_TS
 
@@ -214,7 +216,7 @@ class SourceIndex:
         self.order = np.argsort(key, kind="stable")  # ties keep read order: the later row is the last
         self.key = key[self.order]
 
-    def newest(self, users: "pa.Array", at: "np.ndarray", ttl: "pd.Timedelta | timedelta | None" = None) -> "np.ndarray":
+    def newest(self, users: pa.Array, at: np.ndarray, ttl: pd.Timedelta | timedelta | None = None) -> np.ndarray:
         """Per entity row (``users``, ``at`` in epoch nanoseconds), the source row (position in read
         order) with the newest time at or before ``at`` and not older than ``ttl`` before it; -1 when none."""
         import numpy as np
@@ -235,7 +237,7 @@ class SourceIndex:
             out[np.flatnonzero(ok)[~young]] = -1
         return out
 
-    def rows(self, positions: "np.ndarray", columns: list[str]) -> "pa.Table":
+    def rows(self, positions: np.ndarray, columns: list[str]) -> pa.Table:
         """The ``columns`` of the source rows at ``positions`` (read order; -1 gives a row of nulls), in
         the order given. Each file is read once, only when it holds one of them."""
         import numpy as np
@@ -259,7 +261,7 @@ class SourceIndex:
         return table.take(pa.array(at, mask=at < 0))
 
 
-def _nanos(column: "pa.ChunkedArray") -> "np.ndarray":
+def _nanos(column: pa.ChunkedArray) -> np.ndarray:
     """A timestamp column as epoch nanoseconds."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -272,7 +274,7 @@ DIRECT_UDF = re.compile(r"def (\w+)\(inputs\):\n    from features\.time_features
 """The source text of an on-demand view made by :func:`features.time_features.feast_udf` (its grid)."""
 
 
-def direct_plan(store: "FeatureStore", service: str = FEATURE_SERVICE) -> "dict[str, Any] | None":
+def direct_plan(store: FeatureStore, service: str = FEATURE_SERVICE) -> dict[str, Any] | None:
     """What :func:`direct_training_set` needs to answer the feature service without Feast: the views
     (each reading a date-partitioned Parquet folder by one join key) grouped by source, and the
     on-demand views with their snapshot grid; None when the service has anything else (then Feast answers)."""
@@ -302,18 +304,17 @@ def direct_plan(store: "FeatureStore", service: str = FEATURE_SERVICE) -> "dict[
         entry["columns"] += [f.name for f in projection.features if f.name not in entry["columns"]]
     from features.time_features import INPUTS
 
-    for path, entry in plan["sources"].items():  # the on-demand views' inputs come from the same rows
+    for entry in plan["sources"].values():  # the on-demand views' inputs come from the same rows
         entry["columns"] += [c for c in INPUTS if c not in entry["columns"]]
     return plan
 
 
-def direct_training_set(store: "FeatureStore", entity_df: pd.DataFrame, plan: dict[str, Any]) -> pd.DataFrame:
+def direct_training_set(store: FeatureStore, entity_df: pd.DataFrame, plan: dict[str, Any]) -> pd.DataFrame:
     """Feast's point-in-time join of the feature service, computed here: for each entity row, the
     newest source row at or before its time (within the view's TTL), then the on-demand time
     features vectorised for the whole frame (features/time_features.py, the function the on-demand
     view runs). Cell for cell what ``get_historical_features`` returns (tests/model/test_training_set.py);
     nothing is uploaded to or joined in a database."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -323,26 +324,27 @@ def direct_training_set(store: "FeatureStore", entity_df: pd.DataFrame, plan: di
     at = stamps.to_numpy(dtype="datetime64[ns]").view("int64")
     users = pa.array(entity_df["user_id"].astype(str).to_numpy(), type=pa.string())
     # DuckDB (the offline store this stands in for) hands times back in microseconds
-    out = entity_df.reset_index(drop=True).assign(
-        event_timestamp=stamps.reset_index(drop=True).astype("datetime64[us, UTC]"))
-    inputs = pd.DataFrame(index=out.index)
+    columns: dict[str, Any] = {c: entity_df[c].reset_index(drop=True) for c in entity_df.columns}
+    columns["event_timestamp"] = stamps.reset_index(drop=True).astype("datetime64[us, UTC]")
+    inputs = pd.DataFrame(index=columns["event_timestamp"].index)
     for path, entry in plan["sources"].items():
         index = SourceIndex(Path(path), stamps.max(), entry["timestamp"])
         stored = set(pq.read_schema(index.files[0]).names) if index.files else set()
-        columns = [c for c in entry["columns"] if c in stored]
-        rows = index.rows(index.newest(users, at, entry["ttl"] or None), columns).to_pandas()
-        for c in columns:
+        read = [c for c in entry["columns"] if c in stored]
+        rows = index.rows(index.newest(users, at, entry["ttl"] or None), read).to_pandas()
+        for c in read:
             if c in INPUTS:
                 inputs[c] = rows[c].to_numpy()
-        out = pd.concat([out, rows.drop(columns=[c for c in columns if c not in entry["requested"]])], axis=1)
+            if c in entry["requested"]:
+                columns[c] = rows[c]
     request = (stamps - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()  # as retrieve() sends it
     for names, every in plan["on_demand"]:
         times = time_features(inputs, request, every)
-        out = pd.concat([out, times[names]], axis=1)
-    return out
+        columns.update({n: times[n] for n in names})
+    return pd.DataFrame(columns)  # built once from whole columns (no concat of frames)
 
 
-def build_training_set(store: "FeatureStore", labels: pd.DataFrame, data_dir: Path,
+def build_training_set(store: FeatureStore, labels: pd.DataFrame, data_dir: Path,
                        service: str = FEATURE_SERVICE, progress: Any | None = None,
                        windowed: bool = True, direct: bool = True) -> pd.DataFrame:
     """Join each (user, cutoff) label row with the features Feast knew at that cutoff.
