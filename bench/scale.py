@@ -82,17 +82,22 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _user_days(s: Any) -> int:
-    """User-days with at least one clean event (identities resolved), the sparse builder's floor."""
-    import duckdb
+    """User-days with at least one clean event (identities resolved), the sparse builder's floor; the
+    event store read part by part as Arrow (two columns), distinct pairs kept per part."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     from base.paths import DataPaths
-    from ingestion.event_store import load_events
+    from ingestion.event_store import iter_resolved
 
     paths = DataPaths(s.data_dir)
-    con = duckdb.connect()
-    con.register("ev", load_events(paths.events, paths.identity_graph)[["user_id", "timestamp"]])
-    return int(con.execute("select count(*) from (select distinct user_id, cast(timestamp as date) from ev)")
-               .fetchone()[0])
+    pairs = []
+    for table in iter_resolved(paths.events, paths.identity_graph, ["timestamp"]):
+        day = pc.cast(pc.floor_temporal(table["timestamp"], unit="day"), pa.int64())
+        pairs.append(pa.table({"u": table["user_id"], "d": day}).group_by(["u", "d"]).aggregate([]))
+    if not pairs:
+        return 0
+    return pa.concat_tables(pairs).group_by(["u", "d"]).aggregate([]).num_rows
 
 
 def run_stage(args: argparse.Namespace) -> dict[str, Any]:

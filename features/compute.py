@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from base.config import FeatureConfig
-from features.lifetime import daily_first_purchase, lifetime_columns
+from features.lifetime import lifetime_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -68,35 +68,6 @@ class Grid:
     days: int
 
 
-def _metrics(events: pd.DataFrame, categories: list[str]) -> dict[str, pd.Series]:
-    """Boolean/weight columns summed per user-day."""
-    et = events["event_type"]
-    purchase = et == "purchase"
-    amount = pd.to_numeric(events["amount"], errors="coerce").astype(float).fillna(0.0)
-    counted = et.isin(_COUNTED)
-    out = {
-        "events": counted.astype(float),
-        "purchases": purchase.astype(float),
-        "spend": amount.where(purchase, 0.0),
-        "refunds": (et == "refund").astype(float),
-        "refund_amount": amount.where(et == "refund", 0.0),
-        "page_views": (et == "page_view").astype(float),
-        "product_views": (et == "product_view").astype(float),
-        "searches": (et == "search").astype(float),
-        "add_to_cart": (et == "add_to_cart").astype(float),
-        "social": et.isin(["like", "share", "comment"]).astype(float),
-        "tickets": (et == "support_ticket").astype(float),
-        "app": (counted & (events["channel"] == "app")).astype(float),
-        "web": (counted & (events["channel"] == "web")).astype(float),
-        "mobile": (counted & events["device"].isin(MOBILE_DEVICES)).astype(float),
-    }
-    cat_event = et.isin(_CATEGORY_EVENTS)
-    for cat in categories:
-        out[f"cat_{cat}"] = (cat_event & (events["category"] == cat)).astype(float)
-    out["cat_total"] = sum((out[f"cat_{c}"] for c in categories), start=pd.Series(0.0, index=events.index))
-    return out
-
-
 def _cumulative(u: np.ndarray, d: np.ndarray, w: np.ndarray, n_users: int, n_days: int) -> np.ndarray:
     """Cumulative sums per user over days, shape (users, days + 1), column 0 = 0."""
     mat = np.bincount(u * n_days + d, weights=w, minlength=n_users * n_days).reshape(n_users, n_days)
@@ -121,33 +92,160 @@ def _last_day(active: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(idx, axis=1)
 
 
-def session_table(events: pd.DataFrame, codes: np.ndarray, day0: pd.Timestamp) -> pd.DataFrame:
-    """One row per (user, session): user code, start day and length in minutes."""
-    has = events["session_id"].notna().to_numpy()
-    frame = pd.DataFrame({"code": codes[has], "session": events.loc[has, "session_id"],
-                          "ts": events.loc[has, "timestamp"]})
-    g = frame.groupby(["code", "session"], sort=False)["ts"].agg(["min", "max"])
-    return pd.DataFrame({
-        "code": g.index.get_level_values("code").to_numpy(),
-        "day": ((g["min"] - day0) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64),
-        "minutes": ((g["max"] - g["min"]).dt.total_seconds() / 60.0).to_numpy(),
-    })
+KINDS = {name: i for i, name in enumerate(_COUNTED)}
+"""Event type → kind code (the counted types; any other type is -1)."""
+_SOCIAL = [KINDS[k] for k in ("like", "share", "comment")]
+_CATEGORY_KINDS = [KINDS[k] for k in _CATEGORY_EVENTS]
+SNAPSHOT_INPUTS = ("user_id", "timestamp", "event_type", "channel", "amount", "category", "device", "session_id")
+"""Event columns the snapshot build reads (``user_id`` resolved)."""
 
 
-def _daily_last(events: pd.DataFrame, codes: np.ndarray, day: np.ndarray, n_users: int,
-                n_days: int) -> dict[str, np.ndarray]:
-    """Per user and day, the unix time of the last event and of the last purchase (NaN when none);
-    ``first``: per user, the unix time of the first event of any kind."""
-    secs = (events["timestamp"] - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
-    out = {"first": pd.Series(secs).groupby(codes).min().reindex(range(n_users)).to_numpy(dtype=float)}
-    for kind, mask in (("event", events["event_type"].isin(_COUNTED).to_numpy()),
-                       ("purchase", (events["event_type"] == "purchase").to_numpy())):
-        frame = pd.DataFrame({"k": codes[mask] * n_days + day[mask], "s": secs[mask]})
-        last = frame.groupby("k")["s"].max()
-        mat = np.full(n_users * n_days, np.nan)
-        mat[last.index.to_numpy()] = last.to_numpy()
-        out[kind] = mat.reshape(n_users, n_days)
-    return out
+@dataclass
+class EventArrays:
+    """Known users' events as compact NumPy columns, sorted by user (stably: each user's events keep
+    their order, so every per-user sum adds the same numbers in the same order as the event frame).
+    Built from an event frame (:meth:`of_frame`) or from Arrow tables read part by part
+    (:meth:`of_tables`) without a Python object per value."""
+
+    users: pd.Index
+    """Distinct user ids, sorted; ``code`` indexes them."""
+    code: np.ndarray
+    stamp: np.ndarray
+    """Event times as integers in the unit of the timestamp column (``per_second`` per second)."""
+    per_second: int
+    kind: np.ndarray
+    """:data:`KINDS` code of the event type (-1: not counted)."""
+    channel: np.ndarray
+    """1 app, 2 web, 0 other."""
+    mobile: np.ndarray
+    category: np.ndarray
+    """Index into the configured categories (-1: none of them)."""
+    amount: np.ndarray
+    """Amounts, missing as 0."""
+    session: np.ndarray
+    """Session code, the same for the same session id (-1: no session)."""
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def take(self, order: "np.ndarray | slice") -> "EventArrays":
+        """The rows at ``order`` (positions or a slice)."""
+        return EventArrays(self.users, *(getattr(self, f)[order] for f in _ROW_FIELDS[:2]), self.per_second,
+                           *(getattr(self, f)[order] for f in _ROW_FIELDS[2:]))
+
+    @classmethod
+    def of_frame(cls, events: pd.DataFrame, cfg: FeatureConfig, end: pd.Timestamp | None = None
+                 ) -> "tuple[EventArrays, pd.Timestamp, pd.Timestamp] | None":
+        """The known users' events of a frame before ``end`` (default: midnight after the last event);
+        returns (arrays, first midnight, end), None when there are none."""
+        events = events.loc[is_known_user(events["user_id"])]
+        if events.empty:
+            return None
+        missing = {c: None for c in OPTIONAL_COLUMNS if c not in events.columns}
+        events = events.assign(**missing) if missing else events
+        ts = events["timestamp"]
+        day0 = ts.min().floor("D")
+        end = end if end is not None else ts.max().floor("D") + pd.Timedelta(days=1)
+        events = events.loc[ts < end]
+        codes, users = pd.factorize(events["user_id"], sort=True)
+        ts = events["timestamp"]
+        et = events["event_type"]
+        cats = {c: i for i, c in enumerate(cfg.categories)}
+        arrays = cls(
+            users=pd.Index(users), code=codes.astype(np.int64), stamp=_stamps(ts), per_second=_per_second(ts),
+            kind=et.map(KINDS).fillna(-1).to_numpy(dtype=np.int8),
+            channel=np.where(events["channel"] == "app", 1, np.where(events["channel"] == "web", 2, 0)).astype(np.int8),
+            mobile=events["device"].isin(MOBILE_DEVICES).to_numpy(),
+            category=events["category"].map(cats).fillna(-1).to_numpy(dtype=np.int16),
+            amount=pd.to_numeric(events["amount"], errors="coerce").astype(float).fillna(0.0).to_numpy(dtype=float),
+            session=pd.factorize(events["session_id"], use_na_sentinel=True)[0].astype(np.int64))
+        return arrays.take(np.argsort(arrays.code, kind="stable")), day0, end
+
+    @classmethod
+    def of_tables(cls, tables: "Iterable[pa.Table]", cfg: FeatureConfig, end: pd.Timestamp | None = None
+                  ) -> "tuple[EventArrays, pd.Timestamp, pd.Timestamp] | None":
+        """:meth:`of_frame` of the concatenation of Arrow tables (the :data:`SNAPSHOT_INPUTS` columns,
+        ``user_id`` resolved), each encoded as it comes: only integer codes are kept."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        parts: dict[str, list[np.ndarray]] = {f: [] for f in _ROW_FIELDS}
+        user_dicts, session_dicts = [], []
+        per_second = None
+        for table in tables:
+            user = table["user_id"]
+            known = pc.and_(pc.is_valid(user), pc.invert(pc.or_(pc.starts_with(user, "anon:"),
+                                                                 pc.starts_with(user, "device:"))))
+            table = table.filter(pc.fill_null(known, False))
+            if not table.num_rows:
+                continue
+            ts = table["timestamp"].to_pandas()
+            per_second = _per_second(ts)
+            parts["stamp"].append(_stamps(ts))
+            for name, dicts, field in (("user_id", user_dicts, "code"), ("session_id", session_dicts, "session")):
+                encoded = pc.dictionary_encode(table[name]).combine_chunks()
+                parts[field].append(pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64))
+                dicts.append(encoded.dictionary)
+            parts["kind"].append(_coded(table["event_type"], KINDS, np.int8))
+            parts["channel"].append(_coded(table["channel"], {"app": 1, "web": 2}, np.int8, 0))
+            parts["mobile"].append(_coded(table["device"], dict.fromkeys(MOBILE_DEVICES, 1), np.int8, 0).astype(bool))
+            parts["category"].append(_coded(table["category"], {c: i for i, c in enumerate(cfg.categories)}, np.int16))
+            amount = pc.cast(table["amount"], pa.float64()).to_numpy()
+            parts["amount"].append(np.where(np.isnan(amount), 0.0, amount))
+        if per_second is None:
+            return None
+        users = _global_codes(parts["code"], user_dicts)
+        _global_codes(parts["session"], session_dicts)
+        arrays = cls(users, *(np.concatenate(parts[f]) for f in _ROW_FIELDS[:2]), per_second,
+                     *(np.concatenate(parts[f]) for f in _ROW_FIELDS[2:]))
+        unit = {1: "s", 1000: "ms", 10**6: "us"}.get(per_second, "ns")
+        stamp = lambda ticks: pd.Timestamp(np.datetime64(int(ticks), unit)).tz_localize("UTC")  # noqa: E731
+        day0 = stamp(arrays.stamp.min()).floor("D")
+        end = end if end is not None else stamp(arrays.stamp.max()).floor("D") + pd.Timedelta(days=1)
+        end_int = (end - EPOCH) // pd.Timedelta(1, unit=unit)
+        inside = arrays.stamp < end_int
+        if not inside.all():
+            arrays = arrays.take(np.flatnonzero(inside))
+        return arrays.take(np.argsort(arrays.code, kind="stable")), day0, end
+
+
+_ROW_FIELDS = ("code", "stamp", "kind", "channel", "mobile", "category", "amount", "session")
+
+
+def _per_second(ts: pd.Series) -> int:
+    """Ticks per second of a timestamp column's unit."""
+    unit, count = np.datetime_data(ts.dtype.base if hasattr(ts.dtype, "base") else ts.dtype)
+    return int(np.timedelta64(1, "s") // np.timedelta64(count, unit))
+
+
+def _stamps(ts: pd.Series) -> np.ndarray:
+    """A timestamp column as integers in its own unit."""
+    return ts.array.asi8 if hasattr(ts.array, "asi8") else pd.DatetimeIndex(ts).asi8
+
+
+def _coded(column: "pa.ChunkedArray", codes: dict[str, int], dtype: type, default: int = -1) -> np.ndarray:
+    """Each value's code (``default`` for others and nulls), through the column's distinct values."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    lookup = np.array([codes.get(v, default) for v in encoded.dictionary.to_pylist()] + [default], dtype=dtype)
+    idx = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy()
+    return lookup[idx]
+
+
+def _global_codes(codes: list[np.ndarray], dicts: list["pa.Array"]) -> pd.Index:
+    """Rewrite per-part dictionary codes (in place) as codes into the sorted distinct values of every
+    part; returns those values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = pc.unique(pa.chunked_array(dicts, type=pa.string())) if dicts else pa.array([], pa.string())
+    uniques = pd.Index(values.to_numpy(zero_copy_only=False)).sort_values()
+    ordered = pa.array(uniques.to_numpy(), type=pa.string())
+    for i, (part, d) in enumerate(zip(codes, dicts)):
+        mapping = np.append(pc.index_in(d, value_set=ordered).to_numpy(zero_copy_only=False).astype(np.int64), -1)
+        codes[i] = mapping[part]
+    return uniques
 
 
 def compute_snapshots(
@@ -170,8 +268,60 @@ def compute_snapshots(
     return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
 
 
+def _chunk_metrics(ev: EventArrays, categories: list[str]) -> dict[str, np.ndarray]:
+    """Weights summed per user-day, for the events of one chunk (the columns of the event frame's
+    ``_metrics``, same values)."""
+    kind = ev.kind
+    counted = kind >= 0
+    purchase = kind == KINDS["purchase"]
+    refund = kind == KINDS["refund"]
+    f = lambda mask: mask.astype(float)  # noqa: E731
+    out = {
+        "events": f(counted),
+        "purchases": f(purchase),
+        "spend": np.where(purchase, ev.amount, 0.0),
+        "refunds": f(refund),
+        "refund_amount": np.where(refund, ev.amount, 0.0),
+        "page_views": f(kind == KINDS["page_view"]),
+        "product_views": f(kind == KINDS["product_view"]),
+        "searches": f(kind == KINDS["search"]),
+        "add_to_cart": f(kind == KINDS["add_to_cart"]),
+        "social": f(np.isin(kind, _SOCIAL)),
+        "tickets": f(kind == KINDS["support_ticket"]),
+        "app": f(counted & (ev.channel == 1)),
+        "web": f(counted & (ev.channel == 2)),
+        "mobile": f(counted & ev.mobile),
+    }
+    cat_event = np.isin(kind, _CATEGORY_KINDS)
+    for i, cat in enumerate(categories):
+        out[f"cat_{cat}"] = f(cat_event & (ev.category == i))
+    out["cat_total"] = f(cat_event & (ev.category >= 0))
+    return out
+
+
+def _chunk_sessions(ev: EventArrays, u: np.ndarray, day_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user row, start day, minutes) of each session of one chunk, in order of first appearance."""
+    has = ev.session >= 0
+    if not has.any():
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    frame = pd.DataFrame({"u": u[has], "s": ev.session[has], "t": ev.stamp[has]})
+    g = frame.groupby(["u", "s"], sort=False)["t"].agg(["min", "max"])
+    minutes = (g["max"].to_numpy() - g["min"].to_numpy()) / ev.per_second / 60.0
+    return g.index.get_level_values("u").to_numpy(), day_of(g["min"].to_numpy()), minutes
+
+
+def _reduce(key: np.ndarray, values: np.ndarray, size: int, how: str) -> np.ndarray:
+    """Per key in ``range(size)``, the max or min of ``values`` (NaN when none)."""
+    out = np.full(size, np.nan)
+    if len(key):
+        s = pd.Series(values).groupby(key)
+        r = s.max() if how == "max" else s.min()
+        out[r.index.to_numpy()] = r.to_numpy()
+    return out
+
+
 def iter_snapshots(
-    events: pd.DataFrame,
+    events: "pd.DataFrame | tuple[EventArrays, pd.Timestamp, pd.Timestamp] | None",
     cfg: FeatureConfig,
     *,
     end: pd.Timestamp | None = None,
@@ -179,23 +329,17 @@ def iter_snapshots(
     chunk_users: int = 5000,
     dense: bool = False,
 ) -> Iterator[pd.DataFrame]:
-    """Snapshots one chunk of users at a time (bounded memory for large histories)."""
-    events = events.loc[is_known_user(events["user_id"])]
-    if events.empty:
+    """Snapshots one chunk of users at a time (bounded memory for large histories). ``events``: an event
+    frame, or :meth:`EventArrays.of_tables`'s result (``end`` is then already applied)."""
+    prepared = EventArrays.of_frame(events, cfg, end) if isinstance(events, pd.DataFrame) else events
+    if prepared is None:
         return
-    missing = {c: None for c in OPTIONAL_COLUMNS if c not in events.columns}
-    events = events.assign(**missing) if missing else events
-    ts = events["timestamp"]
-    day0 = ts.min().floor("D")
-    end = end if end is not None else ts.max().floor("D") + pd.Timedelta(days=1)
+    ev, day0, end = prepared
     n_days = int((end - day0) / pd.Timedelta(days=1))
-    events = events.loc[ts < end]
-    codes, users = pd.factorize(events["user_id"], sort=True)
-    day = ((events["timestamp"] - day0) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64)
-    metrics = {k: v.to_numpy(dtype=float) for k, v in _metrics(events, cfg.categories).items()}
-    sessions = session_table(events, codes, day0)
-    last_ts = _daily_last(events, codes, day, len(users), n_days)
-    first_buy = daily_first_purchase(events, codes, day, len(users), n_days)
+    per_day = 86400 * ev.per_second
+    day0_int = int((day0 - EPOCH) // pd.Timedelta(days=1)) * per_day
+    day_of = lambda stamps: (stamps - day0_int) // per_day  # noqa: E731
+    users = ev.users
     day0_epoch = int((day0 - EPOCH) // pd.Timedelta(days=1))
     every = cfg.snapshot_every_days
     on_grid = np.arange(n_days)
@@ -205,21 +349,27 @@ def iter_snapshots(
         min_day = int(np.ceil((first_snapshot - day0) / pd.Timedelta(days=1))) - 1
         snap_days = snap_days[snap_days >= min_day]
     lead = ["user_id", "event_timestamp", "created"]
-    for start in range(0, len(users), chunk_users):
-        sel = (codes >= start) & (codes < start + chunk_users)
+    bounds = np.searchsorted(ev.code, np.arange(0, len(users) + chunk_users, chunk_users))
+    for k, start in enumerate(range(0, len(users), chunk_users)):
+        part = ev.take(slice(bounds[k], bounds[k + 1]))  # a chunk's users are contiguous: views, no copy
         n_u = min(chunk_users, len(users) - start)
-        u, d = codes[sel] - start, day[sel]
-        cs = {k: _cumulative(u, d, w[sel], n_u, n_days) for k, w in metrics.items()}
-        s_sel = (sessions["code"] >= start) & (sessions["code"] < start + n_u)
-        su = sessions.loc[s_sel, "code"].to_numpy() - start
-        sd = sessions.loc[s_sel, "day"].to_numpy()
+        u, d = part.code - start, day_of(part.stamp)
+        secs = part.stamp / part.per_second
+        cs = {name: _cumulative(u, d, w, n_u, n_days) for name, w in _chunk_metrics(part, cfg.categories).items()}
+        su, sd, minutes = _chunk_sessions(part, u, day_of)
         cs["sessions"] = _cumulative(su, sd, np.ones(len(su)), n_u, n_days)
-        cs["session_minutes"] = _cumulative(su, sd, sessions.loc[s_sel, "minutes"].to_numpy(), n_u, n_days)
+        cs["session_minutes"] = _cumulative(su, sd, minutes, n_u, n_days)
         daily_events = np.diff(cs["events"], axis=1) > 0
         daily_any = np.bincount(u * n_days + d, minlength=n_u * n_days).reshape(n_u, n_days) > 0
         cs["active"] = np.concatenate([np.zeros((n_u, 1)), np.cumsum(daily_events, axis=1)], axis=1)
         last_event = _last_day(daily_events)
         last_purchase = _last_day(np.diff(cs["purchases"], axis=1) > 0)
+        key = u * n_days + d
+        counted, bought = part.kind >= 0, part.kind == KINDS["purchase"]
+        last_ts = {"event": _reduce(key[counted], secs[counted], n_u * n_days, "max").reshape(n_u, n_days),
+                   "purchase": _reduce(key[bought], secs[bought], n_u * n_days, "max").reshape(n_u, n_days)}
+        first_ts = _reduce(u, secs, n_u, "min")
+        first_buy = _reduce(key[bought], secs[bought], n_u * n_days, "min").reshape(n_u, n_days)
         if dense:
             first_day = np.argmax(daily_any, axis=1)
             ui, sj = np.nonzero(first_day[:, None] <= snap_days[None, :])
@@ -229,11 +379,10 @@ def iter_snapshots(
         frame = _snapshot_frame(cs, ui, si, cfg)
         for kind, last in (("event", last_event), ("purchase", last_purchase)):
             ld = last[ui, si]
-            values = last_ts[kind][start:start + n_u][ui, np.maximum(ld, 0)]
+            values = last_ts[kind][ui, np.maximum(ld, 0)]
             frame[f"last_{kind}_ts"] = np.where(ld >= 0, values, np.nan)
-        frame["first_event_ts"] = last_ts["first"][start:start + n_u][ui]
-        life = lifetime_columns(cs["purchases"], cs["spend"], ui, si, first_buy[start:start + n_u],
-                                frame["last_purchase_ts"].to_numpy())
+        frame["first_event_ts"] = first_ts[ui]
+        life = lifetime_columns(cs["purchases"], cs["spend"], ui, si, first_buy, frame["last_purchase_ts"].to_numpy())
         frame = pd.concat([frame, life], axis=1)
         if dense:
             frame = _dense_time_columns(frame, ui, si, last_event, last_purchase, first_day, day0_epoch)
@@ -332,9 +481,9 @@ def write_snapshots(snapshots: pd.DataFrame | Iterable[pd.DataFrame], root: Path
     for part, frame in enumerate(frames):
         if frame.empty:
             continue
-        days = frame["event_timestamp"].dt.strftime("%Y-%m-%d")
+        days = frame["event_timestamp"].dt.floor("D")  # grouped by time, formatted once per day
         for day, chunk in frame.groupby(days, sort=False):
-            folder = root / f"date={day}"
+            folder = root / f"date={day:%Y-%m-%d}"
             folder.mkdir(exist_ok=True)
             tmp = folder / f".part-{part}.{uuid.uuid4().hex}.tmp"
             chunk.to_parquet(tmp, index=False)
@@ -359,26 +508,34 @@ def newest_rows(root: Path, after: pd.Timestamp | None = None, before: pd.Timest
     ``after`` and before ``before`` (all when None); only ``users`` and ``columns`` when given. Snapshots
     are sparse: a user's newest row can be in any partition, so the partitions are read newest first and
     each user is taken from the first one that has it."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    seen: set[str] = set()
+    wanted = pa_strings(users) if users is not None else None
+    seen: list[pa.Array] = []  # the users taken so far, as Arrow (no Python set of a million ids)
+    taken = 0
     frames = []
     for folder in sorted(root.glob("date=*"), reverse=True):
         day = pd.Timestamp(folder.name[5:], tz="UTC")
         if before is not None and day >= before:
             continue
-        if (after is not None and day <= after) or (users is not None and len(seen) == len(users)):
+        if (after is not None and day <= after) or (users is not None and taken == len(users)):
             break
         table = pq.read_table(folder, columns=columns, partitioning=None)
-        if users is not None:
-            table = table.filter(pc.is_in(table["user_id"], value_set=pa_strings(users)))
+        if wanted is not None:
+            table = table.filter(pc.is_in(table["user_id"], value_set=wanted))
         if not len(table):
             continue
         if seen:
-            table = table.filter(pc.invert(pc.is_in(table["user_id"], value_set=pa_strings(seen))))
+            done = pa.concat_arrays(seen) if len(seen) > 1 else seen[0]
+            seen = [done]
+            table = table.filter(pc.invert(pc.is_in(table["user_id"], value_set=done)))
+        if not len(table):
+            continue
         frame = table.to_pandas().sort_values("event_timestamp", kind="stable").drop_duplicates("user_id", keep="last")
-        seen.update(frame["user_id"].astype(str))
+        seen.append(pa.array(frame["user_id"].astype(str).to_numpy(), type=pa.string()))
+        taken += len(frame)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

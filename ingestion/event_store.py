@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from base.durable import replace_durably
 from ingestion.frames import renumber
-from ingestion.identity import is_pointer, load_graph, resolve
+from ingestion.identity import IdentityColumns, graph_lookups, is_pointer, load_graph, resolve, resolve_users
 from base.schema import CANONICAL_SCHEMA
 
 
@@ -102,6 +104,36 @@ def load_events(root: Path, graph_path: Path, since: pd.Timestamp | None = None)
     """Stored events (of days at or after ``since``) resolved through the newest identity graph."""
     events = read_events(root, since=since)
     return resolve_stored(events, load_graph(graph_path)) if not events.empty else events
+
+
+def iter_resolved(root: Path, graph_path: Path, columns: list[str], rows: int = 2_000_000,
+                  since: pd.Timestamp | None = None) -> Iterator[pa.Table]:
+    """Stored events (of days at or after ``since``) as Arrow tables of about ``rows`` rows, in the order
+    :func:`read_events` reads them, ``user_id`` resolved through the newest identity graph as
+    :func:`load_events` resolves it; only ``columns`` (plus ``user_id``) are kept. No pandas objects:
+    what a whole-store frame would hold in Python strings stays in Arrow, one part at a time."""
+    files = event_files(root)
+    if since is not None:
+        first = f"date={since:%Y-%m-%d}"
+        files = [f for f in files if f.parent.name >= first]
+    lookups = graph_lookups(load_graph(graph_path))
+    wanted = list(dict.fromkeys(["user_id", *columns]))
+    read = list(dict.fromkeys([*wanted, "anonymous_id", "device_id", "timestamp", "event_id"]))
+    group: list[Path] = []
+    size = 0
+    for i, f in enumerate(files):
+        group.append(f)
+        size += pq.ParquetFile(f).metadata.num_rows
+        if size < rows and i < len(files) - 1:
+            continue
+        table = pa.concat_tables([pq.read_table(g, columns=read, schema=CANONICAL_SCHEMA) for g in group])
+        group, size = [], 0
+        user = table["user_id"]
+        pointer = pc.or_(pc.starts_with(user, "anon:"), pc.starts_with(user, "device:"))
+        table = table.set_column(table.schema.get_field_index("user_id"), "user_id",
+                                 pc.if_else(pc.fill_null(pointer, False), pa.scalar(None, pa.string()), user))
+        users = resolve_users(IdentityColumns.of(table), lookups)
+        yield table.set_column(table.schema.get_field_index("user_id"), "user_id", users).select(wanted)
 
 
 def id_hashes(ids: pd.Series | pd.Index | np.ndarray) -> np.ndarray:

@@ -213,10 +213,16 @@ class _Lookups:
         return users.take(pc.index_in(keys, value_set=aliases))
 
 
-def resolve_users(cols: IdentityColumns, graph: pd.DataFrame) -> pa.Array:
+def graph_lookups(graph: pd.DataFrame) -> _Lookups:
+    """The graph prepared for :func:`resolve_users` (build it once to resolve many parts)."""
+    return _Lookups(graph)
+
+
+def resolve_users(cols: IdentityColumns, graph: pd.DataFrame | _Lookups) -> pa.Array:
     """Each event's user: its own id, else its aliases' through the graph (bridges followed); unlinked
-    visitors keep a prefixed alias (``anon:…`` or ``device:…``) as their id."""
-    lookups = _Lookups(graph)
+    visitors keep a prefixed alias (``anon:…`` or ``device:…``) as their id. ``graph``: the graph, or
+    its :func:`graph_lookups`."""
+    lookups = graph if isinstance(graph, _Lookups) else _Lookups(graph)
     user = pc.coalesce(cols.user, lookups.find("anonymous", cols.anonymous), lookups.find("device", cols.device))
     for _ in range(3):  # follow bridges: visitor → device → user
         via = np.flatnonzero(_starts(user, "device:"))

@@ -413,14 +413,41 @@ def admit_files(settings: Settings, todo: list[Any]) -> list[Any]:
         return todo
     done = {r.sha256 for r in read_ledger(paths.ledger)}
     out, seen = [], set()
-    for item in todo:
-        changed, _ = scrub_file(item.path, item.cfg, settings, tokens)
-        digest = file_digest(item.path) if changed else item.digest
+    jobs = [(item.path, item.cfg, settings, tokens) for item in todo]
+    for item, (changed, new_digest) in zip(todo, _scrub_all(jobs)):
+        digest = new_digest if changed else item.digest
         if digest in done or digest in seen:
             continue
         seen.add(digest)
         out.append(replace(item, digest=digest) if changed else item)
     return out
+
+
+PARALLEL_SCRUB_BYTES = 64 * 2**20
+"""Pending inbox bytes from which the door scrubs files in several processes (one per core, at most 2)."""
+
+
+def _scrub_one(path: Path, cfg: ChannelConfig, settings: Settings, tokens: frozenset[str]) -> tuple[bool, str]:
+    """:func:`scrub_file`, and the file's new digest when it changed."""
+    changed, _ = scrub_file(path, cfg, settings, tokens)
+    return changed, file_digest(path) if changed else ""
+
+
+def _scrub_all(jobs: list[tuple[Path, ChannelConfig, Settings, frozenset[str]]]) -> Iterable[tuple[bool, str]]:
+    """:func:`_scrub_one` of each file, in order; files are independent, so a large inbox is scrubbed by
+    two processes at once (each file is still rewritten atomically by one of them)."""
+    import os
+
+    workers = min(2, os.cpu_count() or 1, len(jobs))
+    size = sum(path.stat().st_size for path, *_ in jobs if path.is_file())
+    if workers < 2 or size < PARALLEL_SCRUB_BYTES:
+        return [_scrub_one(*job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: the ingest process already runs Arrow threads (a forked child could inherit a held lock)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_scrub_one, *zip(*jobs)))
 
 
 def _scrub_redelivered(settings: Settings, paths: DataPaths, pending: set[Path], tokens: frozenset[str]) -> int:

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from training.train import TrainSummary
 
 
+BUILD_CHUNK_USERS = 20_000
+"""Users per chunk of a full snapshot build (their users x days sums in memory at once, ~0.5 GB)."""
+
+
 @dataclass(frozen=True)
 class FeatureSummary:
     """Offline feature snapshots written by one build."""
@@ -87,7 +91,14 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
 
         built, start = build_features_spark(settings, incremental)
         return FeatureSummary(built.rows, built.users, built.first, built.last, start is not None, start)
-    from features.compute import compute_snapshots, iter_snapshots, newest_rows, write_snapshots
+    from features.compute import (
+        SNAPSHOT_INPUTS,
+        EventArrays,
+        compute_snapshots,
+        iter_snapshots,
+        newest_rows,
+        write_snapshots,
+    )
     from features.lifetime import carry_lifetime
     from features.incremental import (
         HISTORY_COLUMNS,
@@ -100,7 +111,7 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
         plan_rebuild,
         save_state,
     )
-    from ingestion.event_store import read_events
+    from ingestion.event_store import iter_resolved, read_events
     from ingestion.identity import load_graph
 
     paths = DataPaths(settings.data_dir)
@@ -151,9 +162,11 @@ def build_features(settings: Settings, progress: Any | None = None, incremental:
             chunks = iter([carry_lifetime(carry_history(computed, prev), prev, base)])
         else:
             start = None if mode == "full" else start
-            events = load_clean_events(settings)
+            # the event store read part by part as Arrow, kept as integer codes (no whole-store frame)
+            events = EventArrays.of_tables(iter_resolved(paths.events, paths.identity_graph, list(SNAPSHOT_INPUTS)),
+                                           settings.features)
             advance(1)
-            chunks = iter_snapshots(events, settings.features, first_snapshot=start)
+            chunks = iter_snapshots(events, settings.features, first_snapshot=start, chunk_users=BUILD_CHUNK_USERS)
         users, first, last = 0, None, None
 
         def tracked():  # noqa: ANN202
@@ -276,18 +289,34 @@ def materialize_incremental(settings: Settings, store: "FeatureStore | None" = N
     return mark
 
 
+TRAINING_COLUMNS = ("user_id", "anonymous_id", "device_id", "timestamp", "event_type", "amount", "category")
+"""The event columns labels, baselines and point-in-time identity read (the alias columns only to find
+when each event was stitched)."""
+
+
 def training_events(settings: Settings) -> pd.DataFrame:
-    """Clean events with ``stitched_at``: when a later identity link attributed each one to its user
-    (point-in-time identity for labels and training rows, see training/identity_pit.py)."""
+    """Clean events (user, time, type, amount, category; identities resolved through the newest graph)
+    with ``stitched_at``: when a later identity link attributed each one to its user (point-in-time
+    identity for labels and training rows, see training/identity_pit.py). Read part by part as Arrow;
+    each part's stitch times are found before the next is read, so only the kept columns of the whole
+    store are ever in pandas at once."""
     from ingestion.clean_state import NoCleanEvents, no_clean_events
+    from ingestion.event_store import iter_resolved
     from ingestion.identity import load_graph
     from training.identity_pit import with_stitch_times
 
     paths = DataPaths(settings.data_dir)
-    events = load_clean_events(settings)
+    graph = load_graph(paths.identity_graph)
+    aliases = ["anonymous_id", "device_id"]
+    parts = [with_stitch_times(table.to_pandas(), graph).drop(columns=aliases)
+             for table in iter_resolved(paths.events, paths.identity_graph, list(TRAINING_COLUMNS))]
+    if not parts:
+        raise NoCleanEvents(no_clean_events(paths))
+    events = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    del parts
     if events.empty:
         raise NoCleanEvents(no_clean_events(paths))
-    return with_stitch_times(events, load_graph(paths.identity_graph))
+    return events
 
 
 def sampled_fit_rows(labels: pd.DataFrame, evaluation: pd.Timestamp, share: float) -> pd.DataFrame:
@@ -311,7 +340,7 @@ def training_set(settings: Settings, store: "FeatureStore | None" = None, progre
     from training.labels import make_labels, rolling_cutoffs
 
     store = store or open_store(settings)
-    with step(progress, "training set (labels + Feast historical retrieval)", total=2) as advance:
+    with step(progress, "training set (labels + point-in-time features)", total=2) as advance:
         events = training_events(settings) if events is None else events
         history_end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
         split = rolling_cutoffs(history_end, events["timestamp"].min(), settings.training)

@@ -1012,8 +1012,8 @@ def _write_channel(drop: _Drop, name: str, cfg: ChannelConfig, data_dir: Path, p
     for old in [] if part else sorted(folder.glob(stale)):
         if old not in written and old.is_file():
             old.unlink()
-    for tmp in folder.glob(f".{prefix}_*.tmp"):
-        tmp.unlink()
+    for tmp in folder.glob(f".{prefix}_*{part}.*.tmp"):  # a part's own leftovers (parts are written at once)
+        tmp.unlink(missing_ok=True)
     return written
 
 

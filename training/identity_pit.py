@@ -48,9 +48,18 @@ def stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
 
 
 def with_stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.DataFrame:
-    """``events`` with the :data:`STITCHED_AT` column."""
-    times = stitch_times(events, graph)  # tz-aware; ``.array`` keeps the zone even when every value is NaT
-    return events.assign(**{STITCHED_AT: pd.Series(times.array, index=events.index)})
+    """``events`` with the :data:`STITCHED_AT` column. Only events carrying an anonymous or device id
+    can have been attributed by a link; the others get NaT without a lookup."""
+    aliased = np.zeros(len(events), dtype=bool)
+    for name in ("anonymous_id", "device_id"):
+        if name in events:
+            aliased |= events[name].notna().to_numpy()
+    values = np.full(len(events), np.datetime64("NaT"), dtype="datetime64[ns]")
+    if aliased.any():
+        found = stitch_times(events.loc[aliased], graph)  # datetime64[ns, UTC]
+        values[aliased] = found.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    times = pd.DatetimeIndex(values).tz_localize("UTC")  # tz-aware even when every value is NaT
+    return events.assign(**{STITCHED_AT: pd.Series(times, index=events.index)})
 
 
 def counted_at(events: pd.DataFrame, cutoff: pd.Timestamp) -> np.ndarray:

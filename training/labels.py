@@ -96,7 +96,7 @@ def make_labels(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days:
 
 def _users_at(known: pd.DataFrame, stitched: pd.DataFrame, cutoff: pd.Timestamp) -> pd.Index:
     """Known users with history before ``cutoff`` that was attributable then, minus late-linked ones."""
-    before = known.loc[known["timestamp"] < cutoff]
+    before = known.loc[known["timestamp"] < cutoff, [c for c in ("user_id", STITCHED_AT) if c in known]]
     users = pd.Index(before.loc[counted_at(before, cutoff), "user_id"].unique()).sort_values()
     return users.difference(late_linked_users(stitched, cutoff), sort=False) if len(stitched) else users
 

@@ -43,6 +43,25 @@ def test_windowed_retrieval_equals_a_retrieval_over_the_whole_store(built: Setti
     assert windowed.loc[windowed["event_timestamp"] < first, "purchases_90d"].isna().all()  # ...never from the future
 
 
+def test_direct_join_equals_feasts_retrieval_cell_for_cell(built: Settings) -> None:
+    from training.dataset import direct_plan
+
+    store = open_store(built)
+    assert direct_plan(store) is not None  # the default service is answered without Feast
+    events = training_events(built)
+    first = events["timestamp"].min().floor("D")
+    cutoffs = [first + pd.Timedelta(days=d) for d in (9, 33, 52)] + [first + pd.Timedelta(days=47, hours=7)]
+    labels = make_labels(events, cutoffs, 14)
+    extra = pd.DataFrame({"user_id": ["u-never-seen", labels["user_id"].iloc[0]],
+                          "event_timestamp": [cutoffs[1], first - pd.Timedelta(days=1)]})
+    labels = pd.concat([labels, extra.assign(label_spend=0.0, label_churn=1, label_category=-1)], ignore_index=True)
+    direct = build_training_set(store, labels, built.data_dir)
+    feast = build_training_set(store, labels, built.data_dir, direct=False)  # Feast's DuckDB join + user_time
+    pd.testing.assert_frame_equal(direct, feast, check_exact=True)
+    assert direct["days_since_last_event"].notna().sum() > 100 and direct["lifetime_spend"].notna().sum() > 100
+    assert direct.loc[direct["user_id"] == "u-never-seen", "purchases_90d"].isna().all()
+
+
 def test_users_without_a_snapshot_by_the_cutoff_come_back_with_null_features(built: Settings) -> None:
     from features.compute import read_snapshots
 

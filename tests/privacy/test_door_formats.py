@@ -136,3 +136,24 @@ def test_json_lines_ids_are_tokenised_without_reparsing_other_lines(settings: Se
     assert lines[2]["anon"] == "" and "ip" not in lines[2]["props"] and "@" not in path.read_text()
     assert path.read_text().splitlines()[0].startswith('{"id": "e1", "anon": "pii.anonymous.')  # bytes kept around
     assert scrub_file(path, cfg, settings, frozenset()) == (False, 0)
+
+
+def test_a_large_inbox_is_scrubbed_in_two_processes_with_the_same_files_and_digests(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ingestion.privacy as door
+    from base.paths import DataPaths
+    from ingestion.ingest import pending_files
+    from persona.sample_data import generate_sample_data
+    from tests.conftest import settings_in
+
+    got = {}
+    for mode, threshold in (("serial", 10**15), ("parallel", 0)):
+        s = settings_in(tmp_path / mode / "data", users=60, days=20)
+        generate_sample_data(s)
+        monkeypatch.setattr(door, "PARALLEL_SCRUB_BYTES", threshold)
+        pending = pending_files(s, DataPaths(s.data_dir))
+        admitted = door.admit_files(s, pending)
+        assert {i.digest for i in admitted} != {i.digest for i in pending}  # the sample's raw personal data was scrubbed
+        files = {p.relative_to(s.data_dir): p.read_bytes() for p in sorted((s.data_dir / "raw").rglob("*")) if p.is_file()}
+        got[mode] = ([(i.path.relative_to(s.data_dir), i.digest) for i in admitted], files)
+    assert len(got["serial"][0]) > 2 and got["parallel"] == got["serial"]

@@ -25,6 +25,12 @@ def test_parts_make_unique_users_ids_and_files_at_the_asked_rate(settings: Setti
     ids = orders[s.channels["orders"].columns["event_id"]].dropna()
     assert ids.str.match(r"^O000[0-2]-O\d{7}$").mean() > 0.95  # order ids carry their part: no collisions
     assert 0.24 < out.events / (900 * 45) < 0.4  # calibrated on the generator's own rate
+    one = generate_scaled_sample(settings.model_copy(update={"data_dir": tmp_path / "one"}), 900, 45, rate=0.3,
+                                 part_users=400, workers=1)  # parts drawn one after another, not two at a time
+    for mine, theirs in zip(sorted(p for v in out.files.values() for p in v),
+                            sorted(p for v in one.files.values() for p in v), strict=True):
+        assert mine.name == theirs.name and mine.read_bytes() == theirs.read_bytes()
+    assert out.ground_truth.read_bytes() == one.ground_truth.read_bytes()
 
 
 def test_sampled_fit_rows_keep_the_same_users_at_fit_cutoffs_and_everyone_at_evaluation() -> None:
