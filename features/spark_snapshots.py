@@ -1,11 +1,14 @@
 """The daily snapshot build as Spark SQL window aggregations over the Parquet event store.
 
 Cell for cell the same table as :func:`features.compute.iter_snapshots` (tests/spark): events are
-resolved through the identity graph, summed per user and day, laid on a per-user day grid from the
-user's first day, and each window feature is a difference of running sums (``cs(s) - cs(s - w)``, the
-same additions in the same order as the NumPy builder). Only the sparse rows are kept: the grid
-snapshots where an event enters a window or leaves one (``features.compute.CHANGE_OFFSETS``). Values are written as microsecond
-timestamps under ``date=YYYY-MM-DD/`` folders, the layout the Feast sources and the pandas readers use.
+resolved through the identity graph and summed per user and day; rows are laid only on the days of a
+user that have an event or a change point (the snapshots where an event enters a window or leaves one,
+``features.compute.CHANGE_OFFSETS``), so the work follows the events, not users x days. Each window
+feature is a difference of running sums (``cs(s) - cs(s - w)``, the same additions in the same order as
+the NumPy builder), and only the change points are written, as microsecond timestamps under
+``date=YYYY-MM-DD/`` folders, the layout the Feast sources and the pandas readers use. An incremental
+build reads only the event partitions its windows reach back to and carries the older history from each
+user's newest stored row, as the default builder does (``features.incremental.carry_history``).
 """
 
 from __future__ import annotations
@@ -170,25 +173,37 @@ def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, 
                    min_day: int = 0) -> "DataFrame":
     """Snapshots of known users' ``events`` (already ``timestamp < day0 + n_days``) for snapshot days
     at or after ``min_day``; column for column the frame ``iter_snapshots`` yields."""
+    day0_epoch = int(day0.timestamp() // DAY_SECONDS)
+    return _features(running_rows(events, cfg, day0_epoch, n_days, min_day), cfg, day0_epoch)
+
+
+def running_rows(events: "DataFrame", cfg: FeatureConfig, day0_epoch: int, n_days: int,
+                 min_day: int = 0) -> "DataFrame":
+    """The sparse rows (change points at or after ``min_day``) with their running sums (``cs_*``), each
+    window's sum as of ``w`` days before (``lag<w>_*``) and the running times, from rows laid only on
+    days with an event or a change point: the cost follows the events, not users x days.
+
+    A running sum over these rows adds the same day totals in the same order as the NumPy builder's
+    dense ``cumsum`` (the days between add 0.0), and the sum ``w`` days before is the running sum of the
+    newest row at or before ``day - w`` (every event day has a row), 0 when there is none."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    day0_epoch = int(day0.timestamp() // DAY_SECONDS)
     events = events.withColumn("day", (F.unix_date(F.to_date("timestamp")) - day0_epoch).cast("int"))
     daily = _daily(events, cfg.categories).join(_sessions(events), ["user_id", "day"], "full")
-    firsts = events.groupBy("user_id").agg(F.min("day").alias("first_day"),
-                                           (F.min(F.unix_micros("timestamp")) / 1e6).alias("first_event_ts"))
-    grid = firsts.select("user_id", "first_day", "first_event_ts",
-                         F.explode(F.sequence("first_day", F.lit(n_days - 1))).alias("day"))
+    firsts = events.groupBy("user_id").agg((F.min(F.unix_micros("timestamp")) / 1e6).alias("first_event_ts"))
     times = ("day_last_event_ts", "day_last_purchase_ts", "day_first_purchase_ts")
     metrics = [c for c in daily.columns if c not in ("user_id", "day", *times)]
-    dense = grid.join(daily, ["user_id", "day"], "left").fillna(0.0, subset=metrics)
-    dense = dense.withColumn("active", F.when(F.col("events") > 0, 1.0).otherwise(0.0))
-    running = Window.partitionBy("user_id").orderBy("day").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    changes = _change_points(events, day0_epoch, cfg.snapshot_every_days, n_days, min_day) \
+        .withColumn("_out", F.lit(True))
+    rows = daily.join(changes, ["user_id", "day"], "full").fillna(0.0, subset=metrics) \
+        .join(firsts, "user_id")
+    rows = rows.withColumn("active", F.when(F.col("events") > 0, 1.0).otherwise(0.0))
     by_day = Window.partitionBy("user_id").orderBy("day")
+    running = by_day.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     sums = [F.sum(m).over(running).alias(f"cs_{m}") for m in [*metrics, "active"]]
-    dense = dense.select(
-        "user_id", "day", "first_day", "first_event_ts", *sums,
+    rows = rows.select(
+        "user_id", "day", "_out", "first_event_ts", *sums,
         F.max("day_last_event_ts").over(running).alias("last_event_ts"),
         F.max("day_last_purchase_ts").over(running).alias("last_purchase_ts"),
         # lifetime (features/lifetime.lifetime_columns): purchase days so far, the first purchase day's
@@ -199,11 +214,11 @@ def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, 
         .alias("first_purchase_day_spend"),
     )
     windows = [*WINDOWS, *((f"cat_{c}", 90) for c in cfg.categories)]
-    lagged = [F.coalesce(F.lag(f"cs_{m}", w).over(by_day), F.lit(0.0)).alias(f"lag{w}_{m}") for m, w in windows]
-    dense = dense.select("*", *lagged)
-    every = cfg.snapshot_every_days
-    changes = _change_points(events, day0_epoch, every, n_days, min_day)
-    return _features(dense.join(changes, ["user_id", "day"], "left_semi"), cfg, day0_epoch)
+    before = {w: by_day.rangeBetween(Window.unboundedPreceding, -w) for w in sorted({w for _, w in windows})}
+    lagged = [F.coalesce(F.last(f"cs_{m}").over(before[w]), F.lit(0.0)).alias(f"lag{w}_{m}") for m, w in windows]
+    lifetime = [F.col("cs_purchases").alias("lt_purchases"), F.col("cs_spend").alias("lt_spend"),
+                F.col("cs_purchase_days").alias("lt_purchase_days")]
+    return rows.select("*", *lagged, *lifetime).where(F.col("_out")).drop("_out")
 
 
 def _change_points(events: "DataFrame", day0_epoch: int, every: int, n_days: int, min_day: int) -> "DataFrame":
@@ -219,7 +234,7 @@ def _change_points(events: "DataFrame", day0_epoch: int, every: int, n_days: int
     return c.select("user_id", g.alias("day")).where((F.col("day") < n_days) & (F.col("day") >= min_day)).distinct()
 
 
-def _features(dense: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataFrame":
+def _features(rows: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataFrame":
     """The feature columns of ``features.compute._snapshot_frame``, in its order and types."""
     from pyspark.sql import functions as F
 
@@ -261,7 +276,7 @@ def _features(dense: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataF
             col = _round(col)
         typed.append(col.cast("long" if name in COUNT_FEATURES else "double").alias(name))
     when = F.timestamp_seconds((F.lit(day0_epoch) + s + 1).cast("long") * DAY_SECONDS)
-    return dense.select(
+    return rows.select(
         "user_id", when.alias("event_timestamp"), when.alias("created"), *typed,
         F.col("last_event_ts").cast("double").alias("last_event_ts"),
         F.col("last_purchase_ts").cast("double").alias("last_purchase_ts"),
@@ -277,7 +292,7 @@ def _lifetime() -> list["Column"]:
 
     from features.lifetime import COLUMNS, DAY_S, INTEGER_COLUMNS
 
-    n, spend, days = F.col("cs_purchases"), F.col("cs_spend"), F.col("cs_purchase_days")
+    n, spend, days = F.col("lt_purchases"), F.col("lt_spend"), F.col("lt_purchase_days")
     first = F.col("first_purchase_ts")
     first_day = F.floor(first / DAY_S).cast("double")
     last_day = F.floor(F.col("last_purchase_ts") / DAY_S).cast("double")
