@@ -20,7 +20,7 @@ from base.config import Settings
 from base.paths import DataPaths
 from features.lifetime import LIFETIME_VIEW
 from features.spark_session import session_conf, spark_session
-from features.spark_snapshots import data_url
+from features.spark_snapshots import data_url, date_partitions
 from features.store import (
     BEHAVIOUR_VIEW,
     RepoObjects,
@@ -105,14 +105,8 @@ def partitions_until(spark: "SparkSession", root: str, cutoff: pd.Timestamp) -> 
     """The ``date=YYYY-MM-DD`` folders under ``root`` at or before the cutoff's day (any Hadoop file
     system: local, HDFS, object storage); snapshots are sparse, so a user's newest row at the cutoff can
     be in any of them."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(root)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(path):
-        return []
     last = f"date={cutoff:%Y-%m-%d}"
-    names = sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory())
-    return [f"{root.rstrip('/')}/{n}" for n in names if n.startswith("date=") and n <= last]
+    return [f"{root.rstrip('/')}/{n}" for n in date_partitions(spark, root) if n <= last]
 
 
 def bind_sources(spark: "SparkSession", settings: Settings, cutoff: pd.Timestamp | None = None,
