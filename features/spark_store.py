@@ -45,15 +45,36 @@ def table_name(source_name: str) -> str:
     return f"persona_{source_name}"
 
 
+SQLITE_WRITE_ROWS = 5000
+"""Rows (users) per ``spark.engine`` write transaction into a SQLite online store (see
+:func:`open_spark_store`)."""
+MATERIALIZE_JOBS = "persona-materialize"
+"""The Spark job group of :func:`materialize_spark` (its stages can be looked up by it)."""
+
+
 def open_spark_store(settings: Settings, project: str | None = None) -> "FeatureStore":
     """The profile's store (registry, online store; paths moved into the settings' data directory as
-    ``features.store.open_store`` moves them) with the Spark offline store and ``spark.engine``."""
+    ``features.store.open_store`` moves them) with the Spark offline store and ``spark.engine``.
+
+    Into a SQLite online store ``spark.engine`` writes from one task, in transactions of
+    :data:`SQLITE_WRITE_ROWS` rows. Feast's engine writes every partition of the snapshot table from its
+    own Python worker, each through its own SQLite connection (Feast opens them with SQLite's default
+    5 s busy timeout) and each partition's rows in one transaction: SQLite (WAL or not) takes one writer
+    at a time, so a second worker waited for the first one's transaction, gave up after 5 s and failed
+    the materialization with "database is locked" once a partition's transaction took longer than that
+    (50,000 users). One writer and short transactions also let the service's real-time writers
+    (``features.online_fold.wal_connection``, 60 s timeout) in between. Redis takes parallel writers:
+    there every partition writes on its own."""
     from feast import FeatureStore
 
     overlay = {key: {**value, "spark_conf": session_conf(settings.spark)}
                if key in ("offline_store", "batch_engine") else value
                for key, value in read_feast_yaml(settings.feature_repo / OVERLAY).items()}
     config = store_config(settings, project=project, overlay=overlay)
+    if config.online_store.type == "sqlite":
+        overlay["batch_engine"] = {**overlay["batch_engine"], "partitions": 1}
+        overlay["materialization"] = {"online_write_batch_size": SQLITE_WRITE_ROWS}
+        config = store_config(settings, project=project, overlay=overlay)
     spark_session(settings.spark)  # Feast's Spark store and engine use the active session
     return FeatureStore(repo_path=str(settings.feature_repo), config=config)
 
@@ -161,8 +182,12 @@ def materialize_spark(settings: Settings, store: "FeatureStore", views: list[str
                      .alias("hi"), F.countDistinct("user_id").alias("n")).collect()[0]
     start = pd.Timestamp(span["lo"], unit="us", tz="UTC") - pd.Timedelta(seconds=1)
     end = pd.Timestamp(span["hi"], unit="us", tz="UTC") + pd.Timedelta(seconds=1)
-    store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),
-                      feature_views=views or list(SPARK_VIEWS))
+    spark.sparkContext.setJobGroup(MATERIALIZE_JOBS, "spark.engine materialization")
+    try:
+        store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),
+                          feature_views=views or list(SPARK_VIEWS))
+    finally:
+        spark.sparkContext._jsc.clearJobGroup()
     return int(span["n"])
 
 

@@ -124,8 +124,11 @@ def test_training_sample_keeps_the_same_users_at_every_cutoff(labels: pd.DataFra
     assert sampled(labels, 0.5).equals(half)
 
 
-def test_spark_engine_materializes_every_feature_of_every_user(spark_built: Settings) -> None:
+def test_spark_engine_materializes_every_feature_of_every_user(spark_built: Settings, spark: object) -> None:
+    """Into SQLite from one writer task: each Spark partition wrote from its own worker and connection,
+    and a second writer gave up after SQLite's 5 s busy timeout ("database is locked", 50,000 users)."""
     from features.spark_store import (
+        MATERIALIZE_JOBS,
         apply_spark_definitions,
         materialize_spark,
         open_spark_store,
@@ -135,6 +138,11 @@ def test_spark_engine_materializes_every_feature_of_every_user(spark_built: Sett
     store = open_spark_store(spark_built, project=project)
     apply_spark_definitions(spark_built, store)
     users = materialize_spark(spark_built, store)
+    tracker = spark.sparkContext.statusTracker()
+    jobs = [tracker.getJobInfo(j) for j in tracker.getJobIdsForGroup(MATERIALIZE_JOBS)]
+    writes = [max(j.stageIds) for j in jobs if j is not None]  # each view's write: its job's last stage
+    assert len(writes) == 2 and all(tracker.getStageInfo(s).numTasks == 1 for s in writes)
+    assert spark_built.spark.shuffle_partitions > 1  # the table itself comes in several partitions
     latest = newest_rows(DataPaths(spark_built.data_dir).behaviour_snapshots).set_index("user_id")
     newest = max(DataPaths(spark_built.data_dir).behaviour_snapshots.glob("date=*"))
     # sparse: every user's newest row goes online, not only the users of the newest partition
