@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         open_spark_store,
     )
     from ingestion.event_store import write_batch
-    from persona.pipeline import build_features, load_clean_events
+    from persona.pipeline import build_features, load_clean_events, sampled_fit_rows
     from scoring.spark_batch import newest_snapshots_spark, score_spark
     from training.champions import LoadedModel
     from training.labels import make_labels, rolling_cutoffs
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--users", type=int, default=50_000)
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--rate", type=float, default=0.3, help="events per user per day")
-    ap.add_argument("--sample", type=float, default=0.2, help="share of users in the training set")
+    ap.add_argument("--sample", type=float, default=0.2,
+                    help="training.sample_share: share of users at the fit cutoffs (the evaluation cutoff keeps everyone)")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--driver-memory", default="4g")
     args = ap.parse_args(argv)
@@ -61,9 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="persona-bench-spark-") as tmp:
         base = bench_settings(Path(tmp) / "data")
         spark_cfg = base.spark.model_copy(update={"master": args.master, "driver_memory": args.driver_memory,
-                                                  "shuffle_partitions": max(4, 2 * cores),
-                                                  "training_sample": args.sample})
-        s = base.model_copy(update={"engine": "spark", "spark": spark_cfg})
+                                                  "shuffle_partitions": max(4, 2 * cores)})
+        training = base.training.model_copy(update={"sample_share": args.sample})
+        s = base.model_copy(update={"engine": "spark", "spark": spark_cfg, "training": training})
         paths = DataPaths(s.data_dir)
         print(f"Spark profile, {args.master}: {args.users:,} users x {args.days} days at {args.rate}/user/day")
         t = time.perf_counter()
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
         split = rolling_cutoffs(end, events["timestamp"].min(), s.training)
         labels = make_labels(events, split.all, s.training.horizon_days, s.features.categories)
+        labels = sampled_fit_rows(labels, split.evaluation, s.training.sample_share)  # as `persona train`
         del events
         stage("labels (pandas, driver)", time.perf_counter() - t, len(labels), "rows")
         t = time.perf_counter()
