@@ -71,8 +71,8 @@ def date_partitions(spark: "SparkSession", root: str) -> list[str]:
 
 
 def read_events(spark: "SparkSession", settings: Settings, since: pd.Timestamp | None = None) -> "DataFrame":
-    """The clean event store (only the ``date=`` partitions at or after ``since``'s day when given: Spark
-    prunes them on the partition filter and reads no other file) with each event's user resolved through
+    """The clean event store (only the ``date=`` folders at or after ``since``'s day when given: they are
+    listed and read by name, so no older file is listed or read) with each event's user resolved through
     the newest identity graph (as ``ingestion.event_store.load_events`` does); only the columns the
     features read."""
     from pyspark.sql import functions as F
@@ -397,7 +397,7 @@ def build_snapshots(spark: "SparkSession", settings: Settings,
     events = known_events(read_events(spark, settings, since))
     day0, end = history_bounds(events, None)
     if since is not None:
-        snaps = carried_snapshots(spark, settings, events, first_snapshot, end)
+        snaps = carried_snapshots(spark, settings, events, first_snapshot, day0, end)
     else:
         snaps = compute_snapshots_spark(events, settings.features, end=end, first_snapshot=first_snapshot)
     if first_snapshot is None and not settings.spark.data_url:
@@ -432,15 +432,14 @@ def previous_rows(spark: "SparkSession", settings: Settings, before: pd.Timestam
 
 
 def carried_snapshots(spark: "SparkSession", settings: Settings, events: "DataFrame", start: pd.Timestamp,
-                      end: pd.Timestamp) -> "DataFrame":
+                      day0: pd.Timestamp, end: pd.Timestamp) -> "DataFrame":
     """Snapshots at or after ``start`` from ``events`` of the windows' reach only (known users,
-    ``timestamp < end``), completed like the default builder's incremental build: event times are the
+    ``day0 <= timestamp < end``), completed like the default builder's incremental build: event times are the
     newer (first event: the older) of the computed and the previous row's, lifetime sums the previous
     row's plus what the events added since it (``features.lifetime.carry_lifetime``)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    day0, end = history_bounds(events, end)
     n_days = int((end - day0) / pd.Timedelta(days=1))
     day0_epoch = int(day0.timestamp() // DAY_SECONDS)
     min_day = max(0, math.ceil((start - day0) / pd.Timedelta(days=1)) - 1)

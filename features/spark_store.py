@@ -48,23 +48,14 @@ def table_name(source_name: str) -> str:
 SQLITE_WRITE_ROWS = 5000
 """Rows (users) per ``spark.engine`` write transaction into a SQLite online store (see
 :func:`open_spark_store`)."""
-MATERIALIZE_JOBS = "persona-materialize"
-"""The Spark job group of :func:`materialize_spark` (its stages can be looked up by it)."""
 
 
 def open_spark_store(settings: Settings, project: str | None = None) -> "FeatureStore":
     """The profile's store (registry, online store; paths moved into the settings' data directory as
     ``features.store.open_store`` moves them) with the Spark offline store and ``spark.engine``.
 
-    Into a SQLite online store ``spark.engine`` writes from one task, in transactions of
-    :data:`SQLITE_WRITE_ROWS` rows. Feast's engine writes every partition of the snapshot table from its
-    own Python worker, each through its own SQLite connection (Feast opens them with SQLite's default
-    5 s busy timeout) and each partition's rows in one transaction: SQLite (WAL or not) takes one writer
-    at a time, so a second worker waited for the first one's transaction, gave up after 5 s and failed
-    the materialization with "database is locked" once a partition's transaction took longer than that
-    (50,000 users). One writer and short transactions also let the service's real-time writers
-    (``features.online_fold.wal_connection``, 60 s timeout) in between. Redis takes parallel writers:
-    there every partition writes on its own."""
+    Into a SQLite online store ``spark.engine`` writes in transactions of :data:`SQLITE_WRITE_ROWS`
+    rows, from one task (:func:`materialize_spark`)."""
     from feast import FeatureStore
 
     overlay = {key: {**value, "spark_conf": session_conf(settings.spark)}
@@ -72,7 +63,6 @@ def open_spark_store(settings: Settings, project: str | None = None) -> "Feature
                for key, value in read_feast_yaml(settings.feature_repo / OVERLAY).items()}
     config = store_config(settings, project=project, overlay=overlay)
     if config.online_store.type == "sqlite":
-        overlay["batch_engine"] = {**overlay["batch_engine"], "partitions": 1}
         overlay["materialization"] = {"online_write_batch_size": SQLITE_WRITE_ROWS}
         config = store_config(settings, project=project, overlay=overlay)
     spark_session(settings.spark)  # Feast's Spark store and engine use the active session
@@ -131,10 +121,11 @@ def partitions_until(spark: "SparkSession", root: str, cutoff: pd.Timestamp) -> 
 
 
 def bind_sources(spark: "SparkSession", settings: Settings, cutoff: pd.Timestamp | None = None,
-                 repo: RepoObjects | None = None) -> dict[str, str]:
+                 repo: RepoObjects | None = None, one_partition: bool = False) -> dict[str, str]:
     """Point each Spark view's table at its folder: the whole of it, or (with ``cutoff``) its partitions
     at or before the cutoff (Spark does not prune them itself; the whole folder when there is none that
-    early). Returns table → path (the first partition's when several)."""
+    early); ``one_partition``: read into one partition. Returns table → path (the first partition's
+    when several)."""
     from features.store import load_definitions
 
     repo = repo or load_definitions(settings.feature_repo)
@@ -145,7 +136,8 @@ def bind_sources(spark: "SparkSession", settings: Settings, cutoff: pd.Timestamp
         paths = (partitions_until(spark, root, cutoff) if cutoff is not None else []) or [root]
         path = paths[0]
         try:
-            spark.read.option("basePath", root).parquet(*paths).createOrReplaceTempView(table_name(name))
+            table = spark.read.option("basePath", root).parquet(*paths)
+            (table.coalesce(1) if one_partition else table).createOrReplaceTempView(table_name(name))
         except Exception as e:  # AnalysisException: missing folder, nanosecond timestamps, ...
             raise RuntimeError(f"{path}: Spark cannot read the snapshots ({str(e).splitlines()[0]}); "
                                "build them with PERSONA_ENGINE=spark (microsecond timestamps)") from e
@@ -167,7 +159,17 @@ def apply_spark_definitions(settings: Settings, store: "FeatureStore") -> list[s
 
 def materialize_spark(settings: Settings, store: "FeatureStore", views: list[str] | None = None) -> int:
     """``spark.engine`` materialization of every user's newest snapshot row into the online store
-    (Feast keeps the newest row per user over the whole table); returns the users."""
+    (Feast keeps the newest row per user over the whole table); returns the users.
+
+    Into SQLite every stage of the write runs as one task (the table read into one partition, one
+    shuffle partition while Feast's job runs). Feast's engine writes each partition of its result from
+    its own Python worker through its own SQLite connection, opened with SQLite's default 5 s busy
+    timeout, each Arrow batch in one transaction; SQLite takes one writer at a time (WAL lets readers
+    in, not a second writer), so with two partitions writing at once the second waited, gave up after
+    5 s and failed the job with "database is locked" once a transaction took longer than that (50,000
+    users). One writer and short transactions (:data:`SQLITE_WRITE_ROWS`) also leave room for the
+    service's real-time writers (``features.online_fold.wal_connection``, 60 s timeout). Redis takes
+    parallel writers: there every partition writes on its own."""
     from pyspark.sql import functions as F
 
     spark = spark_session(settings.spark)
@@ -176,20 +178,22 @@ def materialize_spark(settings: Settings, store: "FeatureStore", views: list[str
     if not newest and not settings.spark.data_url:
         raise RuntimeError("no feature snapshots: run `persona build-features` first")
     cutoff = pd.Timestamp(newest[-1].name[5:], tz="UTC") if newest else pd.Timestamp.now(tz="UTC")
-    bound = bind_sources(spark, settings, cutoff)
+    one_writer = store.config.online_store.type == "sqlite"
+    bound = bind_sources(spark, settings, cutoff, one_partition=one_writer)
     table = spark.table(next(iter(bound)))
     span = table.agg(F.min(F.unix_micros("event_timestamp")).alias("lo"), F.max(F.unix_micros("event_timestamp"))
                      .alias("hi"), F.countDistinct("user_id").alias("n")).collect()[0]
     start = pd.Timestamp(span["lo"], unit="us", tz="UTC") - pd.Timedelta(seconds=1)
     end = pd.Timestamp(span["hi"], unit="us", tz="UTC") + pd.Timedelta(seconds=1)
-    spark.sparkContext.setJobGroup(MATERIALIZE_JOBS, "spark.engine materialization")
+    shuffle = spark.conf.get("spark.sql.shuffle.partitions")
+    if one_writer:
+        spark.conf.set("spark.sql.shuffle.partitions", "1")
     try:
         store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),
                           feature_views=views or list(SPARK_VIEWS))
     finally:
-        spark.sparkContext._jsc.clearJobGroup()
+        spark.conf.set("spark.sql.shuffle.partitions", shuffle)
     return int(span["n"])
-
 
 
 def engine_store(settings: Settings, store: "FeatureStore | None" = None) -> "FeatureStore":
