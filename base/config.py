@@ -214,7 +214,7 @@ class TrainingConfig(Strict):
     sample_share: float = Field(1.0, gt=0, le=1, description="share of users (a stable hash of the id, the same "
                                                              "at every cutoff) whose rows at the training and refit "
                                                              "cutoffs are retrieved and fitted; the evaluation cutoff "
-                                                             "keeps every user (the Spark profile: spark.training_sample)")
+                                                             "keeps every user (on every engine, the Spark profile included)")
 
     @model_validator(mode="after")
     def _offset_with_stacking(self) -> "TrainingConfig":
@@ -393,8 +393,15 @@ class SparkConfig(Strict):
     conf: dict[str, str] = Field(default_factory=dict, description="more Spark settings (executors, "
                                                                    "object-store credentials providers, ...)")
     log_level: str = Field("WARN", description="Spark's log level")
-    training_sample: float = Field(1.0, gt=0, le=1, description="share of users (by a stable hash of the id, "
-                                                                "the same at every cutoff) in the training set")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_training_sample(cls, data: object) -> object:
+        """``spark.training_sample`` was the Spark profile's own copy of ``training.sample_share``."""
+        if isinstance(data, dict) and "training_sample" in data:
+            raise ValueError("spark.training_sample is no longer a setting: write the share as "
+                             "training.sample_share (the same stable hash of the user id, on every engine)")
+        return data
 
 
 class StudioConfig(Strict):

@@ -4,8 +4,13 @@ Synthetic events (bench/features.py) → the event store; Spark snapshot build; 
 Spark sources; training set from Feast's Spark offline store (one partition per cutoff, on the
 ``--sample`` share of users); LightGBM on one node; ``spark.engine`` materialization into the SQLite
 online store; batch scoring of every user in pandas UDFs. Each figure is per second of wall time on
-``--master`` (default ``local[2]``: this machine's two cores), and per core-second, the unit the
-README's scale-out plan multiplies.
+``--master`` (default ``local[2]``: this machine's two cores), and per CPU-second, the unit the
+README's scale-out plan multiplies. After the pipeline, one more day of events arrives and the
+incremental snapshot build runs (the daily update: it reads the 91 days its windows reach back to).
+
+Each stage also prints its peak resident memory (this process and every process below it: the Spark
+JVM and its Python workers), its CPU seconds (user + system over the same tree: the figure a shared
+machine does not distort) and the load average when it ended.
 
 Usage: python -m bench spark [--users 50000] [--days 90] [--rate 0.3] [--sample 0.2] [--master local[2]]
 """
@@ -13,10 +18,57 @@ Usage: python -m bench spark [--users 50000] [--days 90] [--rate 0.3] [--sample 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+
+class TreeMonitor:
+    """Polls (every 0.2 s) the resident memory of this process and its descendants (the JVM and its
+    Python workers included) and each one's CPU seconds; :meth:`lap` returns a stage's peak and CPU."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[int, float] = {}
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._cpu_at = 0.0
+
+    def _poll(self) -> None:
+        import psutil
+
+        me = psutil.Process(os.getpid())
+        total = 0
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                with p.oneshot():
+                    total += p.memory_info().rss
+                    times = p.cpu_times()
+                    self.cpu[p.pid] = times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        self.peak = max(self.peak, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._poll()
+
+    def lap(self) -> tuple[int, float]:
+        """(peak resident bytes, CPU seconds) since the last lap."""
+        self._poll()
+        peak, self.peak = self.peak, 0
+        cpu = sum(self.cpu.values())
+        used, self._cpu_at = cpu - self._cpu_at, cpu
+        return peak, used
+
+    def stop(self) -> None:
+        """End the polling thread."""
+        self._stop.set()
+        self._thread.join()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         open_spark_store,
     )
     from ingestion.event_store import write_batch
-    from persona.pipeline import build_features, load_clean_events
+    from persona.pipeline import build_features, load_clean_events, sampled_fit_rows
     from scoring.spark_batch import newest_snapshots_spark, score_spark
     from training.champions import LoadedModel
     from training.labels import make_labels, rolling_cutoffs
@@ -47,24 +99,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--users", type=int, default=50_000)
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--rate", type=float, default=0.3, help="events per user per day")
-    ap.add_argument("--sample", type=float, default=0.2, help="share of users in the training set")
+    ap.add_argument("--sample", type=float, default=0.2,
+                    help="training.sample_share: share of users at the fit cutoffs (the evaluation cutoff keeps everyone)")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--driver-memory", default="4g")
     args = ap.parse_args(argv)
     cores = int(m.group(1)) if (m := re.fullmatch(r"local\[(\d+)\]", args.master)) else 1
     rows: list[tuple[str, float, int, str]] = []
+    monitor = TreeMonitor()
+    cpu_total = 0.0
 
     def stage(name: str, seconds: float, count: int, unit: str) -> None:
+        nonlocal cpu_total
+        peak, cpu = monitor.lap()
+        cpu_total += cpu
         rows.append((name, seconds, count, unit))
-        print(f"  {name:34s} {seconds:8.1f} s  {count:>12,} {unit:9s} {count / seconds:>11,.0f}/s "
-              f"{count / seconds / cores:>10,.0f}/core-s", flush=True)
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"  {name:38s} {seconds:8.1f} s  {count:>12,} {unit:9s} {count / seconds:>11,.0f}/s "
+              f"{count / max(cpu, 1e-9):>10,.0f}/cpu-s  cpu {cpu:8.1f} s  peak {peak / 2**30:5.2f} GB  "
+              f"load {load}", flush=True)
 
+    monitor.lap()
     with tempfile.TemporaryDirectory(prefix="persona-bench-spark-") as tmp:
         base = bench_settings(Path(tmp) / "data")
         spark_cfg = base.spark.model_copy(update={"master": args.master, "driver_memory": args.driver_memory,
-                                                  "shuffle_partitions": max(4, 2 * cores),
-                                                  "training_sample": args.sample})
-        s = base.model_copy(update={"engine": "spark", "spark": spark_cfg})
+                                                  "shuffle_partitions": max(4, 2 * cores)})
+        training = base.training.model_copy(update={"sample_share": args.sample})
+        s = base.model_copy(update={"engine": "spark", "spark": spark_cfg, "training": training})
         paths = DataPaths(s.data_dir)
         print(f"Spark profile, {args.master}: {args.users:,} users x {args.days} days at {args.rate}/user/day")
         t = time.perf_counter()
@@ -92,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
         split = rolling_cutoffs(end, events["timestamp"].min(), s.training)
         labels = make_labels(events, split.all, s.training.horizon_days, s.features.categories)
+        labels = sampled_fit_rows(labels, split.evaluation, s.training.sample_share)  # as `persona train`
         del events
         stage("labels (pandas, driver)", time.perf_counter() - t, len(labels), "rows")
         t = time.perf_counter()
@@ -121,10 +183,18 @@ def main(argv: list[str] | None = None) -> None:
         scored = score_spark(spark, s, models, newest_snapshots_spark(spark, s), pd.DataFrame()).toPandas()
         stage("batch score (pandas UDF)", time.perf_counter() - t, len(scored), "users")
         print(f"    segments: {dict(scored['segment'].value_counts().head(4))}")
+
+        t = time.perf_counter()
+        day = synthetic_events(args.users, 1, args.rate, seed=2, day_offset=args.days)
+        write_batch(day, paths.events, "next-day")
+        daily = build_features(s)
+        stage("daily update: snapshot build (+1 day)", time.perf_counter() - t, len(day), "events")
+        print(f"    {daily.rows:,} snapshot rows rewritten for {daily.users:,} users from {daily.recomputed_from}")
         stop_spark()
         total = sum(r[1] for r in rows)
-        print(f"  {'total':34s} {total:8.1f} s; events per core-second end to end: "
-              f"{n_events / total / cores:,.0f}; snapshot rows/user: {built.rows / max(built.users, 1):.1f}")
+        monitor.stop()
+        print(f"  {'total':38s} {total:8.1f} s, {cpu_total:,.0f} CPU-seconds; events per CPU-second end to end: "
+              f"{n_events / max(cpu_total, 1e-9):,.0f}; snapshot rows/user: {built.rows / max(built.users, 1):.1f}")
         print(f"  (one run; {np.round(n_events / 1e6, 2)} M events; load average while running matters "
               "on a shared machine)")
 

@@ -1,11 +1,14 @@
 """The daily snapshot build as Spark SQL window aggregations over the Parquet event store.
 
 Cell for cell the same table as :func:`features.compute.iter_snapshots` (tests/spark): events are
-resolved through the identity graph, summed per user and day, laid on a per-user day grid from the
-user's first day, and each window feature is a difference of running sums (``cs(s) - cs(s - w)``, the
-same additions in the same order as the NumPy builder). Only the sparse rows are kept: the grid
-snapshots where an event enters a window or leaves one (``features.compute.CHANGE_OFFSETS``). Values are written as microsecond
-timestamps under ``date=YYYY-MM-DD/`` folders, the layout the Feast sources and the pandas readers use.
+resolved through the identity graph and summed per user and day; rows are laid only on the days of a
+user that have an event or a change point (the snapshots where an event enters a window or leaves one,
+``features.compute.CHANGE_OFFSETS``), so the work follows the events, not users x days. Each window
+feature is a difference of running sums (``cs(s) - cs(s - w)``, the same additions in the same order as
+the NumPy builder), and only the change points are written, as microsecond timestamps under
+``date=YYYY-MM-DD/`` folders, the layout the Feast sources and the pandas readers use. An incremental
+build reads only the event partitions its windows reach back to and carries the older history from each
+user's newest stored row, as the default builder does (``features.incremental.carry_history``).
 """
 
 from __future__ import annotations
@@ -38,12 +41,13 @@ WINDOWS: tuple[tuple[str, int], ...] = (
 
 @dataclass(frozen=True)
 class SparkBuild:
-    """One Spark snapshot build."""
+    """One Spark snapshot build (``events_from``: the first event day it read, None for all of them)."""
 
     rows: int
     users: int
     first: pd.Timestamp | None
     last: pd.Timestamp | None
+    events_from: pd.Timestamp | None = None
 
 
 def data_url(settings: Settings, path: Path) -> str:
@@ -54,9 +58,23 @@ def data_url(settings: Settings, path: Path) -> str:
     return settings.spark.data_url.rstrip("/") + "/" + path.relative_to(settings.data_dir).as_posix()
 
 
-def read_events(spark: "SparkSession", settings: Settings) -> "DataFrame":
-    """The clean event store with each event's user resolved through the newest identity graph
-    (as ``ingestion.event_store.load_events`` does); only the columns the features read."""
+def date_partitions(spark: "SparkSession", root: str) -> list[str]:
+    """The ``date=YYYY-MM-DD`` folder names under ``root``, sorted (any Hadoop file system: local, HDFS,
+    object storage; none when ``root`` does not exist)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(root)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        return []
+    return sorted(n for n in (s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory())
+                  if n.startswith("date="))
+
+
+def read_events(spark: "SparkSession", settings: Settings, since: pd.Timestamp | None = None) -> "DataFrame":
+    """The clean event store (only the ``date=`` folders at or after ``since``'s day when given: they are
+    listed and read by name, so no older file is listed or read) with each event's user resolved through
+    the newest identity graph (as ``ingestion.event_store.load_events`` does); only the columns the
+    features read."""
     from pyspark.sql import functions as F
 
     paths = DataPaths(settings.data_dir)
@@ -64,7 +82,16 @@ def read_events(spark: "SparkSession", settings: Settings) -> "DataFrame":
         raise RuntimeError(f"no clean events in {paths.events}: run `persona ingest` first")
     cols = ["user_id", "anonymous_id", "device_id", "event_type", "channel", "timestamp", "amount",
             "category", "device", "session_id"]
-    events = spark.read.parquet(data_url(settings, paths.events)).select(*cols)
+    root = data_url(settings, paths.events)
+    if since is None:
+        events = spark.read.parquet(root)
+    else:  # the folders themselves, not a filter: the plan lists and reads no older file (object storage too)
+        first = f"date={since:%Y-%m-%d}"
+        folders = [f"{root.rstrip('/')}/{n}" for n in date_partitions(spark, root) if n >= first]
+        if not folders:
+            raise RuntimeError(f"no clean events in {root} since {since:%Y-%m-%d}")
+        events = spark.read.option("basePath", root).parquet(*folders)
+    events = events.select(*cols)
     pointer = F.col("user_id").startswith("anon:") | F.col("user_id").startswith("device:")
     events = events.withColumn("user_id", F.when(pointer, F.lit(None)).otherwise(F.col("user_id")))
     return resolve_users(spark, events, settings)
@@ -170,25 +197,37 @@ def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, 
                    min_day: int = 0) -> "DataFrame":
     """Snapshots of known users' ``events`` (already ``timestamp < day0 + n_days``) for snapshot days
     at or after ``min_day``; column for column the frame ``iter_snapshots`` yields."""
+    day0_epoch = int(day0.timestamp() // DAY_SECONDS)
+    return _features(running_rows(events, cfg, day0_epoch, n_days, min_day), cfg, day0_epoch)
+
+
+def running_rows(events: "DataFrame", cfg: FeatureConfig, day0_epoch: int, n_days: int,
+                 min_day: int = 0) -> "DataFrame":
+    """The sparse rows (change points at or after ``min_day``) with their running sums (``cs_*``), each
+    window's sum as of ``w`` days before (``lag<w>_*``) and the running times, from rows laid only on
+    days with an event or a change point: the cost follows the events, not users x days.
+
+    A running sum over these rows adds the same day totals in the same order as the NumPy builder's
+    dense ``cumsum`` (the days between add 0.0), and the sum ``w`` days before is the running sum of the
+    newest row at or before ``day - w`` (every event day has a row), 0 when there is none."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    day0_epoch = int(day0.timestamp() // DAY_SECONDS)
     events = events.withColumn("day", (F.unix_date(F.to_date("timestamp")) - day0_epoch).cast("int"))
     daily = _daily(events, cfg.categories).join(_sessions(events), ["user_id", "day"], "full")
-    firsts = events.groupBy("user_id").agg(F.min("day").alias("first_day"),
-                                           (F.min(F.unix_micros("timestamp")) / 1e6).alias("first_event_ts"))
-    grid = firsts.select("user_id", "first_day", "first_event_ts",
-                         F.explode(F.sequence("first_day", F.lit(n_days - 1))).alias("day"))
+    firsts = events.groupBy("user_id").agg((F.min(F.unix_micros("timestamp")) / 1e6).alias("first_event_ts"))
     times = ("day_last_event_ts", "day_last_purchase_ts", "day_first_purchase_ts")
     metrics = [c for c in daily.columns if c not in ("user_id", "day", *times)]
-    dense = grid.join(daily, ["user_id", "day"], "left").fillna(0.0, subset=metrics)
-    dense = dense.withColumn("active", F.when(F.col("events") > 0, 1.0).otherwise(0.0))
-    running = Window.partitionBy("user_id").orderBy("day").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    changes = _change_points(events, day0_epoch, cfg.snapshot_every_days, n_days, min_day) \
+        .withColumn("_out", F.lit(True))
+    rows = daily.join(changes, ["user_id", "day"], "full").fillna(0.0, subset=metrics) \
+        .join(firsts, "user_id")
+    rows = rows.withColumn("active", F.when(F.col("events") > 0, 1.0).otherwise(0.0))
     by_day = Window.partitionBy("user_id").orderBy("day")
+    running = by_day.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     sums = [F.sum(m).over(running).alias(f"cs_{m}") for m in [*metrics, "active"]]
-    dense = dense.select(
-        "user_id", "day", "first_day", "first_event_ts", *sums,
+    rows = rows.select(
+        "user_id", "day", "_out", "first_event_ts", *sums,
         F.max("day_last_event_ts").over(running).alias("last_event_ts"),
         F.max("day_last_purchase_ts").over(running).alias("last_purchase_ts"),
         # lifetime (features/lifetime.lifetime_columns): purchase days so far, the first purchase day's
@@ -199,11 +238,11 @@ def snapshot_frame(events: "DataFrame", cfg: FeatureConfig, day0: pd.Timestamp, 
         .alias("first_purchase_day_spend"),
     )
     windows = [*WINDOWS, *((f"cat_{c}", 90) for c in cfg.categories)]
-    lagged = [F.coalesce(F.lag(f"cs_{m}", w).over(by_day), F.lit(0.0)).alias(f"lag{w}_{m}") for m, w in windows]
-    dense = dense.select("*", *lagged)
-    every = cfg.snapshot_every_days
-    changes = _change_points(events, day0_epoch, every, n_days, min_day)
-    return _features(dense.join(changes, ["user_id", "day"], "left_semi"), cfg, day0_epoch)
+    before = {w: by_day.rangeBetween(Window.unboundedPreceding, -w) for w in sorted({w for _, w in windows})}
+    lagged = [F.coalesce(F.last(f"cs_{m}").over(before[w]), F.lit(0.0)).alias(f"lag{w}_{m}") for m, w in windows]
+    lifetime = [F.col("cs_purchases").alias("lt_purchases"), F.col("cs_spend").alias("lt_spend"),
+                F.col("cs_purchase_days").alias("lt_purchase_days")]
+    return rows.select("*", *lagged, *lifetime).where(F.col("_out")).drop("_out")
 
 
 def _change_points(events: "DataFrame", day0_epoch: int, every: int, n_days: int, min_day: int) -> "DataFrame":
@@ -219,7 +258,7 @@ def _change_points(events: "DataFrame", day0_epoch: int, every: int, n_days: int
     return c.select("user_id", g.alias("day")).where((F.col("day") < n_days) & (F.col("day") >= min_day)).distinct()
 
 
-def _features(dense: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataFrame":
+def _features(rows: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataFrame":
     """The feature columns of ``features.compute._snapshot_frame``, in its order and types."""
     from pyspark.sql import functions as F
 
@@ -261,7 +300,7 @@ def _features(dense: "DataFrame", cfg: FeatureConfig, day0_epoch: int) -> "DataF
             col = _round(col)
         typed.append(col.cast("long" if name in COUNT_FEATURES else "double").alias(name))
     when = F.timestamp_seconds((F.lit(day0_epoch) + s + 1).cast("long") * DAY_SECONDS)
-    return dense.select(
+    return rows.select(
         "user_id", when.alias("event_timestamp"), when.alias("created"), *typed,
         F.col("last_event_ts").cast("double").alias("last_event_ts"),
         F.col("last_purchase_ts").cast("double").alias("last_purchase_ts"),
@@ -277,7 +316,7 @@ def _lifetime() -> list["Column"]:
 
     from features.lifetime import COLUMNS, DAY_S, INTEGER_COLUMNS
 
-    n, spend, days = F.col("cs_purchases"), F.col("cs_spend"), F.col("cs_purchase_days")
+    n, spend, days = F.col("lt_purchases"), F.col("lt_spend"), F.col("lt_purchase_days")
     first = F.col("first_purchase_ts")
     first_day = F.floor(first / DAY_S).cast("double")
     last_day = F.floor(F.col("last_purchase_ts") / DAY_S).cast("double")
@@ -340,24 +379,93 @@ def write_snapshots_spark(snaps: "DataFrame", target: str, replace_from: pd.Time
 
 def build_snapshots(spark: "SparkSession", settings: Settings,
                     first_snapshot: pd.Timestamp | None = None) -> SparkBuild:
-    """Build (from ``first_snapshot``, else all) snapshots from the event store into the offline store."""
+    """Build (from ``first_snapshot``, else all) snapshots from the event store into the offline store.
+
+    From a snapshot time with stored snapshots before it (and daily snapshots), only the event
+    partitions the windows reach back to are read (``features.incremental.WINDOW_DAYS`` + 1 days);
+    the older history comes from each user's newest stored row (:func:`carried_snapshots`)."""
     from pyspark.sql import functions as F
 
+    from features.incremental import WINDOW_DAYS
+
     paths = DataPaths(settings.data_dir)
-    events = known_events(read_events(spark, settings))
-    day0, end = history_bounds(events, None)
-    snaps = compute_snapshots_spark(events, settings.features, end=end, first_snapshot=first_snapshot)
     target = data_url(settings, paths.behaviour_snapshots)
+    since = None
+    if first_snapshot is not None and settings.features.snapshot_every_days == 1 and \
+            any(n < f"date={first_snapshot:%Y-%m-%d}" for n in date_partitions(spark, target)):
+        since = first_snapshot - pd.Timedelta(days=WINDOW_DAYS + 1)
+    events = known_events(read_events(spark, settings, since))
+    day0, end = history_bounds(events, None)
+    if since is not None:
+        snaps = carried_snapshots(spark, settings, events, first_snapshot, day0, end)
+    else:
+        snaps = compute_snapshots_spark(events, settings.features, end=end, first_snapshot=first_snapshot)
     if first_snapshot is None and not settings.spark.data_url:
         shutil.rmtree(paths.behaviour_snapshots, ignore_errors=True)  # a full build leaves no stale dates
     write_snapshots_spark(snaps, target, first_snapshot)
-    written = spark.read.parquet(target).where(
-        F.col("event_timestamp") >= F.lit((first_snapshot or day0).to_pydatetime()))
+    written = spark.read.parquet(target)
+    if first_snapshot is not None:
+        written = written.where(F.col("date") >= F.lit(first_snapshot.date()))
+    written = written.where(F.col("event_timestamp") >= F.lit((first_snapshot or day0).to_pydatetime()))
     micros = F.unix_micros("event_timestamp")
     stats = written.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"),
                         F.min(micros).alias("lo"), F.max(micros).alias("hi")).collect()[0]
     return SparkBuild(rows=int(stats["rows"]), users=int(stats["users"]), first=_utc(stats["lo"]),
-                      last=_utc(stats["hi"]))
+                      last=_utc(stats["hi"]), events_from=since.floor("D") if since is not None else None)
+
+
+def previous_rows(spark: "SparkSession", settings: Settings, before: pd.Timestamp) -> "DataFrame":
+    """Each user's newest stored snapshot row before ``before``: the columns that carry history older
+    than the windows (``features.incremental.HISTORY_COLUMNS``), prefixed ``p_``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from features.incremental import HISTORY_COLUMNS
+
+    root = data_url(settings, DataPaths(settings.data_dir).behaviour_snapshots)
+    stored = spark.read.parquet(root).where(F.col("date") < F.lit(before.date())) \
+        .where(F.col("event_timestamp") < F.lit(before.to_pydatetime()))
+    newest = Window.partitionBy("user_id").orderBy(F.col("event_timestamp").desc())
+    return stored.select("user_id", "event_timestamp", *HISTORY_COLUMNS) \
+        .withColumn("_n", F.row_number().over(newest)).where(F.col("_n") == 1) \
+        .select("user_id", *[F.col(c).cast("double").alias(f"p_{c}") for c in HISTORY_COLUMNS])
+
+
+def carried_snapshots(spark: "SparkSession", settings: Settings, events: "DataFrame", start: pd.Timestamp,
+                      day0: pd.Timestamp, end: pd.Timestamp) -> "DataFrame":
+    """Snapshots at or after ``start`` from ``events`` of the windows' reach only (known users,
+    ``day0 <= timestamp < end``), completed like the default builder's incremental build: event times are the
+    newer (first event: the older) of the computed and the previous row's, lifetime sums the previous
+    row's plus what the events added since it (``features.lifetime.carry_lifetime``)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    n_days = int((end - day0) / pd.Timedelta(days=1))
+    day0_epoch = int(day0.timestamp() // DAY_SECONDS)
+    min_day = max(0, math.ceil((start - day0) / pd.Timedelta(days=1)) - 1)
+    rows = running_rows(events.where(F.col("timestamp") < F.lit(end.to_pydatetime())), settings.features,
+                        day0_epoch, n_days)
+    newest = Window.partitionBy("user_id").orderBy(F.col("day").desc())
+    base = rows.where(F.col("day") < min_day).withColumn("_n", F.row_number().over(newest)) \
+        .where(F.col("_n") == 1).select("user_id", F.col("cs_purchases").alias("b_n"),
+                                        F.col("cs_spend").alias("b_spend"), F.col("cs_purchase_days").alias("b_days"))
+    out = rows.where(F.col("day") >= min_day).join(base, "user_id", "left") \
+        .join(previous_rows(spark, settings, start), "user_id", "left")
+    zero = F.lit(0.0)
+    had = F.col("p_first_purchase_ts").isNotNull()
+    out = out.withColumns({
+        "last_event_ts": F.greatest("last_event_ts", "p_last_event_ts"),
+        "last_purchase_ts": F.greatest("last_purchase_ts", "p_last_purchase_ts"),
+        "first_event_ts": F.least("first_event_ts", "p_first_event_ts"),
+        "lt_purchases": F.coalesce("p_lifetime_purchases", zero) + (F.col("cs_purchases") - F.coalesce("b_n", zero)),
+        "lt_spend": F.coalesce("p_lifetime_spend", zero) + (F.col("cs_spend") - F.coalesce("b_spend", zero)),
+        "lt_purchase_days": F.coalesce("p_lifetime_purchase_days", zero)
+        + (F.col("cs_purchase_days") - F.coalesce("b_days", zero)),
+        "first_purchase_ts": F.when(had, F.col("p_first_purchase_ts")).otherwise(F.col("first_purchase_ts")),
+        "first_purchase_day_spend": F.when(had, F.col("p_first_purchase_day_spend"))
+        .otherwise(F.col("first_purchase_day_spend")),
+    })
+    return _features(out, settings.features, day0_epoch)
 
 
 def build_features_spark(settings: Settings, incremental: bool = True) -> tuple[SparkBuild, pd.Timestamp | None]:

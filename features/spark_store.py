@@ -20,7 +20,7 @@ from base.config import Settings
 from base.paths import DataPaths
 from features.lifetime import LIFETIME_VIEW
 from features.spark_session import session_conf, spark_session
-from features.spark_snapshots import data_url
+from features.spark_snapshots import data_url, date_partitions
 from features.store import (
     BEHAVIOUR_VIEW,
     RepoObjects,
@@ -45,15 +45,26 @@ def table_name(source_name: str) -> str:
     return f"persona_{source_name}"
 
 
+SQLITE_WRITE_ROWS = 5000
+"""Rows (users) per ``spark.engine`` write transaction into a SQLite online store (see
+:func:`open_spark_store`)."""
+
+
 def open_spark_store(settings: Settings, project: str | None = None) -> "FeatureStore":
     """The profile's store (registry, online store; paths moved into the settings' data directory as
-    ``features.store.open_store`` moves them) with the Spark offline store and ``spark.engine``."""
+    ``features.store.open_store`` moves them) with the Spark offline store and ``spark.engine``.
+
+    Into a SQLite online store ``spark.engine`` writes in transactions of :data:`SQLITE_WRITE_ROWS`
+    rows, from one task (:func:`materialize_spark`)."""
     from feast import FeatureStore
 
     overlay = {key: {**value, "spark_conf": session_conf(settings.spark)}
                if key in ("offline_store", "batch_engine") else value
                for key, value in read_feast_yaml(settings.feature_repo / OVERLAY).items()}
     config = store_config(settings, project=project, overlay=overlay)
+    if config.online_store.type == "sqlite":
+        overlay["materialization"] = {"online_write_batch_size": SQLITE_WRITE_ROWS}
+        config = store_config(settings, project=project, overlay=overlay)
     spark_session(settings.spark)  # Feast's Spark store and engine use the active session
     return FeatureStore(repo_path=str(settings.feature_repo), config=config)
 
@@ -105,21 +116,16 @@ def partitions_until(spark: "SparkSession", root: str, cutoff: pd.Timestamp) -> 
     """The ``date=YYYY-MM-DD`` folders under ``root`` at or before the cutoff's day (any Hadoop file
     system: local, HDFS, object storage); snapshots are sparse, so a user's newest row at the cutoff can
     be in any of them."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(root)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(path):
-        return []
     last = f"date={cutoff:%Y-%m-%d}"
-    names = sorted(s.getPath().getName() for s in fs.listStatus(path) if s.isDirectory())
-    return [f"{root.rstrip('/')}/{n}" for n in names if n.startswith("date=") and n <= last]
+    return [f"{root.rstrip('/')}/{n}" for n in date_partitions(spark, root) if n <= last]
 
 
 def bind_sources(spark: "SparkSession", settings: Settings, cutoff: pd.Timestamp | None = None,
-                 repo: RepoObjects | None = None) -> dict[str, str]:
+                 repo: RepoObjects | None = None, one_partition: bool = False) -> dict[str, str]:
     """Point each Spark view's table at its folder: the whole of it, or (with ``cutoff``) its partitions
     at or before the cutoff (Spark does not prune them itself; the whole folder when there is none that
-    early). Returns table → path (the first partition's when several)."""
+    early); ``one_partition``: read into one partition. Returns table → path (the first partition's
+    when several)."""
     from features.store import load_definitions
 
     repo = repo or load_definitions(settings.feature_repo)
@@ -130,7 +136,8 @@ def bind_sources(spark: "SparkSession", settings: Settings, cutoff: pd.Timestamp
         paths = (partitions_until(spark, root, cutoff) if cutoff is not None else []) or [root]
         path = paths[0]
         try:
-            spark.read.option("basePath", root).parquet(*paths).createOrReplaceTempView(table_name(name))
+            table = spark.read.option("basePath", root).parquet(*paths)
+            (table.coalesce(1) if one_partition else table).createOrReplaceTempView(table_name(name))
         except Exception as e:  # AnalysisException: missing folder, nanosecond timestamps, ...
             raise RuntimeError(f"{path}: Spark cannot read the snapshots ({str(e).splitlines()[0]}); "
                                "build them with PERSONA_ENGINE=spark (microsecond timestamps)") from e
@@ -152,7 +159,17 @@ def apply_spark_definitions(settings: Settings, store: "FeatureStore") -> list[s
 
 def materialize_spark(settings: Settings, store: "FeatureStore", views: list[str] | None = None) -> int:
     """``spark.engine`` materialization of every user's newest snapshot row into the online store
-    (Feast keeps the newest row per user over the whole table); returns the users."""
+    (Feast keeps the newest row per user over the whole table); returns the users.
+
+    Into SQLite every stage of the write runs as one task (the table read into one partition, one
+    shuffle partition while Feast's job runs). Feast's engine writes each partition of its result from
+    its own Python worker through its own SQLite connection, opened with SQLite's default 5 s busy
+    timeout, each Arrow batch in one transaction; SQLite takes one writer at a time (WAL lets readers
+    in, not a second writer), so with two partitions writing at once the second waited, gave up after
+    5 s and failed the job with "database is locked" once a transaction took longer than that (50,000
+    users). One writer and short transactions (:data:`SQLITE_WRITE_ROWS`) also leave room for the
+    service's real-time writers (``features.online_fold.wal_connection``, 60 s timeout). Redis takes
+    parallel writers: there every partition writes on its own."""
     from pyspark.sql import functions as F
 
     spark = spark_session(settings.spark)
@@ -161,16 +178,22 @@ def materialize_spark(settings: Settings, store: "FeatureStore", views: list[str
     if not newest and not settings.spark.data_url:
         raise RuntimeError("no feature snapshots: run `persona build-features` first")
     cutoff = pd.Timestamp(newest[-1].name[5:], tz="UTC") if newest else pd.Timestamp.now(tz="UTC")
-    bound = bind_sources(spark, settings, cutoff)
+    one_writer = store.config.online_store.type == "sqlite"
+    bound = bind_sources(spark, settings, cutoff, one_partition=one_writer)
     table = spark.table(next(iter(bound)))
     span = table.agg(F.min(F.unix_micros("event_timestamp")).alias("lo"), F.max(F.unix_micros("event_timestamp"))
                      .alias("hi"), F.countDistinct("user_id").alias("n")).collect()[0]
     start = pd.Timestamp(span["lo"], unit="us", tz="UTC") - pd.Timedelta(seconds=1)
     end = pd.Timestamp(span["hi"], unit="us", tz="UTC") + pd.Timedelta(seconds=1)
-    store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),
-                      feature_views=views or list(SPARK_VIEWS))
+    shuffle = spark.conf.get("spark.sql.shuffle.partitions")
+    if one_writer:
+        spark.conf.set("spark.sql.shuffle.partitions", "1")
+    try:
+        store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(),
+                          feature_views=views or list(SPARK_VIEWS))
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", shuffle)
     return int(span["n"])
-
 
 
 def engine_store(settings: Settings, store: "FeatureStore | None" = None) -> "FeatureStore":

@@ -2,9 +2,10 @@
 
 Spark's point-in-time join reads every file its source table is given, so each cutoff's retrieval
 binds the snapshot table to the one partition that can answer it (the newest at or before the cutoff,
-which carries every user known by then; features/spark_store.py). Training stays on one node: with
-``spark.training_sample`` < 1 only the users whose id hashes into that share are kept, the same users
-at every cutoff (no user's rows are split between sampled and unsampled cutoffs).
+which carries every user known by then; features/spark_store.py). Training stays on one node, on the
+label rows the caller hands in: the pipeline keeps ``training.sample_share`` of the users at the fit
+cutoffs (:func:`sampled`, a stable hash of the id: the same users at every cutoff, on every engine) and
+every user at the evaluation cutoff (``persona.pipeline.sampled_fit_rows``).
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ def sampled(labels: pd.DataFrame, share: float) -> pd.DataFrame:
 def build_training_set_spark(settings: Settings, store: "FeatureStore", labels: pd.DataFrame,
                              service: str = FEATURE_SERVICE, progress: Any | None = None) -> pd.DataFrame:
     """Join each (user, cutoff) label row with the features the Spark offline store knew at that cutoff
-    (the frame ``training.dataset.build_training_set`` returns, for the sampled users)."""
+    (the frame ``training.dataset.build_training_set`` returns)."""
     from features.spark_session import spark_session
     from features.spark_store import bind_sources
     from features.store import load_definitions
 
     spark = spark_session(settings.spark)
     repo = load_definitions(settings.feature_repo)
-    entity_df = sampled(labels, settings.spark.training_sample).copy()
+    entity_df = labels.copy()
     entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
     names = feature_refs(store, service)
     cutoffs = sorted(entity_df["event_timestamp"].unique())

@@ -124,7 +124,17 @@ def test_training_sample_keeps_the_same_users_at_every_cutoff(labels: pd.DataFra
     assert sampled(labels, 0.5).equals(half)
 
 
+SLOW_INSERT = """CREATE TRIGGER slow_insert AFTER INSERT ON "{table}" BEGIN
+    SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000)
+                          SELECT x FROM c);
+END"""
+"""A few milliseconds of SQLite work per inserted row: a partition's write transaction then outlasts
+the 5 s busy timeout of Feast's SQLite connections, as at 50,000 users."""
+
+
 def test_spark_engine_materializes_every_feature_of_every_user(spark_built: Settings) -> None:
+    """Into SQLite with writes as slow as at scale: each Spark partition used to write from its own worker
+    and connection, and the second writer gave up after SQLite's 5 s busy timeout ("database is locked")."""
     from features.spark_store import (
         apply_spark_definitions,
         materialize_spark,
@@ -134,12 +144,20 @@ def test_spark_engine_materializes_every_feature_of_every_user(spark_built: Sett
     project = "spark_test_mat"
     store = open_spark_store(spark_built, project=project)
     apply_spark_definitions(spark_built, store)
-    users = materialize_spark(spark_built, store)
+    db_path = DataPaths(spark_built.data_dir).feast / "online_store.db"
+    with sqlite3.connect(db_path) as db:
+        db.execute(SLOW_INSERT.format(table=f"{project}_user_behaviour"))
+    assert spark_built.spark.shuffle_partitions > 1  # the snapshot table comes in several partitions
+    try:
+        users = materialize_spark(spark_built, store)
+    finally:
+        with sqlite3.connect(db_path) as db:
+            db.execute("DROP TRIGGER IF EXISTS slow_insert")
     latest = newest_rows(DataPaths(spark_built.data_dir).behaviour_snapshots).set_index("user_id")
     newest = max(DataPaths(spark_built.data_dir).behaviour_snapshots.glob("date=*"))
     # sparse: every user's newest row goes online, not only the users of the newest partition
     assert users == len(latest) > read_snapshots(newest)["user_id"].nunique() and users > 50
-    with sqlite3.connect(DataPaths(spark_built.data_dir).feast / "online_store.db") as db:
+    with sqlite3.connect(db_path) as db:
         for name in ("user_behaviour", "user_lifetime"):  # both views over the snapshots, as the default engine
             rows = db.execute(f"SELECT COUNT(*), COUNT(DISTINCT entity_key) FROM {project}_{name}").fetchone()
             assert rows == (users * len(store.get_feature_view(name).features), users), name
