@@ -12,7 +12,7 @@ the child and its children (a Spark JVM included), polled by the parent every 0.
 ``--profile spark`` runs the same stages with ``PERSONA_ENGINE=spark`` in local mode (``--master``).
 
 Usage: python -m bench scale [--users 20000] [--days 90] [--rate 0.3] [--profile default|spark]
-       [--part-users 50000] [--training-share 1.0] [--master local[2]] [--training-sample 1.0] [--keep DIR]
+       [--part-users 50000] [--training-share 1.0] [--master local[2]] [--keep DIR]
 Goal (issue 18): --users 1000000 --days 90 --rate 0.3 under 20 minutes and 12 GB on 2 cores.
 """
 
@@ -76,8 +76,7 @@ def _settings(args: argparse.Namespace) -> Any:
         s = s.model_copy(update={"training": s.training.model_copy(update={"sample_share": args.training_share})})
     if args.profile != "spark":
         return s
-    spark = s.spark.model_copy(update={"master": args.master, "driver_memory": args.driver_memory,
-                                       "training_sample": args.training_sample})
+    spark = s.spark.model_copy(update={"master": args.master, "driver_memory": args.driver_memory})
     return s.model_copy(update={"engine": "spark", "spark": spark})
 
 
@@ -242,7 +241,6 @@ def orchestrate(args: argparse.Namespace) -> list[dict[str, Any]]:
         args.passthrough = ["--data-dir", str(data), "--users", str(args.users), "--days", str(args.days),
                             "--rate", str(args.rate), "--profile", args.profile, "--part-users", str(args.part_users),
                             "--master", args.master, "--driver-memory", args.driver_memory,
-                            "--training-sample", str(args.training_sample),
                             "--training-share", str(args.training_share)]
         print(f"scale bench, {args.profile} profile: {args.users:,} users x {args.days} days at "
               f"{args.rate}/user/day in {data} (load {_load()}, {os.cpu_count()} cores)", flush=True)
@@ -300,10 +298,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--part-users", type=int, default=50_000, help="users drawn and written at a time")
     ap.add_argument("--master", default="local[2]", help="spark.master (spark profile)")
     ap.add_argument("--driver-memory", default="4g", help="spark.driver.memory (spark profile)")
-    ap.add_argument("--training-sample", type=float, default=1.0,
-                    help="share of users in the Spark-written training set (spark profile)")
     ap.add_argument("--training-share", type=float, default=1.0,
-                    help="training.sample_share: share of users at the fit cutoffs (evaluation keeps everyone)")
+                    help="training.sample_share: share of users at the fit cutoffs, every engine (evaluation keeps everyone)")
     ap.add_argument("--keep", default="", help="write into this folder and keep it (default: a temp dir)")
     ap.add_argument("--stage", default="", help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
