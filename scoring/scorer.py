@@ -21,6 +21,9 @@ from training.champions import LoadedModel
 from training.targets import TARGETS, Target, segment_inputs, segment_values
 
 AFFINITY_PREFIX = "affinity_"
+SINGLE_ROW_MAX = 8
+"""Up to this many rows are predicted row by row through LightGBM's single-row path (scoring/single_row.py:
+the same numbers without ``Booster.predict``'s per-call set-up); more go through ``Booster.predict``."""
 
 
 class PersonaScorer:
@@ -47,6 +50,9 @@ class PersonaScorer:
         """Which edit of the segment rules segments now ("0": the rules the scorer was built with)."""
         self.categories = [f for f in self.features if f.startswith(AFFINITY_PREFIX)]
         self.category_names = list(settings.features.categories)
+        from scoring.single_row import RowPredictor
+
+        self._rows = {k: RowPredictor(m.booster) for k, m in self.models.items() if RowPredictor.supports(m.booster)}
 
     def use_rules(self, rules: list, version: str) -> None:
         """Segment with these (already checked) rules from now on: the studio's saved edits, picked up live."""
@@ -80,13 +86,21 @@ class PersonaScorer:
 
     def predict(self, x: np.ndarray, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Raw output of every model (or of ``keys``) for the rows of ``x`` (users × ``self.features``)."""
-        return {k: np.asarray(self.models[k].booster.predict(self.inputs(k, x), num_threads=1), dtype=float)
-                for k in (keys if keys is not None else self.models)}
+        return {k: self._predict(k, self.inputs(k, x)) for k in (keys if keys is not None else self.models)}
+
+    def _predict(self, key: str, inputs: np.ndarray, contrib: bool = False) -> np.ndarray:
+        """``booster.predict`` of one model (a few rows: LightGBM's single-row path, the same numbers)."""
+        rows = self._rows.get(key)
+        if rows is not None and 0 < len(inputs) <= SINGLE_ROW_MAX:
+            return rows.contributions(inputs) if contrib else rows.predict(inputs)
+        booster = self.models[key].booster
+        return np.asarray(booster.predict(inputs, pred_contrib=True, num_threads=1) if contrib
+                          else booster.predict(inputs, num_threads=1), dtype=float)
 
     def contributions(self, key: str, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions of model ``key`` (LightGBM ``pred_contrib``), mapped onto
         ``self.features`` columns, plus the bias as the last column."""
-        raw = self.models[key].booster.predict(self.inputs(key, x), pred_contrib=True, num_threads=1)
+        raw = self._predict(key, self.inputs(key, x), contrib=True)
         out = np.zeros((len(x), len(self.features) + 1))
         out[:, self._columns[key]] = raw[:, :-1]
         out[:, -1] = raw[:, -1]
