@@ -53,6 +53,8 @@ class PersonaScorer:
         from scoring.single_row import RowPredictor
 
         self._rows = {k: RowPredictor(m.booster) for k, m in self.models.items() if RowPredictor.supports(m.booster)}
+        self._index = {name: j for j, name in enumerate(features)}
+        self._keys: tuple[str, str] | None = None  # (rules_version, record key)
 
     def use_rules(self, rules: list, version: str) -> None:
         """Segment with these (already checked) rules from now on: the studio's saved edits, picked up live."""
@@ -63,8 +65,13 @@ class PersonaScorer:
         """What a stored record made by this scorer is valid for: the model versions and the rules' edit."""
         from scoring.records import versions_key
 
+        cached = self._keys
+        if cached is not None and cached[0] == self.rules_version:
+            return cached[1]
         key = versions_key(self.versions.model_dump())
-        return key if self.rules_version == "0" else f"{key};rules={self.rules_version}"
+        key = key if self.rules_version == "0" else f"{key};rules={self.rules_version}"
+        self._keys = (self.rules_version, key)
+        return key
 
     def matrix(self, values: Mapping[str, Sequence[object]], n: int) -> np.ndarray:
         """Features as a float matrix in ``self.features`` order; missing values are NaN."""
@@ -108,8 +115,10 @@ class PersonaScorer:
 
     def segments(self, x: np.ndarray, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Each row's segment from its features and the (finished, possibly smoothed) outputs by target key."""
-        values = {name: x[:, j] for j, name in enumerate(self.features)}
-        return assign_segments(self.rules, values | segment_values(outputs), len(x))
+        rules = self.rules
+        named = {c.field for rule in rules for c in rule.all}  # only the columns the rules name
+        values = {name: x[:, self._index[name]] for name in named if name in self._index}
+        return assign_segments(rules, values | segment_values(outputs), len(x))
 
     def _drivers(self, contrib: np.ndarray, x: np.ndarray, i: int) -> list[Driver]:
         k = self.settings.serving.top_drivers
