@@ -21,8 +21,11 @@ bare service with 2 workers at 1,020 rps in one run and 1,918 in the next, and t
 with 2 workers no faster than with 1). The load generator therefore opens its connections a few
 milliseconds apart, and each run's CPU split between the workers is measured (from /proc) and
 printed: a run in which the least busy worker did less than 70% of an even share is repeated, up to
-3 runs, and the most even run is kept (the line says how many runs it took). Every service, bare
-included, is measured the same way. Re-score: every
+3 runs, and the most even run is kept (the line says how many runs it took, and the cores the
+workers used). Every service, bare included, is measured the same way. An even split did not make
+the bare service's 2-worker figure steady (a run at load 12: bare 1,103 rps with its workers at
+51/49 beside records at 1,575), so the bare service at 8 connections is measured twice and the
+better run is the ceiling (both are printed): ratios are taken against the higher figure. Re-score: every
 user's record from the online store with the champions (vectorised LightGBM with contributions, what a
 swap triggers), in users/s.
 
@@ -176,6 +179,7 @@ def balanced_run(svc: ServiceProcess, bodies: list[bytes], conns: int, duration:
         used = [max(_cpu_seconds(p) - b, 0.0) for p, b in zip(pids, before)]
         total = sum(used) or 1.0
         result["shares"] = [u / total for u in used]
+        result["cores"] = sum(used) / duration  # CPU the workers used, in cores
         result["attempts"] = attempt
         even = min(result["shares"]) * len(pids) if pids else 1.0  # 1.0 = perfectly even
         result["even"] = even
@@ -254,11 +258,16 @@ def _measure(settings, env: dict[str, str], bodies: list[bytes], users: list[str
         plan = [("bare", conns[0]), ("records", conns[0]), ("bare", conns[1]), ("records", conns[1]), ("scored", conns[1])]
         for name, c in plan:
             r = balanced_run(services[name], bodies, c, duration, workers)
+            note = ""
+            if name == "bare" and c == conns[1]:  # the ceiling: the better of two runs (it varies most)
+                again = balanced_run(services[name], bodies, c, duration, workers)
+                note = f" (better of {r['rps']:.0f} and {again['rps']:.0f})"
+                r = max(r, again, key=lambda x: x["rps"])
             goals.runs[name, c] = r
             split = "/".join(f"{x * 100:.0f}" for x in r["shares"])
             runs = f" ({r['attempts']} runs)" if r["attempts"] > 1 else ""
             print(f"  {goals.profile:>10} {workers:>2}w {c:>2}c {name:>7}: {r['rps']:7.0f} rps  p50 {r['p50']:6.2f}  "
-                  f"p99 {r['p99']:7.2f} ms  failed {int(r['failed'])}  worker CPU % {split}{runs}"
+                  f"p99 {r['p99']:7.2f} ms  failed {int(r['failed'])}  workers {r['cores']:.2f} cores, {split}%{runs}{note}"
                   f"  (load {_load()})", flush=True)
         if fresh:
             goals.fresh, goals.posts = freshness(services["records"].url, key, users, fresh)
