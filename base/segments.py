@@ -31,20 +31,25 @@ def assign_segments(rules: Sequence[SegmentRule], values: Mapping[str, np.ndarra
     """Vectorised: the first matching rule's name per row; NaN never satisfies a condition."""
     out = np.full(n, default, dtype=object)
     open_rows = np.ones(n, dtype=bool)
-    for rule in rules:
-        match = open_rows & rule_matches(rule, values, n)
-        out[match] = rule.name
-        open_rows &= ~match
+    with np.errstate(invalid="ignore"):  # once for all rules (per condition it cost more than the rules on one row)
+        for rule in rules:
+            match = open_rows & _matches(rule, values, n)
+            out[match] = rule.name
+            open_rows &= ~match
     return out
 
 
 def rule_matches(rule: SegmentRule, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     """Rows that satisfy every condition of ``rule``, whatever the rules before it say; NaN never does."""
+    with np.errstate(invalid="ignore"):
+        return _matches(rule, values, n)
+
+
+def _matches(rule: SegmentRule, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     match = np.ones(n, dtype=bool)
     for cond in rule.all:
         col = np.asarray(values[cond.field], dtype=float)
-        with np.errstate(invalid="ignore"):
-            match &= ~np.isnan(col) & _OPS[cond.op](col, cond.value)
+        match &= ~np.isnan(col) & _OPS[cond.op](col, cond.value)
     return match
 
 

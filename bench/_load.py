@@ -16,6 +16,12 @@ import time
 from urllib.parse import urlsplit
 
 
+STAGGER = 0.005
+"""Seconds between opening one connection and the next. With several workers sharing the listening
+socket, a worker woken by a burst of connects accepts all of them (asyncio's accept loop), so 8
+connections opened at once often all land on one worker; opened one at a time they spread."""
+
+
 def _request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
@@ -46,7 +52,8 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _load(url: str, bodies: list[bytes], conns: int, seconds: float, headers: dict[str, str]) -> dict:
+async def _load(url: str, bodies: list[bytes], conns: int, seconds: float, headers: dict[str, str],
+                stagger: float = STAGGER) -> dict:
     parts = urlsplit(url)
     host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
     requests = [_request(host, port, path, b, headers) for b in bodies]
@@ -54,8 +61,10 @@ async def _load(url: str, bodies: list[bytes], conns: int, seconds: float, heade
     failed = 0
     deadline = time.perf_counter() + seconds
 
-    async def one(offset: int) -> None:
+    async def one(k: int) -> None:
         nonlocal failed
+        await asyncio.sleep(k * stagger)  # one at a time: a burst of connects is accepted by one worker
+        offset = k * 131
         reader, writer = await asyncio.open_connection(host, port)
         i = offset
         try:
@@ -77,7 +86,7 @@ async def _load(url: str, bodies: list[bytes], conns: int, seconds: float, heade
             writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(one(k * 131) for k in range(conns)))
+    await asyncio.gather(*(one(k) for k in range(conns)))
     elapsed = time.perf_counter() - started
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")  # noqa: E731

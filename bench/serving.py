@@ -12,7 +12,20 @@ what a user without a record costs). A Python load generator (bench/_load.py, in
 nothing to install) drives ``POST /persona`` with one random known user per request: bare and records
 at 1 connection (p99), then bare, records and scored at 8 connections (throughput), ``--duration``
 seconds each. Freshness: a purchase is posted (``POST /events``), and from its answer until ``POST
-/persona`` shows it is timed (p50/p99), with the ``POST /events`` round trip beside it. Re-score: every
+/persona`` shows it is timed (p50/p99), with the ``POST /events`` round trip beside it; the reads go
+over a connection of their own (with 2 workers, often another worker than the event's).
+
+Several workers: the workers share one listening socket, and a worker woken by a burst of connects
+accepts the whole burst, so 8 connections opened at once often all landed on one worker (seen: the
+bare service with 2 workers at 1,020 rps in one run and 1,918 in the next, and the persona service
+with 2 workers no faster than with 1). The load generator therefore opens its connections a few
+milliseconds apart, and each run's CPU split between the workers is measured (from /proc) and
+printed: a run in which the least busy worker did less than 70% of an even share is repeated, up to
+3 runs, and the most even run is kept (the line says how many runs it took, and the cores the
+workers used). Every service, bare included, is measured the same way. An even split did not make
+the bare service's 2-worker figure steady (a run at load 12: bare 1,103 rps with its workers at
+51/49 beside records at 1,575), so the bare service at 8 connections is measured twice and the
+better run is the ceiling (both are printed): ratios are taken against the higher figure. Re-score: every
 user's record from the online store with the champions (vectorised LightGBM with contributions, what a
 swap triggers), in users/s.
 
@@ -63,7 +76,8 @@ def freshness(url: str, key: str, users: list[str], n: int) -> tuple[list[float]
     """Milliseconds from ``POST /events`` (a purchase) returning to ``POST /persona`` showing it, and the
     ``POST /events`` round trips, one client."""
     delays, posts = [], []
-    with httpx.Client(base_url=url, timeout=30) as client:
+    # two connections: with several workers the event and the read are often taken by different workers
+    with httpx.Client(base_url=url, timeout=30) as client, httpx.Client(base_url=url, timeout=30) as reads:
         for i in range(n):
             user = users[i % len(users)]
             when = datetime.now(UTC) - timedelta(seconds=1)
@@ -75,7 +89,7 @@ def freshness(url: str, key: str, users: list[str], n: int) -> tuple[list[float]
             t0 = time.perf_counter()
             posts.append((t0 - sent) * 1000)
             while True:
-                p = client.post("/persona", json={"user_ids": [user]}).json()["personas"][0]
+                p = reads.post("/persona", json={"user_ids": [user]}).json()["personas"][0]
                 seen = p["feature_timestamp"] and datetime.fromisoformat(p["feature_timestamp"]) >= when.replace(microsecond=0)
                 if seen:
                     delays.append((time.perf_counter() - t0) * 1000)
@@ -123,6 +137,58 @@ def rescore_speed(settings, env: dict[str, str]) -> tuple[int, float]:
 def _warm(svc: ServiceProcess, bodies: list[bytes], workers: int) -> None:
     """Until every worker answers (each loads its models at start) and the stored records exist."""
     run_in_process(f"{svc.url}/persona", bodies, 2 * workers, 3)
+
+
+def worker_pids(svc: ServiceProcess) -> list[int]:
+    """The service's worker processes (BentoML runs them as ``_bentoml_impl.worker``)."""
+    out = []
+    for pid in svc.descendants():
+        try:
+            if b"_bentoml_impl.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+MIN_EVEN = 0.7
+"""With several workers, a run counts only if the least busy worker did at least this fraction of an
+even share of the CPU work (2 workers: 35/65 or better); a run whose connections landed on one worker
+measures one worker."""
+ATTEMPTS = 3
+
+
+def balanced_run(svc: ServiceProcess, bodies: list[bytes], conns: int, duration: float, workers: int) -> dict:
+    """One load run whose connections were served by all workers: with several workers (and at least as
+    many connections) a run whose CPU split shows one worker idle is repeated, up to ``ATTEMPTS`` runs; the
+    most even one is kept. The result carries ``shares`` (each worker's CPU share) and ``attempts``."""
+    pids = worker_pids(svc)
+    best: dict | None = None
+    for attempt in range(1, ATTEMPTS + 1):
+        before = [_cpu_seconds(p) for p in pids]
+        result = run_in_process(f"{svc.url}/persona", bodies, conns, duration)
+        used = [max(_cpu_seconds(p) - b, 0.0) for p, b in zip(pids, before)]
+        total = sum(used) or 1.0
+        result["shares"] = [u / total for u in used]
+        result["cores"] = sum(used) / duration  # CPU the workers used, in cores
+        result["attempts"] = attempt
+        even = min(result["shares"]) * len(pids) if pids else 1.0  # 1.0 = perfectly even
+        result["even"] = even
+        if best is None or even > best["even"]:
+            best = result
+        if len(pids) < 2 or conns < len(pids) or even >= MIN_EVEN:
+            break
+    assert best is not None
+    return best
 
 
 def _load() -> str:
@@ -191,10 +257,18 @@ def _measure(settings, env: dict[str, str], bodies: list[bytes], users: list[str
             _warm(svc, bodies, workers)
         plan = [("bare", conns[0]), ("records", conns[0]), ("bare", conns[1]), ("records", conns[1]), ("scored", conns[1])]
         for name, c in plan:
-            r = run_in_process(f"{services[name].url}/persona", bodies, c, duration)
+            r = balanced_run(services[name], bodies, c, duration, workers)
+            note = ""
+            if name == "bare" and c == conns[1]:  # the ceiling: the better of two runs (it varies most)
+                again = balanced_run(services[name], bodies, c, duration, workers)
+                note = f" (better of {r['rps']:.0f} and {again['rps']:.0f})"
+                r = max(r, again, key=lambda x: x["rps"])
             goals.runs[name, c] = r
+            split = "/".join(f"{x * 100:.0f}" for x in r["shares"])
+            runs = f" ({r['attempts']} runs)" if r["attempts"] > 1 else ""
             print(f"  {goals.profile:>10} {workers:>2}w {c:>2}c {name:>7}: {r['rps']:7.0f} rps  p50 {r['p50']:6.2f}  "
-                  f"p99 {r['p99']:7.2f} ms  failed {int(r['failed'])}  (load {_load()})", flush=True)
+                  f"p99 {r['p99']:7.2f} ms  failed {int(r['failed'])}  workers {r['cores']:.2f} cores, {split}%{runs}{note}"
+                  f"  (load {_load()})", flush=True)
         if fresh:
             goals.fresh, goals.posts = freshness(services["records"].url, key, users, fresh)
     finally:

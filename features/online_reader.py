@@ -132,6 +132,8 @@ class OnlineReader:
                  *, full_feature_names: bool = False) -> None:
         from feast import FeatureService
 
+        from features.time_features import udf_grid
+
         service = (feature_service if isinstance(feature_service, FeatureService)
                    else store.get_feature_service(feature_service))
         self.service = service.name
@@ -148,7 +150,9 @@ class OnlineReader:
         odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
         wanted: dict[str, Any] = {}  # view -> projection read (the service's fields, then the on-demand inputs)
         outputs: list[tuple[str, str]] = []  # (view or on-demand view, feature) of each public feature
-        self._on_demand: list[tuple[Any, list[str], list[tuple[str, str]]]] = []
+        self._on_demand: list[tuple[Any, list[str], list[tuple[str, str]], int | None]] = []
+        self.on_arrays: list[str] = []
+        """On-demand views computed on the arrays (``time_arrays``), not through their pandas function."""
         for proj in service.feature_view_projections:
             if proj.name in odfvs:
                 odfv = odfvs[proj.name]
@@ -156,7 +160,10 @@ class OnlineReader:
                 inputs = [(p.name, f.name) for p in odfv.source_feature_view_projections.values() for f in p.features]
                 for view, name in inputs:
                     self._want(wanted, views[view], name)
-                self._on_demand.append((odfv.feature_transformation.udf, [f.name for f in proj.features], inputs))
+                grid = udf_grid(odfv.name, getattr(odfv.feature_transformation, "udf_string", ""))
+                self._on_demand.append((odfv.feature_transformation.udf, [f.name for f in proj.features], inputs, grid))
+                if grid is not None:
+                    self.on_arrays.append(odfv.name)
             elif proj.name in views:
                 for f in proj.features:
                     self._want(wanted, views[proj.name], f.name, proj)
@@ -276,23 +283,33 @@ class OnlineReader:
 
     def _with_on_demand(self, values: np.ndarray, request_ts: float | None) -> np.ndarray:
         """The public columns: the read ones and each on-demand view's outputs, computed by its own
-        function from its input fields and the request time."""
+        function from its input fields and the request time. The project's time view (a function made
+        by ``features.time_features.feast_udf``, recognised by its source text) is computed on the
+        arrays by the same numpy code the function runs, without a pandas frame per request."""
         import time
 
-        import pandas as pd
-
-        from features.time_features import REQUEST_TS
+        from features.time_features import REQUEST_TS, time_arrays
 
         now = time.time() if request_ts is None else float(request_ts)
         extra = np.full((len(values), len(self._odfv_cols)), np.nan)
         base = values.shape[1]
-        for udf, names, inputs in self._on_demand:
-            frame = pd.DataFrame({name: values[:, self._internal[(view, name)]] for view, name in inputs})
-            frame[REQUEST_TS] = now
-            out = udf(frame)
+        for udf, names, inputs, grid in self._on_demand:
+            columns: dict[str, np.ndarray] = {}
+            for view, name in inputs:  # the first of equal names, as the function's frame has it
+                columns.setdefault(name, values[:, self._internal[(view, name)]])
+            if grid is not None:
+                out = time_arrays(columns.get, now, len(values), grid)
+                got = {name: out[name] for name in names}
+            else:
+                import pandas as pd
+
+                frame = pd.DataFrame(columns)
+                frame[REQUEST_TS] = now
+                result = udf(frame)
+                got = {name: result[name].to_numpy(dtype=float) for name in names}
             for name in names:
                 key = next(k for k in self._odfv_cols if k[1] == name)
-                extra[:, self._odfv_cols[key] - base] = out[name].to_numpy(dtype=float)
+                extra[:, self._odfv_cols[key] - base] = got[name]
         return np.concatenate([values, extra], axis=1)[:, self._pick]
 
     def _sqlite_rows(self, keys: list[bytes]) -> list[tuple[int, int, str, bytes, int]]:

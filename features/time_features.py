@@ -37,20 +37,17 @@ def snapshot_day(request_ts: np.ndarray, every_days: int = 1) -> np.ndarray:
     return np.floor(day / every_days) * every_days - 1.0
 
 
-def time_features(inputs: pd.DataFrame, request_ts: np.ndarray | pd.Series | float,
-                  every_days: int = 1) -> pd.DataFrame:
-    """The :data:`OUTPUTS` for each row of ``inputs`` (the :data:`INPUTS` columns that are present; a
-    missing column counts as null) at ``request_ts`` (epoch seconds, one per row or one for all). Rows
-    without a stored snapshot (all inputs null) get null everywhere, as no dense snapshot existed."""
-    n = len(inputs)
+def time_arrays(column: Callable[[str], np.ndarray | None], request_ts: np.ndarray | float, n: int,
+                every_days: int = 1) -> dict[str, np.ndarray]:
+    """The :data:`OUTPUTS` of ``n`` rows as float arrays (numpy only: the online reader's per-request
+    path); ``column(name)`` gives an input as floats (NaN = null), or None when it is absent."""
 
     def col(name: str) -> np.ndarray:
-        if name not in inputs:
-            return np.full(n, np.nan)
-        return pd.to_numeric(inputs[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        got = column(name)
+        return np.full(n, np.nan) if got is None else got
 
     s = snapshot_day(np.broadcast_to(np.asarray(request_ts, dtype=float), (n,)), every_days)
-    out = pd.DataFrame(index=inputs.index)
+    out: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         out["days_since_last_purchase"] = s - np.floor(col("last_purchase_ts") / DAY_S)
         out["days_since_last_event"] = s - np.floor(col("last_event_ts") / DAY_S)
@@ -65,6 +62,21 @@ def time_features(inputs: pd.DataFrame, request_ts: np.ndarray | pd.Series | flo
     return out
 
 
+def time_features(inputs: pd.DataFrame, request_ts: np.ndarray | pd.Series | float,
+                  every_days: int = 1) -> pd.DataFrame:
+    """The :data:`OUTPUTS` for each row of ``inputs`` (the :data:`INPUTS` columns that are present; a
+    missing column counts as null) at ``request_ts`` (epoch seconds, one per row or one for all). Rows
+    without a stored snapshot (all inputs null) get null everywhere, as no dense snapshot existed."""
+
+    def column(name: str) -> np.ndarray | None:
+        if name not in inputs:
+            return None
+        return pd.to_numeric(inputs[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+    out = time_arrays(column, np.asarray(request_ts, dtype=float), len(inputs), every_days)
+    return pd.DataFrame(out, index=inputs.index)
+
+
 def from_feast(inputs: pd.DataFrame, every_days: int) -> pd.DataFrame:
     """:func:`time_features` of a Feast on-demand view's input frame (its columns may carry the source
     view's name as a ``view__`` prefix)."""
@@ -74,6 +86,19 @@ def from_feast(inputs: pd.DataFrame, every_days: int) -> pd.DataFrame:
         if name in INPUTS and name not in frame:
             frame[name] = inputs[column]
     return time_features(frame, inputs[REQUEST_TS].to_numpy(dtype=float), every_days)
+
+
+def udf_grid(name: str, udf_string: str) -> int | None:
+    """The snapshot grid of an on-demand view function made by :func:`feast_udf` (recognised by its exact
+    source text), so a reader can compute it with :func:`time_arrays` instead of a pandas frame per
+    request; None for any other function."""
+    import re
+
+    found = re.fullmatch(r"def \w+\(inputs\):\n    from features\.time_features import from_feast\n"
+                         r"    return from_feast\(inputs, (\d+)\)\n", udf_string or "")
+    if found is None or feast_udf(name, int(found.group(1)))[1] != udf_string:
+        return None
+    return int(found.group(1))
 
 
 def feast_udf(name: str, every_days: int) -> tuple[Callable[[pd.DataFrame], pd.DataFrame], str]:

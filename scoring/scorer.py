@@ -25,6 +25,9 @@ from training.stacking import OFFSET_FEATURES, STACK_FEATURES, linked, offset, p
 from training.targets import TARGETS, Target, segment_inputs, segment_values
 
 AFFINITY_PREFIX = "affinity_"
+SINGLE_ROW_MAX = 8
+"""Up to this many rows are predicted row by row through LightGBM's single-row path (scoring/single_row.py:
+the same numbers without ``Booster.predict``'s per-call set-up); more go through ``Booster.predict``."""
 
 
 class PersonaScorer:
@@ -54,6 +57,11 @@ class PersonaScorer:
         """Which edit of the segment rules segments now ("0": the rules the scorer was built with)."""
         self.categories = [f for f in self.features if f.startswith(AFFINITY_PREFIX)]
         self.category_names = list(settings.features.categories)
+        from scoring.single_row import RowPredictor
+
+        self._rows = {k: RowPredictor(m.booster) for k, m in self.models.items() if RowPredictor.supports(m.booster)}
+        self._index = {name: j for j, name in enumerate(features)}
+        self._keys: tuple[str, str] | None = None  # (rules_version, record key)
 
     def use_rules(self, rules: list, version: str) -> None:
         """Segment with these (already checked) rules from now on: the studio's saved edits, picked up live."""
@@ -64,8 +72,13 @@ class PersonaScorer:
         """What a stored record made by this scorer is valid for: the model versions and the rules' edit."""
         from scoring.records import versions_key
 
+        cached = self._keys
+        if cached is not None and cached[0] == self.rules_version:
+            return cached[1]
         key = versions_key(self.versions.model_dump())
-        return key if self.rules_version == "0" else f"{key};rules={self.rules_version}"
+        key = key if self.rules_version == "0" else f"{key};rules={self.rules_version}"
+        self._keys = (self.rules_version, key)
+        return key
 
     def matrix(self, values: Mapping[str, Sequence[object]], n: int) -> np.ndarray:
         """Features as a float matrix in ``self.features`` order; missing values are NaN."""
@@ -114,16 +127,29 @@ class PersonaScorer:
         for k in (keys if keys is not None else self.models):
             inputs = self.inputs(k, x)
             start = self._offset(k, inputs)
-            booster = self.models[k].booster
-            out[k] = (np.asarray(booster.predict(inputs, num_threads=1), dtype=float) if start is None else
-                      linked(k, np.asarray(booster.predict(inputs, raw_score=True, num_threads=1)) + start))
+            out[k] = (self._predict(k, inputs) if start is None else
+                      linked(k, self._predict(k, inputs, raw_score=True) + start))
         return out
+
+    def _predict(self, key: str, inputs: np.ndarray, contrib: bool = False, raw_score: bool = False) -> np.ndarray:
+        """``booster.predict`` of one model (a few rows: LightGBM's single-row path, the same numbers)."""
+        rows = self._rows.get(key)
+        if rows is not None and 0 < len(inputs) <= SINGLE_ROW_MAX:
+            if contrib:
+                return rows.contributions(inputs)
+            return rows.raw(inputs) if raw_score else rows.predict(inputs)
+        booster = self.models[key].booster
+        if contrib:
+            return np.asarray(booster.predict(inputs, pred_contrib=True, num_threads=1), dtype=float)
+        if raw_score:
+            return np.asarray(booster.predict(inputs, raw_score=True, num_threads=1), dtype=float)
+        return np.asarray(booster.predict(inputs, num_threads=1), dtype=float)
 
     def contributions(self, key: str, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions of model ``key`` (LightGBM ``pred_contrib``), mapped onto
         ``self.names`` columns, plus the bias as the last column."""
         inputs = self.inputs(key, x)
-        raw = self.models[key].booster.predict(inputs, pred_contrib=True, num_threads=1)
+        raw = self._predict(key, inputs, contrib=True)
         out = np.zeros((len(x), len(self.names) + 1))
         out[:, self._columns[key]] = raw[:, :-1]
         out[:, -1] = raw[:, -1]
@@ -134,8 +160,10 @@ class PersonaScorer:
 
     def segments(self, x: np.ndarray, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Each row's segment from its features and the (finished, possibly smoothed) outputs by target key."""
-        values = {name: x[:, j] for j, name in enumerate(self.features)}
-        return assign_segments(self.rules, values | segment_values(outputs), len(x))
+        rules = self.rules
+        named = {c.field for rule in rules for c in rule.all}  # only the columns the rules name
+        values = {name: x[:, self._index[name]] for name in named if name in self._index}
+        return assign_segments(rules, values | segment_values(outputs), len(x))
 
     def _drivers(self, contrib: np.ndarray, x: np.ndarray, i: int) -> list[Driver]:
         k = self.settings.serving.top_drivers

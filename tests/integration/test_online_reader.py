@@ -66,6 +66,7 @@ def test_the_models_service_reads_both_snapshot_views_equal_to_feast(store, hist
     _, newest = history
     reader = OnlineReader(store, FEATURE_SERVICE)
     assert reader.features == feature_refs(store) and "btyd_frequency" in reader.features
+    assert reader.on_arrays == ["user_time"]  # the time features on numpy arrays, equal to Feast's pandas function
     _assert_same_as_feast(store, reader, [*newest["user_id"].iloc[:20], "nobody"], FEATURE_SERVICE)
 
 
@@ -141,7 +142,9 @@ def test_on_demand_views_and_name_clashes_are_refused(store) -> None:
     odfv = store.get_on_demand_feature_view("user_recency_now")  # over batch fields and request_ts: computed
     store.apply([FeatureService(name="odfv_test", features=[odfv])])
     users = ["u000001", "nobody"]
-    got = OnlineReader(store, "odfv_test").read(users, 1.8e9)
+    reader = OnlineReader(store, "odfv_test")
+    assert reader.on_arrays == []  # not made by feast_udf: its own pandas function is called
+    got = reader.read(users, 1.8e9)
     feast = store.get_online_features(features=store.get_feature_service("odfv_test"),
                                       entity_rows=[{"user_id": u, "request_ts": 1.8e9} for u in users]).to_dict()
     np.testing.assert_array_equal(got.column("days_since_last_event_now"),

@@ -238,7 +238,11 @@ def test_a_promotion_is_swapped_in_live_without_failing_a_request(settings: Sett
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not any(v == new.version for _, v in seen[-20:]):
         time.sleep(0.2)
-    time.sleep(3.0)  # the re-score of every stored record for the new champion (300 users) finishes
+    # the re-score of every stored record for the new champion (300 users) finishes: then only the new
+    # version is served (waited for up to 60 s rather than a fixed 3 s, which a loaded machine overran)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (len(seen) > 100 and {v for _, v in seen[-100:]} == {new.version}):
+        time.sleep(0.2)
     stop.set()
     for w in workers:
         w.join()

@@ -150,6 +150,8 @@ def test_served_stacked_features_and_predictions_equal_the_training_time_ones(ml
         x_own = matrix(newest, model.features)
         own = predict_frame(key, model.booster, x_own, newest, with_offset)
         np.testing.assert_allclose(scorer.predict(x, [key])[key], own, rtol=1e-12)
+        few = scorer.predict(x[:3], [key])[key]  # a request's few users: LightGBM's single-row path
+        np.testing.assert_allclose(few, own[:3], rtol=1e-12)
         assert np.allclose(own, model.booster.predict(x_own)) != with_offset  # the offset is not a no-op
     assert newest["btyd_expected_spend"].std() > 0
     records = scorer.score(newest["user_id"].tolist()[:5], x[:5], [1.0] * 5)
