@@ -21,7 +21,7 @@ from base.segments import assign_segments, check_rules
 from scoring.records import CategoryAffinity, Driver, ModelVersions, PersonaRecord
 from training.champions import LoadedModel
 from training.stacking import INPUTS as STACK_INPUTS
-from training.stacking import OFFSET_FEATURES, STACK_FEATURES, linked, offset, predictions_from, uses_offset
+from training.stacking import OFFSET_FEATURES, STACK_FEATURES, linked, offset, stacked_columns, uses_offset
 from training.targets import TARGETS, Target, segment_inputs, segment_values
 
 AFFINITY_PREFIX = "affinity_"
@@ -97,17 +97,29 @@ class PersonaScorer:
     def extended(self, key: str, x: np.ndarray) -> np.ndarray:
         """``x`` (users × ``self.features``) with the computed columns of ``self.names`` as model ``key``
         computes them (its own stacking parameters; NaN where it has none)."""
+        return self._extended_all(x, [key])[key]
+
+    def _extended_all(self, x: np.ndarray, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """:meth:`extended` of each of ``keys``, the stacked columns computed once per set of parameters
+        (the champions of one training run share theirs)."""
         extra = len(self.names) - len(self.features)
         if not extra:
-            return x
-        out = np.full((len(x), extra), np.nan)
-        params = self.models[key].stacking
-        if params and len(x):
-            inputs = pd.DataFrame({f: x[:, self.features.index(f)] for f in STACK_INPUTS})
-            stacked = predictions_from(params, inputs, int(params["horizon_days"]))
-            for j, name in enumerate(self.names[len(self.features):]):
-                out[:, j] = stacked[name].to_numpy(dtype=float)
-        return np.hstack([x, out])
+            return {k: x for k in keys}
+        columns = {f: x[:, self.features.index(f)] for f in STACK_INPUTS}
+        done: dict[tuple, np.ndarray] = {}
+        out = {}
+        for key in keys:
+            params = self.models[key].stacking
+            ident = tuple(sorted(params.items())) if params else ()
+            if ident not in done:
+                added = np.full((len(x), extra), np.nan)
+                if params and len(x):
+                    stacked = stacked_columns(params, columns, int(params["horizon_days"]))
+                    for j, name in enumerate(self.names[len(self.features):]):
+                        added[:, j] = stacked[name]
+                done[ident] = np.hstack([x, added])
+            out[key] = done[ident]
+        return out
 
     def inputs(self, key: str, x: np.ndarray) -> np.ndarray:
         """The columns that model ``key`` was trained on, in its order, for the rows of ``x`` (users ×
@@ -123,13 +135,16 @@ class PersonaScorer:
 
     def predict(self, x: np.ndarray, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Raw output of every model (or of ``keys``) for the rows of ``x`` (users × ``self.features``)."""
-        out = {}
-        for k in (keys if keys is not None else self.models):
-            inputs = self.inputs(k, x)
-            start = self._offset(k, inputs)
-            out[k] = (self._predict(k, inputs) if start is None else
-                      linked(k, self._predict(k, inputs, raw_score=True) + start))
-        return out
+        keys = list(keys if keys is not None else self.models)
+        return {k: self._output(k, ext) for k, ext in self._extended_all(x, keys).items()}
+
+    def _output(self, key: str, extended: np.ndarray) -> np.ndarray:
+        """Model ``key``'s output for rows already :meth:`extended`."""
+        inputs = extended[:, self._columns[key]]
+        start = self._offset(key, inputs)
+        if start is None:
+            return self._predict(key, inputs)
+        return linked(key, self._predict(key, inputs, raw_score=True) + start)
 
     def _predict(self, key: str, inputs: np.ndarray, contrib: bool = False, raw_score: bool = False) -> np.ndarray:
         """``booster.predict`` of one model (a few rows: LightGBM's single-row path, the same numbers)."""
@@ -148,9 +163,13 @@ class PersonaScorer:
     def contributions(self, key: str, x: np.ndarray) -> np.ndarray:
         """Per-feature contributions of model ``key`` (LightGBM ``pred_contrib``), mapped onto
         ``self.names`` columns, plus the bias as the last column."""
-        inputs = self.inputs(key, x)
+        return self._contributions(key, self.extended(key, x))
+
+    def _contributions(self, key: str, extended: np.ndarray) -> np.ndarray:
+        """:meth:`contributions` for rows already :meth:`extended`."""
+        inputs = extended[:, self._columns[key]]
         raw = self._predict(key, inputs, contrib=True)
-        out = np.zeros((len(x), len(self.names) + 1))
+        out = np.zeros((len(inputs), len(self.names) + 1))
         out[:, self._columns[key]] = raw[:, :-1]
         out[:, -1] = raw[:, -1]
         start = self._offset(key, inputs)
@@ -195,15 +214,17 @@ class PersonaScorer:
         values: dict[str, np.ndarray] = {}
         classes: dict[str, np.ndarray | None] = {t.key: None for t in TARGETS if not t.scalar}
         if known.any():
-            xk = x[known]
-            raw = self.predict(xk)
+            extended = self._extended_all(x[known], list(self.models))  # once per request
+            raw = {k: self._output(k, ext) for k, ext in extended.items()}
             for t in self.targets:
                 if t.scalar:
                     outputs[t.key][known] = raw[t.key]
                     full = np.zeros((n, len(self.names) + 1))
-                    full[known] = self.contributions(t.key, xk)
+                    full[known] = self._contributions(t.key, extended[t.key])
                     contrib[t.key] = full
-                    values[t.key] = self.extended(t.key, x)
+                    shown = np.full((n, len(self.names)), np.nan)  # the drivers' values (known users only)
+                    shown[known] = extended[t.key]
+                    values[t.key] = shown
                 else:
                     probabilities = np.zeros((n, raw[t.key].shape[1]))
                     probabilities[known] = raw[t.key]

@@ -13,6 +13,7 @@ training.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 
 import numpy as np
@@ -25,32 +26,40 @@ PARAM_PREFIX = "stacking."
 """Run parameters holding the newest cutoff's fitted BTYD parameters and the horizon."""
 
 
-def btyd_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x, t_x, T, mean value) from lifetime features; customers without a purchase have x = 0 and T =
-    days since first seen (as training/baselines.py's history summary)."""
-    x = frame["btyd_frequency"].to_numpy(dtype=float)
-    t_x = np.nan_to_num(frame["btyd_recency_days"].to_numpy(dtype=float))
-    age = frame["btyd_age_days"].to_numpy(dtype=float)
-    T = np.where(np.isfinite(age), age, frame["tenure_days"].to_numpy(dtype=float) + 1.0)
-    return x, t_x, np.maximum(T, 1.0), frame["btyd_monetary"].to_numpy(dtype=float)
+def btyd_inputs(frame: pd.DataFrame | Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                       np.ndarray]:
+    """(x, t_x, T, mean value) from lifetime features (a frame, or columns as arrays); customers without a
+    purchase have x = 0 and T = days since first seen (as training/baselines.py's history summary)."""
+    x = np.asarray(frame["btyd_frequency"], dtype=float)
+    t_x = np.nan_to_num(np.asarray(frame["btyd_recency_days"], dtype=float))
+    age = np.asarray(frame["btyd_age_days"], dtype=float)
+    T = np.where(np.isfinite(age), age, np.asarray(frame["tenure_days"], dtype=float) + 1.0)
+    return x, t_x, np.maximum(T, 1.0), np.asarray(frame["btyd_monetary"], dtype=float)
 
 
 def predictions_from(params: dict[str, float], frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """:data:`STACK_FEATURES` of ``frame``'s rows (its :data:`INPUTS` columns) from fitted parameters
     (``bgnbd_*``, ``gamma_gamma_*``): the one computation for training and scoring."""
+    return pd.DataFrame(stacked_columns(params, frame, horizon_days), index=frame.index)
+
+
+def stacked_columns(params: dict[str, float], columns: pd.DataFrame | Mapping[str, np.ndarray],
+                    horizon_days: int) -> dict[str, np.ndarray]:
+    """:func:`predictions_from` as arrays, from a frame or from columns as arrays (the scorer's rows, no
+    frame built per request)."""
     from training.btyd import BgNbd, GammaGamma
 
     bg = BgNbd(**{k: float(params[f"bgnbd_{k}"]) for k in ("r", "alpha", "a", "b")})
     gg = GammaGamma(**{k: float(params[f"gamma_gamma_{k}"]) for k in ("p", "q", "v")})
-    x, t_x, T, m = btyd_inputs(frame)
+    x, t_x, T, m = btyd_inputs(columns)
     with np.errstate(all="ignore"):
         purchases = bg.expected_purchases(horizon_days, x, t_x, T)
-        return pd.DataFrame({
+        return {
             "btyd_expected_purchases": purchases,
             "btyd_p_alive": bg._p_alive(x, t_x, T),
             "btyd_p_no_purchase": bg.prob_no_purchase(horizon_days, x, t_x, T),
             "btyd_expected_spend": purchases * gg.expected_value(x, m),
-        }, index=frame.index)
+        }
 
 
 def btyd_predictions(frame: pd.DataFrame, horizon_days: int) -> tuple[pd.DataFrame, dict[str, float]]:
