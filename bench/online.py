@@ -30,11 +30,11 @@ PROJECT = Path(__file__).resolve().parent.parent
 DAY = pd.Timestamp("2026-06-30", tz="UTC")
 
 
-def synthetic_snapshots(fv: Any, users: int, seed: int = 7) -> pd.DataFrame:
-    """One snapshot per user for every field of ``fv`` (counts, money, shares; a tenth missing)."""
+def synthetic_snapshots(fvs: Any, users: int, seed: int = 7) -> pd.DataFrame:
+    """One snapshot per user for every field of the views ``fvs`` (counts, money, shares; a tenth missing)."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({"user_id": [f"u{i:06d}" for i in range(users)], "event_timestamp": DAY, "created": DAY})
-    for f in fv.features:
+    for f in (f for fv in fvs for f in fv.features):
         if "INT" in f.dtype.to_value_type().name:
             frame[f.name] = rng.poisson(4, users).astype("int64")
         else:
@@ -72,7 +72,8 @@ def data_dir_with(base: Settings, root: Path, users: int) -> tuple[Settings, int
     probe = open_store(s, project="bench_probe")
     register_features(s, probe)
     fv = probe.get_feature_view("user_behaviour")
-    write_snapshots(synthetic_snapshots(fv, users), root / "features" / "user_behaviour")
+    views = [fv] + [v for v in probe.list_feature_views() if v.name != fv.name]  # the lifetime view shares the rows
+    write_snapshots(synthetic_snapshots(views, users), root / "features" / "user_behaviour")
     return s, len(fv.features)
 
 
@@ -103,8 +104,8 @@ def read_latency(store: Any, ids: list[str], reads: int, seed: int = 3) -> dict[
     rng = np.random.default_rng(seed)
     calls: dict[str, Callable[[list[str]], Any]] = {
         "ours": reader.read,
-        "feast": lambda users: store.get_online_features(
-            features=service, entity_rows=[{"user_id": u} for u in users]).to_dict(),
+        "feast": lambda users: store.get_online_features(  # request_ts: the on-demand view user_time needs it
+            features=service, entity_rows=[{"user_id": u, "request_ts": time.time()} for u in users]).to_dict(),
     }
     out: dict[str, dict[str, list[float]]] = {"1": {k: [] for k in calls}, "100": {k: [] for k in calls}}
     for size, rounds in (("1", reads), ("100", max(reads // 10, 20))):
