@@ -299,14 +299,12 @@ class TrackedReads:
                 out = [cache.get(k, _MISSING) for k in keys]
                 missing = [k for k, v in zip(keys, out) if v is _MISSING]
                 now = time.monotonic()
-                if not missing and now - self._checked < CHECK_EVERY:
-                    self.hits += len(keys)
-                    return out  # type: ignore[return-value]
-                if not missing:  # a round trip now and then: the link is alive, and its pushes are in
-                    conn.send_command("PING")
-                    if conn.read_response() not in (b"PONG", "PONG"):
-                        raise ConnectionError("PING not answered")
-                    self._checked = now
+                if not missing:
+                    if now - self._checked >= CHECK_EVERY:  # a round trip now and then: the link is alive
+                        conn.send_command("PING")
+                        if conn.read_response() not in (b"PONG", "PONG"):
+                            raise ConnectionError("PING not answered")
+                        self._checked = now
                     self.hits += len(keys)
                     return out  # type: ignore[return-value]
                 conn.send_command("MGET", *missing)
@@ -314,12 +312,11 @@ class TrackedReads:
                 if isinstance(values, Exception):
                     raise values
                 self._checked = now
-                if missing:
-                    if len(cache) + len(missing) > CACHE_MAX:
-                        cache.clear()
-                    got = dict(zip(missing, values))
-                    cache.update(got)
-                    out = [got[k] if v is _MISSING else v for k, v in zip(keys, out)]
+                if len(cache) + len(missing) > CACHE_MAX:
+                    cache.clear()
+                got = dict(zip(missing, values))
+                cache.update(got)
+                out = [got[k] if v is _MISSING else v for k, v in zip(keys, out)]
                 self.hits += len(keys) - len(missing)
                 self.misses += len(missing)
                 return out  # type: ignore[return-value]

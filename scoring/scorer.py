@@ -105,7 +105,7 @@ class PersonaScorer:
         extra = len(self.names) - len(self.features)
         if not extra:
             return {k: x for k in keys}
-        columns = {f: x[:, self.features.index(f)] for f in STACK_INPUTS}
+        columns = {f: x[:, self._index[f]] for f in STACK_INPUTS}
         done: dict[tuple, np.ndarray] = {}
         out = {}
         for key in keys:

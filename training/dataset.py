@@ -24,7 +24,6 @@ snapshot by its cutoff gets null features (Feast's file store dropped such rows)
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -269,16 +268,13 @@ def _nanos(column: pa.ChunkedArray) -> np.ndarray:
     return pc.cast(pc.cast(column, pa.timestamp("ns", tz="UTC")), pa.int64()).to_numpy(zero_copy_only=False)
 
 
-DIRECT_UDF = re.compile(r"def (\w+)\(inputs\):\n    from features\.time_features import from_feast\n"
-                        r"    return from_feast\(inputs, (\d+)\)\n")
-"""The source text of an on-demand view made by :func:`features.time_features.feast_udf` (its grid)."""
-
-
 def direct_plan(store: FeatureStore, service: str = FEATURE_SERVICE) -> dict[str, Any] | None:
     """What :func:`direct_training_set` needs to answer the feature service without Feast: the views
     (each reading a date-partitioned Parquet folder by one join key) grouped by source, and the
     on-demand views with their snapshot grid; None when the service has anything else (then Feast answers)."""
     from feast import FileSource
+
+    from features.time_features import udf_grid
 
     fs = store.get_feature_service(service)
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
@@ -286,10 +282,10 @@ def direct_plan(store: FeatureStore, service: str = FEATURE_SERVICE) -> dict[str
     for projection in fs.feature_view_projections:
         if projection.name in odfvs:
             view = odfvs[projection.name]
-            match = DIRECT_UDF.fullmatch(getattr(view.feature_transformation, "udf_string", "") or "")
-            if match is None:
+            grid = udf_grid(view.name, getattr(view.feature_transformation, "udf_string", "") or "")
+            if grid is None:
                 return None
-            plan["on_demand"].append(([f.name for f in projection.features], int(match.group(2))))
+            plan["on_demand"].append(([f.name for f in projection.features], grid))
             continue
         view = store.get_feature_view(projection.name)
         source = view.batch_source
