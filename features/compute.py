@@ -55,8 +55,10 @@ COUNT_FEATURES = frozenset({
 
 def is_known_user(user_ids: pd.Series) -> pd.Series:
     """True for stitched customer ids (not ``anon:``/``device:`` visitors)."""
+    from ingestion.identity import POINTER_PREFIXES
+
     ids = user_ids.astype("string")
-    return ids.notna() & ~ids.str.startswith("anon:") & ~ids.str.startswith("device:")
+    return ids.notna() & ~ids.str.startswith(POINTER_PREFIXES).fillna(False)
 
 
 @dataclass(frozen=True)
@@ -169,14 +171,14 @@ class EventArrays:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        from ingestion.identity import pointer_mask
+
         parts: dict[str, list[np.ndarray]] = {f: [] for f in _ROW_FIELDS}
         user_dicts, session_dicts = [], []
         per_second = None
         for table in tables:
             user = table["user_id"]
-            known = pc.and_(pc.is_valid(user), pc.invert(pc.or_(pc.starts_with(user, "anon:"),
-                                                                 pc.starts_with(user, "device:"))))
-            table = table.filter(pc.fill_null(known, False))
+            table = table.filter(pc.and_(pc.is_valid(user), pc.invert(pointer_mask(user))))  # is_known_user
             if not table.num_rows:
                 continue
             ts = table["timestamp"].to_pandas()

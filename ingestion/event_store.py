@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 
 from base.durable import replace_durably
 from ingestion.frames import renumber
-from ingestion.identity import IdentityColumns, graph_lookups, is_pointer, load_graph, resolve, resolve_users
+from ingestion.identity import (IdentityColumns, graph_lookups, is_pointer, load_graph, pointer_mask, resolve,
+                                resolve_users)
 from base.schema import CANONICAL_SCHEMA
 
 
@@ -129,9 +130,9 @@ def iter_resolved(root: Path, graph_path: Path, columns: list[str], rows: int = 
         table = pa.concat_tables([pq.read_table(g, columns=read, schema=CANONICAL_SCHEMA) for g in group])
         group, size = [], 0
         user = table["user_id"]
-        pointer = pc.or_(pc.starts_with(user, "anon:"), pc.starts_with(user, "device:"))
-        table = table.set_column(table.schema.get_field_index("user_id"), "user_id",
-                                 pc.if_else(pc.fill_null(pointer, False), pa.scalar(None, pa.string()), user))
+        table = table.set_column(table.schema.get_field_index("user_id"), "user_id",  # stored visitor ids, as
+                                 pc.if_else(pointer_mask(user), pa.scalar(None, pa.string()), user))  # resolve_stored
+
         users = resolve_users(IdentityColumns.of(table), lookups)
         yield table.set_column(table.schema.get_field_index("user_id"), "user_id", users).select(wanted)
 

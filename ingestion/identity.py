@@ -135,6 +135,14 @@ def _starts(arr: pa.Array, prefixes: str | tuple[str, ...]) -> np.ndarray:
     return hit
 
 
+def pointer_mask(values: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """True where an Arrow id column holds a visitor alias (``anon:…``/``device:…``), False for nulls."""
+    hit = pc.starts_with(values, POINTER_PREFIXES[0])
+    for prefix in POINTER_PREFIXES[1:]:
+        hit = pc.or_(hit, pc.starts_with(values, prefix))
+    return pc.fill_null(hit, False)
+
+
 def is_pointer(values: pd.Series) -> pd.Series:
     """True where a graph ``user_id`` is a pointer to another alias (False for nulls)."""
     return pd.Series(_starts(text_array(values), POINTER_PREFIXES), index=values.index)
