@@ -107,17 +107,18 @@ def load_events(root: Path, graph_path: Path, since: pd.Timestamp | None = None)
     return resolve_stored(events, load_graph(graph_path)) if not events.empty else events
 
 
-def iter_resolved(root: Path, graph_path: Path, columns: list[str], rows: int = 2_000_000,
+def iter_resolved(root: Path, graph: Path | pd.DataFrame, columns: list[str], rows: int = 2_000_000,
                   since: pd.Timestamp | None = None) -> Iterator[pa.Table]:
     """Stored events (of days at or after ``since``) as Arrow tables of about ``rows`` rows, in the order
     :func:`read_events` reads them, ``user_id`` resolved through the newest identity graph as
     :func:`load_events` resolves it; only ``columns`` (plus ``user_id``) are kept. No pandas objects:
-    what a whole-store frame would hold in Python strings stays in Arrow, one part at a time."""
+    what a whole-store frame would hold in Python strings stays in Arrow, one part at a time. ``graph``: the
+    identity graph's file, or the graph when the caller has it loaded already."""
     files = event_files(root)
     if since is not None:
         first = f"date={since:%Y-%m-%d}"
         files = [f for f in files if f.parent.name >= first]
-    lookups = graph_lookups(load_graph(graph_path))
+    lookups = graph_lookups(graph if isinstance(graph, pd.DataFrame) else load_graph(graph))
     wanted = list(dict.fromkeys(["user_id", *columns]))
     read = list(dict.fromkeys([*wanted, "anonymous_id", "device_id", "timestamp", "event_id"]))
     group: list[Path] = []

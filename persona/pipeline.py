@@ -309,7 +309,7 @@ def training_events(settings: Settings) -> pd.DataFrame:
     graph = load_graph(paths.identity_graph)
     aliases = ["anonymous_id", "device_id"]
     parts = [with_stitch_times(table.to_pandas(), graph).drop(columns=aliases)
-             for table in iter_resolved(paths.events, paths.identity_graph, list(TRAINING_COLUMNS))]
+             for table in iter_resolved(paths.events, graph, list(TRAINING_COLUMNS))]  # the graph read once
     if not parts:
         raise NoCleanEvents(no_clean_events(paths))
     events = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]

@@ -7,7 +7,7 @@ horizon become four features. Nothing at or after a cutoff enters its fit, so th
 label (tests/model/test_stacking.py). The fitted parameters of each cutoff are returned with the frame;
 the newest are what a served model would use: they are logged as ``stacking.*`` run parameters and the
 scorer (scoring/scorer.py) recomputes the four features from a user's lifetime features with
-:func:`predictions_from` at scoring time, so online, batch and evaluation scores use the same code as
+:func:`stacked_columns` at scoring time, so online, batch and evaluation scores use the same code as
 training.
 """
 
