@@ -139,18 +139,6 @@ def _warm(svc: ServiceProcess, bodies: list[bytes], workers: int) -> None:
     run_in_process(f"{svc.url}/persona", bodies, 2 * workers, 3)
 
 
-def worker_pids(svc: ServiceProcess) -> list[int]:
-    """The service's worker processes (BentoML runs them as ``_bentoml_impl.worker``)."""
-    out = []
-    for pid in svc.descendants():
-        try:
-            if b"_bentoml_impl.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                out.append(pid)
-        except OSError:
-            pass
-    return sorted(out)
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (0 when it is gone)."""
     try:
@@ -171,7 +159,7 @@ def balanced_run(svc: ServiceProcess, bodies: list[bytes], conns: int, duration:
     """One load run whose connections were served by all workers: with several workers (and at least as
     many connections) a run whose CPU split shows one worker idle is repeated, up to ``ATTEMPTS`` runs; the
     most even one is kept. The result carries ``shares`` (each worker's CPU share) and ``attempts``."""
-    pids = worker_pids(svc)
+    pids = svc.worker_pids()
     best: dict | None = None
     for attempt in range(1, ATTEMPTS + 1):
         before = [_cpu_seconds(p) for p in pids]

@@ -34,9 +34,6 @@ if TYPE_CHECKING:
     from base.config import Settings
     from serving.process import ServiceProcess
 
-WORKER_MODULE = "_bentoml_impl.worker.service"
-
-
 @dataclass
 class SoakResult:
     """What a soak saw and what it checked afterwards."""
@@ -95,8 +92,13 @@ def workers(svc: ServiceProcess) -> list[Any]:
     """The service's worker processes (psutil)."""
     import psutil
 
-    procs = psutil.Process(svc.process.pid).children(recursive=True)
-    return [p for p in procs if WORKER_MODULE in " ".join(p.cmdline())]
+    procs = []
+    for pid in svc.worker_pids():
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:  # gone since it was listed
+            pass
+    return procs
 
 
 def _purchases_today(settings: Settings, users: list[str]) -> dict[str, int]:

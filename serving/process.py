@@ -48,6 +48,10 @@ def serve_command(host: str, port: int, bento: str | None = None, service: str =
     return [str(bentoml), "serve", *where, "--host", host, "--port", str(port)]
 
 
+WORKER_MODULE = "_bentoml_impl.worker"
+"""The module BentoML runs each worker process as (in its command line)."""
+
+
 @dataclass
 class ServiceProcess:
     """A running service and how to reach it."""
@@ -55,6 +59,17 @@ class ServiceProcess:
     process: subprocess.Popen
     url: str
     log_path: Path
+
+    def worker_pids(self) -> list[int]:
+        """The service's worker processes (BentoML runs them as ``_bentoml_impl.worker``), by pid."""
+        out = []
+        for pid in self.descendants():
+            try:
+                if WORKER_MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    out.append(pid)
+            except OSError:
+                pass
+        return sorted(out)
 
     def descendants(self) -> list[int]:
         """Every live process below the service (BentoML starts its workers in process groups of their own,
