@@ -217,7 +217,9 @@ def run_soak(settings: Settings, seconds: float, readers: int = 3, writers: int 
         set_alias(settings.ml, old, settings.ml.champion_alias, "soak: warm-up roll back")
         old = None
         time.sleep(warmup)
-        survivor, victim = sorted(workers(svc), key=lambda p: p.pid)[:2]
+        # the survivor is the worker the warm-up used most (the larger one: it ran the swap's re-score, which
+        # only one worker claims); the other, maybe never through that path, is the one killed
+        survivor, victim = sorted(workers(svc), key=lambda p: p.memory_info().rss, reverse=True)[:2]
         result.rss_start = survivor.memory_info().rss
         started = time.monotonic()
 
