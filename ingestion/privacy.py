@@ -119,7 +119,6 @@ def suppressed_words(text: str, tokens: frozenset[str], key: str) -> set[str]:
     return {w for w in set(WORD.findall(text)) if suppression_token(w, key) in tokens}
 
 
-_QUOTED = re.compile(r'"([^"\\]{1,64})"\s*:')
 
 
 def _scrub_json_lines(text: str, cfg: ChannelConfig, settings: Settings) -> str:
@@ -131,41 +130,67 @@ def _scrub_json_lines(text: str, cfg: ChannelConfig, settings: Settings) -> str:
     personal = _personal(settings)
     memo: dict[tuple[str, str], str] = {}
     text = _tokenise_json_strings(text, {k: r for k, r in roles.items() if r != "properties"}, settings, memo)
-    rest = {k: r for k, r in roles.items() if r == "properties"}
-    numbers = [k for k, r in roles.items() if r != "properties"]
-    number_field = re.compile(f'"(?:{"|".join(map(re.escape, numbers))})"\\s*:\\s*-?[0-9]') if numbers else None
-    out = []
-    for line in text.splitlines(keepends=True):
-        keys = set(_QUOTED.findall(line))
-        if not (keys & set(rest) or (number_field is not None and number_field.search(line))):
-            out.append(line)  # string ids were tokenised above; only properties and numeric ids parse the line
+    out, done = [], 0
+    for start in _lines_to_parse(text, roles, personal):
+        end = text.find("\n", start) + 1 or len(text)
+        line = text[start:end]
+        new = _scrub_json_line(line, roles, settings, personal, memo)
+        if new is not None:
+            out += [text[done:start], new]
+            done = end
+    return "".join([*out, text[done:]]) if out else text
+
+
+def _lines_to_parse(text: str, roles: dict[str, str], personal: dict[str, str]) -> list[int]:
+    """Starts of the lines :func:`_scrub_json_lines` must parse, found by one search over the text: a
+    numeric id (string ids were tokenised without parsing), or a properties field on a line that names a
+    personal key (any case) or holds an escape (a key may be spelled with one)."""
+    numbers = [re.escape(k) for k, r in roles.items() if r != "properties"]
+    props = [re.escape(k) for k, r in roles.items() if r == "properties"]
+    parts = ([f'"(?:{"|".join(numbers)})"\\s*:\\s*-?[0-9]'] if numbers else []) \
+        + ([f'"(?:{"|".join(props)})"\\s*:'] if props else [])
+    if not parts:
+        return []
+    starts: list[int] = []
+    for m in re.finditer("|".join(parts), text):
+        start = text.rfind("\n", 0, m.start()) + 1
+        if starts and starts[-1] == start:
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            out.append(line)
+        if not m.group(0).endswith(":"):  # a numeric id
+            starts.append(start)
             continue
-        if not isinstance(row, dict):
-            out.append(line)
+        line = text[start:text.find("\n", start) + 1 or len(text)]
+        if "\\" in line or _mentions_personal(line, personal):
+            starts.append(start)
+    return starts
+
+
+def _scrub_json_line(line: str, roles: dict[str, str], settings: Settings, personal: dict[str, str],
+                     memo: dict[tuple[str, str], str]) -> str | None:
+    """One JSON line with its numeric ids tokenised and personal properties hashed or dropped; None when
+    nothing changes (or it is not one object: the reader rejects it, and its strings were tokenised)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(row, dict):
+        return None
+    changed = False
+    for name, role in roles.items():
+        value = row.get(name)
+        if isinstance(value, dict) and role == "properties":
+            new = scrub_mapping(value, personal, settings.hash_salt)
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+            new = _scrub_field(str(value), role, settings, personal, memo)
+            if new == str(value):
+                new = value
+        else:
             continue
-        changed = False
-        for name, role in roles.items():
-            value = row.get(name)
-            if isinstance(value, dict) and role == "properties":
-                new = scrub_mapping(value, personal, settings.hash_salt)
-            elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
-                new = _scrub_field(str(value), role, settings, personal, memo)
-                if new == str(value):
-                    new = value
-            else:
-                continue
-            if new != value:
-                row[name], changed = new, True
-        if not changed:
-            out.append(line)
-            continue
-        out.append(json.dumps(row, separators=(",", ":")) + ("\n" if line.endswith("\n") else ""))
-    return "".join(out)
+        if new != value:
+            row[name], changed = new, True
+    if not changed:
+        return None
+    return json.dumps(row, separators=(",", ":")) + ("\n" if line.endswith("\n") else "")
 
 
 def _tokenise_json_strings(text: str, roles: dict[str, str], settings: Settings,

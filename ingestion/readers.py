@@ -1,7 +1,9 @@
 """Read one channel file into a raw frame of strings, keeping every unreadable row as a reject.
 
 Whole files are parsed in bulk by pyarrow (CSV and JSON lines); only lines that fail a cheap,
-vectorised pre-screen (or every line of a JSON file whose bulk parse fails) are looked at one by one.
+vectorised pre-screen are looked at one by one. A JSON file whose bulk parse fails is screened line by line
+with a fast parser and parsed in bulk again without the lines it refuses; only a file that still fails (mixed
+types) is read line by line.
 """
 
 from __future__ import annotations
@@ -275,14 +277,61 @@ def _read_jsonl(lines: _Lines, numbers: np.ndarray, block: int = JSON_BLOCK) -> 
     good_numbers = numbers[good]
     if not good.any():
         return pa.table({"source_row": pa.array([], type=pa.int64())}), rejects
-    try:
-        table = _parse_json(lines.select(good), block=max(JSON_BLOCK, 2 * block + 2))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        table = None
-    if table is None or table.num_rows != len(good_numbers):  # mixed types, bad JSON inside braces, ...
+    table = _try_parse_json(lines.select(good), block)
+    if table is None or table.num_rows != len(good_numbers):  # bad JSON inside braces, mixed types, ...
+        retried = _without_bad_lines(lines, numbers, good, block)
+        if retried is not None:
+            table, more = retried
+            return table, sorted(rejects + more)
         frame, more = _jsonl_per_line([lines.line(int(i)) for i in np.flatnonzero(good)], good_numbers)
         return frame, sorted(rejects + more)
     return _strings(table, good_numbers), rejects
+
+
+def _try_parse_json(body: bytes, block: int) -> pa.Table | None:
+    """:func:`_parse_json` of ``body``, None when Arrow refuses it (one bad line spoils a bulk parse)."""
+    try:
+        return _parse_json(body, block=max(JSON_BLOCK, 2 * block + 2))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _refused_lines(lines: _Lines, rows: np.ndarray) -> np.ndarray:
+    """The ``rows`` (line indexes) that are not one JSON object, by orjson (a few times faster than the
+    standard library; what it refuses is asked again of the standard library for the reason)."""
+    import orjson
+
+    view = memoryview(lines.buf)
+    starts, ends = lines.starts[rows].tolist(), lines.ends[rows].tolist()
+    refused = []
+    for k, (a, b) in enumerate(zip(starts, ends)):
+        try:
+            if type(orjson.loads(view[a:b])) is dict:
+                continue
+        except orjson.JSONDecodeError:
+            pass
+        refused.append(k)
+    return rows[np.asarray(refused, dtype=np.int64)]
+
+
+def _without_bad_lines(lines: _Lines, numbers: np.ndarray, good: np.ndarray,
+                       block: int) -> tuple[pa.Table, list[Reject]] | None:
+    """A failed bulk parse again without the lines a JSON parser refuses (a truncated line spliced into the
+    next, bad JSON inside braces): those become rejects. None when that is not why the parse failed (every
+    line is valid JSON yet Arrow refuses the body: mixed types), which the per-line path handles."""
+    refused = _refused_lines(lines, np.flatnonzero(good))
+    found = [_line_reject(lines.line(int(i)), int(numbers[i])) for i in refused]
+    rejects = [r for r in found if r is not None]
+    if not rejects or len(rejects) != len(found):  # nothing to drop, or the standard library reads one
+        return None
+    keep = good.copy()
+    keep[refused] = False
+    if not keep.any():
+        return pa.table({"source_row": pa.array([], type=pa.int64())}), rejects
+    table = _try_parse_json(lines.select(keep), block)
+    if table is None or table.num_rows != int(keep.sum()):
+        return None
+    return _strings(table, numbers[keep]), rejects
 
 
 def _utf8_lines(data: bytes) -> tuple[_Lines, np.ndarray, list[Reject]]:

@@ -157,3 +157,39 @@ def test_a_large_inbox_is_scrubbed_in_two_processes_with_the_same_files_and_dige
         files = {p.relative_to(s.data_dir): p.read_bytes() for p in sorted((s.data_dir / "raw").rglob("*")) if p.is_file()}
         got[mode] = ([(i.path.relative_to(s.data_dir), i.digest) for i in admitted], files)
     assert len(got["serial"][0]) > 2 and got["parallel"] == got["serial"]
+
+
+def test_json_lines_door_parses_only_what_can_change_and_equals_parsing_every_line(
+        settings: Settings, tmp_path: Path) -> None:
+    """The door finds the lines to parse with one search (numeric ids; a properties field naming a
+    personal key in any case or holding an escape): the result equals scrubbing every line parsed, and
+    the lines it skips keep their bytes."""
+    from base.pseudonym import scrub_text
+    from ingestion.privacy import _column_roles, _personal, _scrub_json_line, _tokenise_json_strings
+
+    cfg = ChannelConfig(path="raw/web/*.jsonl", format="jsonl", timestamp={"unit": "iso8601"},
+                        columns={"event_id": "id", "anonymous_id": "anon", "device_id": "dev", "timestamp": "ts",
+                                 "event_type": "ev", "properties": "props"})
+    rows = ['{"id": "e1", "anon": "a-1", "ev": "x", "ts": "t", "props": {"plan": "gold", "n": 1.50}}',
+            '{"id":"e2","anon":null,"dev":123456,"ev":"x","ts":"t"}',
+            '{"id":"e3","ev":"x","ts":"t","props":{"EMAIL":"a@b.org","nested":{"Phone":"0170 5550199"}}}',
+            '{"id":"e4","ev":"x","ts":"t","props":{"\\u0065mail":"hidden@b.org","x":1}}',
+            '{"id":"e5","ev":"x","ts":"t","props":{"plan":"silver"}, "dev": -7}',
+            '{"id":"e6","ev":"x","ts":"t","props":{"Name":"x"}',
+            '{"id":"e7","ev":"x","ts":"t","props":"{\\"name\\": \\"Quinn\\"}"}',
+            '{"id":"e8","ev":"x","ts":"t","props":{"name_of_plan":"gold","address_book":1}}']
+    text = "\n".join(rows) + "\n"
+    path = tmp_path / "a.jsonl"
+    path.write_text(text)
+    scrub_file(path, cfg, settings, frozenset())
+    roles, personal, memo = _column_roles(cfg, settings), _personal(settings), {}
+    tokenised = _tokenise_json_strings(scrub_text(text, settings.hash_salt), {k: r for k, r in roles.items() if r != "properties"}, settings, memo)
+    reference = "".join(_scrub_json_line(line, roles, settings, personal, memo) or line
+                        for line in tokenised.splitlines(keepends=True))
+    got = path.read_text()
+    assert got == reference
+    out = got.splitlines()
+    assert out[0] == tokenised.splitlines()[0] and out[7] == tokenised.splitlines()[7]  # bytes kept
+    assert "a@b.org" not in got and "hidden@b.org" not in got and "0170" not in got and "Quinn" not in got
+    assert json.loads(out[1])["dev"].startswith("pii.device.") and json.loads(out[4])["dev"].startswith("pii.device.")
+    assert out[5] == rows[5]  # not one object: the reader rejects it (no personal value in it reaches a store)

@@ -114,3 +114,28 @@ def test_jsonl_times_keep_their_text_so_offsets_survive(tmp_path: Path) -> None:
     assert batch.rows["ts"].iloc[0] == "2026-07-01T10:00:00+02:00"
     assert batch.rows["later"].iloc[-1] == "2026-07-03T00:00:00Z"
     assert batch.rows["n"].iloc[0].startswith('{"t": "2026-07-01')
+
+
+def test_jsonl_spliced_lines_are_rejected_and_the_rest_read_in_bulk(tmp_path: Path) -> None:
+    """A truncated line spliced into the next still looks like an object (``{...}``) and spoils Arrow's
+    bulk parse; the lines a JSON parser refuses become rejects and the rest reads exactly as the
+    line-by-line reference reads it (same columns, values and row numbers; Arrow orders columns its way)."""
+    import numpy as np
+
+    from ingestion import readers
+
+    good = [f'{{"id": "e{i}", "ts": "2026-07-01T10:{i % 60:02d}:00Z", "n": {i}, "o": {{"k": [{i}]}}, "x": null}}'
+            for i in range(40)]
+    spliced = '{"id": "e99", "ts": "2026-07-01T1{"id": "e98", "ts": "2026-07-01T10:00:00Z"}'
+    lines = [*good[:10], spliced, *good[10:30], '{"id": "e97", "n": 1,, "x": 2}', *good[30:]]
+    p = tmp_path / "a.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    batch = read_channel_file(p, _cfg("jsonl"))
+    assert [r[0] for r in batch.rejects] == [11, 32]
+    assert all("malformed JSON" in r[1] for r in batch.rejects) and batch.rejects[0][2] == spliced
+    kept = [i for i in range(1, len(lines) + 1) if i not in (11, 32)]
+    reference, more = readers._jsonl_per_line([lines[i - 1].encode() for i in kept], np.asarray(kept))
+    assert more == []
+    names = sorted(reference.column_names)  # Arrow puts the fields read as text first
+    assert sorted(batch.table.column_names) == names and batch.table.select(names).equals(reference.select(names))
+    assert batch.rows["o"].iloc[3] == '{"k": [3]}' and batch.rows["source_row"].tolist() == kept
