@@ -18,7 +18,8 @@ graph, one Great Expectations session) so nothing is re-read or re-built per gro
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,7 +49,7 @@ from ingestion.ledger import BatchRecord, append_torn_safe, read_ledger
 from ingestion.manifest import InboxManifest
 from ingestion.api_log import seal_all
 from ingestion.outliers import outlier_reasons
-from ingestion.privacy import admit_files
+from ingestion.privacy import admitted
 from ingestion.isolated_reader import DEFAULT_READER, IsolatedReader
 from ingestion.readers import RawBatch
 from ingestion.rollback import committed_names, roll_back
@@ -227,11 +228,19 @@ class IngestRun:
         return self._staged(item, self.reader.read(item.path, item.cfg), t, batch_id=batch_id,
                             released_from=released_from)
 
-    def read_all(self, items: list[PendingFile]) -> Iterator[Staged]:
-        """Read files in order, the worker reading ahead of the caller (:meth:`IsolatedReader.read_all`)."""
+    def read_all(self, items: Iterable[PendingFile]) -> Iterator[Staged]:
+        """Read files in order, the worker reading ahead of the caller (:meth:`IsolatedReader.read_all`);
+        ``items`` may be lazy (the door hands files on as it scrubs them)."""
+        sent: deque[PendingFile] = deque()
+
+        def requests() -> Iterator[tuple[Path, ChannelConfig]]:
+            for item in items:
+                sent.append(item)
+                yield item.path, item.cfg
+
         t = time.perf_counter()
-        for item, raw in zip(items, self.reader.read_all((i.path, i.cfg) for i in items)):
-            yield self._staged(item, raw, t)
+        for raw in self.reader.read_all(requests()):
+            yield self._staged(sent.popleft(), raw, t)
             t = time.perf_counter()
 
     def _staged(self, item: PendingFile, raw: RawBatch, started: float, *, batch_id: str | None = None,
@@ -565,29 +574,34 @@ def ingest(settings: Settings, progress: Any | None = None, *, with_docs: bool =
 
 def _ingest(run: IngestRun, progress: Any | None) -> IngestSummary:
     settings = run.settings
-    todo = pending_files(settings, run.paths)
-    if todo:
+    pending = pending_files(settings, run.paths)
+    if pending:
         run.reader.start()  # the worker starts while the door scrubs
-    todo = admit_files(settings, todo)  # personal data scrubbed at the door
+    admitted_files = admitted(settings, pending)  # personal data scrubbed at the door, file by file
     summary = IngestSummary()
     undone = {k: v for k, v in run.rolled_back.items() if v}
     if undone:
         summary.messages.append("rolled back what a crashed run left uncommitted: "
                                 + ", ".join(f"{v} {k}" for k, v in undone.items()))
     limit = settings.validation.group_rows
-    with step(progress, "ingest + validate", total=len(todo)) as advance:
+    with step(progress, "ingest + validate", total=len(pending)) as advance:
         group: list[Staged] = []
-        for i, staged in enumerate(run.read_all(todo)):
-            group.append(staged)
-            if sum(s.rows_read for s in group) < limit and i < len(todo) - 1:
-                continue
+
+        def commit() -> None:
             for record in run.commit_group(group):
                 summary.batches.append(record)
                 if record.message:
                     summary.messages.append(record.message if record.message.startswith(record.file)
                                             else f"{record.file}: {record.message}")
             advance(len(group))
-            group = []
+            group.clear()
+
+        for staged in run.read_all(admitted_files):
+            group.append(staged)
+            if sum(s.rows_read for s in group) >= limit:
+                commit()
+        if group:
+            commit()
     summary.data_docs = run.finish()
     summary.timings = {k: round(v, 3) for k, v in run.timings.items()}
     return summary

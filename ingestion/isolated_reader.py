@@ -9,6 +9,9 @@ pandas) overlap the caller's work, and started again only after a kill. Each fil
 killed and replaced and the file comes back as a whole-file error naming the bound; the rest of the group
 goes on. Requests and answers go over two pipes with :class:`multiprocessing.connection.Connection`
 framing; tables come back as Arrow IPC bytes (no pickled pandas), rejects and errors as small Python values.
+A thread of the caller receives each answer as soon as it is sent, so the worker parses the next files
+while the caller validates and writes (up to ``READ_AHEAD`` files in flight) instead of waiting on a full
+pipe.
 
 The worker dies with the thread that started it (``PR_SET_PDEATHSIG``; :func:`ingestion.ingest.ingest`
 starts and stops it in its own call), so a ``kill -9`` of the run leaves no reader spinning.
@@ -17,14 +20,16 @@ starts and stops it in its own call), so a ``kill -9`` of the run leaves no read
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import pyarrow as pa
 
@@ -54,6 +59,37 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+Answer = tuple[Any, bytes | None]
+"""A message from the worker and, for a file read, the Arrow IPC bytes sent after it."""
+PIPE_BYTES = 1 << 20
+"""Capacity asked for the answer pipe (Linux ``F_SETPIPE_SZ``; the system may cap it): fewer wake-ups per table."""
+
+
+def _widen_pipe(fd: int) -> None:
+    """Ask for a larger pipe buffer (a no-op where the system does not allow it)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (OSError, ImportError):
+        pass
+
+
+def _pump(answers: Connection, inbox: "queue.SimpleQueue[Answer | None]") -> None:
+    """Receive the worker's answers as soon as it sends them, into ``inbox`` (a thread per worker): a parsed
+    file waits in memory instead of in the pipe, so the worker goes on to the next file while the caller
+    works. ``None`` marks the worker's end (it exited, crashed or was killed); the pipe is closed here."""
+    try:
+        while True:
+            head = answers.recv()
+            body = answers.recv_bytes() if isinstance(head, tuple) and head[0] == "ok" else None
+            inbox.put((head, body))
+    except (EOFError, OSError):
+        inbox.put(None)
+    finally:
+        answers.close()
+
+
 def _signal_name(code: int) -> str:
     try:
         return f"signal {-code} ({signal.Signals(-code).name})"
@@ -70,7 +106,7 @@ class IsolatedReader:
         self.reader = reader
         self._proc: subprocess.Popen[bytes] | None = None
         self._requests: Connection | None = None
-        self._answers: Connection | None = None
+        self._inbox: queue.SimpleQueue[Answer | None] | None = None
         self._ready_seen = False
         self.replaced = 0
         """Workers killed and replaced (a file broke a bound)."""
@@ -93,31 +129,33 @@ class IsolatedReader:
         finally:
             os.close(requests_r)
             os.close(answers_w)
+        _widen_pipe(answers_r)
         self._requests = Connection(requests_w, readable=False)
-        self._answers = Connection(answers_r, writable=False)
+        self._inbox = queue.SimpleQueue()
+        threading.Thread(target=_pump, args=(Connection(answers_r, writable=False), self._inbox),
+                         name="reader-answers", daemon=True).start()
         try:
             self._requests.send({"reader": self.reader, "limits": self.limits.model_dump(mode="json"),
                                  "sys_path": [p or os.getcwd() for p in sys.path]})
         except OSError:
             pass  # the worker is already gone: waiting for it to be ready says so
 
-    def _ready(self) -> tuple[Connection, Connection]:
+    def _ready(self) -> tuple[Connection, "queue.SimpleQueue[Answer | None]"]:
         self.start()
-        requests, answers = self._requests, self._answers
-        assert requests is not None and answers is not None
+        requests, inbox = self._requests, self._inbox
+        assert requests is not None and inbox is not None
         if not self._ready_seen:
-            if not answers.poll(START_SECONDS):
-                self._kill()
-                raise RuntimeError(f"the reader worker did not start within {START_SECONDS:g} s")
             try:
-                if answers.recv() != reader_worker.READY:
-                    raise EOFError
-            except (EOFError, OSError) as e:
+                answer = inbox.get(timeout=START_SECONDS)
+            except queue.Empty:
+                self._kill()
+                raise RuntimeError(f"the reader worker did not start within {START_SECONDS:g} s") from None
+            if answer is None or answer[0] != reader_worker.READY:
                 code = self._kill()
                 raise RuntimeError(f"the reader worker failed to start (exit code {code}; its error is on "
-                                   "stderr)") from e
+                                   "stderr)")
             self._ready_seen = True
-        return requests, answers
+        return requests, inbox
 
     def _kill(self) -> int | None:
         """Kill the worker (if alive), reap it; its exit code. The next read starts a new one."""
@@ -130,10 +168,10 @@ class IsolatedReader:
         return proc.wait()
 
     def _close_pipes(self) -> None:
-        for conn in (self._requests, self._answers):
-            if conn is not None:
-                conn.close()
-        self._proc, self._requests, self._answers, self._ready_seen = None, None, None, False
+        """Close the request pipe; the answer pipe is closed by its pump thread when the worker is gone."""
+        if self._requests is not None:
+            self._requests.close()
+        self._proc, self._requests, self._inbox, self._ready_seen = None, None, None, False
 
     def _send(self, path: Path, cfg: ChannelConfig) -> None:
         requests, _ = self._ready()
@@ -149,25 +187,23 @@ class IsolatedReader:
     def _receive(self, path: Path) -> RawBatch:
         """Wait for the answer about ``path`` (the oldest file sent); a file that breaks the time or memory
         bound, or kills the worker, comes back as a whole-file error naming the file and the bound."""
-        conn = self._answers
+        inbox = self._inbox
         limits = self.limits
         try:
-            if conn is None:
-                raise EOFError
-            if not conn.poll(limits.read_seconds):
-                self._replaced()
-                return RawBatch(path, error=f"{path}: reader took more than {limits.read_seconds:g} s "
-                                            f"(validation.limits.read_seconds); the file is quarantined whole")
-            status, rejects, error = conn.recv()
-            if status == "memory":
-                self._replaced()
-                return RawBatch(path, error=f"{path}: reader ran out of memory (validation.limits.read_memory_bytes="
-                                            f"{limits.read_memory_bytes}); the file is quarantined whole")
-            body = conn.recv_bytes()
-        except (EOFError, OSError):
+            answer = inbox.get(timeout=limits.read_seconds) if inbox is not None else None
+        except queue.Empty:
+            self._replaced()
+            return RawBatch(path, error=f"{path}: reader took more than {limits.read_seconds:g} s "
+                                        f"(validation.limits.read_seconds); the file is quarantined whole")
+        if answer is None:
             code = self._replaced()
             how = _signal_name(code) if code is not None and code < 0 else f"exit code {code}"
             return RawBatch(path, error=f"{path}: reader crashed with {how}; the file is quarantined whole")
+        (status, rejects, error), body = answer
+        if status == "memory" or body is None:
+            self._replaced()
+            return RawBatch(path, error=f"{path}: reader ran out of memory (validation.limits.read_memory_bytes="
+                                        f"{limits.read_memory_bytes}); the file is quarantined whole")
         table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
         return RawBatch(path, table, rejects=[tuple(r) for r in rejects], error=error)
 
@@ -180,12 +216,18 @@ class IsolatedReader:
         """Read files in order, up to ``ahead`` requests in flight: the worker parses the next files while
         the caller works on this one (small files cost no round trip each). When a file costs the worker,
         the files it had not answered yet are sent again to its replacement."""
-        todo: deque[tuple[Path, ChannelConfig]] = deque(files)
+        fresh = iter(files)  # pulled only when there is room: ``files`` may be lazy
+        todo: deque[tuple[Path, ChannelConfig]] = deque()  # files to send again to a replacement
         sent: deque[tuple[Path, ChannelConfig]] = deque()
-        while todo or sent:
-            while todo and len(sent) < ahead:
-                sent.append(todo.popleft())
-                self._send(*sent[-1])
+        while True:
+            while len(sent) < ahead:
+                item = todo.popleft() if todo else next(fresh, None)
+                if item is None:
+                    break
+                sent.append(item)
+                self._send(*item)
+            if not sent:
+                return
             path, _ = sent.popleft()
             raw = self._receive(path)
             if self._proc is None:  # replaced: the new worker gets what the old one had not answered

@@ -16,7 +16,7 @@ import json
 import re
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -431,21 +431,26 @@ def scrub_file(path: Path, cfg: ChannelConfig, settings: Settings, tokens: froze
 def admit_files(settings: Settings, todo: list[Any]) -> list[Any]:
     """The door: scrub each pending file (``ingestion.ingest.PendingFile``) in place; a file whose scrubbed content the ledger already
     holds (an export delivered again) is dropped from the run."""
+    return list(admitted(settings, todo))
+
+
+def admitted(settings: Settings, todo: list[Any]) -> Iterator[Any]:
+    """:func:`admit_files` one file at a time, in order, each as soon as it is scrubbed: the reader parses
+    the first files while the door still scrubs the next (no file is handed on before it is scrubbed)."""
     paths = DataPaths(settings.data_dir)
     tokens = read_tokens(paths.suppression)
     _scrub_redelivered(settings, paths, {item.path for item in todo}, tokens)
     if not todo:
-        return todo
+        return
     done = {r.sha256 for r in read_ledger(paths.ledger)}
-    out, seen = [], set()
+    seen = set()
     jobs = [(item.path, item.cfg, settings, tokens) for item in todo]
     for item, (changed, new_digest) in zip(todo, _scrub_all(jobs)):
         digest = new_digest if changed else item.digest
         if digest in done or digest in seen:
             continue
         seen.add(digest)
-        out.append(replace(item, digest=digest) if changed else item)
-    return out
+        yield replace(item, digest=digest) if changed else item
 
 
 PARALLEL_SCRUB_BYTES = 64 * 2**20
@@ -458,21 +463,26 @@ def _scrub_one(path: Path, cfg: ChannelConfig, settings: Settings, tokens: froze
     return changed, file_digest(path) if changed else ""
 
 
-def _scrub_all(jobs: list[tuple[Path, ChannelConfig, Settings, frozenset[str]]]) -> Iterable[tuple[bool, str]]:
-    """:func:`_scrub_one` of each file, in order; files are independent, so a large inbox is scrubbed by
-    two processes at once (each file is still rewritten atomically by one of them)."""
+def _scrub_all(jobs: list[tuple[Path, ChannelConfig, Settings, frozenset[str]]]) -> Iterator[tuple[bool, str]]:
+    """:func:`_scrub_one` of each file, in order, each result as soon as it is ready; files are
+    independent, so a large inbox is scrubbed by two processes at once (each file is still rewritten
+    atomically by one of them). A caller that stops early cancels the files not started."""
     import os
 
     workers = min(2, os.cpu_count() or 1, len(jobs))
     size = sum(path.stat().st_size for path, *_ in jobs if path.is_file())
     if workers < 2 or size < PARALLEL_SCRUB_BYTES:
-        return [_scrub_one(*job) for job in jobs]
+        yield from (_scrub_one(*job) for job in jobs)
+        return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn: the ingest process already runs Arrow threads (a forked child could inherit a held lock)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_scrub_one, *zip(*jobs)))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield from pool.map(_scrub_one, *zip(*jobs))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _scrub_redelivered(settings: Settings, paths: DataPaths, pending: set[Path], tokens: frozenset[str]) -> int:
