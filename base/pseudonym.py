@@ -68,7 +68,7 @@ def pseudonym(value: str, key: str, kind: str) -> str | None:
     text = normalise(value, kind)
     if text is None:
         return None
-    return hmac.new(key.encode(), f"{kind}:{text}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key.encode(), f"{kind}:{text}".encode(), "sha256").hex()  # one-shot C HMAC
 
 
 def token(value: str, key: str, kind: str) -> str:

@@ -177,7 +177,8 @@ def test_json_lines_door_parses_only_what_can_change_and_equals_parsing_every_li
             '{"id":"e5","ev":"x","ts":"t","props":{"plan":"silver"}, "dev": -7}',
             '{"id":"e6","ev":"x","ts":"t","props":{"Name":"x"}',
             '{"id":"e7","ev":"x","ts":"t","props":"{\\"name\\": \\"Quinn\\"}"}',
-            '{"id":"e8","ev":"x","ts":"t","props":{"name_of_plan":"gold","address_book":1}}']
+            '{"id":"e8","ev":"x","ts":"t","props":{"name_of_plan":"gold","address_book":1}}',
+            '{"id":"e9","anon":"x\\"y\\\\z","ev":"x","ts":"t"}']
     text = "\n".join(rows) + "\n"
     path = tmp_path / "a.jsonl"
     path.write_text(text)
@@ -192,4 +193,42 @@ def test_json_lines_door_parses_only_what_can_change_and_equals_parsing_every_li
     assert out[0] == tokenised.splitlines()[0] and out[7] == tokenised.splitlines()[7]  # bytes kept
     assert "a@b.org" not in got and "hidden@b.org" not in got and "0170" not in got and "Quinn" not in got
     assert json.loads(out[1])["dev"].startswith("pii.device.") and json.loads(out[4])["dev"].startswith("pii.device.")
+    from base.pseudonym import token
+
+    assert json.loads(out[8])["anon"] == token('x"y\\z', settings.hash_salt, "anonymous")  # escapes decoded
     assert out[5] == rows[5]  # not one object: the reader rejects it (no personal value in it reaches a store)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_csv_door_splits_plain_lines_itself_and_equals_the_csv_module(delimiter: str, settings: Settings,
+                                                                      tmp_path: Path) -> None:
+    """Lines without quotes are split and joined by the door itself, quoted ones by the csv module: the
+    file equals what the csv module makes of every line (each PII field replaced by its token)."""
+    import csv
+    import io
+
+    from base.pseudonym import token
+
+    d = delimiter
+    cfg = ChannelConfig(path="raw/x/*.csv", format="csv", delimiter=d, timestamp={"unit": "iso8601"},
+                        columns={"event_id": "id", "timestamp": "ts", "user_id": "customer"},
+                        pii={"mail": "email", "tel": "phone"})
+    rows = [["id", "ts", "customer", "mail", "tel", "note"],
+            ["e1", "t", "c1", "Quinn.Door@Example.net", "0170 5550199", "plain"],
+            ["e2", "t", "c2", "", "0170 5550198", f'has{d}delimiter'],
+            ["e3", "t", "c3", "other@example.org", "", 'says "hi"'],
+            ["e4", "t", "c4", " ", "0170 5550197", ""]]
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=d, lineterminator="\n").writerows(rows)
+    path = tmp_path / "a.csv"
+    path.write_text(buf.getvalue())
+    assert scrub_file(path, cfg, settings, frozenset())[0]
+    key = settings.hash_salt
+    expected = io.StringIO()
+    writer = csv.writer(expected, delimiter=d, lineterminator="\n")
+    writer.writerow(rows[0])
+    for r in rows[1:]:
+        writer.writerow([*r[:3], *(token(v, key, kind) if v.strip() else v for v, kind in
+                                   ((r[3], "email"), (r[4], "phone"))), r[5]])
+    assert path.read_text() == expected.getvalue()
+    assert '"' in path.read_text().splitlines()[2] and "0170" not in path.read_text()
