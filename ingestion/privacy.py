@@ -296,6 +296,7 @@ def _scrub_csv(text: str, cfg: ChannelConfig, settings: Settings) -> str:
     where = {i: roles[name] for i, name in enumerate(header) if name in roles}
     if not where:
         return text
+    special = re.compile(f'[{re.escape(cfg.delimiter)}"\r\n]')  # what makes the CSV writer quote a field
     out = [lines[0]]
     for line in lines[1:]:
         body = line.rstrip("\r\n")
@@ -315,12 +316,14 @@ def _scrub_csv(text: str, cfg: ChannelConfig, settings: Settings) -> str:
             out.append(line)
             continue
         new = list(fields)
+        quote = not plain  # a plain line's other fields hold no delimiter, quote or line break
         for i, role in where.items():
             if i < len(new):
-                new[i] = _scrub_field(new[i], role, settings, personal, memo)
+                new[i] = value = _scrub_field(new[i], role, settings, personal, memo)
+                quote = quote or (value is not fields[i] and special.search(value) is not None)
         if new == fields:
             out.append(line)
-        elif plain and not any(c in v for v in new for c in (cfg.delimiter, '"', "\r", "\n")):  # nothing to quote
+        elif not quote:
             out.append(cfg.delimiter.join(new) + end)
         else:
             out.append(_csv_line(new, cfg.delimiter) + end)
