@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -480,18 +481,31 @@ def write_snapshots(snapshots: pd.DataFrame | Iterable[pd.DataFrame], root: Path
         if replace_from is None or pd.Timestamp(folder.name[5:], tz="UTC") >= replace_from.floor("D"):
             shutil.rmtree(folder)
     rows = 0
-    for part, frame in enumerate(frames):
-        if frame.empty:
-            continue
-        days = frame["event_timestamp"].dt.floor("D")  # grouped by time, formatted once per day
-        for day, chunk in frame.groupby(days, sort=False):
-            folder = root / f"date={day:%Y-%m-%d}"
-            folder.mkdir(exist_ok=True)
-            tmp = folder / f".part-{part}.{uuid.uuid4().hex}.tmp"
-            chunk.to_parquet(tmp, index=False)
-            os.replace(tmp, folder / f"part-{part}.parquet")
-        rows += len(frame)
+    # one writer thread: a part's files are written (Parquet encoding releases the GIL) while the next part
+    # is computed; at most one part waits, so memory holds two parts at most
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-writer") as writer:
+        pending: Future[None] | None = None
+        for part, frame in enumerate(frames):
+            if frame.empty:
+                continue
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(_write_part, root, part, frame)
+            rows += len(frame)
+        if pending is not None:
+            pending.result()
     return rows
+
+
+def _write_part(root: Path, part: int, frame: pd.DataFrame) -> None:
+    """One part's snapshots as ``root/date=YYYY-MM-DD/part-N.parquet``, each file written atomically."""
+    days = frame["event_timestamp"].dt.floor("D")  # grouped by time, formatted once per day
+    for day, chunk in frame.groupby(days, sort=False):
+        folder = root / f"date={day:%Y-%m-%d}"
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".part-{part}.{uuid.uuid4().hex}.tmp"
+        chunk.to_parquet(tmp, index=False)
+        os.replace(tmp, folder / f"part-{part}.parquet")
 
 
 def read_snapshots(root: Path, columns: list[str] | None = None) -> pd.DataFrame:
