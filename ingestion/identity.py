@@ -150,17 +150,100 @@ def is_pointer(values: pd.Series) -> pd.Series:
 
 def merge_links(graph: pd.DataFrame, new_links: pd.DataFrame) -> pd.DataFrame:
     """Add new links; an alias keeps its earliest link to a user (later conflicting claims are
-    ignored); a bridge to another alias only stands until the alias is linked to a user directly."""
+    ignored); a bridge to another alias only stands until the alias is linked to a user directly.
+    The result is sorted by (kind, alias), one row per alias."""
+    if not graph.empty and not new_links.empty:
+        merged = _merge_into_sorted(graph, _merge_sorting(new_links))
+        if merged is not None:
+            return merged
     parts = [g for g in (graph, new_links) if not g.empty]
     if not parts:
         return empty_graph()
     combined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-    combined["_pointer"] = is_pointer(combined["user_id"])
-    # the earliest link wins; two claims at the same instant are settled by user id, so the result
-    # does not depend on the order the batches arrive in
-    combined = combined.sort_values(["kind", "alias", "_pointer", "linked_at", "user_id"], kind="stable")
-    combined = combined.drop_duplicates(["kind", "alias"], keep="first").drop(columns="_pointer")
-    return combined.reset_index(drop=True)
+    return _merge_sorting(combined)
+
+
+def _merge_sorting(links: pd.DataFrame) -> pd.DataFrame:
+    """One row per (kind, alias), sorted: the earliest link wins; two claims at the same instant are
+    settled by user id, so the result does not depend on the order the batches arrive in (then by
+    order in ``links``)."""
+    links = links.assign(_pointer=is_pointer(links["user_id"]))
+    links = links.sort_values(["kind", "alias", "_pointer", "linked_at", "user_id"], kind="stable")
+    return links.drop_duplicates(["kind", "alias"], keep="first").drop(columns="_pointer").reset_index(drop=True)
+
+
+def _alias_positions(graph: pd.DataFrame, links: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where each of ``links``' (kind, alias) is, or would be inserted, in ``graph`` sorted by (kind,
+    alias) with one row per alias: (positions, found). None when ``graph`` is not such a graph."""
+    kinds, aliases = graph["kind"].to_numpy(dtype=object), graph["alias"].to_numpy(dtype=object)
+    pos = np.zeros(len(links), dtype=np.int64)
+    found = np.zeros(len(links), dtype=bool)
+    want_kind, want_alias = links["kind"].to_numpy(dtype=object), links["alias"].to_numpy(dtype=object)
+    lo = 0
+    for kind in sorted(set(kinds.tolist()) | set(want_kind.tolist())):
+        hi = lo + int(np.count_nonzero(kinds[lo:] == kind)) if lo < len(kinds) and kinds[lo] == kind else lo
+        block = aliases[lo:hi]
+        if not bool(np.all(kinds[lo:hi] == kind)) or (len(block) > 1 and not bool(np.all(block[1:] > block[:-1]))):
+            return None  # kinds not grouped, aliases unsorted, or an alias twice
+        rows = np.flatnonzero(want_kind == kind)
+        if len(rows):
+            at = np.searchsorted(block, want_alias[rows]) if len(block) else np.zeros(len(rows), dtype=np.int64)
+            hit = at < len(block)
+            hit[hit] = block[at[hit]] == want_alias[rows][hit]
+            pos[rows], found[rows] = lo + at, hit
+        lo = hi
+    return (pos, found) if lo == len(kinds) else None  # kinds out of order: not a sorted graph
+
+
+def _in_graph(graph: pd.DataFrame, links: pd.DataFrame, inverse: bool = False) -> np.ndarray:
+    """Which ``links`` name an alias of ``graph`` (``inverse``: which ``graph`` rows have an alias that
+    ``links`` name); by binary search in a sorted graph, else by a hash join."""
+    if graph.empty or links.empty:
+        return np.zeros(len(links if not inverse else graph), dtype=bool)
+    located = _alias_positions(graph, links)
+    if located is not None:
+        pos, found = located
+        if not inverse:
+            return found
+        out = np.zeros(len(graph), dtype=bool)
+        out[pos[found]] = True
+        return out
+    left, right = (graph, links) if inverse else (links, graph)
+    keys = right.loc[:, ["kind", "alias"]].drop_duplicates()
+    hit = left.loc[:, ["kind", "alias"]].merge(keys, on=["kind", "alias"], how="left", indicator=True)
+    return (hit["_merge"] == "both").to_numpy()
+
+
+def _merge_into_sorted(graph: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame | None:
+    """:func:`merge_links` without sorting the whole graph (the graph grows by a group's links; sorting
+    it all again made an ingest quadratic): ``new`` (one sorted row per alias) replaces the graph rows it
+    beats and the new aliases are inserted in order. None when ``graph`` is not sorted with one row per
+    alias, or a compared value is missing (the caller sorts everything)."""
+    located = _alias_positions(graph, new)
+    if located is None:
+        return None
+    pos, found = located
+    old = graph.iloc[pos[found]]
+    cand = new.loc[found]
+    for col in ("user_id", "linked_at"):
+        if old[col].isna().any() or cand[col].isna().any():
+            return None
+    old_key = list(zip(is_pointer(old["user_id"]).tolist(), old["linked_at"].tolist(), old["user_id"].tolist()))
+    new_key = list(zip(is_pointer(cand["user_id"]).tolist(), cand["linked_at"].tolist(), cand["user_id"].tolist()))
+    wins = np.fromiter((n < o for n, o in zip(new_key, old_key)), dtype=bool, count=len(old_key))  # ties: the graph's
+    out = graph.loc[:, list(GRAPH_COLUMNS)]
+    if wins.any():
+        out = out.copy()
+        at = pos[found][wins]
+        for i, col in enumerate(GRAPH_COLUMNS):
+            out.iloc[at, i] = cand[col].array[wins]
+    added = new.loc[~found, list(GRAPH_COLUMNS)]
+    if added.empty:
+        return out.reset_index(drop=True)
+    # graph row i sorts at 2i+1, a new alias inserted before graph row p at 2p (new rows are sorted already)
+    order = np.argsort(np.concatenate([2 * np.arange(len(out)) + 1, 2 * pos[~found]]), kind="stable")
+    both = pd.concat([out, added], ignore_index=True)
+    return both.iloc[order].reset_index(drop=True)
 
 
 def _bridges(cols: IdentityColumns, batch_id: str | np.ndarray, among: np.ndarray | None = None) -> pd.DataFrame:
@@ -178,7 +261,9 @@ def conflicts_from(graph: pd.DataFrame, new_links: pd.DataFrame, previous: pd.Da
     that lost, and links of the ``previous`` graph that an earlier claim arriving later displaced
     (a bridge replaced by a direct link is not a conflict)."""
     claims = new_links
-    if previous is not None and not previous.empty:
+    if previous is not None and not previous.empty and not new_links.empty:
+        # only an alias the new links name can have changed hands
+        previous = previous.loc[_in_graph(previous, new_links, inverse=True)]
         claims = pd.concat([new_links, previous.loc[~is_pointer(previous["user_id"])]], ignore_index=True)
     if claims.empty or graph.empty:
         return empty_conflicts()
@@ -276,8 +361,7 @@ def stitch_users(cols: IdentityColumns, graph: pd.DataFrame, batch_id: str | np.
         known = bridges & _valid(users) & ~_starts(users, POINTER_PREFIXES)
         inferred = links_of(IdentityColumns(users, cols.anonymous, cols.device, cols.timestamp, cols.event_id),
                           batch_id, among=known)
-        fresh = inferred.merge(graph[["kind", "alias"]], on=["kind", "alias"], how="left", indicator=True)
-        fresh = fresh.loc[fresh["_merge"] == "left_only", list(GRAPH_COLUMNS)]
+        fresh = inferred.loc[~_in_graph(graph, inferred), list(GRAPH_COLUMNS)]
         if fresh.empty:
             break
         graph = merge_links(graph, fresh)

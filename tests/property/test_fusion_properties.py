@@ -189,3 +189,45 @@ def test_canonical_mapping_never_raises_and_accounts_for_every_row(channel: str,
     assert (out.rejects["reason"].str.len() > 0).all()
     assert sorted(out.events["source_row"].to_pylist() + out.rejects["source_row"].tolist()) == list(
         range(2, len(cells) + 2))
+
+
+link_rows = st.lists(
+    st.tuples(st.sampled_from(["anonymous", "device"]), st.sampled_from(["a1", "a2", "a3", "b1", "b2"]),
+              st.sampled_from(["u1", "u2", "device:b1", "device:b2"]), st.integers(0, 3)),
+    min_size=0, max_size=25,
+)
+
+
+def _links(rows: list[tuple[str, str, str, int]], batch: str) -> pd.DataFrame:
+    return pd.DataFrame({"alias": [r[1] for r in rows], "kind": [r[0] for r in rows], "user_id": [r[2] for r in rows],
+                         "linked_at": [T0 + pd.Timedelta(hours=r[3]) for r in rows],
+                         "event_id": [f"{batch}-e{i}" for i in range(len(rows))], "batch_id": batch},
+                        columns=["alias", "kind", "user_id", "linked_at", "event_id", "batch_id"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(first=link_rows, second=link_rows)
+def test_merging_into_the_sorted_graph_equals_sorting_everything(first: list, second: list) -> None:
+    """The graph grows by binary search and insertion (an ingest must not sort its whole graph per group):
+    the same graph, row for row, as sorting the old and new links together, ties and bridges included; the
+    conflicts found against the narrowed previous graph are the ones found against all of it."""
+    from ingestion.identity import _merge_sorting, conflicts_from, empty_conflicts, is_pointer
+
+    graph, new = merge_links(_links(first, "b1"), _links([], "b0")), _links(second, "b2")
+    grown = merge_links(graph, new)
+    parts = [f for f in (graph, new) if not f.empty]
+    expected = _merge_sorting(pd.concat(parts, ignore_index=True)) if parts else grown
+    pd.testing.assert_frame_equal(grown, expected)
+    got = conflicts_from(grown, new, previous=graph)
+    parts = [f for f in (new, graph.loc[~is_pointer(graph["user_id"])]) if not f.empty]  # every previous row
+    claims = pd.concat(parts, ignore_index=True) if parts else new
+    if claims.empty or grown.empty:
+        reference = empty_conflicts()
+    else:
+        winner = grown.loc[:, ["kind", "alias", "user_id"]].rename(columns={"user_id": "linked"})
+        claims = claims.merge(winner, on=["kind", "alias"], how="inner")
+        claims = claims.loc[claims["user_id"] != claims["linked"]]
+        claims = claims.sort_values("linked_at", kind="stable").drop_duplicates(["kind", "alias", "user_id"])
+        reference = claims.rename(columns={"user_id": "claimed_by", "linked": "user_id", "linked_at": "claimed_at"})
+        reference = reference.loc[:, list(got.columns)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), reference, check_dtype=False)
