@@ -70,11 +70,16 @@ class KnownEvents:
     def of(cls, events: pd.DataFrame) -> "KnownEvents":
         """The known users' events of ``events`` (user ids as ``is_known_user`` tells them apart)."""
         ts = _epoch_ns(events["timestamp"])
-        keep = is_known_user(events["user_id"]).to_numpy(dtype=bool) & (ts != _NAT)
-        rows = np.flatnonzero(keep)
-        code, ids = pd.factorize(events["user_id"].to_numpy()[rows], sort=True)
+        every, distinct = pd.factorize(events["user_id"].to_numpy())  # missing ids: -1
+        known = is_known_user(pd.Series(distinct, dtype=object)).to_numpy(dtype=bool)  # each id tested once
+        rows = np.flatnonzero((every >= 0) & (ts != _NAT))
+        rows = rows[known[every[rows]]]
+        ids = np.asarray(distinct, dtype=object)[known]
+        order = np.argsort(ids, kind="stable")  # codes in sorted-id order
+        rank = np.full(len(distinct), -1, dtype=np.int64)
+        rank[np.flatnonzero(known)[order]] = np.arange(len(ids), dtype=np.int64)
         late = _epoch_ns(events[STITCHED_AT])[rows] if STITCHED_AT in events else np.full(len(rows), _NAT)
-        return cls(ids=np.asarray(ids, dtype=object), rows=rows, code=code.astype(np.int64), ts=ts[rows], late=late)
+        return cls(ids=ids[order], rows=rows, code=rank[every[rows]], ts=ts[rows], late=late)
 
 
 _NAT = np.iinfo(np.int64).min
