@@ -1,6 +1,7 @@
-"""The coded labels (training/labels.py: users as integer codes, times as epoch nanoseconds) against the
-straightforward per-cutoff pandas selection they replaced (kept here verbatim as the reference): the same
-rows, in the same order, with the same values, cell for cell, for labels and identity exclusions."""
+"""The coded labels (training/labels.py: users as integer codes, times as epoch nanoseconds) and history
+summary (training/baselines.py: grouped by code) against the straightforward per-id pandas code they
+replaced (kept here verbatim as the reference): the same rows, in the same order, with the same values,
+cell for cell, for labels, identity exclusions and the baselines' history."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from features.compute import is_known_user
 from training.identity_pit import STITCHED_AT, counted_at, late_linked_users
+from training.baselines import history_summary
 from training.labels import identity_exclusions, make_labels
 
 T0 = pd.Timestamp("2026-03-01", tz="UTC")
@@ -87,6 +89,42 @@ def ref_identity_exclusions(events: pd.DataFrame, cutoffs: list[pd.Timestamp]) -
     return pd.concat(out, ignore_index=True)
 
 
+def ref_history_summary(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int) -> pd.DataFrame:
+    """Per (user, cutoff), from events strictly before the cutoff: RFM inputs of BG/NBD and window totals."""
+    known = events.loc[is_known_user(events["user_id"]), ["user_id", "timestamp", "event_type", "amount"]]
+    first_seen = known.groupby("user_id")["timestamp"].min()
+    buys = known.loc[known["event_type"] == "purchase"].copy()
+    buys["day"] = buys["timestamp"].dt.floor("D")
+    daily = buys.groupby(["user_id", "day"], as_index=False)["amount"].sum()
+    horizon = pd.Timedelta(days=horizon_days)
+    frames = []
+    for cutoff in cutoffs:
+        users = first_seen.index[first_seen < cutoff]
+        past = daily.loc[daily["day"] < cutoff.floor("D")]
+        g = past.groupby("user_id")
+        first, last, n = g["day"].min(), g["day"].max(), g.size()
+        total = g["amount"].sum()
+        first_value = past.sort_values("day").groupby("user_id")["amount"].first()
+        repeat_mean = ((total - first_value) / (n - 1).where(n > 1)).fillna(0.0)
+        recent = buys.loc[(buys["timestamp"] >= cutoff - horizon) & (buys["timestamp"] < cutoff)].groupby("user_id")
+        age_from = first.reindex(users).fillna(first_seen.reindex(users).dt.floor("D"))
+        frame = pd.DataFrame({
+            "user_id": users.to_numpy(),
+            "event_timestamp": cutoff,
+            "hist_x": (n.reindex(users, fill_value=1) - 1).clip(lower=0).to_numpy(dtype=float),
+            "hist_t_x": ((last - first).dt.days.reindex(users, fill_value=0)).to_numpy(dtype=float),
+            "hist_T": ((cutoff.floor("D") - age_from).dt.days.clip(lower=1)).to_numpy(dtype=float),
+            "hist_mean_value": repeat_mean.reindex(users, fill_value=0.0).to_numpy(dtype=float),
+            "hist_last_window_spend": recent["amount"].sum().reindex(users, fill_value=0.0).to_numpy(dtype=float),
+            "hist_last_window_purchases": recent.size().reindex(users, fill_value=0).to_numpy(dtype=float),
+            "hist_spend_total": total.reindex(users, fill_value=0.0).to_numpy(dtype=float),
+            "hist_purchase_days": n.reindex(users, fill_value=0).to_numpy(dtype=float),
+            "hist_tenure_days": ((cutoff - first_seen.reindex(users)).dt.total_seconds() / 86400).clip(lower=1).to_numpy(),
+        })
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
 # ---- the comparison ----
 
 def _events(seed: int, n: int = 6000, users: int = 400, stitched: bool = True) -> pd.DataFrame:
@@ -155,3 +193,14 @@ def test_exclusions_where_nobody_was_attributable_yet_keep_the_order_of_appearan
     first = got.loc[got["event_timestamp"] == CUTOFFS[0], "user_id"]
     assert len(first) > 5 and not first.is_monotonic_increasing  # order of first appearance, not sorted
     assert identity_exclusions(events.drop(columns=[STITCHED_AT]), CUTOFFS).empty
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_history_by_code_is_the_history_by_id_cell_for_cell(seed: int) -> None:
+    events = _events(seed)
+    events.loc[events.index[:5], "timestamp"] = pd.NaT  # a time missing: no history from it
+    for horizon in (30, 7):
+        got = history_summary(events, [T0 - pd.Timedelta(days=1), *CUTOFFS], horizon)
+        want = ref_history_summary(events, [T0 - pd.Timedelta(days=1), *CUTOFFS], horizon)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got["hist_x"].gt(0).any() and got["hist_mean_value"].gt(0).any() and len(got) > 1000
