@@ -285,6 +285,21 @@ def fit_all(targets: Sequence[Target], train: pd.DataFrame, dataset: pd.DataFram
     return boosters, refits
 
 
+def predict_all(boosters: dict[str, Any], order: Sequence[Target], x: np.ndarray, frame: pd.DataFrame,
+                offset: bool | float | None, workers: int) -> dict[str, np.ndarray]:
+    """Every booster's predictions for ``frame`` (matrix ``x``; :func:`training.stacking.predict_frame`),
+    each target's rows in ``workers`` chunks run on ``workers`` threads, the targets in ``order``: the
+    same values row for row (a row's prediction depends on that row alone). Returns them by key in the
+    order of ``boosters``."""
+    from training.stacking import predict_frame
+
+    chunks = np.array_split(np.arange(len(frame)), max(1, min(workers, len(frame))))
+    jobs = {(t.key, i): (lambda k=t.key, rows=rows: predict_frame(k, boosters[k], x[rows], frame.iloc[rows], offset))
+            for t in order if t.key in boosters for i, rows in enumerate(chunks)}
+    done = in_threads(jobs, workers)
+    return {k: np.concatenate([done[(k, i)] for i in range(len(chunks))]) for k in boosters}
+
+
 def refit_all(boosters: dict[str, Any], dataset: pd.DataFrame, split: Split, features: list[str],
               cfg: TrainingConfig, categories: Sequence[str] = ()) -> dict[str, Any]:
     """The served refits (training/refit.py): same parameters and rounds, every labelled cutoff."""
@@ -404,13 +419,9 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
         calibrated = calibration_step(boosters, refits, train, features, cfg, categories)
         summary.seconds_fit = time.perf_counter() - t0
         advance(len(targets))
-        from training.stacking import predict_frame
-
         x_eval = matrix(evaluation, features)
-        start = cfg.stacking and cfg.btyd_offset
-        full = in_threads({t.key: (lambda b=boosters[t.key], k=t.key: predict_frame(k, b, x_eval, evaluation, start))
-                           for t in costliest_first(targets, categories)}, fit_workers(cfg, len(targets)))
-        full = {k: full[k] for k in boosters}  # the targets' order
+        full = predict_all(boosters, costliest_first(targets, categories), x_eval, evaluation,
+                           cfg.stacking and cfg.btyd_offset, fit_workers(cfg, 2 * len(targets)))
         evaluation = evaluation.assign(segment=assign_eval_segments(rules, evaluation, features, full)
                                        if rules else "all")
         t0 = time.perf_counter()

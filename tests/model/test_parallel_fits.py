@@ -12,7 +12,8 @@ import pandas as pd
 from training.labels import Split
 from training.stacking import predict_frame
 from training.targets import TARGETS
-from training.train import costliest_first, fit, fit_all, fit_workers, in_threads, refit_all, split_frames
+from training.train import (costliest_first, fit, fit_all, fit_workers, in_threads, predict_all, refit_all,
+                            split_frames)
 
 from .conftest import CATEGORIES, FAST, FEATURES, synthetic_set
 
@@ -60,6 +61,20 @@ def test_predictions_in_threads_equal_one_after_another() -> None:
     threaded = in_threads({k: (lambda k=k, b=b: predict_frame(k, b, x, evaluation, False)) for k, b in boosters.items()}, 2)
     for k in alone:
         np.testing.assert_array_equal(threaded[k], alone[k])
+    for workers in (1, 2, 3):  # each target's rows in chunks, on threads
+        chunked = predict_all(boosters, costliest_first(TARGETS, CATEGORIES), x, evaluation, False, workers)
+        assert list(chunked) == list(boosters)
+        for k in alone:
+            np.testing.assert_array_equal(chunked[k], alone[k])
+    assert alone["category"].shape == (len(evaluation), len(CATEGORIES))
+    rng = np.random.default_rng(1)  # with the BTYD offset (init score from a per-row stacked feature)
+    stacked = evaluation.assign(btyd_expected_spend=rng.gamma(2.0, 20.0, len(evaluation)),
+                                btyd_p_no_purchase=rng.uniform(0.05, 0.95, len(evaluation)))
+    offset = {k: predict_frame(k, b, x, stacked, True) for k, b in boosters.items()}
+    chunked = predict_all(boosters, TARGETS, x, stacked, True, 2)
+    for k in offset:
+        np.testing.assert_array_equal(chunked[k], offset[k])
+    assert not np.array_equal(offset["spend"], alone["spend"])  # the offset did count
 
 
 def test_jobs_run_on_worker_threads_and_come_back_in_order() -> None:
