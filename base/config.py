@@ -190,6 +190,9 @@ class TrainingConfig(Strict):
     num_leaves: int = Field(31, ge=2)
     min_data_in_leaf: int = Field(20, ge=1)
     num_threads: int = Field(1, ge=1, description="LightGBM threads (1: OpenMP spin-waits hurt on shared cores)")
+    fit_workers: int = Field(0, ge=0, description="models fitted (and evaluation rows predicted) at once, each "
+                                                  "in a thread with num_threads LightGBM threads; 0 = one per "
+                                                  "core. Any value gives the same models bit for bit")
     target_params: dict[str, dict[str, int | float]] = Field(
         default_factory=dict, description="LightGBM parameters for one target (a key of training/targets.py), "
                                           "over the ones above")

@@ -12,7 +12,7 @@ the child and its children (a Spark JVM included), polled by the parent every 0.
 ``--profile spark`` runs the same stages with ``PERSONA_ENGINE=spark`` in local mode (``--master``).
 
 Usage: python -m bench scale [--users 20000] [--days 90] [--rate 0.3] [--profile default|spark]
-       [--part-users 50000] [--training-share 1.0] [--master local[2]] [--keep DIR]
+       [--part-users 50000] [--training-share 1.0] [--master local[2]] [--keep DIR [--stages train,score]]
 Goal (issue 18): --users 1000000 --days 90 --rate 0.3 under 20 minutes and 12 GB on 2 cores.
 """
 
@@ -245,6 +245,12 @@ def orchestrate(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f"scale bench, {args.profile} profile: {args.users:,} users x {args.days} days at "
               f"{args.rate}/user/day in {data} (load {_load()}, {os.cpu_count()} cores)", flush=True)
         stages = [*STAGES[:3], "userdays", *STAGES[3:]]
+        if args.stages:  # again on a kept folder: only these, in the pipeline's order
+            wanted = [x.strip() for x in args.stages.split(",") if x.strip()]
+            unknown = sorted(set(wanted) - set(stages))
+            if unknown or not args.keep:
+                raise SystemExit(f"--stages needs --keep and names from {stages} (unknown: {unknown})")
+            stages = [x for x in stages if x in wanted]
         for stage in stages:
             print(f"  [{time.strftime('%H:%M:%S')}] {stage} …", flush=True)
             seconds, peak, got = child(args, stage, root / f"{stage}.json")
@@ -261,7 +267,8 @@ def orchestrate(args: argparse.Namespace) -> list[dict[str, Any]]:
             for r in rows[-2:] if stage == "train" else rows[-1:]:
                 print(_row(r["stage"], r["seconds"], r["peak"], r["count"], r["unit"], r["load"], r.get("cpu")),
                       flush=True)
-        summary(args, rows)
+        if not args.stages:
+            summary(args, rows)
     return rows
 
 
@@ -301,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--training-share", type=float, default=1.0,
                     help="training.sample_share: share of users at the fit cutoffs, every engine (evaluation keeps everyone)")
     ap.add_argument("--keep", default="", help="write into this folder and keep it (default: a temp dir)")
+    ap.add_argument("--stages", default="",
+                    help="with --keep: run only these stages (comma-separated) again on the kept folder")
     ap.add_argument("--stage", default="", help=argparse.SUPPRESS)
     ap.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
     ap.add_argument("--result", default="", help=argparse.SUPPRESS)

@@ -8,17 +8,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.compute import is_known_user
 
 HISTORY_COLUMNS = ("hist_x", "hist_t_x", "hist_T", "hist_mean_value", "hist_last_window_spend",
                    "hist_last_window_purchases", "hist_spend_total", "hist_purchase_days", "hist_tenure_days")
 
 
 def history_summary(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int) -> pd.DataFrame:
-    """Per (user, cutoff), from events strictly before the cutoff: RFM inputs of BG/NBD and window totals."""
-    known = events.loc[is_known_user(events["user_id"]), ["user_id", "timestamp", "event_type", "amount"]]
-    first_seen = known.groupby("user_id")["timestamp"].min()
-    buys = known.loc[known["event_type"] == "purchase"].copy()
+    """Per (user, cutoff), from events strictly before the cutoff: RFM inputs of BG/NBD and window totals.
+    Users are grouped by integer code (:class:`training.labels.KnownEvents`: codes in sorted-id order),
+    with the same pandas operations in the same row order as by id, so every value is the same
+    (tests/unit/test_labels_coded.py keeps the by-id version as the reference)."""
+    from training.labels import KnownEvents
+
+    known = KnownEvents.of(events)
+    ts = events["timestamp"].iloc[known.rows].reset_index(drop=True)  # the events' own time unit
+    first_seen = ts.groupby(known.code).min()
+    bought = (events["event_type"] == "purchase").to_numpy(dtype=bool)[known.rows]
+    buys = pd.DataFrame({"user_id": known.code[bought], "timestamp": ts.loc[bought].reset_index(drop=True),
+                         "amount": events["amount"].to_numpy()[known.rows[bought]]})
     buys["day"] = buys["timestamp"].dt.floor("D")
     daily = buys.groupby(["user_id", "day"], as_index=False)["amount"].sum()
     horizon = pd.Timedelta(days=horizon_days)
@@ -34,7 +41,7 @@ def history_summary(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_d
         recent = buys.loc[(buys["timestamp"] >= cutoff - horizon) & (buys["timestamp"] < cutoff)].groupby("user_id")
         age_from = first.reindex(users).fillna(first_seen.reindex(users).dt.floor("D"))
         frame = pd.DataFrame({
-            "user_id": users.to_numpy(),
+            "user_id": known.ids[users.to_numpy()],
             "event_timestamp": cutoff,
             "hist_x": (n.reindex(users, fill_value=1) - 1).clip(lower=0).to_numpy(dtype=float),
             "hist_t_x": ((last - first).dt.days.reindex(users, fill_value=0)).to_numpy(dtype=float),
@@ -48,7 +55,6 @@ def history_summary(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_d
         })
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
-
 
 def spend_baselines(train: pd.DataFrame, evaluation: pd.DataFrame, horizon_days: int) -> dict[str, np.ndarray]:
     """Spend over the horizon: last window repeated, lifetime spend rate, BG/NBD × Gamma-Gamma."""

@@ -18,6 +18,22 @@ def contributions(booster: Any, x: np.ndarray) -> np.ndarray:
     return blocks[np.arange(len(x)), chosen]
 
 
+def contributions_in_threads(booster: Any, x: np.ndarray, workers: int | None = None) -> np.ndarray:
+    """:func:`contributions` with the rows split over ``workers`` threads (default: one per core; LightGBM
+    predicts under a shared lock and releases the GIL), the same values row for row: each row's SHAP
+    values depend on that row alone."""
+    import os
+
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(x) < 2 * workers:
+        return contributions(booster, x)
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts = np.array_split(np.arange(len(x)), workers)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="persona-shap") as pool:
+        return np.concatenate(list(pool.map(lambda rows: contributions(booster, x[rows]), parts)))
+
+
 def top_drivers(booster: Any, x: np.ndarray, features: list[str], k: int = 3) -> list[list[dict[str, float | str]]]:
     """The ``k`` features with the largest absolute contribution for each row."""
     contrib = contributions(booster, x)[:, :-1]
@@ -41,7 +57,7 @@ def driver_summary(booster: Any, x: np.ndarray, features: list[str], max_rows: i
     total = len(x)
     if total > max_rows:
         x = x[np.sort(np.random.default_rng(0).choice(total, max_rows, replace=False))]
-    contrib = np.abs(contributions(booster, x)[:, :-1]) if len(x) else np.zeros((0, len(features)))
+    contrib = np.abs(contributions_in_threads(booster, x)[:, :-1]) if len(x) else np.zeros((0, len(features)))
     top = np.bincount(contrib.argmax(axis=1), minlength=len(features)) if len(x) else np.zeros(len(features))
     order = np.argsort(-contrib.mean(axis=0)) if len(x) else np.arange(len(features))
     return {"rows": total, "sampled_rows": len(x),

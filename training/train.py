@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,6 +233,73 @@ def log_model(target: Target, booster: Any, ev: Evaluation, pred: np.ndarray, tr
     return ModelRef(name=ml.model_name(target.key), version=version, run_id=run.info.run_id)
 
 
+def fit_workers(cfg: TrainingConfig, jobs: int) -> int:
+    """Threads that fit at once: ``cfg.fit_workers``, or one per core (0), never more than ``jobs``."""
+    import os
+
+    return max(1, min(jobs, cfg.fit_workers or os.cpu_count() or 1))
+
+
+def in_threads(jobs: dict[str, Callable[[], Any]], workers: int) -> dict[str, Any]:
+    """Run independent jobs (key → callable) on ``workers`` threads, in the order given; results by key.
+    LightGBM releases the GIL while it builds datasets, boosts and predicts, so on 2 cores two jobs
+    take the time of about one; one worker runs them in this thread."""
+    if workers <= 1 or len(jobs) <= 1:
+        return {k: job() for k, job in jobs.items()}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="persona-fit") as pool:
+        futures = {k: pool.submit(job) for k, job in jobs.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
+def costliest_first(targets: Sequence[Target], categories: Sequence[str] = ()) -> list[Target]:
+    """Targets by the trees a round grows (multi-class: one per class), the most first, so that the longest
+    job starts first when fits share the cores (stable: the given order otherwise)."""
+    return sorted(targets, key=lambda t: -int(t.params(list(categories)).get("num_class", 1) or 1))
+
+
+def fit_all(targets: Sequence[Target], train: pd.DataFrame, dataset: pd.DataFrame, split: Split,
+            features: list[str], cfg: TrainingConfig,
+            categories: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The evaluated fit of every target and, with ``cfg.refit_on_newest``, its served refit (same
+    parameters and rounds, every labelled cutoff: :func:`refit_all`). Each target's pair is one job and
+    the jobs run :func:`fit_workers` at a time in threads, the costliest first; every fit uses
+    ``num_threads`` LightGBM threads and its own data, so the models are the same bit for bit whatever
+    the number of workers (tests/model/test_parallel_fits.py). Returns (boosters, refits) by target key."""
+    from training.refit import refit_frame, rounds_of
+
+    rows = refit_frame(dataset, split) if cfg.refit_on_newest else None
+
+    def job(t: Target) -> Callable[[], tuple[Any, Any]]:
+        def run() -> tuple[Any, Any]:
+            booster = fit(t, train, features, cfg, categories)
+            served = fit(t, rows, features, cfg, categories, rounds=rounds_of(booster)) if rows is not None else None
+            return booster, served
+        return run
+
+    ordered = costliest_first(targets, categories)
+    done = in_threads({t.key: job(t) for t in ordered}, fit_workers(cfg, len(ordered)))
+    boosters = {t.key: done[t.key][0] for t in targets}
+    refits = {t.key: done[t.key][1] for t in targets if done[t.key][1] is not None}
+    return boosters, refits
+
+
+def predict_all(boosters: dict[str, Any], order: Sequence[Target], x: np.ndarray, frame: pd.DataFrame,
+                offset: bool | float | None, workers: int) -> dict[str, np.ndarray]:
+    """Every booster's predictions for ``frame`` (matrix ``x``; :func:`training.stacking.predict_frame`),
+    each target's rows in ``workers`` chunks run on ``workers`` threads, the targets in ``order``: the
+    same values row for row (a row's prediction depends on that row alone). Returns them by key in the
+    order of ``boosters``."""
+    from training.stacking import predict_frame
+
+    chunks = np.array_split(np.arange(len(frame)), max(1, min(workers, len(frame))))
+    jobs = {(t.key, i): (lambda k=t.key, rows=rows: predict_frame(k, boosters[k], x[rows], frame.iloc[rows], offset))
+            for t in order if t.key in boosters for i, rows in enumerate(chunks)}
+    done = in_threads(jobs, workers)
+    return {k: np.concatenate([done[(k, i)] for i in range(len(chunks))]) for k in boosters}
+
+
 def refit_all(boosters: dict[str, Any], dataset: pd.DataFrame, split: Split, features: list[str],
               cfg: TrainingConfig, categories: Sequence[str] = ()) -> dict[str, Any]:
     """The served refits (training/refit.py): same parameters and rounds, every labelled cutoff."""
@@ -348,16 +415,13 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
                                 lambda t, c: lgb_params(t, c, categories))
     with step(progress, "train + register models", total=2 * len(targets)) as advance:
         t0 = time.perf_counter()
-        boosters = {t.key: fit(t, train, features, cfg, categories) for t in targets}
-        refits = refit_all(boosters, dataset, split, features, cfg, categories)
+        boosters, refits = fit_all(targets, train, dataset, split, features, cfg, categories)
         calibrated = calibration_step(boosters, refits, train, features, cfg, categories)
         summary.seconds_fit = time.perf_counter() - t0
         advance(len(targets))
-        from training.stacking import predict_frame
-
         x_eval = matrix(evaluation, features)
-        full = {k: predict_frame(k, b, x_eval, evaluation, cfg.stacking and cfg.btyd_offset)
-                for k, b in boosters.items()}
+        full = predict_all(boosters, costliest_first(targets, categories), x_eval, evaluation,
+                           cfg.stacking and cfg.btyd_offset, fit_workers(cfg, 2 * len(targets)))
         evaluation = evaluation.assign(segment=assign_eval_segments(rules, evaluation, features, full)
                                        if rules else "all")
         t0 = time.perf_counter()
