@@ -99,7 +99,8 @@ def _served_scores(s: Any, refs: dict[str, Any], evaluation: pd.DataFrame) -> di
 
 def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> dict[str, dict[str, np.ndarray]]:
     """In-process fits on the same rows: without lifetime features, without stacking, with stacking, with
-    calibration, boosting from the BTYD prediction (offset), and a hurdle spend model."""
+    calibration, boosting from the BTYD prediction (offset), the offset spend model without its own
+    ``training.target_params.spend`` (the shared LightGBM settings), and a hurdle spend model."""
     from features.lifetime import COLUMNS
     from training.calibration import calibrate_predictions
     from training.stacking import STACK_FEATURES, with_stacking
@@ -122,6 +123,11 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
         k: calibrate_predictions(target(k), b, st_train, st_eval, feats, cfg, fit) for k, b in boosters.items()}
     out["+ BTYD stacking, BTYD as offset"] = {k: _offset_fit(k, st_train, st_eval, feats, cfg)
                                               for k in ("spend", "churn")}
+    if "spend" in s.training.target_params:  # the served spend settings against the shared ones, same rows
+        shared = cfg.model_copy(update={"target_params": {k: v for k, v in cfg.target_params.items() if k != "spend"}})
+        out["BTYD as offset, spend with shared params"] = {
+            "spend": _offset_fit("spend", st_train, st_eval, feats, shared),
+            "churn": out["+ BTYD stacking, BTYD as offset"]["churn"]}
     out["lifetime features, no stacking"] = {k: np.asarray(fit(target(k), train, features, cfg).predict(
         matrix(evaluation, features))) for k in ("spend", "churn")}
     offset_churn = out["+ BTYD stacking, BTYD as offset"]["churn"]
