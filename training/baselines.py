@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
 HISTORY_COLUMNS = ("hist_x", "hist_t_x", "hist_T", "hist_mean_value", "hist_last_window_spend",
                    "hist_last_window_purchases", "hist_spend_total", "hist_purchase_days", "hist_tenure_days")
 
@@ -55,6 +54,7 @@ def history_summary(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_d
         })
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
 
 def spend_baselines(train: pd.DataFrame, evaluation: pd.DataFrame, horizon_days: int) -> dict[str, np.ndarray]:
     """Spend over the horizon: last window repeated, lifetime spend rate, BG/NBD × Gamma-Gamma."""

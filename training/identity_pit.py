@@ -49,8 +49,8 @@ def stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
         found = at >= 0
         who = np.full(len(aliases), np.nan, dtype=object)
         who[found] = table["user_id"].to_numpy(dtype=object)[at[found]]
-        when = np.full(len(aliases), _NAT, dtype=np.int64)
-        when[found] = _ns(table["linked_at"])[at[found]]
+        when = np.full(len(aliases), NAT_NS, dtype=np.int64)
+        when[found] = epoch_ns(table["linked_at"])[at[found]]
         code = np.full(len(aliases), -1, dtype=np.int64)
         code[found] = user_index.get_indexer(who[found])
         return who, code, when
@@ -59,32 +59,33 @@ def stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
     a_user, a_user_code, a_time = linked(anon, np.asarray(a_distinct, dtype=object))
     bridge = np.array([isinstance(u, str) and u.startswith("device:") for u in a_user], dtype=bool)
     b_user_code = np.full(len(a_user), -1, dtype=np.int64)
-    b_time = np.full(len(a_user), _NAT, dtype=np.int64)
+    b_time = np.full(len(a_user), NAT_NS, dtype=np.int64)
     if bridge.any():
         via = np.array([u[len("device:"):] for u in a_user[bridge]], dtype=object)
         _, via_code, via_time = linked(device, via)
         b_user_code[bridge] = via_code
-        both = (a_time[bridge] != _NAT) & (via_time != _NAT)  # the later of the two links; NaT if either is
-        b_time[bridge] = np.where(both, np.maximum(a_time[bridge], via_time), _NAT)
+        both = (a_time[bridge] != NAT_NS) & (via_time != NAT_NS)  # the later of the two links; NaT if either is
+        b_time[bridge] = np.where(both, np.maximum(a_time[bridge], via_time), NAT_NS)
     d_code, d_distinct = pd.factorize(events["device_id"], use_na_sentinel=False)
     _, d_user_code, d_time = linked(device, np.asarray(d_distinct, dtype=object))
     earliest = np.full(len(events), _NEVER, dtype=np.int64)
     for code, when in ((a_user_code[a_code], a_time[a_code]), (d_user_code[d_code], d_time[d_code]),
                        (b_user_code[a_code], b_time[a_code])):
-        reaches = (code >= 0) & (code == u_code) & (when != _NAT)
+        reaches = (code >= 0) & (code == u_code) & (when != NAT_NS)
         earliest = np.where(reaches, np.minimum(earliest, when), earliest)
-    ts = _ns(pd.to_datetime(events["timestamp"], utc=True))
-    late = (earliest != _NEVER) & (ts != _NAT) & (earliest > ts)
-    values = np.where(late, earliest, _NAT).view("datetime64[ns]")
+    ts = epoch_ns(pd.to_datetime(events["timestamp"], utc=True))
+    late = (earliest != _NEVER) & (ts != NAT_NS) & (earliest > ts)
+    values = np.where(late, earliest, NAT_NS).view("datetime64[ns]")
     return pd.Series(pd.DatetimeIndex(values).tz_localize("UTC"), index=events.index, name=STITCHED_AT)
 
 
-_NAT = np.iinfo(np.int64).min
+NAT_NS = np.iinfo(np.int64).min
+"""NaT as epoch nanoseconds."""
 _NEVER = np.iinfo(np.int64).max
 
 
-def _ns(values: pd.Series) -> np.ndarray:
-    """Times as int64 epoch nanoseconds (UTC); NaT as :data:`_NAT`."""
+def epoch_ns(values: pd.Series) -> np.ndarray:
+    """Times as int64 epoch nanoseconds (UTC for zone-aware times); NaT as :data:`NAT_NS`."""
     return pd.DatetimeIndex(values).as_unit("ns").asi8
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from features.compute import is_known_user
 from base.config import TrainingConfig
-from training.identity_pit import STITCHED_AT
+from training.identity_pit import NAT_NS, STITCHED_AT, epoch_ns
 
 
 @dataclass(frozen=True)
@@ -69,26 +69,17 @@ class KnownEvents:
     @classmethod
     def of(cls, events: pd.DataFrame) -> "KnownEvents":
         """The known users' events of ``events`` (user ids as ``is_known_user`` tells them apart)."""
-        ts = _epoch_ns(events["timestamp"])
+        ts = epoch_ns(events["timestamp"])
         every, distinct = pd.factorize(events["user_id"].to_numpy())  # missing ids: -1
         known = is_known_user(pd.Series(distinct, dtype=object)).to_numpy(dtype=bool)  # each id tested once
-        rows = np.flatnonzero((every >= 0) & (ts != _NAT))
+        rows = np.flatnonzero((every >= 0) & (ts != NAT_NS))
         rows = rows[known[every[rows]]]
         ids = np.asarray(distinct, dtype=object)[known]
         order = np.argsort(ids, kind="stable")  # codes in sorted-id order
         rank = np.full(len(distinct), -1, dtype=np.int64)
         rank[np.flatnonzero(known)[order]] = np.arange(len(ids), dtype=np.int64)
-        late = _epoch_ns(events[STITCHED_AT])[rows] if STITCHED_AT in events else np.full(len(rows), _NAT)
+        late = epoch_ns(events[STITCHED_AT])[rows] if STITCHED_AT in events else np.full(len(rows), NAT_NS)
         return cls(ids=ids[order], rows=rows, code=rank[every[rows]], ts=ts[rows], late=late)
-
-
-_NAT = np.iinfo(np.int64).min
-"""NaT as epoch nanoseconds."""
-
-
-def _epoch_ns(values: pd.Series) -> np.ndarray:
-    """Times as int64 epoch nanoseconds (UTC for zone-aware times); NaT as :data:`_NAT`."""
-    return pd.DatetimeIndex(values).as_unit("ns").asi8
 
 
 def _ns(stamp: pd.Timestamp) -> int:

@@ -267,15 +267,14 @@ def fit_all(targets: Sequence[Target], train: pd.DataFrame, dataset: pd.DataFram
     the jobs run :func:`fit_workers` at a time in threads, the costliest first; every fit uses
     ``num_threads`` LightGBM threads and its own data, so the models are the same bit for bit whatever
     the number of workers (tests/model/test_parallel_fits.py). Returns (boosters, refits) by target key."""
-    from training.refit import refit_frame, rounds_of
+    from training.refit import refit_frame
 
     rows = refit_frame(dataset, split) if cfg.refit_on_newest else None
 
     def job(t: Target) -> Callable[[], tuple[Any, Any]]:
         def run() -> tuple[Any, Any]:
             booster = fit(t, train, features, cfg, categories)
-            served = fit(t, rows, features, cfg, categories, rounds=rounds_of(booster)) if rows is not None else None
-            return booster, served
+            return booster, refit(t, booster, rows, features, cfg, categories) if rows is not None else None
         return run
 
     ordered = costliest_first(targets, categories)
@@ -303,13 +302,20 @@ def predict_all(boosters: dict[str, Any], order: Sequence[Target], x: np.ndarray
 def refit_all(boosters: dict[str, Any], dataset: pd.DataFrame, split: Split, features: list[str],
               cfg: TrainingConfig, categories: Sequence[str] = ()) -> dict[str, Any]:
     """The served refits (training/refit.py): same parameters and rounds, every labelled cutoff."""
-    from training.refit import refit_frame, rounds_of
+    from training.refit import refit_frame
 
     if not cfg.refit_on_newest:
         return {}
     rows = refit_frame(dataset, split)
-    return {t.key: fit(t, rows, features, cfg, categories, rounds=rounds_of(boosters[t.key]))
-            for t in TARGETS if t.key in boosters}
+    return {t.key: refit(t, boosters[t.key], rows, features, cfg, categories) for t in TARGETS if t.key in boosters}
+
+
+def refit(t: Target, booster: Any, rows: pd.DataFrame, features: list[str], cfg: TrainingConfig,
+          categories: Sequence[str] = ()) -> Any:
+    """The served refit of ``booster``: same parameters and rounds, on ``rows`` (every labelled cutoff)."""
+    from training.refit import rounds_of
+
+    return fit(t, rows, features, cfg, categories, rounds=rounds_of(booster))
 
 
 def refit_record(dataset: pd.DataFrame, split: Split, t: Target) -> dict[str, Any]:
