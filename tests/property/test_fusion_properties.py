@@ -231,3 +231,17 @@ def test_merging_into_the_sorted_graph_equals_sorting_everything(first: list, se
         reference = claims.rename(columns={"user_id": "claimed_by", "linked": "user_id", "linked_at": "claimed_at"})
         reference = reference.loc[:, list(got.columns)].reset_index(drop=True)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), reference, check_dtype=False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=link_rows, nulls=st.lists(st.integers(0, 24), max_size=3))
+def test_arrow_sort_of_links_equals_the_pandas_sort(rows: list, nulls: list[int]) -> None:
+    """The graph's links are sorted by Arrow (pandas' object sort was most of a large ingest's stitching):
+    the same rows in the same order as pandas' stable sort, ties, bridges and missing users included."""
+    from ingestion.identity import _merge_sorting, _merge_sorting_pandas
+
+    links = _links(rows, "b1")
+    for i in nulls:
+        if i < len(links):
+            links.loc[i, "user_id"] = None
+    pd.testing.assert_frame_equal(_merge_sorting(links), _merge_sorting_pandas(links))
