@@ -198,7 +198,8 @@ user_lifetime_fv = FeatureView(
     tags=TAGS,
 )
 
-LIFETIME_FEATURES = [f.name for f in user_lifetime_fv.schema if not f.name.endswith("_ts")]
+LIFETIME_FEATURES = [f.name for f in user_lifetime_fv.features if not f.name.endswith("_ts")]
+"""In declaration order (not ``schema``: see :data:`MODEL_FEATURES`); the models' feature order."""
 
 _time_udf, _time_udf_source = feast_udf("user_time", SNAPSHOT_EVERY_DAYS)
 user_time = OnDemandFeatureView(  # the grid is written into the function's text: Feast rebuilds it from the text
