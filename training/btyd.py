@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import betaln, gammaln, hyp2f1
+from scipy.special import betaln, digamma, gammaln, hyp2f1
 
 
 @dataclass(frozen=True)
@@ -44,18 +44,35 @@ class BgNbd:
 
 
 def _bgnbd_nll(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> float:
+    return _bgnbd_nll_grad(log_params, x, t_x, T)[0]
+
+
+def _bgnbd_nll_grad(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray,
+                    T: np.ndarray) -> tuple[float, np.ndarray]:
+    """BG/NBD negative log-likelihood and its gradient in the log parameters (analytic: a numerical
+    gradient cost five likelihoods per step, a third of a million-user training run's BTYD time)."""
     r, alpha, a, b = np.exp(log_params)
     a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
     a2 = betaln(a, b + x) - betaln(a, b)
-    a3 = -(r + x) * np.log(alpha + T)
-    a4 = np.where(x > 0, np.log(a) - np.log(b + np.maximum(x, 1) - 1) - (r + x) * np.log(alpha + t_x), -np.inf)
-    return -float(np.sum(a1 + a2 + np.logaddexp(a3, a4)))
+    log_at, log_atx = np.log(alpha + T), np.log(alpha + t_x)
+    repeat = x > 0
+    b_x = b + np.maximum(x, 1) - 1
+    a3 = -(r + x) * log_at
+    a4 = np.where(repeat, np.log(a) - np.log(b_x) - (r + x) * log_atx, -np.inf)
+    mix = np.logaddexp(a3, a4)
+    w3, w4 = np.exp(a3 - mix), np.exp(a4 - mix)  # each term's share of the mixture
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * log_at - w4 * log_atx
+    d_alpha = r / alpha - (r + x) * (w3 / (alpha + T) + w4 / (alpha + t_x))
+    d_a = digamma(a + b) - digamma(a + b + x) + w4 / a
+    d_b = digamma(b + x) - digamma(a + b + x) - digamma(b) + digamma(a + b) - w4 / b_x
+    grad = np.array([d_r.sum() * r, d_alpha.sum() * alpha, d_a.sum() * a, d_b.sum() * b])
+    return -float(np.sum(a1 + a2 + mix)), -grad
 
 
 def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BgNbd:
     """Maximum-likelihood BG/NBD on repeat purchases ``x``, recency ``t_x`` and age ``T`` (days)."""
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
-    res = minimize(_bgnbd_nll, np.log([1.0, 10.0, 2.0, 2.0]), args=(x, t_x, T), method="L-BFGS-B",
+    res = minimize(_bgnbd_nll_grad, np.log([1.0, 10.0, 2.0, 2.0]), args=(x, t_x, T), method="L-BFGS-B", jac=True,
                    bounds=[(-8, 8), (-8, 10), (-8, 8), (-8, 8)])
     r, alpha, a, b = np.exp(res.x)
     return BgNbd(r=r, alpha=alpha, a=max(a, 1.0 + 1e-6), b=b)
@@ -77,17 +94,26 @@ class GammaGamma:
 
 
 def _gg_nll(log_params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:
+    return _gg_nll_grad(log_params, x, m)[0]
+
+
+def _gg_nll_grad(log_params: np.ndarray, x: np.ndarray, m: np.ndarray) -> tuple[float, np.ndarray]:
+    """Gamma-Gamma negative log-likelihood and its gradient in the log parameters (analytic)."""
     p, q, v = np.exp(log_params)
-    ll = (gammaln(p * x + q) - gammaln(p * x) - gammaln(q) + q * np.log(v) + (p * x - 1) * np.log(m)
-          + p * x * np.log(x) - (p * x + q) * np.log(x * m + v))
-    return -float(np.sum(ll))
+    px, log_xmv = p * x, np.log(x * m + v)
+    ll = (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v) + (px - 1) * np.log(m)
+          + px * np.log(x) - (px + q) * log_xmv)
+    d_p = x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - log_xmv)
+    d_q = digamma(px + q) - digamma(q) + np.log(v) - log_xmv
+    d_v = q / v - (px + q) / (x * m + v)
+    return -float(np.sum(ll)), -np.array([d_p.sum() * p, d_q.sum() * q, d_v.sum() * v])
 
 
 def fit_gamma_gamma(x: np.ndarray, mean_value: np.ndarray) -> GammaGamma:
     """Maximum-likelihood Gamma-Gamma on users with repeat purchases (x > 0, mean value > 0)."""
     x, m = np.asarray(x, dtype=float), np.asarray(mean_value, dtype=float)
     keep = (x > 0) & (m > 0)
-    res = minimize(_gg_nll, np.log([1.0, 2.0, 10.0]), args=(x[keep], m[keep]), method="L-BFGS-B",
+    res = minimize(_gg_nll_grad, np.log([1.0, 2.0, 10.0]), args=(x[keep], m[keep]), method="L-BFGS-B", jac=True,
                    bounds=[(-8, 8), (-8, 8), (-8, 12)])
     p, q, v = np.exp(res.x)
     return GammaGamma(p=p, q=max(q, 1.0 + 1e-6), v=v)
