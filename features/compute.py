@@ -198,7 +198,7 @@ class EventArrays:
         if per_second is None:
             return None
         users = _global_codes(parts["code"], user_dicts)
-        _global_codes(parts["session"], session_dicts)
+        _global_codes(parts["session"], session_dicts, ordered=False)
         arrays = cls(users, *(np.concatenate(parts[f]) for f in _ROW_FIELDS[:2]), per_second,
                      *(np.concatenate(parts[f]) for f in _ROW_FIELDS[2:]))
         unit = {1: "s", 1000: "ms", 10**6: "us"}.get(per_second, "ns")
@@ -236,19 +236,29 @@ def _coded(column: "pa.ChunkedArray", codes: dict[str, int], dtype: type, defaul
     return lookup[idx]
 
 
-def _global_codes(codes: list[np.ndarray], dicts: list["pa.Array"]) -> pd.Index:
-    """Rewrite per-part dictionary codes (in place) as codes into the sorted distinct values of every
-    part; returns those values."""
+def _global_codes(codes: list[np.ndarray], dicts: list["pa.Array"], ordered: bool = True) -> pd.Index:
+    """Rewrite per-part dictionary codes (in place) as codes into the distinct values of every part,
+    sorted when ``ordered`` (else in order of first appearance: enough for an identity such as a
+    session); returns those values. One hash pass over all the parts' dictionaries (looking each part
+    up in every distinct value cost a hash table of ten million session ids per part at 1M users)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    values = pc.unique(pa.chunked_array(dicts, type=pa.string())) if dicts else pa.array([], pa.string())
-    uniques = pd.Index(values.to_numpy(zero_copy_only=False)).sort_values()
-    ordered = pa.array(uniques.to_numpy(), type=pa.string())
+    if not dicts:
+        return pd.Index([], dtype=object)
+    encoded = pc.dictionary_encode(pa.chunked_array(dicts, type=pa.string()).combine_chunks())
+    first_seen = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    values = encoded.dictionary
+    if ordered:
+        order = pc.sort_indices(values).to_numpy()  # UTF-8 byte order: Python's order of the strings
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        first_seen, values = rank[first_seen], values.take(pa.array(order))
+    start = 0
     for i, (part, d) in enumerate(zip(codes, dicts)):
-        mapping = np.append(pc.index_in(d, value_set=ordered).to_numpy(zero_copy_only=False).astype(np.int64), -1)
-        codes[i] = mapping[part]
-    return uniques
+        codes[i] = np.append(first_seen[start:start + len(d)], -1)[part]
+        start += len(d)
+    return pd.Index(values.to_numpy(zero_copy_only=False))
 
 
 def compute_snapshots(
