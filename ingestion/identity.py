@@ -183,8 +183,7 @@ def _merge_sorting(links: pd.DataFrame) -> pd.DataFrame:
         return _merge_sorting_pandas(links)
     if keys["kind"].null_count or keys["alias"].null_count:  # pandas counts two nulls as one alias
         return _merge_sorting_pandas(links)
-    order = pc.sort_indices(keys, sort_keys=[(c, "ascending") for c in _LINK_ORDER],
-                            null_placement="at_end").to_numpy()
+    order = pc.sort_indices(keys, sort_keys=[(c, "ascending", "at_end") for c in _LINK_ORDER]).to_numpy()
     first = np.ones(len(order), dtype=bool)
     if len(order) > 1:
         taken = pa.array(order)
@@ -397,6 +396,40 @@ def stitch_users(cols: IdentityColumns, graph: pd.DataFrame, batch_id: str | np.
         graph = merge_links(graph, fresh)
         users = resolve_users(cols, graph)
     return users, graph
+
+
+def related_rows(graph: pd.DataFrame, cols: IdentityColumns) -> pd.DataFrame:
+    """The rows of ``graph`` (sorted, one per alias) that stitching ``cols`` can read or change: the
+    aliases the events carry, and the devices their anonymous ids point at (bridges followed as
+    :func:`resolve_users` follows them); sorted as the graph is."""
+    if graph.empty:
+        return graph
+    kinds, aliases = graph["kind"], graph["alias"]
+    by_kind = {kind: (kinds == kind).to_numpy() for kind in _ALIAS_FIELDS}
+    wanted = np.zeros(len(graph), dtype=bool)
+    for kind in _ALIAS_FIELDS:
+        values = pc.drop_null(pc.unique(cols.alias(kind))).to_numpy(zero_copy_only=False)
+        wanted |= by_kind[kind] & aliases.isin(values).to_numpy()
+    for _ in range(3):  # visitor -> device -> user: the devices the wanted visitors point at
+        pointing = graph["user_id"].loc[wanted & by_kind["anonymous"]]
+        targets = pointing.loc[is_pointer(pointing)].str.removeprefix("device:")
+        more = by_kind["device"] & ~wanted & aliases.isin(targets.to_numpy()).to_numpy()
+        if not more.any():
+            break
+        wanted |= more
+    return graph.loc[wanted].reset_index(drop=True)
+
+
+def stitch_group(cols: IdentityColumns, graph: pd.DataFrame, batch_id: str | np.ndarray, links: pd.DataFrame,
+                 among: np.ndarray | None = None) -> tuple[pa.Array, pd.DataFrame, pd.DataFrame]:
+    """:func:`stitch_users` and :func:`conflicts_from` on the rows of ``graph`` the events relate to,
+    merged back into the whole graph once; returns (users, graph, new conflicts). The same result as on
+    the whole graph (no other row can be read or change), without rebuilding lookups over a graph of
+    millions of aliases several times per group."""
+    sub = related_rows(graph, cols)
+    users, grown = stitch_users(cols, sub, batch_id, links=links, among=among)
+    new = conflicts_from(grown, links, previous=sub)
+    return users, merge_links(graph, grown), new
 
 
 def stitch(events: pd.DataFrame, graph: pd.DataFrame, batch_id: str = "", rounds: int = 3,

@@ -35,7 +35,6 @@ from ingestion.frames import renumber_series
 from ingestion.event_store import EventIdIndex, id_hashes, write_batch, write_id_hashes
 from ingestion.identity import (
     IdentityColumns,
-    conflicts_from,
     link_carriers,
     conflicts_path,
     links_of,
@@ -43,7 +42,7 @@ from ingestion.identity import (
     load_graph,
     merge_conflicts,
     save_table,
-    stitch_users,
+    stitch_group,
 )
 from ingestion.ledger import BatchRecord, append_torn_safe, read_ledger
 from ingestion.manifest import InboxManifest
@@ -329,8 +328,7 @@ class IngestRun:
             cols = IdentityColumns.of(pa.concat_tables([s.events for s in group]))  # type: ignore[misc]
             before = GroupIdentity(cols, batch, sizes, self.graph, self.conflicts)
         links = links_of(before.cols, before.batch, among)
-        users, graph = stitch_users(before.cols, before.graph, before.batch, links=links, among=among)
-        new = conflicts_from(graph, links, previous=before.graph)
+        users, graph, new = stitch_group(before.cols, before.graph, before.batch, links, among)
         self.conflicts = merge_conflicts(before.conflicts, new) if not new.empty else before.conflicts
         self.graph = graph
         for staged, start, size in zip(group, np.cumsum([0, *before.sizes[:-1]]), before.sizes):

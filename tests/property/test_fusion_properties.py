@@ -245,3 +245,32 @@ def test_arrow_sort_of_links_equals_the_pandas_sort(rows: list, nulls: list[int]
         if i < len(links):
             links.loc[i, "user_id"] = None
     pd.testing.assert_frame_equal(_merge_sorting(links), _merge_sorting_pandas(links))
+
+
+group_rows = st.lists(
+    st.tuples(maybe(st.sampled_from(["u1", "u2", "u3"])), maybe(st.sampled_from(["a1", "a2", "a3", "b1"])),
+              maybe(st.sampled_from(["b1", "b2", "d1"])), st.integers(0, 4 * 60)),
+    min_size=0, max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(history=group_rows, extra=link_rows, batch=group_rows, among=st.lists(st.booleans(), min_size=30, max_size=30))
+def test_stitching_a_group_on_its_related_rows_equals_stitching_on_the_whole_graph(
+        history: list, extra: list, batch: list, among: list[bool]) -> None:
+    """An ingest stitches each group on the graph rows its aliases (and the devices their visitors point
+    at) name, then merges back: the same users, graph and conflicts as stitching against the whole graph."""
+    import numpy as np
+
+    from ingestion.identity import IdentityColumns, conflicts_from, links_of, stitch_group, stitch_users
+
+    _, graph = stitch(_frame(history), merge_links(_links(extra, "b0"), _links([], "b0")), batch_id="b1")
+    events = _frame(batch)
+    cols, rows = IdentityColumns.of(events), np.array(among[:len(batch)], dtype=bool)
+    links = links_of(cols, "b2", rows)
+    users, grown, new = stitch_group(cols, graph, "b2", links, rows)
+    want_users, want_graph = stitch_users(cols, graph, "b2", links=links, among=rows)
+    assert users.to_pylist() == want_users.to_pylist()
+    pd.testing.assert_frame_equal(grown.reset_index(drop=True), want_graph.reset_index(drop=True))
+    want_new = conflicts_from(want_graph, links, previous=graph)
+    pd.testing.assert_frame_equal(new.reset_index(drop=True), want_new.reset_index(drop=True), check_dtype=False)
