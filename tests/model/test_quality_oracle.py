@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from base.config import Settings
 from persona.pipeline import ingest_inbox, load_clean_events
 from persona.sample_data import generate_sample_data
 from persona.sample_oracle import horizon_oracle, window_weights
@@ -18,7 +19,7 @@ from training.labels import make_labels
 USERS, DAYS, HORIZON = 600, 120, 30
 
 
-def _labelled(tmp_path, mode: str) -> tuple[object, pd.Timestamp, pd.DataFrame]:
+def _labelled(tmp_path, mode: str) -> tuple[Settings, pd.Timestamp, pd.DataFrame]:
     """A clean sample through ingestion, labels at the cutoff one horizon before the end, joined to the oracle."""
     s = make_settings(tmp_path, users=USERS, days=DAYS, mode=mode, mess_rate=0.0)
     generate_sample_data(s)
