@@ -12,7 +12,9 @@ Gamma-Gamma fitted on the same pre-cutoff history:
   model wins by more than one;
 * every baseline keeps its row (and "always zero" for spend);
 * variants fitted in-process on the same rows: without the lifetime features, with BTYD stacking,
-  with calibration; a ceiling cross-fitted on the evaluation cutoff itself (not servable: it bounds what
+  with calibration, learning-to-rank spend scores, monotone constraints, a spend-per-tenure-day target;
+  the oracle: the generator's own expected spend and P(purchase) (persona/sample_oracle.py), the most any
+  model could get; a ceiling cross-fitted on the evaluation cutoff itself (not servable: it bounds what
   the features can rank); segments vs hidden personas (adjusted Rand index) per rule set, with a supervised
   classifier's ARI as the ceiling of what the features can tell apart.
 """
@@ -133,7 +135,107 @@ def _variants(data: pd.DataFrame, split: Any, features: list[str], s: Any) -> di
     offset_churn = out["+ BTYD stacking, BTYD as offset"]["churn"]
     out["+ BTYD stacking, hurdle: P(buy) x E[spend | buy]"] = {
         "spend": (1 - offset_churn) * _conditional_spend(st_train, st_eval, feats, cfg), "churn": offset_churn}
+    for objective in ("rank_xendcg", "lambdarank"):
+        out[f"+ BTYD stacking, spend ranked ({objective}, isotonic level)"] = {
+            "spend": _ranked_spend(objective, st_train, st_eval, feats, cfg), "churn": offset_churn}
+    monotone = _monotone(cfg, feats)
+    out["+ BTYD stacking, BTYD as offset, monotone"] = {k: _offset_fit(k, st_train, st_eval, feats, monotone)
+                                                       for k in ("spend", "churn")}
+    if "tenure_days" in feats:
+        out["+ BTYD stacking, spend per day of tenure (exposure)"] = {
+            "spend": _tenure_rate_spend(st_train, st_eval, feats, cfg, s.training.horizon_days),
+            "churn": offset_churn}
     return out
+
+
+RANK_BUCKETS = 4
+"""Relevance of a ranking row: 0 for no spend, then the spend quartile (1..4) among the cutoff's buyers."""
+
+INCREASING = ("lifetime_purchases", "lifetime_spend", "lifetime_purchase_days", "btyd_frequency",
+              "btyd_expected_purchases", "btyd_expected_spend", "btyd_p_alive")
+DECREASING = ("days_since_last_purchase", "btyd_p_no_purchase")
+"""Monotone constraints of the spend model (churn gets the opposite signs): more purchases, spend and BTYD
+expectation never lower the prediction, a longer time since the last purchase never raises it."""
+
+
+def _relevance(rows: pd.DataFrame, k: int = RANK_BUCKETS) -> np.ndarray:
+    """Per row, 0 when the user spent nothing, else the spend quantile bucket 1..k within its cutoff."""
+    spend = rows["label_spend"].to_numpy(dtype=float)
+    rank = rows.loc[spend > 0].groupby("event_timestamp")["label_spend"].rank(pct=True, method="average")
+    out = np.zeros(len(rows), dtype=int)
+    out[np.flatnonzero(spend > 0)] = np.ceil(rank.to_numpy() * k).clip(1, k).astype(int)
+    return out
+
+
+def _ranked_spend(objective: str, train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str],
+                  cfg: Any) -> np.ndarray:
+    """A learning-to-rank spend score (one query group per training cutoff, relevance = spend bucket),
+    rounds early-stopped on NDCG of the top decile of the newest training cutoff, refitted on every
+    training cutoff; mapped to spend by an isotonic fit of the training rows' spend on their scores (so
+    the RMSE means something; the ranking, hence capture and AUC, is the score's own)."""
+    import lightgbm as lgb
+    from sklearn.isotonic import IsotonicRegression
+
+    from training.targets import target
+    from training.train import lgb_params, matrix
+
+    train = train.sort_values("event_timestamp", kind="stable")
+    ts = pd.to_datetime(train["event_timestamp"], utc=True)
+    top = max(1, int(ts.value_counts().min()) // 10)
+    params = {**lgb_params(target("spend"), cfg), "objective": objective, "metric": "ndcg", "eval_at": [top],
+              "lambdarank_truncation_level": top, "label_gain": [float(2**i - 1) for i in range(RANK_BUCKETS + 1)]}
+    params.pop("tweedie_variance_power", None)
+
+    def data(rows: pd.DataFrame, ref: Any = None) -> Any:
+        group = rows.groupby("event_timestamp", sort=True).size().to_numpy()
+        return lgb.Dataset(matrix(rows, feats), label=_relevance(rows), group=group, reference=ref)
+
+    d = data(train.loc[ts < ts.max()])
+    b = lgb.train(params, d, num_boost_round=cfg.num_boost_round, valid_sets=[data(train.loc[ts == ts.max()], d)],
+                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+    b = lgb.train(params, data(train), num_boost_round=max(1, int(b.best_iteration or cfg.num_boost_round)))
+    level = IsotonicRegression(out_of_bounds="clip").fit(b.predict(matrix(train, feats)),
+                                                         train["label_spend"].to_numpy(dtype=float))
+    score = np.asarray(b.predict(matrix(evaluation, feats)))
+    return level.predict(score) + 1e-9 * (score - score.min()) / max(float(np.ptp(score)), 1e-12)  # ties by score
+
+
+def _monotone(cfg: Any, feats: list[str]) -> Any:
+    """The training settings with monotone constraints on spend (and the opposite on churn)."""
+    sign = [1 if f in INCREASING else -1 if f in DECREASING else 0 for f in feats]
+    params = dict(cfg.target_params)
+    for key, direction in (("spend", 1), ("churn", -1)):
+        params[key] = {**params.get(key, {}), "monotone_constraints": [direction * v for v in sign],
+                       "monotone_constraints_method": "advanced"}
+    return cfg.model_copy(update={"target_params": params})
+
+
+def _tenure_rate_spend(train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any,
+                       horizon: int) -> np.ndarray:
+    """Spend per day of tenure at the horizon's end (``label_spend / (tenure_days + horizon)``, rows weighted
+    by that exposure, the Tweedie objective), times the exposure: a target comparable across tenure. (Spend per
+    day of the horizon itself is a constant rescaling here: every evaluated user is known at the cutoff.)"""
+    import lightgbm as lgb
+
+    from training.targets import target
+    from training.train import lgb_params, matrix
+
+    params = lgb_params(target("spend"), cfg)
+
+    def exposure(rows: pd.DataFrame) -> np.ndarray:
+        return rows["tenure_days"].fillna(0).clip(lower=0).to_numpy(dtype=float) + horizon
+
+    def data(rows: pd.DataFrame, ref: Any = None) -> Any:
+        w = exposure(rows)
+        return lgb.Dataset(matrix(rows, feats), label=rows["label_spend"].to_numpy(dtype=float) / w, weight=w,
+                           reference=ref)
+
+    ts = pd.to_datetime(train["event_timestamp"], utc=True)
+    d = data(train.loc[ts < ts.max()])
+    b = lgb.train(params, d, num_boost_round=cfg.num_boost_round, valid_sets=[data(train.loc[ts == ts.max()], d)],
+                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+    b = lgb.train(params, data(train), num_boost_round=max(1, int(b.best_iteration or cfg.num_boost_round)))
+    return np.asarray(b.predict(matrix(evaluation, feats))) * exposure(evaluation)
 
 
 def _conditional_spend(train: pd.DataFrame, evaluation: pd.DataFrame, feats: list[str], cfg: Any) -> np.ndarray:
@@ -211,6 +313,29 @@ def in_sample_ceiling(evaluation: pd.DataFrame, features: list[str], s: Any, fol
     return out
 
 
+def oracle_rows(s: Any, cutoff: pd.Timestamp, evaluation: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """The generator's own expected spend and P(purchase) per evaluation user (persona/sample_oracle.py):
+    the most any model could rank; in the BTYD sample also without knowing who is still alive."""
+    from persona.sample_oracle import horizon_oracle
+
+    oracle = horizon_oracle(s, cutoff, s.training.horizon_days).set_index("user_id")
+    users = evaluation["user_id"].astype(str)
+    missing = int((~users.isin(oracle.index)).sum())
+    rows = oracle.reindex(users.to_numpy())
+    y = evaluation["label_spend"].to_numpy(dtype=float)
+    expected = rows["expected_spend"].to_numpy(dtype=float)
+    print(f"  oracle: {len(users) - missing} of {len(users)} evaluation users mapped to generator users; "
+          f"mean expected spend {np.nanmean(expected):.2f} vs realized {y.mean():.2f} "
+          f"(s.e. {y.std(ddof=1) / np.sqrt(len(y)):.2f})")
+    out = {"oracle: generator's expected values": {"spend": expected,
+                                                   "churn": 1 - rows["p_purchase"].to_numpy(dtype=float)}}
+    if "expected_spend_params" in rows:
+        out["oracle knowing rates, not who is alive"] = {
+            "spend": rows["expected_spend_params"].to_numpy(dtype=float),
+            "churn": 1 - rows["p_purchase_params"].to_numpy(dtype=float)}
+    return out
+
+
 def _segments(s: Any, summary: Any, data: pd.DataFrame, split: Any) -> None:
     """Adjusted Rand index of the segments vs the hidden personas, per rule set, and the ceiling."""
     from base.config import load_segment_file
@@ -271,7 +396,8 @@ def regime(mode: str, users: int, days: int, horizon: int) -> None:
         spend_b = spend_baselines(train, evaluation, s.training.horizon_days)
         churn_b = churn_baselines(train, evaluation, s.training.horizon_days)
         rows = {"model (served config)": model, **_variants(data, split, features, s),
-                "ceiling: 5-fold on eval cutoff itself": in_sample_ceiling(evaluation, features, s)}
+                "ceiling: 5-fold on eval cutoff itself": in_sample_ceiling(evaluation, features, s),
+                **oracle_rows(s, split.evaluation, evaluation)}
         base_rows = {name: {"spend": spend_b[name], "churn": churn_b.get("bgnbd" if name == "bgnbd_gamma_gamma"
                                                                           else name, np.full(len(y), np.nan))}
                      for name in spend_b}
