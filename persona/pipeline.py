@@ -323,7 +323,7 @@ def sampled_fit_rows(labels: pd.DataFrame, evaluation: pd.Timestamp, share: floa
     """The label rows of a ``share`` of the users (a stable hash of the id: the same users at every cutoff)
     at the cutoffs models are fitted on, and every row at the ``evaluation`` cutoff, so the evaluation
     and its baselines see the whole population whatever the share."""
-    from training.spark_dataset import sampled
+    from training.user_sample import sampled
 
     if share >= 1:
         return labels

@@ -23,11 +23,19 @@ EVALUATED_MODEL = "evaluated_model"
 SERVES_TAG = "persona.serves"
 
 
-def refit_frame(dataset: pd.DataFrame, split: Split) -> pd.DataFrame:
-    """Rows of every labelled cutoff the refit learns from (training, refit and evaluation cutoffs)."""
+def refit_frame(dataset: pd.DataFrame, split: Split, share: float = 1.0) -> pd.DataFrame:
+    """Rows of every labelled cutoff the refit learns from (training, refit and evaluation cutoffs). The
+    evaluation cutoff keeps every user (the gate's metrics are on everyone); the refit takes the same
+    ``share`` of them as the fit cutoffs carry (``training.sample_share``), so the newest cutoff weighs in
+    as each older one does and the refit costs what the fit does."""
+    from training.user_sample import in_sample
+
     ts = pd.to_datetime(dataset["event_timestamp"], utc=True)
-    keep = pd.to_datetime([*split.train, *split.refit, split.evaluation], utc=True)
-    return dataset.loc[ts.isin(keep)]
+    fit = ts.isin(pd.to_datetime([*split.train, *split.refit], utc=True)).to_numpy()
+    newest = (ts == pd.to_datetime(split.evaluation, utc=True)).to_numpy()
+    if share < 1 and newest.any():
+        newest[newest] = in_sample(dataset["user_id"].loc[newest], share)
+    return dataset.loc[fit | newest]
 
 
 def rounds_of(booster: Any) -> int:

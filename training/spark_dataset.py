@@ -10,7 +10,6 @@ every user at the evaluation cutoff (``persona.pipeline.sampled_fit_rows``).
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,21 +19,10 @@ from base.config import Settings
 from base.progress import step
 from features.store import FEATURE_SERVICE, feature_refs
 from training.dataset import retrieve
+from training.user_sample import sampled
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-
-
-def sampled(labels: pd.DataFrame, share: float) -> pd.DataFrame:
-    """The label rows of the users whose id hashes below ``share`` (stable across runs and cutoffs)."""
-    if share >= 1:
-        return labels
-    users = labels["user_id"].astype(str)
-    unique = users.unique()
-    digest = np.array([int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8).digest(), "big") for u in unique],
-                      dtype=np.uint64)
-    keep = set(unique[digest < np.uint64(share * float(2 ** 64 - 1))])
-    return labels.loc[users.isin(keep)]
 
 
 def build_training_set_spark(settings: Settings, store: "FeatureStore", labels: pd.DataFrame,

@@ -269,7 +269,7 @@ def fit_all(targets: Sequence[Target], train: pd.DataFrame, dataset: pd.DataFram
     the number of workers (tests/model/test_parallel_fits.py). Returns (boosters, refits) by target key."""
     from training.refit import refit_frame
 
-    rows = refit_frame(dataset, split) if cfg.refit_on_newest else None
+    rows = refit_frame(dataset, split, cfg.sample_share) if cfg.refit_on_newest else None
 
     def job(t: Target) -> Callable[[], tuple[Any, Any]]:
         def run() -> tuple[Any, Any]:
@@ -306,7 +306,7 @@ def refit_all(boosters: dict[str, Any], dataset: pd.DataFrame, split: Split, fea
 
     if not cfg.refit_on_newest:
         return {}
-    rows = refit_frame(dataset, split)
+    rows = refit_frame(dataset, split, cfg.sample_share)
     return {t.key: refit(t, boosters[t.key], rows, features, cfg, categories) for t in TARGETS if t.key in boosters}
 
 
@@ -318,12 +318,12 @@ def refit(t: Target, booster: Any, rows: pd.DataFrame, features: list[str], cfg:
     return fit(t, rows, features, cfg, categories, rounds=rounds_of(booster))
 
 
-def refit_record(dataset: pd.DataFrame, split: Split, t: Target) -> dict[str, Any]:
-    """What the run records about the refit beside the evaluated fit."""
+def refit_record(dataset: pd.DataFrame, split: Split, t: Target, share: float = 1.0) -> dict[str, Any]:
+    """What the run records about the refit beside the evaluated fit (``share``: ``training.sample_share``)."""
     from training.refit import refit_frame
 
     cutoffs = sorted({*split.train, *split.refit, split.evaluation})
-    return {"metrics": {"rows_refit": len(t.rows(refit_frame(dataset, split)))},
+    return {"metrics": {"rows_refit": len(t.rows(refit_frame(dataset, split, share)))},
             "tags": {"persona.refit_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in cutoffs),
                      "persona.refit_newest_label_cutoff": f"{split.evaluation:%Y-%m-%d}"}}
 
@@ -438,7 +438,7 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
                           min_rows=ml.gate.min_segment_rows)
             ref = log_model(t, boosters[t.key], ev, pred, train, evaluation, features, split, cfg, ml,
                             lineage or {}, categories, served=refits.get(t.key),
-                            extra=merge_extra(refit_record(dataset, split, t) if t.key in refits else {},
+                            extra=merge_extra(refit_record(dataset, split, t, cfg.sample_share) if t.key in refits else {},
                                               calibrated.get(t.key, {}), stacked, searched.get(t.key, {})))
             alias, reasons = settle(ml, t.key, ref, check) if gate else ("", ())
             summary.models.append(TrainedModel(t.key, ref, ev.metrics, len(t.rows(train)), len(rows),

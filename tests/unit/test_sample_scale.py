@@ -42,3 +42,22 @@ def test_sampled_fit_rows_keep_the_same_users_at_fit_cutoffs_and_everyone_at_eva
     assert per_cutoff.iloc[0] == per_cutoff.iloc[1] and per_cutoff.iloc[2] == set(users)
     assert 0.2 < len(per_cutoff.iloc[0]) / 2000 < 0.3
     assert sampled_fit_rows(labels, cutoffs[-1], 1.0) is labels
+
+
+def test_the_refit_takes_the_fit_cutoffs_users_at_the_newest_cutoff() -> None:
+    """The served refit learns from every labelled cutoff; with a sample share it takes at the evaluation
+    cutoff the same users the fit cutoffs carry (not all of them: that weighed the newest cutoff 1/share
+    times as much as each older one and made the refit cost several fits)."""
+    from training.labels import Split
+    from training.refit import refit_frame
+
+    cutoffs = pd.to_datetime(["2026-09-01", "2026-09-08", "2026-09-15"], utc=True)
+    users = [f"u{i:06d}" for i in range(2000)]
+    labels = sampled_fit_rows(pd.DataFrame({"user_id": users * 3, "event_timestamp": cutoffs.repeat(2000)}),
+                              cutoffs[-1], 0.25)
+    split = Split(train=[cutoffs[0]], refit=[cutoffs[1]], evaluation=cutoffs[2])
+    rows = refit_frame(labels, split, 0.25)
+    per_cutoff = rows.groupby("event_timestamp")["user_id"].apply(set)
+    assert len(per_cutoff) == 3 and per_cutoff.iloc[2] == per_cutoff.iloc[0] == per_cutoff.iloc[1]
+    assert list(rows.index) == sorted(rows.index)  # the frame's order is kept
+    assert len(refit_frame(labels, split, 1.0)) == len(labels)  # no share: every labelled row
