@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
     from ingestion.ingest import IngestSummary
+    from training.labels import KnownEvents
     from training.train import TrainSummary
 
 
@@ -332,9 +333,10 @@ def sampled_fit_rows(labels: pd.DataFrame, evaluation: pd.Timestamp, share: floa
 
 
 def training_set(settings: Settings, store: "FeatureStore | None" = None, progress: Any | None = None,
-                 events: pd.DataFrame | None = None):
+                 events: pd.DataFrame | None = None, known: "KnownEvents | None" = None):
     """Labels after each cutoff joined point-in-time with Feast features; returns (frame, split, features).
-    ``events``: :func:`training_events`, when the caller already has them."""
+    ``events``: :func:`training_events`, when the caller already has them (and ``known``, their
+    ``KnownEvents``)."""
     from features.store import feature_refs, open_store
     from training.dataset import build_training_set
     from training.labels import make_labels, rolling_cutoffs
@@ -344,7 +346,8 @@ def training_set(settings: Settings, store: "FeatureStore | None" = None, progre
         events = training_events(settings) if events is None else events
         history_end = events["timestamp"].max().floor("D") + pd.Timedelta(days=1)
         split = rolling_cutoffs(history_end, events["timestamp"].min(), settings.training)
-        labels = make_labels(events, split.all, settings.training.horizon_days, settings.features.categories)
+        labels = make_labels(events, split.all, settings.training.horizon_days, settings.features.categories,
+                             known=known)
         labels = sampled_fit_rows(labels, split.evaluation, settings.training.sample_share)
         advance(1)
         if settings.engine == "spark":  # Feast's Spark offline store, one partition per cutoff, sampled users
@@ -386,15 +389,16 @@ def train(settings: Settings, store: "FeatureStore | None" = None, progress: Any
     from features.store import open_store
     from training.baselines import history_summary
     from training.champions import serving_check
-    from training.labels import exclusion_tags, identity_exclusions
+    from training.labels import KnownEvents, exclusion_tags, identity_exclusions
     from training.train import train_all, with_history
 
     store = store or open_store(settings)
     check = serving_check(store, settings.features.categories)
     events = training_events(settings)
-    frame, split, features = training_set(settings, store, progress, events)
-    history = history_summary(events, split.all, settings.training.horizon_days)
-    lineage = {**lineage_tags(settings, frame), **exclusion_tags(identity_exclusions(events, split.all))}
+    known = KnownEvents.of(events)  # one pass over every event for labels, history and exclusions
+    frame, split, features = training_set(settings, store, progress, events, known)
+    history = history_summary(events, split.all, settings.training.horizon_days, known)
+    lineage = {**lineage_tags(settings, frame), **exclusion_tags(identity_exclusions(events, split.all, known))}
     return train_all(with_history(frame, history), features, split, settings.training,
                      settings.ml, rules=settings.segments,
                      categories=settings.features.categories, lineage=lineage, check=check, progress=progress)

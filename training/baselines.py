@@ -5,21 +5,27 @@ Their inputs come only from events before each cutoff (``history_summary``), so 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from training.labels import KnownEvents
 
 HISTORY_COLUMNS = ("hist_x", "hist_t_x", "hist_T", "hist_mean_value", "hist_last_window_spend",
                    "hist_last_window_purchases", "hist_spend_total", "hist_purchase_days", "hist_tenure_days")
 
 
-def history_summary(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int) -> pd.DataFrame:
+def history_summary(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int,
+                    known: KnownEvents | None = None) -> pd.DataFrame:
     """Per (user, cutoff), from events strictly before the cutoff: RFM inputs of BG/NBD and window totals.
     Users are grouped by integer code (:class:`training.labels.KnownEvents`: codes in sorted-id order),
     with the same pandas operations in the same row order as by id, so every value is the same
     (tests/unit/test_labels_coded.py keeps the by-id version as the reference)."""
     from training.labels import KnownEvents
 
-    known = KnownEvents.of(events)
+    known = KnownEvents.of(events) if known is None else known
     ts = events["timestamp"].iloc[known.rows].reset_index(drop=True)  # the events' own time unit
     first_seen = ts.groupby(known.code).min()
     bought = (events["event_type"] == "purchase").to_numpy(dtype=bool)[known.rows]

@@ -88,7 +88,7 @@ def _ns(stamp: pd.Timestamp) -> int:
 
 
 def make_labels(events: pd.DataFrame, cutoffs: list[pd.Timestamp], horizon_days: int,
-                categories: list[str] | None = None) -> pd.DataFrame:
+                categories: list[str] | None = None, known: KnownEvents | None = None) -> pd.DataFrame:
     """One row per (known user seen before the cutoff, cutoff): spend, churn and top category in the horizon.
 
     Only events in ``[cutoff, cutoff + horizon)`` make a label; features come from before the cutoff.
@@ -158,7 +158,8 @@ def _users_at(known: KnownEvents, cutoff: int) -> np.ndarray:
     return np.flatnonzero(has & ~late)
 
 
-def identity_exclusions(events: pd.DataFrame, cutoffs: list[pd.Timestamp]) -> pd.DataFrame:
+def identity_exclusions(events: pd.DataFrame, cutoffs: list[pd.Timestamp],
+                        known: KnownEvents | None = None) -> pd.DataFrame:
     """Rows ``make_labels`` leaves out for point-in-time identity, with the reason:
     ``not_linked_yet`` (all history before the cutoff was linked later: unknown then) and
     ``history_linked_later`` (known, but the snapshot includes history linked after the cutoff).
@@ -167,7 +168,7 @@ def identity_exclusions(events: pd.DataFrame, cutoffs: list[pd.Timestamp]) -> pd
     out = []
     if STITCHED_AT not in events:
         return pd.DataFrame(columns=["user_id", "event_timestamp", "reason"])
-    known = KnownEvents.of(events)
+    known = KnownEvents.of(events) if known is None else known
     n = len(known.ids)
     for cutoff in cutoffs:
         c = _ns(cutoff)

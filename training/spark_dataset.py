@@ -4,7 +4,7 @@ Spark's point-in-time join reads every file its source table is given, so each c
 binds the snapshot table to the one partition that can answer it (the newest at or before the cutoff,
 which carries every user known by then; features/spark_store.py). Training stays on one node, on the
 label rows the caller hands in: the pipeline keeps ``training.sample_share`` of the users at the fit
-cutoffs (:func:`sampled`, a stable hash of the id: the same users at every cutoff, on every engine) and
+cutoffs (:func:`training.user_sample.sampled`, a stable hash of the id: the same users at every cutoff, on every engine) and
 every user at the evaluation cutoff (``persona.pipeline.sampled_fit_rows``).
 """
 
@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from base.config import Settings
 from base.progress import step
 from features.store import FEATURE_SERVICE, feature_refs
 from training.dataset import retrieve
-from training.user_sample import sampled
 
 if TYPE_CHECKING:
     from feast import FeatureStore

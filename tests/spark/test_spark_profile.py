@@ -113,7 +113,7 @@ def test_spark_retrieval_equals_the_default_store(spark_built: Settings, labels:
 
 
 def test_training_sample_keeps_the_same_users_at_every_cutoff(labels: pd.DataFrame) -> None:
-    from training.spark_dataset import sampled
+    from training.user_sample import sampled
 
     half = sampled(labels, 0.5)
     assert 0.3 * len(labels) < len(half) < 0.7 * len(labels)
