@@ -304,12 +304,13 @@ def training_events(settings: Settings) -> pd.DataFrame:
     from ingestion.clean_state import NoCleanEvents, no_clean_events
     from ingestion.event_store import iter_resolved
     from ingestion.identity import load_graph
-    from training.identity_pit import with_stitch_times
+    from training.identity_pit import GraphLinks, with_stitch_times
 
     paths = DataPaths(settings.data_dir)
     graph = load_graph(paths.identity_graph)
+    links = GraphLinks.of(graph)  # prepared once for every part
     aliases = ["anonymous_id", "device_id"]
-    parts = [with_stitch_times(table.to_pandas(), graph).drop(columns=aliases)
+    parts = [with_stitch_times(table.to_pandas(), links).drop(columns=aliases)
              for table in iter_resolved(paths.events, graph, list(TRAINING_COLUMNS))]  # the graph read once
     if not parts:
         raise NoCleanEvents(no_clean_events(paths))

@@ -9,6 +9,8 @@ at ``t``: an event stitched to its user by a link made at or after ``t`` does no
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -17,13 +19,40 @@ STITCHED_AT = "stitched_at"
 (NaT: the event carried the user itself, or its alias was already linked when it happened)."""
 
 
-def _lookup(graph: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """``alias -> (user_id, linked_at)`` for one kind of alias (one link per alias)."""
-    part = graph.loc[graph["kind"] == kind, ["alias", "user_id", "linked_at"]]
-    return part.drop_duplicates("alias").set_index("alias")
+@dataclass(frozen=True)
+class AliasLinks:
+    """One kind of alias's links as arrays: ``index`` (alias, unique), the linked ``users`` (str) and
+    when (``times``, epoch ns)."""
+
+    index: pd.Index
+    users: np.ndarray
+    times: np.ndarray
+
+    @classmethod
+    def of(cls, graph: pd.DataFrame, kind: str) -> "AliasLinks":
+        """``alias -> (user_id, linked_at)`` for one kind of alias (one link per alias)."""
+        part = graph.loc[graph["kind"] == kind, ["alias", "user_id", "linked_at"]].drop_duplicates("alias")
+        index = pd.Index(part["alias"].to_numpy(dtype=object))
+        index.is_unique  # noqa: B018  (computed once here, cached on the index, not once per lookup)
+        times = epoch_ns(pd.to_datetime(part["linked_at"], utc=True))
+        return cls(index, part["user_id"].astype(str).to_numpy(dtype=object), times)
 
 
-def stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
+@dataclass(frozen=True)
+class GraphLinks:
+    """The identity graph prepared for :func:`stitch_times`: built once, used for every part of the
+    event store (preparing the whole graph per part cost more than the lookups themselves)."""
+
+    anonymous: AliasLinks
+    device: AliasLinks
+
+    @classmethod
+    def of(cls, graph: pd.DataFrame) -> "GraphLinks":
+        """The anonymous and device links of ``graph``."""
+        return cls(AliasLinks.of(graph, "anonymous"), AliasLinks.of(graph, "device"))
+
+
+def stitch_times(events: pd.DataFrame, graph: pd.DataFrame | GraphLinks) -> pd.Series:
     """Per event (resolved through ``graph``), when a later link attributed it to its user; NaT otherwise.
 
     Paths: anonymous id → user, device id → user, anonymous id → device (bridge) → user (the later of
@@ -34,23 +63,22 @@ def stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
     event is a few array gathers (tests/unit/test_stitch_times_coded.py: the same times as looking up
     every event's aliases as strings).
     """
-    graph = graph.assign(linked_at=pd.to_datetime(graph["linked_at"], utc=True),
-                         user_id=graph["user_id"].astype(str))
-    anon, device = _lookup(graph, "anonymous"), _lookup(graph, "device")
+    links = graph if isinstance(graph, GraphLinks) else GraphLinks.of(graph)
+    anon, device = links.anonymous, links.device
     u_code, u_distinct = pd.factorize(events["user_id"])  # missing: -1 (never equal to a linked user)
     if pd.api.types.infer_dtype(u_distinct, skipna=True) not in ("string", "empty"):  # compared as text
         u_code, u_distinct = pd.factorize(events["user_id"].astype("string"))
     user_index = pd.Index(np.asarray(u_distinct, dtype=object))
 
-    def linked(table: pd.DataFrame, aliases: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def linked(table: AliasLinks, aliases: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per alias: its link's user (str or NaN), that user's code among the events' users (-1: none)
         and the link time (ns, NaT when unlinked)."""
-        at = table.index.get_indexer(aliases) if len(table) else np.full(len(aliases), -1)
+        at = table.index.get_indexer(aliases) if len(table.index) else np.full(len(aliases), -1)
         found = at >= 0
         who = np.full(len(aliases), np.nan, dtype=object)
-        who[found] = table["user_id"].to_numpy(dtype=object)[at[found]]
+        who[found] = table.users[at[found]]
         when = np.full(len(aliases), NAT_NS, dtype=np.int64)
-        when[found] = epoch_ns(table["linked_at"])[at[found]]
+        when[found] = table.times[at[found]]
         code = np.full(len(aliases), -1, dtype=np.int64)
         code[found] = user_index.get_indexer(who[found])
         return who, code, when
@@ -89,9 +117,10 @@ def epoch_ns(values: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(values).as_unit("ns").asi8
 
 
-def with_stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.DataFrame:
+def with_stitch_times(events: pd.DataFrame, graph: pd.DataFrame | GraphLinks) -> pd.DataFrame:
     """``events`` with the :data:`STITCHED_AT` column. Only events carrying an anonymous or device id
-    can have been attributed by a link; the others get NaT without a lookup."""
+    can have been attributed by a link; the others get NaT without a lookup. ``graph``: the identity
+    graph, or :class:`GraphLinks` prepared once for several calls."""
     aliased = np.zeros(len(events), dtype=bool)
     for name in ("anonymous_id", "device_id"):
         if name in events:

@@ -11,7 +11,13 @@ import pytest
 
 from ingestion.identity import empty_graph, resolve, stitch
 from tests.model.test_identity_pit import raw_events
-from training.identity_pit import STITCHED_AT, _lookup, stitch_times, with_stitch_times
+from training.identity_pit import STITCHED_AT, GraphLinks, stitch_times, with_stitch_times
+
+
+def _lookup(graph: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """``alias -> (user_id, linked_at)`` for one kind of alias (one link per alias)."""
+    part = graph.loc[graph["kind"] == kind, ["alias", "user_id", "linked_at"]]
+    return part.drop_duplicates("alias").set_index("alias")
 
 
 def ref_stitch_times(events: pd.DataFrame, graph: pd.DataFrame) -> pd.Series:
@@ -91,3 +97,7 @@ def test_with_stitch_times_is_unchanged_around_it() -> None:
     aliased = events["anonymous_id"].notna() | events["device_id"].notna()
     want = ref_stitch_times(events.loc[aliased], graph).reindex(events.index)
     pd.testing.assert_series_equal(got, want.rename(STITCHED_AT), check_exact=True)
+    links = GraphLinks.of(graph)  # prepared once, as the training events are read part by part
+    step = len(events) // 4 + 1
+    parts = [with_stitch_times(events.iloc[i:i + step], links)[STITCHED_AT] for i in range(0, len(events), step)]
+    pd.testing.assert_series_equal(pd.concat(parts), got, check_exact=True)
