@@ -12,7 +12,7 @@ import pandas as pd
 from training.labels import Split
 from training.stacking import predict_frame
 from training.targets import TARGETS
-from training.train import (costliest_first, fit, fit_all, fit_workers, in_threads, predict_all, refit_all,
+from training.train import (costliest_first, evaluated_rows, fit, fit_all, fit_workers, in_threads, predict_all, refit_all,
                             split_frames)
 
 from .conftest import CATEGORIES, FAST, FEATURES, synthetic_set
@@ -75,6 +75,13 @@ def test_predictions_in_threads_equal_one_after_another() -> None:
     for k in offset:
         np.testing.assert_array_equal(chunked[k], offset[k])
     assert not np.array_equal(offset["spend"], alone["spend"])  # the offset did count
+    wanted = evaluated_rows(TARGETS, evaluation)  # the category model only where it is evaluated
+    labelled = np.flatnonzero((evaluation["label_category"] >= 0).to_numpy())
+    assert 0 < len(labelled) < len(evaluation) and np.array_equal(wanted["category"], labelled)
+    assert all(len(wanted[t.key]) == len(evaluation) for t in TARGETS if t.segment_input)
+    narrow = predict_all(boosters, TARGETS, x, evaluation, False, 2, wanted)
+    for k in alone:
+        np.testing.assert_array_equal(narrow[k], alone[k][wanted[k]])
 
 
 def test_jobs_run_on_worker_threads_and_come_back_in_order() -> None:
