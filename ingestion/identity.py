@@ -398,38 +398,74 @@ def stitch_users(cols: IdentityColumns, graph: pd.DataFrame, batch_id: str | np.
     return users, graph
 
 
-def related_rows(graph: pd.DataFrame, cols: IdentityColumns) -> pd.DataFrame:
-    """The rows of ``graph`` (sorted, one per alias) that stitching ``cols`` can read or change: the
-    aliases the events carry, and the devices their anonymous ids point at (bridges followed as
-    :func:`resolve_users` follows them); sorted as the graph is."""
+def related_mask(graph: pd.DataFrame, cols: IdentityColumns) -> np.ndarray:
+    """Which rows of ``graph`` (sorted, one per alias) stitching ``cols`` can read or change: the
+    aliases the events carry, and the devices they point at (bridges followed as :func:`resolve_users`
+    follows them)."""
+    wanted = np.zeros(len(graph), dtype=bool)
     if graph.empty:
-        return graph
+        return wanted
     kinds, aliases = graph["kind"], graph["alias"]
     by_kind = {kind: (kinds == kind).to_numpy() for kind in _ALIAS_FIELDS}
-    wanted = np.zeros(len(graph), dtype=bool)
     for kind in _ALIAS_FIELDS:
         values = pc.drop_null(pc.unique(cols.alias(kind))).to_numpy(zero_copy_only=False)
         wanted |= by_kind[kind] & aliases.isin(values).to_numpy()
-    for _ in range(3):  # visitor -> device -> user: the devices the wanted visitors point at
-        pointing = graph["user_id"].loc[wanted & by_kind["anonymous"]]
+    for _ in range(3):  # visitor -> device -> user: the devices the wanted rows point at (any kind)
+        pointing = graph["user_id"].loc[wanted]
         targets = pointing.loc[is_pointer(pointing)].str.removeprefix("device:")
         more = by_kind["device"] & ~wanted & aliases.isin(targets.to_numpy()).to_numpy()
         if not more.any():
             break
         wanted |= more
-    return graph.loc[wanted].reset_index(drop=True)
+    return wanted
+
+
+def related_rows(graph: pd.DataFrame, cols: IdentityColumns) -> pd.DataFrame:
+    """The rows of ``graph`` that :func:`related_mask` picks, sorted as the graph is."""
+    return graph.loc[related_mask(graph, cols)].reset_index(drop=True)
+
+
+def _splice(graph: pd.DataFrame, at: np.ndarray, sub: pd.DataFrame, grown: pd.DataFrame) -> pd.DataFrame | None:
+    """``graph`` with its rows at positions ``at`` (``sub``, in the graph's order) replaced by ``grown``
+    (``sub`` after stitching: sorted, one row per alias, every alias of ``sub`` kept) and grown's new
+    aliases inserted in order; the same graph as merging ``grown`` into ``graph`` (no other row can
+    change), without comparing or re-sorting what is already settled. None when ``grown`` is not such
+    a result (the caller merges)."""
+    located = _alias_positions(sub, grown)
+    if located is None:
+        return None
+    pos, found = located
+    if int(found.sum()) != len(sub):
+        return None
+    out = graph.loc[:, list(GRAPH_COLUMNS)].copy()
+    if found.any():
+        rows = at[pos[found]]
+        kept = grown.loc[found]
+        for i, col in enumerate(GRAPH_COLUMNS):
+            out.iloc[rows, i] = kept[col].array
+    added = grown.loc[~found, list(GRAPH_COLUMNS)]
+    if added.empty:
+        return out.reset_index(drop=True)
+    placed = _alias_positions(graph, added)
+    if placed is None or placed[1].any():  # a new alias the graph already has: not a subgraph's result
+        return None
+    # graph row i sorts at 2i+1, a new alias inserted before graph row p at 2p (new rows are sorted already)
+    order = np.argsort(np.concatenate([2 * np.arange(len(out)) + 1, 2 * placed[0]]), kind="stable")
+    return pd.concat([out, added], ignore_index=True).iloc[order].reset_index(drop=True)
 
 
 def stitch_group(cols: IdentityColumns, graph: pd.DataFrame, batch_id: str | np.ndarray, links: pd.DataFrame,
                  among: np.ndarray | None = None) -> tuple[pa.Array, pd.DataFrame, pd.DataFrame]:
     """:func:`stitch_users` and :func:`conflicts_from` on the rows of ``graph`` the events relate to,
-    merged back into the whole graph once; returns (users, graph, new conflicts). The same result as on
+    spliced back into the whole graph once; returns (users, graph, new conflicts). The same result as on
     the whole graph (no other row can be read or change), without rebuilding lookups over a graph of
     millions of aliases several times per group."""
-    sub = related_rows(graph, cols)
+    wanted = related_mask(graph, cols)
+    sub = graph.loc[wanted].reset_index(drop=True)
     users, grown = stitch_users(cols, sub, batch_id, links=links, among=among)
     new = conflicts_from(grown, links, previous=sub)
-    return users, merge_links(graph, grown), new
+    spliced = _splice(graph, np.flatnonzero(wanted), sub, grown) if not graph.empty else None
+    return users, spliced if spliced is not None else merge_links(graph, grown), new
 
 
 def stitch(events: pd.DataFrame, graph: pd.DataFrame, batch_id: str = "", rounds: int = 3,
