@@ -168,13 +168,15 @@ def _lines_to_parse(text: str, roles: dict[str, str], personal: dict[str, str]) 
 def _scrub_json_line(line: str, roles: dict[str, str], settings: Settings, personal: dict[str, str],
                      memo: dict[tuple[str, str], str]) -> str | None:
     """One JSON line with its numeric ids tokenised and personal properties hashed or dropped; None when
-    nothing changes (or it is not one object: the reader rejects it, and its strings were tokenised)."""
+    nothing changes. A line that is not one JSON object (the reader rejects it) keeps its bytes but the
+    value after each personal key (:func:`redact_personal`); its strings were tokenised already."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError:
-        return None
-    if not isinstance(row, dict):
-        return None
+        row = None
+    if not isinstance(row, dict):  # the reader rejects it and the quarantine keeps its text: not its values
+        redacted = redact_personal(line, personal)
+        return redacted if redacted != line else None
     changed = False
     for name, role in roles.items():
         value = row.get(name)
@@ -216,6 +218,24 @@ def _tokenise_json_strings(text: str, roles: dict[str, str], settings: Settings,
         return f'{m.group(1)}{_scrub_field(value, roles[m.group(2)], settings, personal, memo)}"'
 
     return pattern.sub(one, text)
+
+
+REDACTED = "[personal value removed]"
+"""What stands in an unreadable line for the value of a personal key."""
+
+
+def redact_personal(text: str, personal: dict[str, str]) -> str:
+    """``text`` that no JSON parser reads (a truncated or spliced line) with the value after each personal
+    key (any case) replaced by :data:`REDACTED`: a string (closed or cut off), a flat object, or anything up
+    to the next ``,``, ``}`` or ``]``. The line stays unreadable, so the reader still rejects it with its
+    reason, and the quarantine keeps no personal value of it. (A key spelled with escapes cannot be told
+    in text that does not parse.)"""
+    if not personal:
+        return text
+    keys = "|".join(re.escape(k) for k in sorted(personal, key=len, reverse=True))
+    pattern = re.compile(rf'("(?:{keys})"\s*:\s*)(?:"(?:[^"\\\n]|\\.)*"?|\{{[^{{}}\n]*\}}?|[^,}}\]\n]*)',
+                         re.IGNORECASE)
+    return pattern.sub(lambda m: f'{m.group(1)}"{REDACTED}"', text)
 
 
 def _personal(settings: Settings) -> dict[str, str]:

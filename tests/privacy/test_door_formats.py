@@ -196,7 +196,33 @@ def test_json_lines_door_parses_only_what_can_change_and_equals_parsing_every_li
     from base.pseudonym import token
 
     assert json.loads(out[8])["anon"] == token('x"y\\z', settings.hash_salt, "anonymous")  # escapes decoded
-    assert out[5] == rows[5]  # not one object: the reader rejects it (no personal value in it reaches a store)
+    assert out[5] == rows[5].replace('"Name":"x"', '"Name":"[personal value removed]"')  # not one object: kept
+    # for the reader to reject, without the personal value (the quarantine keeps the line's text)
+
+
+def test_an_unreadable_json_line_is_rejected_without_its_personal_values(settings: Settings, tmp_path: Path) -> None:
+    """A truncated or spliced JSON line cannot be parsed, so its properties cannot be scrubbed key by key:
+    the door replaces the value after each personal key; the reader still rejects the line, naming it, and
+    the rejected text (what the quarantine keeps) holds no personal value."""
+    from ingestion.readers import read_channel_file
+
+    cfg = _channel("jsonl")
+    good = json.dumps({"id": "e1", "customer": "u1", "ts": "2026-07-01T10:00:00+00:00", "props": _props(1)})
+    cut = json.dumps({"id": "e2", "customer": "u2", "ts": "2026-07-01T11:00:00+00:00",
+                      "props": {"plan": "gold", "Name": NAME, "address": {"street": "Doorway 1"}, "nested": {"ip": "10.1.2.3"}}})
+    spliced = cut[:-40] + json.dumps({"id": "e3", "customer": "u3", "ts": "2026-07-01T12:00:00+00:00",
+                                      "props": {"NAME": NAME}})  # a truncated line spliced into the next
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join([good, cut[:-12], spliced, good.replace('"e1"', '"e4"')]) + "\n")
+    assert scrub_file(path, cfg, settings, frozenset())[0]
+    text = path.read_text()
+    assert NAME not in text and "Doorway" not in text and "Quinn" not in text
+    assert text.count("[personal value removed]") >= 3
+    batch = read_channel_file(path, cfg)
+    assert batch.error is None and batch.table.num_rows == 2  # the two readable lines
+    assert sorted(r[0] for r in batch.rejects) == [2, 3]  # the two unreadable ones, by line
+    assert all(NAME not in r[2] and "Doorway" not in r[2] for r in batch.rejects)
+    assert scrub_file(path, cfg, settings, frozenset()) == (False, 0)  # scrubbing again changes nothing
 
 
 @pytest.mark.parametrize("delimiter", [",", ";"])
