@@ -420,11 +420,6 @@ def related_mask(graph: pd.DataFrame, cols: IdentityColumns) -> np.ndarray:
     return wanted
 
 
-def related_rows(graph: pd.DataFrame, cols: IdentityColumns) -> pd.DataFrame:
-    """The rows of ``graph`` that :func:`related_mask` picks, sorted as the graph is."""
-    return graph.loc[related_mask(graph, cols)].reset_index(drop=True)
-
-
 def _splice(graph: pd.DataFrame, at: np.ndarray, sub: pd.DataFrame, grown: pd.DataFrame) -> pd.DataFrame | None:
     """``graph`` with its rows at positions ``at`` (``sub``, in the graph's order) replaced by ``grown``
     (``sub`` after stitching: sorted, one row per alias, every alias of ``sub`` kept) and grown's new

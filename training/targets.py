@@ -116,9 +116,14 @@ class Target:
         return {**self.objective, "num_class": len(categories)} if self.objective["objective"] == "multiclass" \
             else dict(self.objective)
 
+    def evaluated(self, frame: pd.DataFrame) -> np.ndarray:
+        """Which rows of ``frame`` this target learns from and is evaluated on (labelled ones only when
+        ``labelled_only``)."""
+        return (frame[self.label] >= 0).to_numpy() if self.labelled_only else np.ones(len(frame), dtype=bool)
+
     def rows(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The rows this target learns from and is evaluated on."""
-        return frame.loc[frame[self.label] >= 0] if self.labelled_only else frame
+        """The rows this target learns from and is evaluated on (:meth:`evaluated`)."""
+        return frame.loc[self.evaluated(frame)] if self.labelled_only else frame
 
     def finish(self, raw: np.ndarray) -> np.ndarray:
         """Model output as served: amounts are not negative, probabilities lie in [0, 1]."""

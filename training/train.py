@@ -260,16 +260,19 @@ def costliest_first(targets: Sequence[Target], categories: Sequence[str] = ()) -
 
 
 def fit_all(targets: Sequence[Target], train: pd.DataFrame, dataset: pd.DataFrame, split: Split,
-            features: list[str], cfg: TrainingConfig,
-            categories: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+            features: list[str], cfg: TrainingConfig, categories: Sequence[str] = (),
+            refit_rows: pd.DataFrame | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The evaluated fit of every target and, with ``cfg.refit_on_newest``, its served refit (same
     parameters and rounds, every labelled cutoff: :func:`refit_all`). Each target's pair is one job and
     the jobs run :func:`fit_workers` at a time in threads, the costliest first; every fit uses
     ``num_threads`` LightGBM threads and its own data, so the models are the same bit for bit whatever
-    the number of workers (tests/model/test_parallel_fits.py). Returns (boosters, refits) by target key."""
+    the number of workers (tests/model/test_parallel_fits.py). ``refit_rows``: the refit's rows
+    (:func:`training.refit.refit_frame`) when the caller has them. Returns (boosters, refits) by target key."""
     from training.refit import refit_frame
 
-    rows = refit_frame(dataset, split, cfg.sample_share) if cfg.refit_on_newest else None
+    rows = refit_rows
+    if rows is None and cfg.refit_on_newest:
+        rows = refit_frame(dataset, split, cfg.sample_share)
 
     def job(t: Target) -> Callable[[], tuple[Any, Any]]:
         def run() -> tuple[Any, Any]:
@@ -308,8 +311,7 @@ def evaluated_rows(targets: Sequence[Target], evaluation: pd.DataFrame) -> dict[
     when segment rules may read its prediction (a category model on every user cost four times the spend
     and churn models together at 1M users, for rows nothing reads)."""
     every = np.arange(len(evaluation))
-    return {t.key: every if t.segment_input or not t.labelled_only
-            else np.flatnonzero((evaluation[t.label] >= 0).to_numpy()) for t in targets}
+    return {t.key: every if t.segment_input else np.flatnonzero(t.evaluated(evaluation)) for t in targets}
 
 
 def refit_all(boosters: dict[str, Any], dataset: pd.DataFrame, split: Split, features: list[str],
@@ -331,12 +333,11 @@ def refit(t: Target, booster: Any, rows: pd.DataFrame, features: list[str], cfg:
     return fit(t, rows, features, cfg, categories, rounds=rounds_of(booster))
 
 
-def refit_record(dataset: pd.DataFrame, split: Split, t: Target, share: float = 1.0) -> dict[str, Any]:
-    """What the run records about the refit beside the evaluated fit (``share``: ``training.sample_share``)."""
-    from training.refit import refit_frame
-
+def refit_record(refit_rows: pd.DataFrame, split: Split, t: Target) -> dict[str, Any]:
+    """What the run records about the refit (on ``refit_rows``: :func:`training.refit.refit_frame`) beside
+    the evaluated fit."""
     cutoffs = sorted({*split.train, *split.refit, split.evaluation})
-    return {"metrics": {"rows_refit": len(t.rows(refit_frame(dataset, split, share)))},
+    return {"metrics": {"rows_refit": len(t.rows(refit_rows))},
             "tags": {"persona.refit_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in cutoffs),
                      "persona.refit_newest_label_cutoff": f"{split.evaluation:%Y-%m-%d}"}}
 
@@ -428,13 +429,15 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
     categories = list(categories)
     targets, skipped = choose_targets(cfg, train, evaluation, categories)  # before any time is spent
     summary = TrainSummary(skipped=skipped, split=split, horizon_days=cfg.horizon_days)
+    from training.refit import refit_frame
     from training.search import search_step
 
     cfg, searched = search_step(train, features, cfg, ml, targets,
                                 lambda t, c: lgb_params(t, c, categories))
     with step(progress, "train + register models", total=2 * len(targets)) as advance:
         t0 = time.perf_counter()
-        boosters, refits = fit_all(targets, train, dataset, split, features, cfg, categories)
+        refit_rows = refit_frame(dataset, split, cfg.sample_share) if cfg.refit_on_newest else None
+        boosters, refits = fit_all(targets, train, dataset, split, features, cfg, categories, refit_rows)
         calibrated = calibration_step(boosters, refits, train, features, cfg, categories)
         summary.seconds_fit = time.perf_counter() - t0
         advance(len(targets))
@@ -447,13 +450,13 @@ def train_all(dataset: pd.DataFrame, features: list[str], split: Split, cfg: Tra
                                        if rules else "all")
         t0 = time.perf_counter()
         for t in targets:
-            mask = (evaluation[t.label] >= 0).to_numpy() if t.labelled_only else np.ones(len(evaluation), bool)
+            mask = t.evaluated(evaluation)
             rows, pred = evaluation.loc[mask], full[t.key][mask[wanted[t.key]]]
             ev = evaluate(t, pred, rows, t.baselines(train, rows, cfg.horizon_days, categories),
                           min_rows=ml.gate.min_segment_rows)
             ref = log_model(t, boosters[t.key], ev, pred, train, evaluation, features, split, cfg, ml,
                             lineage or {}, categories, served=refits.get(t.key),
-                            extra=merge_extra(refit_record(dataset, split, t, cfg.sample_share) if t.key in refits else {},
+                            extra=merge_extra(refit_record(refit_rows, split, t) if refit_rows is not None and t.key in refits else {},
                                               calibrated.get(t.key, {}), stacked, searched.get(t.key, {})))
             alias, reasons = settle(ml, t.key, ref, check) if gate else ("", ())
             summary.models.append(TrainedModel(t.key, ref, ev.metrics, len(t.rows(train)), len(rows),
